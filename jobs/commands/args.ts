@@ -1,0 +1,46 @@
+// Command-line parsing shared by the commands: strict (an unknown flag is an error, exit 2), with
+// the common run flags every job understands.
+import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
+import { ConfigError } from "../../shared/config/errors.ts";
+
+export const COMMON_FLAGS = {
+  config: { type: "string" },
+  "dry-run": { type: "boolean", default: false },
+  now: { type: "string" },
+  table: { type: "string", multiple: true },
+  json: { type: "boolean", default: false },
+  verbose: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+export const COMMON_HELP = `Common options:
+  --config PATH      policy file (or env TELEMETRY_JOBS_CONFIG=PATH / TELEMETRY_JOBS_CONFIG_JSON='{...}')
+  --dry-run          print the plan and change nothing
+  --now ISO          plan as if it were this instant (UTC), e.g. 2026-11-21T00:00:00Z
+  --table NAME       only this table (repeatable); default: every table in the policy
+  --json             JSON log lines (the default when stdout is not a terminal)
+  --verbose          debug logging
+  -h, --help         this help
+
+Database (environment):
+  DATABASE_URL=postgres://user@host:5432/db
+  or INSTANCE_CONNECTION_NAME=project:region:instance DB_USER=... DB_NAME=...
+     [DB_IP_TYPE=PRIVATE|PUBLIC|PSC] [DB_AUTH=IAM|PASSWORD] [DB_PASSWORD=... with PASSWORD]
+
+Exit codes: 0 done or skipped (another run holds the lock), 1 failed, 2 bad configuration or usage.`;
+
+export function parseCommandArgs<O extends ParseArgsOptionsConfig>(
+  command: string,
+  argv: readonly string[],
+  options: O,
+  allowPositionals = false,
+) {
+  try {
+    return parseArgs({ args: [...argv], options, strict: true, allowPositionals });
+  } catch (cause) {
+    throw new ConfigError(
+      `${command}: ${(cause as Error).message}. See \`telemetry-jobs ${command} --help\`.`,
+      { cause },
+    );
+  }
+}

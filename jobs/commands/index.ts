@@ -1,0 +1,34 @@
+// The command table shared by the telemetry-jobs CLI and the per-job entrypoints.
+import { migrate } from "./migrate.ts";
+import { partitionManager } from "./partition-manager.ts";
+import { status } from "./status.ts";
+import { EXIT_USAGE, type MainContext } from "../process.ts";
+
+type Command = (argv: readonly string[], ctx: MainContext) => Promise<number>;
+
+export const COMMANDS: Record<string, { run: Command; summary: string }> = {
+  "partition-manager": {
+    run: partitionManager,
+    summary: "create partitions ahead of time, fill gaps, rescue DEFAULT rows",
+  },
+  migrate: { run: migrate, summary: "schema migrations: up | down | status" },
+  status: { run: status, summary: "health of every managed table (OK / WARN / CRIT); exit 1 on CRIT" },
+};
+
+export const USAGE = `Usage: telemetry-jobs <command> [options]
+
+Commands:
+${Object.entries(COMMANDS)
+  .map(([name, c]) => `  ${name.padEnd(18)} ${c.summary}`)
+  .join("\n")}
+
+Run \`telemetry-jobs <command> --help\` for a command's options.`;
+
+export async function runCommand(name: string, argv: readonly string[], ctx: MainContext): Promise<number> {
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`telemetry-jobs: unknown command "${name}"\n\n${USAGE}\n`);
+    return EXIT_USAGE;
+  }
+  return await command.run(argv, ctx);
+}

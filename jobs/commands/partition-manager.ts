@@ -1,0 +1,42 @@
+import { managePartitions } from "../../shared/partitions/manage.ts";
+import { runJob } from "../../shared/run/runner.ts";
+import type { MainContext } from "../process.ts";
+import { COMMON_FLAGS, COMMON_HELP, parseCommandArgs } from "./args.ts";
+import { buildConfig, openDatabase } from "./environment.ts";
+
+export const HELP = `Usage: telemetry-jobs partition-manager [options]
+
+Keeps every configured table's RANGE partitions ahead of the clock: the current interval through
+\`premake\` intervals ahead, whether or not data arrives; fills gaps between children; moves rows that
+landed in the DEFAULT partition into the partition that now covers them. Children are built as
+standalone tables and ATTACHed (SHARE UPDATE EXCLUSIVE on the parent), every DDL under lock_timeout
+with retries, so ingestion is never blocked for longer than lock_timeout.
+
+${COMMON_HELP}`;
+
+export async function partitionManager(
+  argv: readonly string[],
+  { signal, log }: MainContext,
+): Promise<number> {
+  const { values } = parseCommandArgs("partition-manager", argv, COMMON_FLAGS);
+  if (values.help) {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  const config = buildConfig(values, process.env);
+  const database = await openDatabase(config, "partition-manager", log);
+  try {
+    const result = await runJob({
+      job: "partition-manager",
+      config,
+      db: database.db,
+      log,
+      signal,
+      processTable: (ctx) =>
+        managePartitions(database.db, ctx, { now: config.options.now, dryRun: config.options.dryRun }),
+    });
+    return result.exitCode;
+  } finally {
+    await database.close();
+  }
+}

@@ -1,0 +1,76 @@
+import { parseQualifiedName } from "../../shared/config/identifiers.ts";
+import { inspectTable, readCatalog } from "../../shared/partitions/catalog.ts";
+import { assessHealth, type TableHealth } from "../../shared/partitions/health.ts";
+import { selectedPolicies } from "../../shared/run/runner.ts";
+import type { MainContext } from "../process.ts";
+import { COMMON_FLAGS, COMMON_HELP, parseCommandArgs } from "./args.ts";
+import { buildConfig, openDatabase } from "./environment.ts";
+
+export const HELP = `Usage: telemetry-jobs status [options]
+
+Per managed table: partitions, covered range, future buffer, rows in DEFAULT, missing intervals,
+and a verdict OK / WARN / CRIT with reasons. Exits 1 when any table is CRIT, so it can run as a
+scheduled check. Changes nothing.
+
+${COMMON_HELP}`;
+
+export async function status(argv: readonly string[], { log }: MainContext): Promise<number> {
+  const { values } = parseCommandArgs("status", argv, COMMON_FLAGS);
+  if (values.help) {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  const config = buildConfig(values, process.env);
+  const database = await openDatabase(config, "status", log);
+  try {
+    const reports: TableHealth[] = [];
+    for (const policy of selectedPolicies(config)) {
+      const table = parseQualifiedName(policy.table)!;
+      const inspected = await inspectTable(database.db, table, policy.timeColumn);
+      if (!inspected.ok) {
+        reports.push(unmanageable(policy.table, inspected.problem.message));
+        continue;
+      }
+      const catalog = await readCatalog(database.db, table, policy.timeColumn, policy.interval);
+      reports.push(assessHealth(policy, catalog, config.options.now));
+    }
+    process.stdout.write(
+      values.json
+        ? `${JSON.stringify({ now: config.options.now, tables: reports }, null, 2)}\n`
+        : renderText(reports),
+    );
+    return reports.some((r) => r.verdict === "CRIT") ? 1 : 0;
+  } finally {
+    await database.close();
+  }
+}
+
+function unmanageable(table: string, reason: string): TableHealth {
+  return {
+    table,
+    verdict: "CRIT",
+    reasons: [`CRIT: ${reason}`],
+    partitions: 0,
+    coveredFrom: null,
+    coveredTo: null,
+    futureBufferIntervals: 0,
+    defaultRows: 0,
+    missingIntervals: 0,
+    totalBytes: 0,
+    totalRowsEstimate: 0,
+  };
+}
+
+function renderText(reports: TableHealth[]): string {
+  const lines: string[] = [];
+  for (const r of reports) {
+    lines.push(`${r.verdict.padEnd(4)} ${r.table}`);
+    lines.push(
+      `     partitions ${r.partitions}, covered ${r.coveredFrom ?? "-"} .. ${r.coveredTo ?? "-"}, ` +
+        `future buffer ${r.futureBufferIntervals}, rows in DEFAULT ${r.defaultRows}, missing ${r.missingIntervals}, ` +
+        `~${r.totalRowsEstimate} rows, ${(r.totalBytes / 1048576).toFixed(1)} MiB`,
+    );
+    for (const reason of r.reasons) lines.push(`     ${reason}`);
+  }
+  return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,10 @@
+// Migrations are listed here, not read from a folder: a bundled job has no folder to read.
+// Append only; never rename or edit a migration that has shipped.
+import type { Migration } from "kysely/migration";
+import * as m0001 from "./0001_bookkeeping.ts";
+import * as m0002 from "./0002_telemetry_schema.ts";
+
+export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
+  "0001_bookkeeping": m0001,
+  "0002_telemetry_schema": m0002,
+});

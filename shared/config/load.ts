@@ -1,0 +1,116 @@
+// Builds the one frozen Config a job runs with: database settings from the environment, the policy
+// file from exactly one source (--config, TELEMETRY_JOBS_CONFIG, TELEMETRY_JOBS_CONFIG_JSON) and the
+// run options from the command line. Everything is checked here, before any connection is made.
+import { readFileSync } from "node:fs";
+import { type DatabaseSettings, parseDatabaseEnv } from "./database.ts";
+import { ConfigError } from "./errors.ts";
+import { formatIssues } from "./format.ts";
+import { parseQualifiedName } from "./identifiers.ts";
+import { type PolicyFile, PolicyFileSchema, type TablePolicy } from "./policy.ts";
+
+export interface RunOptions {
+  readonly dryRun: boolean;
+  readonly now: Date;
+  /** Restrict the run to these tables (qualified names); undefined = every table in the policy. */
+  readonly tables: readonly string[] | undefined;
+  readonly json: boolean;
+}
+
+export interface Config {
+  readonly database: DatabaseSettings;
+  readonly policies: readonly TablePolicy[];
+  readonly options: RunOptions;
+}
+
+export interface PolicySource {
+  configPath?: string | undefined;
+  env: NodeJS.ProcessEnv;
+}
+
+export function loadPolicyFile({ configPath, env }: PolicySource): PolicyFile {
+  const sources = [
+    configPath !== undefined ? "--config" : undefined,
+    env.TELEMETRY_JOBS_CONFIG ? "TELEMETRY_JOBS_CONFIG" : undefined,
+    env.TELEMETRY_JOBS_CONFIG_JSON ? "TELEMETRY_JOBS_CONFIG_JSON" : undefined,
+  ].filter((s) => s !== undefined);
+  if (sources.length === 0) {
+    throw new ConfigError(
+      "no policy file: pass --config PATH, or set TELEMETRY_JOBS_CONFIG (a path) or TELEMETRY_JOBS_CONFIG_JSON (inline JSON)",
+    );
+  }
+  if (sources.length > 1) {
+    throw new ConfigError(`policy given more than once (${sources.join(" and ")}): keep exactly one source`);
+  }
+  let text: string;
+  let origin: string;
+  if (env.TELEMETRY_JOBS_CONFIG_JSON) {
+    text = env.TELEMETRY_JOBS_CONFIG_JSON;
+    origin = "TELEMETRY_JOBS_CONFIG_JSON";
+  } else {
+    const path = (configPath ?? env.TELEMETRY_JOBS_CONFIG)!;
+    origin = path;
+    try {
+      text = readFileSync(path, "utf8");
+    } catch (cause) {
+      throw new ConfigError(`cannot read policy file ${path}: ${(cause as Error).message}`, { cause });
+    }
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new ConfigError(`policy in ${origin} is not valid JSON: ${(cause as Error).message}`, { cause });
+  }
+  const parsed = PolicyFileSchema.safeParse(json);
+  if (!parsed.success) {
+    throw new ConfigError(`invalid policy in ${origin}:\n${formatIssues(parsed.error)}`);
+  }
+  return parsed.data;
+}
+
+export function loadDatabaseSettings(env: NodeJS.ProcessEnv): DatabaseSettings {
+  const parsed = parseDatabaseEnv(env);
+  if (!parsed.success) throw new ConfigError(`invalid database settings:\n${formatIssues(parsed.error)}`);
+  return parsed.data;
+}
+
+/** `--now` must name its time zone: a bare local time would make boundaries depend on the machine. */
+export function parseNow(value: string | undefined, clock: () => Date = () => new Date()): Date {
+  if (value === undefined) return clock();
+  if (!/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$/.test(value)) {
+    throw new ConfigError(`--now ${value}: use an ISO-8601 instant such as 2026-11-21T00:00:00Z`);
+  }
+  const withZone = /T.*(Z|[+-]\d{2}:?\d{2})$/.test(value)
+    ? value
+    : value.includes("T")
+      ? `${value}Z`
+      : `${value}T00:00:00Z`;
+  const date = new Date(withZone);
+  if (Number.isNaN(date.getTime())) throw new ConfigError(`--now ${value}: not a valid date`);
+  return date;
+}
+
+export function selectTables(
+  policies: readonly TablePolicy[],
+  requested: readonly string[] | undefined,
+): string[] | undefined {
+  if (!requested || requested.length === 0) return undefined;
+  return requested.map((raw) => {
+    const q = parseQualifiedName(raw);
+    const name = q ? `${q.schema}.${q.name}` : raw;
+    if (!q || !policies.some((p) => p.table === name)) {
+      throw new ConfigError(
+        `--table ${raw}: not in the policy file (configured: ${policies.map((p) => p.table).join(", ")})`,
+      );
+    }
+    return name;
+  });
+}
+
+export function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object" && !Object.isFrozen(value) && !(value instanceof Date)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

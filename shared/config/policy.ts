@@ -1,0 +1,112 @@
+// The policy file: one entry per managed table. Later features (retention, rollups) add optional
+// blocks to TablePolicy; unknown keys are rejected so a typo never silently does nothing.
+import { z } from "zod";
+import { defaultNamingTemplate, partitionName, requiredPlaceholders } from "../partitions/naming.ts";
+import { INTERVALS } from "../partitions/time.ts";
+import { IDENTIFIER_PATTERN, isIdentifier, parseQualifiedName } from "./identifiers.ts";
+
+const identifier = z
+  .string()
+  .regex(IDENTIFIER_PATTERN, "must be a lower-case PostgreSQL identifier matching ^[a-z_][a-z0-9_]{0,62}$");
+
+const qualifiedTable = z
+  .string()
+  .refine((v) => parseQualifiedName(v) !== undefined, {
+    message:
+      'must be "table" or "schema.table", each part a lower-case identifier (letters, digits, _); quotes, dots and semicolons are not allowed',
+  })
+  .transform((v) => {
+    const q = parseQualifiedName(v)!;
+    return `${q.schema}.${q.name}`;
+  });
+
+export const TablePolicySchema = z
+  .object({
+    table: qualifiedTable.describe(
+      'Partitioned table to manage, "schema.table" (schema defaults to public).',
+    ),
+    timeColumn: identifier.describe("Partition key column: timestamptz, or timestamp (treated as UTC)."),
+    interval: z.enum(INTERVALS).default("monthly").describe("Width of one partition, in UTC."),
+    premake: z
+      .number()
+      .int()
+      .min(0)
+      .max(1000)
+      .default(3)
+      .describe("Partitions kept ready beyond the current one, whether or not data arrives."),
+    naming: z
+      .string()
+      .optional()
+      .describe(
+        "Child name template: {table} {YYYY} {MM} {DD} {HH} {Q} {IYYY} {WW}. Default per interval, e.g. {table}_p{YYYY}{MM}.",
+      ),
+    defaultPartition: z
+      .boolean()
+      .default(true)
+      .describe(
+        "Keep a DEFAULT partition (created if missing) so out-of-range rows are stored, not rejected.",
+      ),
+    lockTimeoutMs: z
+      .number()
+      .int()
+      .min(10)
+      .max(60_000)
+      .default(2_000)
+      .describe("lock_timeout for each DDL attempt: the longest ingestion can queue behind us."),
+    retryBudgetMs: z
+      .number()
+      .int()
+      .min(0)
+      .max(3_600_000)
+      .default(60_000)
+      .describe("Total time to keep retrying a DDL that cannot get its lock, with backoff and jitter."),
+  })
+  .strict()
+  .superRefine((policy, ctx) => {
+    if (policy.naming === undefined) return;
+    const missing = requiredPlaceholders(policy.interval).filter((p) => !policy.naming!.includes(p));
+    if (missing.length > 0) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["naming"],
+        message: `a ${policy.interval} template needs ${missing.join(", ")} so that every partition gets its own name`,
+      });
+      return;
+    }
+    const sample = partitionName(
+      policy.naming,
+      "x".repeat(tableName(policy.table).length),
+      new Date(Date.UTC(2026, 11, 31, 23)),
+    );
+    if (!isIdentifier(sample)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["naming"],
+        message: `renders names like "${sample}", which is not a lower-case identifier of at most 63 characters`,
+      });
+    }
+  })
+  .transform((policy) => ({ ...policy, naming: policy.naming ?? defaultNamingTemplate(policy.interval) }));
+
+export const PolicyFileSchema = z
+  .object({
+    $schema: z.string().optional(),
+    tables: z.array(TablePolicySchema).min(1, "list at least one table"),
+  })
+  .strict()
+  .superRefine((file, ctx) => {
+    const seen = new Set<string>();
+    file.tables.forEach((t, i) => {
+      if (seen.has(t.table)) {
+        ctx.addIssue({ code: "custom", path: ["tables", i, "table"], message: `${t.table} is listed twice` });
+      }
+      seen.add(t.table);
+    });
+  });
+
+export type TablePolicy = z.output<typeof TablePolicySchema>;
+export type PolicyFile = z.output<typeof PolicyFileSchema>;
+
+function tableName(qualified: string): string {
+  return qualified.split(".").pop()!;
+}

@@ -1,0 +1,66 @@
+// One Kysely<DB> per process, over a pg Pool that reaches PostgreSQL either by URL or through the
+// Cloud SQL connector (IAM database authentication needs no password: the connector injects a
+// short-lived OAuth token). Every session runs with TimeZone=UTC, so timestamps without a zone
+// and date_trunc() mean UTC, and with application_name telemetry-jobs/<job> for pg_stat_activity.
+import { AuthTypes, Connector, IpAddressTypes } from "@google-cloud/cloud-sql-connector";
+import { Kysely, PostgresDialect } from "kysely";
+import pg from "pg";
+import type { DatabaseSettings } from "../config/database.ts";
+import "./pg-types.ts";
+import type { DB } from "./schema.ts";
+
+export interface Database {
+  readonly db: Kysely<DB>;
+  /** Destroys the pool and closes the connector. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+export interface ConnectOptions {
+  job: string;
+  poolSize?: number;
+}
+
+export function sessionOptions(job: string): { application_name: string; options: string } {
+  return { application_name: `telemetry-jobs/${job}`.slice(0, 63), options: "-c TimeZone=UTC" };
+}
+
+export async function connectDatabase(settings: DatabaseSettings, opts: ConnectOptions): Promise<Database> {
+  const session = sessionOptions(opts.job);
+  const max = opts.poolSize ?? 4;
+  let connector: Connector | undefined;
+  let pool: pg.Pool;
+  if (settings.kind === "url") {
+    pool = new pg.Pool({ connectionString: settings.url, max, ...session });
+  } else {
+    connector = new Connector();
+    const clientOpts = await connector.getOptions({
+      instanceConnectionName: settings.instanceConnectionName,
+      ipType: IpAddressTypes[settings.ipType],
+      authType: settings.authType === "IAM" ? AuthTypes.IAM : AuthTypes.PASSWORD,
+    });
+    pool = new pg.Pool({
+      ...clientOpts,
+      user: settings.user,
+      database: settings.database,
+      ...(settings.password ? { password: settings.password } : {}),
+      max,
+      ...session,
+    });
+  }
+  // An idle client that errors (server restart, network) must not crash the process.
+  pool.on("error", () => {});
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
+  let closed = false;
+  return {
+    db,
+    async close() {
+      if (closed) return;
+      closed = true;
+      try {
+        await db.destroy();
+      } finally {
+        connector?.close();
+      }
+    },
+  };
+}

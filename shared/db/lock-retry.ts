@@ -1,0 +1,91 @@
+// Every DDL runs in its own short transaction under SET LOCAL lock_timeout, and is retried with
+// exponential backoff and full jitter while a total time budget lasts. A DDL that waits for a lock
+// makes every later lock request on that table queue behind it; lock_timeout caps how long
+// ingestion can be held up by our waiting, and the budget caps how long the job keeps trying.
+import { type Kysely, sql, type Transaction } from "kysely";
+import { isRetryableLockError, sqlState } from "./sqlstate.ts";
+
+export interface LockRetryOptions {
+  lockTimeoutMs: number;
+  budgetMs: number;
+  /** What the transaction is for, used in messages ("attach public.t_p202611"). */
+  what: string;
+  /** Relation whose lock holders are named when the budget runs out. */
+  contended?: string;
+  onRetry?: (info: { attempt: number; waitMs: number; error: unknown }) => void;
+  signal?: AbortSignal;
+  /** For tests: a deterministic random source. */
+  random?: () => number;
+}
+
+export const BACKOFF_BASE_MS = 100;
+export const BACKOFF_CAP_MS = 5_000;
+
+export class LockBudgetExceededError extends Error {
+  override readonly name = "LockBudgetExceededError";
+}
+
+/** Full-jitter exponential backoff: uniform in [0, min(cap, base * 2^attempt)). */
+export function backoffMs(attempt: number, random: () => number = Math.random): number {
+  return Math.floor(random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt));
+}
+
+export async function withLockRetry<DB, T>(
+  db: Kysely<DB>,
+  options: LockRetryOptions,
+  work: (trx: Transaction<DB>) => Promise<T>,
+): Promise<{ result: T; attempts: number }> {
+  const started = Date.now();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const result = await db.transaction().execute(async (trx) => {
+        await sql`SELECT set_config('lock_timeout', ${`${options.lockTimeoutMs}ms`}, true)`.execute(trx);
+        return await work(trx);
+      });
+      return { result, attempts: attempt };
+    } catch (error) {
+      if (!isRetryableLockError(error)) throw error;
+      const waitMs = backoffMs(attempt, options.random);
+      const elapsed = Date.now() - started;
+      if (elapsed + waitMs + options.lockTimeoutMs > options.budgetMs || options.signal?.aborted) {
+        const holders = options.contended ? await describeLockHolders(db, options.contended) : "";
+        throw new LockBudgetExceededError(
+          `${options.what}: gave up after ${attempt} attempts in ${Math.round(elapsed / 1000)} s ` +
+            `(lock_timeout ${options.lockTimeoutMs} ms, retry budget ${options.budgetMs} ms; last error ${sqlState(error)}: ` +
+            `${(error as Error).message}). Another session holds a conflicting lock${holders ? `: ${holders}` : ""}. ` +
+            "Nothing was left half-done; the next run retries. If this repeats, find the long transaction " +
+            "(pg_stat_activity) or raise retryBudgetMs.",
+          { cause: error },
+        );
+      }
+      options.onRetry?.({ attempt, waitMs, error });
+      await new Promise((r) => setTimeout(r, waitMs));
+    }
+  }
+}
+
+/** "pid 123 (idle in transaction for 41 s, AccessExclusiveLock): LOCK TABLE ..." for each holder. */
+export async function describeLockHolders(db: Kysely<any>, relation: string): Promise<string> {
+  try {
+    const r = await sql<{
+      pid: number;
+      mode: string;
+      state: string | null;
+      seconds: number | null;
+      query: string | null;
+    }>`
+      SELECT l.pid, l.mode, a.state,
+             extract(epoch FROM clock_timestamp() - a.xact_start)::int AS seconds,
+             left(a.query, 120) AS query
+        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+       WHERE l.granted AND l.pid <> pg_backend_pid()
+         AND l.relation IN (SELECT ${relation}::regclass UNION ALL
+                            SELECT inhrelid FROM pg_inherits WHERE inhparent = ${relation}::regclass)
+       ORDER BY a.xact_start NULLS LAST LIMIT 5`.execute(db);
+    return r.rows
+      .map((h) => `pid ${h.pid} (${h.state ?? "?"} for ${h.seconds ?? "?"} s, ${h.mode}): ${h.query ?? ""}`)
+      .join("; ");
+  } catch {
+    return "";
+  }
+}

@@ -1,0 +1,107 @@
+// Structured logging. On Cloud Run, stdout lines that are JSON with `severity` and `message` become
+// structured log entries; @google-cloud/logging's LogSync writes exactly that format (and adds the
+// `logging.googleapis.com/labels` field that log-based metrics and alerts filter on). On a terminal
+// we print readable lines instead.
+
+import type { Writable } from "node:stream";
+import { Entry } from "@google-cloud/logging";
+
+export type Severity = "DEBUG" | "INFO" | "NOTICE" | "WARNING" | "ERROR" | "CRITICAL";
+export type LogFields = Record<string, unknown>;
+
+export interface Logger {
+  debug(message: string, fields?: LogFields): void;
+  info(message: string, fields?: LogFields): void;
+  notice(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  error(message: string, fields?: LogFields): void;
+  /** A logger whose records carry these extra fields (e.g. the table being worked on). */
+  child(fields: LogFields): Logger;
+}
+
+export interface LoggerOptions {
+  job: string;
+  /** JSON lines (Cloud Logging) or readable text; default: JSON unless stdout is a terminal. */
+  format?: "json" | "text";
+  out?: Writable;
+  env?: NodeJS.ProcessEnv;
+  verbose?: boolean;
+}
+
+/** Labels that tie a record to a Cloud Run job execution (set by Cloud Run in every task). */
+export function cloudRunLabels(job: string, env: NodeJS.ProcessEnv): Record<string, string> {
+  const labels: Record<string, string> = { job };
+  const map: Record<string, string | undefined> = {
+    execution: env.CLOUD_RUN_EXECUTION,
+    task_index: env.CLOUD_RUN_TASK_INDEX,
+    task_attempt: env.CLOUD_RUN_TASK_ATTEMPT,
+  };
+  for (const [k, v] of Object.entries(map)) if (v !== undefined && v !== "") labels[k] = v;
+  return labels;
+}
+
+export function createLogger(options: LoggerOptions): Logger {
+  const out = options.out ?? process.stdout;
+  const env = options.env ?? process.env;
+  const format = options.format ?? ((out as { isTTY?: boolean }).isTTY ? "text" : "json");
+  const labels = cloudRunLabels(options.job, env);
+  const write = format === "json" ? jsonWriter(out, labels, env) : textWriter(out, options.job);
+  const make = (bound: LogFields): Logger => {
+    const at = (severity: Severity) => (message: string, fields?: LogFields) => {
+      if (severity === "DEBUG" && !options.verbose) return;
+      write(severity, message, { ...bound, ...fields });
+    };
+    return {
+      debug: at("DEBUG"),
+      info: at("INFO"),
+      notice: at("NOTICE"),
+      warn: at("WARNING"),
+      error: at("ERROR"),
+      child: (fields) => make({ ...bound, ...fields }),
+    };
+  };
+  return make({});
+}
+
+type Writer = (severity: Severity, message: string, fields: LogFields) => void;
+
+function jsonWriter(out: Writable, labels: Record<string, string>, env: NodeJS.ProcessEnv): Writer {
+  const projectId = env.GOOGLE_CLOUD_PROJECT ?? env.GCLOUD_PROJECT ?? "unknown-project";
+  const logName = `projects/${projectId}/logs/telemetry-jobs`;
+  return (severity, message, fields) => {
+    // This is what LogSync.write does for each entry (Entry.toStructuredJSON, one JSON line on the
+    // transport), minus two things we must avoid in a batch job: `new Logging()` starts a gRPC
+    // client that probes the GCE metadata server (a warning and a delay off Google Cloud), and
+    // LogSync emits a one-off "diagnostic" record with no severity or message.
+    const entry = new Entry({ severity, labels }, { ...toJsonSafe(fields), message });
+    const structured = entry.toStructuredJSON(projectId, false) as Record<string, unknown>;
+    out.write(`${JSON.stringify({ ...structured, logName })}\n`);
+  };
+}
+
+function textWriter(out: Writable, job: string): Writer {
+  return (severity, message, fields) => {
+    const time = new Date().toISOString().slice(11, 19);
+    const extras = Object.entries(fields)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(toJsonSafe(v))}`)
+      .join(" ");
+    out.write(`${time} ${severity.padEnd(7)} [${job}] ${message}${extras ? `  ${extras}` : ""}\n`);
+  };
+}
+
+/** Dates as ISO strings, bigints as numbers or strings, errors as {name, message, code}. */
+export function toJsonSafe(value: unknown): any {
+  if (value instanceof Date) return value.toISOString();
+  if (typeof value === "bigint")
+    return Number.isSafeInteger(Number(value)) ? Number(value) : value.toString();
+  if (value instanceof Error) {
+    const code = (value as { code?: unknown }).code;
+    return { name: value.name, message: value.message, ...(code !== undefined ? { code } : {}) };
+  }
+  if (Array.isArray(value)) return value.map(toJsonSafe);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toJsonSafe(v)]));
+  }
+  return value;
+}

@@ -1,0 +1,210 @@
+// The partition executor: carries out one planned action against PostgreSQL.
+//
+// A child is built as a standalone table (LIKE the parent: columns, defaults, CHECK and NOT NULL
+// constraints, indexes), given a CHECK constraint equal to its bound, and then ATTACHed, which takes
+// only SHARE UPDATE EXCLUSIVE on the parent, so inserts and selects go on. (CREATE TABLE ...
+// PARTITION OF would take ACCESS EXCLUSIVE on the parent.) The valid CHECK lets ATTACH skip the
+// scan of the child. Rows of the new range that sit in DEFAULT are moved in the same transaction as
+// the ATTACH, so they are never invisible and the ATTACH never fails on them (SQLSTATE 23514).
+//
+// Every step is idempotent: a run killed at any point leaves either nothing, or a standalone table
+// carrying our bound constraint, which the next run recognises and finishes.
+import { type Kysely, sql, type Transaction } from "kysely";
+import type { TablePolicy } from "../config/policy.ts";
+import { withLockRetry } from "../db/lock-retry.ts";
+import type { Logger } from "../log/logger.ts";
+import { pauseAtFaultPoint } from "../run/fault-points.ts";
+import { boundLiteral } from "./bounds.ts";
+import type { TableCatalog } from "./catalog.ts";
+import type { PartitionAction } from "./plan.ts";
+
+/** Name of the CHECK constraint that marks a standalone table as our partition-to-be. */
+export const BOUND_CONSTRAINT = "telemetry_jobs_bound";
+const DEFAULT_MARKER = "telemetry-jobs: DEFAULT partition";
+
+export interface ApplyContext {
+  db: Kysely<any>;
+  policy: TablePolicy;
+  catalog: TableCatalog;
+  log: Logger;
+  signal?: AbortSignal;
+}
+
+export interface ActionOutcome {
+  /** Rows moved out of DEFAULT into the new child. */
+  rows: number;
+  attempts: number;
+  /** True when the object already existed in its final state (a concurrent or earlier run made it). */
+  alreadyDone: boolean;
+}
+
+export async function applyPartitionAction(
+  ctx: ApplyContext,
+  action: PartitionAction,
+): Promise<ActionOutcome> {
+  switch (action.kind) {
+    case "create_partition":
+      return await createPartition(ctx, action);
+    case "create_default_partition":
+      return await createDefaultPartition(ctx, action.partition);
+  }
+}
+
+interface RelationState {
+  exists: boolean;
+  isPartition: boolean;
+  hasBoundConstraint: boolean;
+  boundConstraintDef: string | null;
+  comment: string | null;
+}
+
+async function relationState(db: Kysely<any>, schema: string, name: string): Promise<RelationState> {
+  const r = await sql<{ relispartition: boolean; def: string | null; comment: string | null }>`
+    SELECT c.relispartition,
+           (SELECT pg_get_constraintdef(k.oid) FROM pg_constraint k
+             WHERE k.conrelid = c.oid AND k.conname = ${BOUND_CONSTRAINT}) AS def,
+           obj_description(c.oid, 'pg_class') AS comment
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = ${schema} AND c.relname = ${name}`.execute(db);
+  const row = r.rows[0];
+  if (!row)
+    return {
+      exists: false,
+      isPartition: false,
+      hasBoundConstraint: false,
+      boundConstraintDef: null,
+      comment: null,
+    };
+  return {
+    exists: true,
+    isPartition: row.relispartition,
+    hasBoundConstraint: row.def !== null,
+    boundConstraintDef: row.def,
+    comment: row.comment,
+  };
+}
+
+function likeParent(parent: string) {
+  // Not INCLUDING IDENTITY: the child must share the parent's sequence, not get its own.
+  return sql`(LIKE ${sql.table(parent)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES
+    INCLUDING STORAGE INCLUDING COMMENTS INCLUDING GENERATED INCLUDING STATISTICS)`;
+}
+
+async function createPartition(
+  ctx: ApplyContext,
+  action: Extract<PartitionAction, { kind: "create_partition" }>,
+): Promise<ActionOutcome> {
+  const { db, policy, catalog, log } = ctx;
+  const schema = catalog.table.schema;
+  const parent = `${schema}.${catalog.table.name}`;
+  const child = `${schema}.${action.partition}`;
+  const col = sql.ref(catalog.keyColumn);
+  const from = sql.lit(boundLiteral(action.from, catalog.keyType));
+  const to = sql.lit(boundLiteral(action.to, catalog.keyType));
+  const retry = {
+    lockTimeoutMs: policy.lockTimeoutMs,
+    budgetMs: policy.retryBudgetMs,
+    contended: parent,
+    ...(ctx.signal ? { signal: ctx.signal } : {}),
+    onRetry: ({ attempt, waitMs, error }: { attempt: number; waitMs: number; error: unknown }) =>
+      log.warn("lock not available, retrying", { partition: action.partition, attempt, waitMs, error }),
+  };
+
+  const before = await relationState(db, schema, action.partition);
+  if (before.isPartition) return { rows: 0, attempts: 0, alreadyDone: true };
+  if (before.exists && !before.hasBoundConstraint) {
+    throw new Error(
+      `${child} already exists as a plain table that telemetry-jobs did not create (no ${BOUND_CONSTRAINT} constraint); ` +
+        "rename or drop it, or change the naming template. Nothing was changed.",
+    );
+  }
+
+  // Step 1: the standalone table and its bound constraint, atomically: after a crash, either
+  // nothing exists or a table that carries our constraint does.
+  let attempts = 0;
+  if (!before.exists) {
+    const made = await withLockRetry(db, { ...retry, what: `create ${child}` }, async (trx) => {
+      await sql`CREATE TABLE ${sql.table(child)} ${likeParent(parent)}`.execute(trx);
+      await sql`ALTER TABLE ${sql.table(child)} ADD CONSTRAINT ${sql.id(BOUND_CONSTRAINT)}
+        CHECK (${col} IS NOT NULL AND ${col} >= ${from} AND ${col} < ${to})`.execute(trx);
+    });
+    attempts += made.attempts;
+    log.debug("standalone table created", { partition: action.partition });
+  } else {
+    log.info("resuming an interrupted creation: standalone table already exists", {
+      partition: action.partition,
+    });
+  }
+  await pauseAtFaultPoint("after-create-table", log);
+
+  // Step 2: move DEFAULT's rows of this range and attach, in one transaction.
+  const attached = await withLockRetry(db, { ...retry, what: `attach ${child}` }, async (trx) => {
+    await sql`LOCK TABLE ${sql.table(parent)} IN SHARE UPDATE EXCLUSIVE MODE`.execute(trx);
+    const moved = catalog.defaultPartition ? await moveFromDefault(trx, ctx, child, from, to) : 0;
+    await pauseAtFaultPoint("after-move-rows", log);
+    await sql`ALTER TABLE ${sql.table(parent)} ATTACH PARTITION ${sql.table(child)}
+      FOR VALUES FROM (${from}) TO (${to})`.execute(trx);
+    return moved;
+  });
+  attempts += attached.attempts;
+  return { rows: attached.result, attempts, alreadyDone: false };
+}
+
+/**
+ * Moves the DEFAULT partition's rows of [from, to) into `child`. Takes ACCESS EXCLUSIVE on DEFAULT
+ * first (the ATTACH takes it anyway), so no row of that range can arrive in DEFAULT between the
+ * move and the ATTACH. DELETE ... RETURNING feeds the INSERT: each row is moved exactly once.
+ */
+async function moveFromDefault(
+  trx: Transaction<any>,
+  ctx: ApplyContext,
+  child: string,
+  from: ReturnType<typeof sql.lit>,
+  to: ReturnType<typeof sql.lit>,
+): Promise<number> {
+  const def = ctx.catalog.defaultPartition!;
+  const defaultRel = sql.table(`${def.schema}.${def.name}`);
+  const col = sql.ref(ctx.catalog.keyColumn);
+  const cols = sql.join(ctx.catalog.columns.map((c) => sql.ref(c)));
+  await sql`LOCK TABLE ${defaultRel} IN ACCESS EXCLUSIVE MODE`.execute(trx);
+  const r = await sql`
+    WITH moved AS (
+      DELETE FROM ${defaultRel} WHERE ${col} >= ${from} AND ${col} < ${to} RETURNING ${cols}
+    )
+    INSERT INTO ${sql.table(child)} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM moved`.execute(trx);
+  const rows = Number(r.numAffectedRows ?? 0n);
+  if (rows > 0) ctx.log.info("moved rows out of the DEFAULT partition", { partition: child, rows });
+  return rows;
+}
+
+async function createDefaultPartition(ctx: ApplyContext, name: string): Promise<ActionOutcome> {
+  const { db, policy, catalog, log } = ctx;
+  const schema = catalog.table.schema;
+  const parent = `${schema}.${catalog.table.name}`;
+  const rel = `${schema}.${name}`;
+  const before = await relationState(db, schema, name);
+  if (before.isPartition) return { rows: 0, attempts: 0, alreadyDone: true };
+  if (before.exists && before.comment !== DEFAULT_MARKER) {
+    throw new Error(
+      `${rel} already exists and was not created by telemetry-jobs; rename it or turn defaultPartition off`,
+    );
+  }
+  const { attempts } = await withLockRetry(
+    db,
+    {
+      lockTimeoutMs: policy.lockTimeoutMs,
+      budgetMs: policy.retryBudgetMs,
+      what: `create DEFAULT partition ${rel}`,
+      contended: parent,
+      onRetry: (i) => log.warn("lock not available, retrying", { partition: name, ...i }),
+    },
+    async (trx) => {
+      if (!before.exists) {
+        await sql`CREATE TABLE ${sql.table(rel)} ${likeParent(parent)}`.execute(trx);
+        await sql`COMMENT ON TABLE ${sql.table(rel)} IS ${sql.lit(DEFAULT_MARKER)}`.execute(trx);
+      }
+      await sql`ALTER TABLE ${sql.table(parent)} ATTACH PARTITION ${sql.table(rel)} DEFAULT`.execute(trx);
+    },
+  );
+  return { rows: 0, attempts, alreadyDone: false };
+}

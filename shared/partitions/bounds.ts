@@ -1,0 +1,48 @@
+// Parsing partition bounds as PostgreSQL prints them (pg_get_expr(relpartbound)). Our sessions run
+// with TimeZone=UTC, so timestamptz bounds come back as '2026-11-01 00:00:00+00'; timestamp
+// bounds have no offset and are read as UTC.
+
+export type BoundValue = Date | "MINVALUE" | "MAXVALUE";
+
+export type PartitionBound =
+  | { readonly kind: "default" }
+  | { readonly kind: "range"; readonly from: BoundValue; readonly to: BoundValue }
+  | { readonly kind: "unsupported"; readonly text: string };
+
+const RANGE = /^FOR VALUES FROM \((.+)\) TO \((.+)\)$/;
+const LITERAL =
+  /^'(\d{4})-(\d{2})-(\d{2})(?: (\d{2}):(\d{2}):(\d{2})(\.\d+)?)?([+-]\d{2}(?::?\d{2})?)?'(?:::[a-z ]+)?$/;
+
+export function parsePartitionBound(text: string): PartitionBound {
+  if (text === "DEFAULT") return { kind: "default" };
+  const m = RANGE.exec(text);
+  if (!m) return { kind: "unsupported", text };
+  const from = parseBoundValue(m[1]!);
+  const to = parseBoundValue(m[2]!);
+  if (from === undefined || to === undefined) return { kind: "unsupported", text };
+  return { kind: "range", from, to };
+}
+
+function parseBoundValue(raw: string): BoundValue | undefined {
+  const v = raw.trim();
+  if (v === "MINVALUE" || v === "MAXVALUE") return v;
+  const m = LITERAL.exec(v);
+  if (!m) return undefined;
+  const [, y, mo, d, h = "00", mi = "00", s = "00", frac = "", offset] = m;
+  let zone = "Z";
+  if (offset)
+    zone =
+      offset.length === 3
+        ? `${offset}:00`
+        : offset.includes(":")
+          ? offset
+          : `${offset.slice(0, 3)}:${offset.slice(3)}`;
+  const date = new Date(`${y}-${mo}-${d}T${h}:${mi}:${s}${frac}${zone}`);
+  return Number.isNaN(date.getTime()) ? undefined : date;
+}
+
+/** A bound literal for DDL: always with an explicit UTC offset for timestamptz, none for timestamp. */
+export function boundLiteral(instant: Date, keyType: "timestamptz" | "timestamp"): string {
+  const iso = instant.toISOString().replace("T", " ").replace("Z", "");
+  return keyType === "timestamptz" ? `${iso}+00` : iso;
+}

@@ -1,0 +1,66 @@
+// Partition names from a template. A name is only a label: planning and retention read the real
+// bounds from the catalog, never from names.
+import { isoWeek, type PartitionInterval } from "./time.ts";
+
+/** Placeholders a naming template may use. */
+export const NAMING_PLACEHOLDERS = [
+  "{table}",
+  "{YYYY}",
+  "{MM}",
+  "{DD}",
+  "{HH}",
+  "{Q}",
+  "{WW}",
+  "{IYYY}",
+] as const;
+
+const pad = (n: number, width = 2) => String(n).padStart(width, "0");
+
+/** Placeholders a template needs so that each interval gets a distinct name. */
+export function requiredPlaceholders(interval: PartitionInterval): string[] {
+  switch (interval) {
+    case "hourly":
+      return ["{YYYY}", "{MM}", "{DD}", "{HH}"];
+    case "daily":
+      return ["{YYYY}", "{MM}", "{DD}"];
+    case "weekly":
+      return ["{IYYY}", "{WW}"];
+    case "monthly":
+      return ["{YYYY}", "{MM}"];
+    case "quarterly":
+      return ["{YYYY}", "{Q}"];
+    case "yearly":
+      return ["{YYYY}"];
+  }
+}
+
+export function defaultNamingTemplate(interval: PartitionInterval): string {
+  switch (interval) {
+    case "hourly":
+      return "{table}_p{YYYY}{MM}{DD}{HH}";
+    case "daily":
+      return "{table}_p{YYYY}{MM}{DD}";
+    case "weekly":
+      return "{table}_p{IYYY}w{WW}";
+    case "monthly":
+      return "{table}_p{YYYY}{MM}";
+    case "quarterly":
+      return "{table}_p{YYYY}q{Q}";
+    case "yearly":
+      return "{table}_p{YYYY}";
+  }
+}
+
+/** Renders the child name for the interval starting at `start` (UTC). */
+export function partitionName(template: string, table: string, start: Date): string {
+  const week = isoWeek(start);
+  return template
+    .replaceAll("{table}", table)
+    .replaceAll("{YYYY}", String(start.getUTCFullYear()))
+    .replaceAll("{MM}", pad(start.getUTCMonth() + 1))
+    .replaceAll("{DD}", pad(start.getUTCDate()))
+    .replaceAll("{HH}", pad(start.getUTCHours()))
+    .replaceAll("{Q}", String(Math.floor(start.getUTCMonth() / 3) + 1))
+    .replaceAll("{IYYY}", String(week.year))
+    .replaceAll("{WW}", pad(week.week));
+}

@@ -1,0 +1,223 @@
+// The partition planner: a pure function of (policy, catalog snapshot, now). No database, no clock.
+// It decides which children must exist (the current interval through `premake` ahead, holes between
+// children, and intervals whose rows sit in the DEFAULT partition) and reports what it will not touch.
+import type { TablePolicy } from "../config/policy.ts";
+import type { BoundValue } from "./bounds.ts";
+import type { ChildPartition, TableCatalog } from "./catalog.ts";
+import { partitionName } from "./naming.ts";
+import { addIntervals, floorToInterval } from "./time.ts";
+
+export type CreateReason = "premake" | "gap" | "rescue";
+
+export type PartitionAction =
+  | { readonly kind: "create_default_partition"; readonly table: string; readonly partition: string }
+  | {
+      readonly kind: "create_partition";
+      readonly table: string;
+      readonly partition: string;
+      readonly from: Date;
+      readonly to: Date;
+      readonly reason: CreateReason;
+      /** Rows of this range currently in DEFAULT, moved into the new child as part of its attach. */
+      readonly defaultRows: number;
+    };
+
+export type FindingCode =
+  | "misaligned_child"
+  | "unsupported_bound"
+  | "range_conflict"
+  | "name_conflict"
+  | "default_rows_beyond_horizon"
+  | "default_null_keys"
+  | "detach_pending"
+  | "gap_span_too_large";
+
+export interface Finding {
+  readonly severity: "info" | "warn" | "crit";
+  readonly code: FindingCode;
+  readonly message: string;
+  readonly partition?: string;
+}
+
+export interface PartitionPlan {
+  readonly table: string;
+  readonly actions: readonly PartitionAction[];
+  readonly findings: readonly Finding[];
+}
+
+/** Gap filling walks interval by interval; beyond this many it reports instead (hourly over decades). */
+export const MAX_GAP_SCAN_INTERVALS = 20_000;
+
+interface Range {
+  from: number;
+  to: number;
+}
+
+function boundMs(v: BoundValue, side: "from" | "to"): number {
+  if (v === "MINVALUE") return Number.NEGATIVE_INFINITY;
+  if (v === "MAXVALUE") return Number.POSITIVE_INFINITY;
+  void side;
+  return v.getTime();
+}
+
+function childRange(c: ChildPartition): Range | undefined {
+  if (c.bound.kind !== "range") return undefined;
+  return { from: boundMs(c.bound.from, "from"), to: boundMs(c.bound.to, "to") };
+}
+
+export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: Date): PartitionPlan {
+  const table = policy.table;
+  const findings: Finding[] = [];
+  const actions: PartitionAction[] = [];
+  const { interval } = policy;
+
+  const ranged: { child: ChildPartition; range: Range }[] = [];
+  for (const child of catalog.children) {
+    if (child.detachPending) {
+      findings.push({
+        severity: "warn",
+        code: "detach_pending",
+        partition: child.name,
+        message: `${child.name} has an interrupted DETACH CONCURRENTLY; finish it with ALTER TABLE ${table} DETACH PARTITION ${child.schema}.${child.name} FINALIZE (retention does this)`,
+      });
+    }
+    const range = childRange(child);
+    if (!range) {
+      findings.push({
+        severity: "warn",
+        code: "unsupported_bound",
+        partition: child.name,
+        message: `${child.name} has a bound this tool does not interpret (${child.boundText}); left untouched`,
+      });
+      continue;
+    }
+    ranged.push({ child, range });
+    const aligned =
+      Number.isFinite(range.from) &&
+      Number.isFinite(range.to) &&
+      floorToInterval(new Date(range.from), interval).getTime() === range.from &&
+      addIntervals(new Date(range.from), interval, 1).getTime() === range.to;
+    if (!aligned) {
+      findings.push({
+        severity: "warn",
+        code: "misaligned_child",
+        partition: child.name,
+        message: `${child.name} (${child.boundText}) is not one ${interval} interval; left untouched, and nothing is created over its range`,
+      });
+    }
+  }
+
+  const current = floorToInterval(now, interval);
+  const horizon = addIntervals(current, interval, policy.premake); // start of the last premade interval
+  const wanted = new Map<number, CreateReason>();
+  for (let i = 0; i <= policy.premake; i++)
+    wanted.set(addIntervals(current, interval, i).getTime(), "premake");
+
+  const defaultRowsAt = new Map<number, number>();
+  let beyondHorizon = 0;
+  for (const bucket of catalog.defaultBuckets) {
+    const start = floorToInterval(bucket.start, interval).getTime();
+    defaultRowsAt.set(start, (defaultRowsAt.get(start) ?? 0) + bucket.rows);
+    if (start > horizon.getTime()) beyondHorizon += bucket.rows;
+    else if (!wanted.has(start)) wanted.set(start, "rescue");
+  }
+  if (beyondHorizon > 0) {
+    findings.push({
+      severity: "warn",
+      code: "default_rows_beyond_horizon",
+      message: `${beyondHorizon} rows in the DEFAULT partition are dated after ${addIntervals(horizon, interval, 1).toISOString()} (beyond premake; device clock skew?); they stay there until their interval is premade`,
+    });
+  }
+  if (catalog.defaultNullKeyRows > 0) {
+    findings.push({
+      severity: "warn",
+      code: "default_null_keys",
+      message: `${catalog.defaultNullKeyRows} rows in the DEFAULT partition have a NULL ${policy.timeColumn}; no range partition can hold them`,
+    });
+  }
+
+  // Holes between the oldest and newest aligned intervals we know of are filled, so that every
+  // range in between has a real partition (and nothing new lands in DEFAULT).
+  const alignedStarts = ranged
+    .filter(({ range }) => Number.isFinite(range.from) && Number.isFinite(range.to))
+    .map(({ range }) => floorToInterval(new Date(range.from), interval).getTime());
+  const allStarts = [...alignedStarts, ...wanted.keys()];
+  const lowest = Math.min(...allStarts);
+  const highest = Math.max(...allStarts);
+  let scanned = 0;
+  for (let t = lowest; t <= highest; t = addIntervals(new Date(t), interval, 1).getTime()) {
+    if (++scanned > MAX_GAP_SCAN_INTERVALS) {
+      findings.push({
+        severity: "warn",
+        code: "gap_span_too_large",
+        message: `the partitions span more than ${MAX_GAP_SCAN_INTERVALS} ${interval} intervals; gaps were not checked`,
+      });
+      break;
+    }
+    if (!wanted.has(t)) wanted.set(t, "gap");
+  }
+
+  const takenNames = new Map(catalog.children.map((c) => [c.name, c]));
+  const starts = [...wanted.keys()].sort((a, b) => a - b);
+  for (const start of starts) {
+    const from = new Date(start);
+    const to = addIntervals(from, interval, 1);
+    const overlapping = ranged.filter(({ range }) => range.from < to.getTime() && range.to > start);
+    if (overlapping.some(({ range }) => range.from === start && range.to === to.getTime())) continue; // exists
+    const reason = wanted.get(start)!;
+    const name = partitionName(policy.naming, catalog.table.name, from);
+    if (overlapping.length > 0) {
+      if (reason !== "gap" || defaultRowsAt.has(start)) {
+        findings.push({
+          severity: "warn",
+          code: "range_conflict",
+          partition: name,
+          message: `cannot create ${name} [${from.toISOString()}, ${to.toISOString()}): it overlaps ${overlapping.map((o) => o.child.name).join(", ")}`,
+        });
+      }
+      continue;
+    }
+    const holder = takenNames.get(name);
+    if (holder) {
+      findings.push({
+        severity: "warn",
+        code: "name_conflict",
+        partition: name,
+        message: `cannot create [${from.toISOString()}, ${to.toISOString()}) as ${name}: that name is taken by a partition with ${holder.boundText}`,
+      });
+      continue;
+    }
+    actions.push({
+      kind: "create_partition",
+      table,
+      partition: name,
+      from,
+      to,
+      reason,
+      defaultRows: defaultRowsAt.get(start) ?? 0,
+    });
+  }
+
+  // The interval that receives today's rows comes first, then the future, then history.
+  const currentMs = current.getTime();
+  actions.sort((a, b) => rank(a, currentMs) - rank(b, currentMs));
+
+  if (policy.defaultPartition && !catalog.defaultPartition) {
+    actions.push({
+      kind: "create_default_partition",
+      table,
+      partition: defaultPartitionName(catalog.table.name),
+    });
+  }
+  return { table, actions, findings };
+}
+
+function rank(a: PartitionAction, currentMs: number): number {
+  if (a.kind !== "create_partition") return Number.MAX_SAFE_INTEGER;
+  const t = a.from.getTime();
+  return t >= currentMs ? t - currentMs : Number.MAX_SAFE_INTEGER / 2 + (currentMs - t);
+}
+
+export function defaultPartitionName(table: string): string {
+  return `${table.slice(0, 55)}_default`;
+}

@@ -1,0 +1,155 @@
+// The common job runner. Every job is: validate the policies against the database (exit 2 before
+// changing anything), open an audit row, then for each table, under an advisory lock for
+// (job, table), do the table's work in isolation: one table's failure never undoes or stops
+// another's. SIGTERM stops between actions. Ends with one summary record.
+import { hostname } from "node:os";
+import type { Kysely } from "kysely";
+import { ConfigError } from "../config/errors.ts";
+import { parseQualifiedName } from "../config/identifiers.ts";
+import type { Config } from "../config/load.ts";
+import type { TablePolicy } from "../config/policy.ts";
+import type { DB } from "../db/schema.ts";
+import type { Logger } from "../log/logger.ts";
+import { inspectTable } from "../partitions/catalog.ts";
+import { withAdvisoryLock } from "./advisory-lock.ts";
+import { type AuditAction, bookkeepingReady, finishRun, recordAction, startRun } from "./audit.ts";
+
+export type TableStatus = "ok" | "skipped" | "failed" | "interrupted";
+
+export interface TableReport {
+  status: "ok" | "failed" | "interrupted";
+  actions: Record<string, number>;
+  health?: Record<string, unknown>;
+  error?: string;
+}
+
+export interface TableContext {
+  readonly policy: TablePolicy;
+  readonly log: Logger;
+  readonly signal: AbortSignal;
+  /** Writes an audit row (no-op in dry runs). */
+  record(action: Omit<AuditAction, "table">): Promise<void>;
+}
+
+export interface JobSpec {
+  job: string;
+  config: Config;
+  db: Kysely<DB>;
+  log: Logger;
+  signal: AbortSignal;
+  processTable(ctx: TableContext): Promise<TableReport>;
+}
+
+export interface RunResult {
+  status: "ok" | "skipped" | "failed" | "interrupted";
+  exitCode: 0 | 1;
+  tables: Record<string, TableStatus>;
+  summary: Record<string, unknown>;
+}
+
+/** Checks every selected policy against the catalog; throws ConfigError naming each bad field. */
+export async function validatePolicies(db: Kysely<any>, config: Config): Promise<TablePolicy[]> {
+  const selected = selectedPolicies(config);
+  const problems: string[] = [];
+  for (const policy of selected) {
+    const index = config.policies.indexOf(policy);
+    const inspected = await inspectTable(db, parseQualifiedName(policy.table)!, policy.timeColumn);
+    if (!inspected.ok)
+      problems.push(`  - tables[${index}].${inspected.problem.field}: ${inspected.problem.message}`);
+  }
+  if (problems.length > 0) {
+    throw new ConfigError(
+      `policy does not match the database (nothing was changed):\n${problems.join("\n")}`,
+    );
+  }
+  return selected;
+}
+
+export function selectedPolicies(config: Config): TablePolicy[] {
+  const wanted = config.options.tables;
+  return config.policies.filter((p) => !wanted || wanted.includes(p.table));
+}
+
+export async function runJob(spec: JobSpec): Promise<RunResult> {
+  const { job, config, db, log, signal } = spec;
+  const started = Date.now();
+  const dryRun = config.options.dryRun;
+  if (!(await bookkeepingReady(db))) {
+    throw new ConfigError(
+      "the telemetry_jobs bookkeeping schema is missing: run `telemetry-jobs migrate up` first",
+    );
+  }
+  const policies = await validatePolicies(db, config);
+  const runId = dryRun
+    ? undefined
+    : await startRun(db, {
+        job,
+        logicalNow: config.options.now,
+        args: { dryRun, tables: config.options.tables ?? null },
+        execution: process.env.CLOUD_RUN_EXECUTION,
+        host: hostname(),
+      });
+  log.info(dryRun ? "dry run: planning only, nothing will change" : "run started", {
+    runId,
+    now: config.options.now,
+    tables: policies.map((p) => p.table),
+  });
+
+  const tables: Record<string, TableStatus> = {};
+  const actionCounts: Record<string, number> = {};
+  const health: Record<string, unknown> = {};
+  for (const policy of policies) {
+    const tlog = log.child({ table: policy.table });
+    if (signal.aborted) {
+      tables[policy.table] = "interrupted";
+      continue;
+    }
+    const ctx: TableContext = {
+      policy,
+      log: tlog,
+      signal,
+      record: async (action) => {
+        if (runId) await recordAction(db, runId, { ...action, table: policy.table });
+      },
+    };
+    try {
+      const locked = await withAdvisoryLock(db, job, policy.table, () => spec.processTable(ctx));
+      if (!locked.acquired) {
+        tlog.notice("another run holds the lock for this job and table; skipping it", { job });
+        tables[policy.table] = "skipped";
+        continue;
+      }
+      const report = locked.value;
+      tables[policy.table] = report.status;
+      for (const [k, n] of Object.entries(report.actions)) actionCounts[k] = (actionCounts[k] ?? 0) + n;
+      if (report.health) health[policy.table] = report.health;
+      if (report.error) tlog.error("table failed", { error: report.error });
+    } catch (error) {
+      tables[policy.table] = "failed";
+      tlog.error("table failed", { error: (error as Error).message });
+    }
+  }
+
+  const statuses = Object.values(tables);
+  const status: RunResult["status"] = statuses.includes("failed")
+    ? "failed"
+    : statuses.includes("interrupted") || signal.aborted
+      ? "interrupted"
+      : statuses.length > 0 && statuses.every((s) => s === "skipped")
+        ? "skipped"
+        : "ok";
+  const summary = {
+    event: "run_summary",
+    job,
+    status,
+    dryRun,
+    durationMs: Date.now() - started,
+    tables,
+    actions: actionCounts,
+    health,
+  };
+  if (runId) await finishRun(db, runId, status, summary);
+  const severity = status === "failed" ? "error" : status === "interrupted" ? "warn" : "notice";
+  log[severity](`${job} ${status}`, summary);
+  return { status, exitCode: status === "ok" || status === "skipped" ? 0 : 1, tables, summary };
+}
