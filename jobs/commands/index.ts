@@ -1,8 +1,9 @@
 // The command table shared by the telemetry-jobs CLI and the per-job entrypoints.
+
+import { EXIT_USAGE, type MainContext } from "../process.ts";
 import { migrate } from "./migrate.ts";
 import { partitionManager } from "./partition-manager.ts";
 import { status } from "./status.ts";
-import { EXIT_USAGE, type MainContext } from "../process.ts";
 
 type Command = (argv: readonly string[], ctx: MainContext) => Promise<number>;
 

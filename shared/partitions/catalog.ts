@@ -107,7 +107,7 @@ export async function inspectTable(
       },
     };
   }
-  if (!row.key_columns || row.key_columns.length !== 1 || row.key_columns[0] !== timeColumn) {
+  if (row.key_columns?.length !== 1 || row.key_columns[0] !== timeColumn) {
     return {
       ok: false,
       problem: {

@@ -1,0 +1,146 @@
+// Runs jobs the way production does, against a test database: in-process through the same runner
+// (fast, and the logs are captured as parsed JSON records), or as a real child process of the CLI
+// (for exit codes, signals and SIGKILL).
+import { type ChildProcess, spawn } from "node:child_process";
+import { Writable } from "node:stream";
+import type { Kysely } from "kysely";
+import { type Config, deepFreeze } from "../../shared/config/load.ts";
+import { PolicyFileSchema } from "../../shared/config/policy.ts";
+import type { DB } from "../../shared/db/schema.ts";
+import { createLogger } from "../../shared/log/logger.ts";
+import { managePartitions } from "../../shared/partitions/manage.ts";
+import { type RunResult, runJob } from "../../shared/run/runner.ts";
+
+export type LogRecord = Record<string, any> & { severity: string; message: string };
+
+export function captureLogger(job: string) {
+  const records: LogRecord[] = [];
+  const out = new Writable({
+    write(chunk, _enc, done) {
+      for (const line of chunk.toString().split("\n")) if (line.trim()) records.push(JSON.parse(line));
+      done();
+    },
+  });
+  return { log: createLogger({ job, format: "json", out, verbose: true }), records };
+}
+
+export function makeConfig(
+  url: string,
+  tables: unknown[],
+  options: { now: string | Date; dryRun?: boolean; tables?: string[] },
+): Config {
+  return deepFreeze({
+    database: { kind: "url" as const, url },
+    policies: PolicyFileSchema.parse({ tables }).tables,
+    options: {
+      dryRun: options.dryRun ?? false,
+      now: new Date(options.now),
+      tables: options.tables,
+      json: true,
+    },
+  });
+}
+
+export async function runPartitionManager(
+  db: Kysely<DB>,
+  config: Config,
+  signal: AbortSignal = new AbortController().signal,
+): Promise<RunResult & { logs: LogRecord[] }> {
+  const { log, records } = captureLogger("partition-manager");
+  const result = await runJob({
+    job: "partition-manager",
+    config,
+    db,
+    log,
+    signal,
+    processTable: (ctx) =>
+      managePartitions(db, ctx, { now: config.options.now, dryRun: config.options.dryRun }),
+  });
+  return { ...result, logs: records };
+}
+
+export interface CliRun {
+  child: ChildProcess;
+  lines: LogRecord[];
+  stderr: string;
+  /** Resolves with the first log record whose message contains `text`. */
+  waitFor(text: string, timeoutMs?: number): Promise<LogRecord>;
+  done: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts `telemetry-jobs <args>` (from source, via tsx) with DATABASE_URL and extra env. */
+export function startCli(args: string[], env: Record<string, string>): CliRun {
+  const child = spawn(process.execPath, ["--import", "tsx", "jobs/cli.ts", ...args, "--json"], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const lines: LogRecord[] = [];
+  let stderr = "";
+  let buffer = "";
+  const waiters: { text: string; resolve: (r: LogRecord) => void }[] = [];
+  child.stdout!.on("data", (chunk: Buffer) => {
+    buffer += chunk.toString();
+    let nl = buffer.indexOf("\n");
+    while (nl >= 0) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 1);
+      nl = buffer.indexOf("\n");
+      if (!line.trim()) continue;
+      let record: LogRecord;
+      try {
+        record = JSON.parse(line);
+      } catch {
+        record = { severity: "DEFAULT", message: line };
+      }
+      lines.push(record);
+      for (const w of [...waiters]) {
+        if (String(record.message).includes(w.text)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(record);
+        }
+      }
+    }
+  });
+  child.stderr!.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on("exit", (code, signal) => resolve({ code, signal })),
+  );
+  return {
+    child,
+    lines,
+    get stderr() {
+      return stderr;
+    },
+    waitFor(text, timeoutMs = 30_000) {
+      const found = lines.find((l) => String(l.message).includes(text));
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () =>
+            reject(
+              new Error(
+                `no log line containing "${text}" within ${timeoutMs} ms; got:\n${lines.map((l) => l.message).join("\n")}\n${stderr}`,
+              ),
+            ),
+          timeoutMs,
+        );
+        waiters.push({
+          text,
+          resolve: (r) => {
+            clearTimeout(timer);
+            resolve(r);
+          },
+        });
+      });
+    },
+    done,
+  };
+}
+
+export async function runCli(args: string[], env: Record<string, string>) {
+  const run = startCli(args, env);
+  const { code } = await run.done;
+  return { code, lines: run.lines, stderr: run.stderr };
+}
