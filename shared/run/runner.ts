@@ -40,11 +40,23 @@ export interface JobSpec {
   processTable(ctx: TableContext): Promise<TableReport>;
 }
 
+export interface RunSummary {
+  event: "run_summary";
+  job: string;
+  status: RunResult["status"];
+  dryRun: boolean;
+  durationMs: number;
+  tables: Record<string, TableStatus>;
+  /** Actions taken (planned, in a dry run) by kind, over all tables. */
+  actions: Record<string, number>;
+  health: Record<string, unknown>;
+}
+
 export interface RunResult {
   status: "ok" | "skipped" | "failed" | "interrupted";
   exitCode: 0 | 1;
   tables: Record<string, TableStatus>;
-  summary: Record<string, unknown>;
+  summary: RunSummary;
 }
 
 /** Checks every selected policy against the catalog; throws ConfigError naming each bad field. */
@@ -138,7 +150,7 @@ export async function runJob(spec: JobSpec): Promise<RunResult> {
       : statuses.length > 0 && statuses.every((s) => s === "skipped")
         ? "skipped"
         : "ok";
-  const summary = {
+  const summary: RunSummary = {
     event: "run_summary",
     job,
     status,
@@ -148,8 +160,8 @@ export async function runJob(spec: JobSpec): Promise<RunResult> {
     actions: actionCounts,
     health,
   };
-  if (runId) await finishRun(db, runId, status, summary);
+  if (runId) await finishRun(db, runId, status, { ...summary });
   const severity = status === "failed" ? "error" : status === "interrupted" ? "warn" : "notice";
-  log[severity](`${job} ${status}`, summary);
+  log[severity](`${job} ${status}`, { ...summary });
   return { status, exitCode: status === "ok" || status === "skipped" ? 0 : 1, tables, summary };
 }
