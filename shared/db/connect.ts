@@ -20,8 +20,17 @@ export interface ConnectOptions {
   poolSize?: number;
 }
 
+/**
+ * Session settings for every connection. lock_timeout is a backstop so that no statement of ours
+ * can queue forever behind someone else's lock (DDL sets its own, shorter, per transaction).
+ */
+export const SESSION_LOCK_TIMEOUT_MS = 30_000;
+
 export function sessionOptions(job: string): { application_name: string; options: string } {
-  return { application_name: `telemetry-jobs/${job}`.slice(0, 63), options: "-c TimeZone=UTC" };
+  return {
+    application_name: `telemetry-jobs/${job}`.slice(0, 63),
+    options: `-c TimeZone=UTC -c lock_timeout=${SESSION_LOCK_TIMEOUT_MS}`,
+  };
 }
 
 export async function connectDatabase(settings: DatabaseSettings, opts: ConnectOptions): Promise<Database> {

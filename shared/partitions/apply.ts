@@ -1,9 +1,9 @@
 // The partition executor: carries out one planned action against PostgreSQL.
 //
 // A child is built as a standalone table (LIKE the parent: columns, defaults, CHECK and NOT NULL
-// constraints, indexes), given a CHECK constraint equal to its bound, and then ATTACHed, which takes
-// only SHARE UPDATE EXCLUSIVE on the parent, so inserts and selects go on. (CREATE TABLE ...
-// PARTITION OF would take ACCESS EXCLUSIVE on the parent.) The valid CHECK lets ATTACH skip the
+// constraints, indexes), given a CHECK constraint equal to its bound, and then ATTACHed, which needs
+// only SHARE UPDATE EXCLUSIVE on the parent, so selects go on (and inserts too, when there is no
+// DEFAULT partition; see step 2). CREATE TABLE ... PARTITION OF would take ACCESS EXCLUSIVE. The valid CHECK lets ATTACH skip the
 // scan of the child. Rows of the new range that sit in DEFAULT are moved in the same transaction as
 // the ATTACH, so they are never invisible and the ATTACH never fails on them (SQLSTATE 23514).
 //
@@ -138,8 +138,17 @@ async function createPartition(
   await pauseAtFaultPoint("after-create-table", log);
 
   // Step 2: move DEFAULT's rows of this range and attach, in one transaction.
+  //
+  // With a DEFAULT partition, an INSERT that has already routed its row to DEFAULT but waits for
+  // DEFAULT's lock while we attach would, once we commit, fail with "new row for relation ... violates
+  // partition constraint" (PostgreSQL rechecks DEFAULT's constraint because of concurrent attaches;
+  // our locking test hit exactly this). So in that case we hold SHARE ROW EXCLUSIVE on the parent
+  // for this short transaction: readers go on, writers wait for it (milliseconds when DEFAULT is
+  // small, and at most lock_timeout while we queue), and no insert fails. Without a DEFAULT the
+  // attach needs only SHARE UPDATE EXCLUSIVE, which writers do not notice at all.
+  const parentLock = catalog.defaultPartition ? sql`SHARE ROW EXCLUSIVE` : sql`SHARE UPDATE EXCLUSIVE`;
   const attached = await withLockRetry(db, { ...retry, what: `attach ${child}` }, async (trx) => {
-    await sql`LOCK TABLE ${sql.table(parent)} IN SHARE UPDATE EXCLUSIVE MODE`.execute(trx);
+    await sql`LOCK TABLE ${sql.table(parent)} IN ${parentLock} MODE`.execute(trx);
     const moved = catalog.defaultPartition ? await moveFromDefault(trx, ctx, child, from, to) : 0;
     await pauseAtFaultPoint("after-move-rows", log);
     await sql`ALTER TABLE ${sql.table(parent)} ATTACH PARTITION ${sql.table(child)}

@@ -4,6 +4,7 @@
 import { type Kysely, sql } from "kysely";
 import type { QualifiedName } from "../config/identifiers.ts";
 import "../db/pg-types.ts";
+import { withLockRetry } from "../db/lock-retry.ts";
 import { type PartitionBound, parsePartitionBound } from "./bounds.ts";
 import type { PartitionInterval } from "./time.ts";
 
@@ -141,7 +142,32 @@ const TRUNC_UNIT: Record<PartitionInterval, string> = {
   yearly: "year",
 };
 
+/** How long reading DEFAULT's rows may wait for its lock (a session may hold ACCESS EXCLUSIVE on it). */
+export interface CatalogLockOptions {
+  lockTimeoutMs: number;
+  budgetMs: number;
+}
+
 export async function readCatalog(
+  db: Kysely<any>,
+  table: QualifiedName,
+  timeColumn: string,
+  interval: PartitionInterval,
+  lock: CatalogLockOptions = { lockTimeoutMs: 2_000, budgetMs: 30_000 },
+): Promise<TableCatalog> {
+  // Sizes (pg_total_relation_size) and DEFAULT's rows take ACCESS SHARE locks on the children: the
+  // whole read runs under lock_timeout and is retried, so a session holding ACCESS EXCLUSIVE cannot
+  // hang the job, and the read sees one consistent snapshot.
+  const name = `${table.schema}.${table.name}`;
+  const { result } = await withLockRetry(
+    db,
+    { ...lock, what: `read the catalog of ${name}`, contended: name },
+    (trx) => readCatalogIn(trx, table, timeColumn, interval),
+  );
+  return result;
+}
+
+async function readCatalogIn(
   db: Kysely<any>,
   table: QualifiedName,
   timeColumn: string,
@@ -179,7 +205,8 @@ export async function readCatalog(
   let defaultBuckets: DefaultBucket[] = [];
   let defaultNullKeyRows = 0;
   if (defaultPartition) {
-    const rel = sql.table(`${defaultPartition.schema}.${defaultPartition.name}`);
+    const def = defaultPartition;
+    const rel = sql.table(`${def.schema}.${def.name}`);
     const col = sql.ref(timeColumn);
     // timestamptz is truncated in UTC; a timestamp column already is UTC by convention.
     const keyExpr = keyType === "timestamptz" ? sql`(${col} AT TIME ZONE 'UTC')` : col;

@@ -21,7 +21,8 @@ export async function managePartitions(
 ): Promise<TableReport> {
   const { policy, log } = ctx;
   const table = parseQualifiedName(policy.table)!;
-  let catalog = await readCatalog(db, table, policy.timeColumn, policy.interval);
+  const lock = { lockTimeoutMs: policy.lockTimeoutMs, budgetMs: policy.retryBudgetMs };
+  let catalog = await readCatalog(db, table, policy.timeColumn, policy.interval, lock);
   const plan = planPartitions(policy, catalog, options.now);
   for (const f of plan.findings) log.warn(f.message, { finding: f.code, partition: f.partition });
   if (plan.actions.length === 0) log.info("partitions are up to date: nothing to do");
@@ -89,7 +90,7 @@ export async function managePartitions(
       break; // later actions on this table would meet the same obstacle; other tables go on
     }
   }
-  catalog = await readCatalog(db, table, policy.timeColumn, policy.interval);
+  catalog = await readCatalog(db, table, policy.timeColumn, policy.interval, lock);
   const health = assessHealth(policy, catalog, options.now);
   return {
     status: failed ? "failed" : "ok",
