@@ -33,7 +33,8 @@ export interface ApplyContext {
 export interface ActionOutcome {
   /** Rows moved out of DEFAULT into the new child. */
   rows: number;
-  attempts: number;
+  /** Transactions that had to be retried because a lock was not available within lock_timeout. */
+  lockRetries: number;
   /** True when the object already existed in its final state (a concurrent or earlier run made it). */
   alreadyDone: boolean;
 }
@@ -111,7 +112,7 @@ async function createPartition(
   };
 
   const before = await relationState(db, schema, action.partition);
-  if (before.isPartition) return { rows: 0, attempts: 0, alreadyDone: true };
+  if (before.isPartition) return { rows: 0, lockRetries: 0, alreadyDone: true };
   if (before.exists && !before.hasBoundConstraint) {
     throw new Error(
       `${child} already exists as a plain table that telemetry-jobs did not create (no ${BOUND_CONSTRAINT} constraint); ` +
@@ -121,14 +122,14 @@ async function createPartition(
 
   // Step 1: the standalone table and its bound constraint, atomically: after a crash, either
   // nothing exists or a table that carries our constraint does.
-  let attempts = 0;
+  let lockRetries = 0;
   if (!before.exists) {
     const made = await withLockRetry(db, { ...retry, what: `create ${child}` }, async (trx) => {
       await sql`CREATE TABLE ${sql.table(child)} ${likeParent(parent)}`.execute(trx);
       await sql`ALTER TABLE ${sql.table(child)} ADD CONSTRAINT ${sql.id(BOUND_CONSTRAINT)}
         CHECK (${col} IS NOT NULL AND ${col} >= ${from} AND ${col} < ${to})`.execute(trx);
     });
-    attempts += made.attempts;
+    lockRetries += made.attempts - 1;
     log.debug("standalone table created", { partition: action.partition });
   } else {
     log.info("resuming an interrupted creation: standalone table already exists", {
@@ -155,8 +156,8 @@ async function createPartition(
       FOR VALUES FROM (${from}) TO (${to})`.execute(trx);
     return moved;
   });
-  attempts += attached.attempts;
-  return { rows: attached.result, attempts, alreadyDone: false };
+  lockRetries += attached.attempts - 1;
+  return { rows: attached.result, lockRetries, alreadyDone: false };
 }
 
 /**
@@ -192,7 +193,7 @@ async function createDefaultPartition(ctx: ApplyContext, name: string): Promise<
   const parent = `${schema}.${catalog.table.name}`;
   const rel = `${schema}.${name}`;
   const before = await relationState(db, schema, name);
-  if (before.isPartition) return { rows: 0, attempts: 0, alreadyDone: true };
+  if (before.isPartition) return { rows: 0, lockRetries: 0, alreadyDone: true };
   if (before.exists && before.comment !== DEFAULT_MARKER) {
     throw new Error(
       `${rel} already exists and was not created by telemetry-jobs; rename it or turn defaultPartition off`,
@@ -215,5 +216,5 @@ async function createDefaultPartition(ctx: ApplyContext, name: string): Promise<
       await sql`ALTER TABLE ${sql.table(parent)} ATTACH PARTITION ${sql.table(rel)} DEFAULT`.execute(trx);
     },
   );
-  return { rows: 0, attempts, alreadyDone: false };
+  return { rows: 0, lockRetries: attempts - 1, alreadyDone: false };
 }

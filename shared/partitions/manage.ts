@@ -60,7 +60,7 @@ export async function managePartitions(
         outcome: outcome.alreadyDone ? "skipped" : "ok",
         detail: {
           reason: action.kind === "create_partition" ? action.reason : "default",
-          attempts: outcome.attempts,
+          lockRetries: outcome.lockRetries,
         },
         startedAt,
         finishedAt: new Date(),
@@ -69,7 +69,7 @@ export async function managePartitions(
         action: action.kind,
         partition: action.partition,
         rowsMoved: outcome.rows,
-        attempts: outcome.attempts,
+        lockRetries: outcome.lockRetries,
       });
     } catch (error) {
       failed = (error as Error).message;

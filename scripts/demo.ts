@@ -1,0 +1,138 @@
+// npm run demo: the whole product on a throwaway PostgreSQL, in under two minutes.
+//   1. start an embedded PostgreSQL (binaries from the npm registry), apply the migrations;
+//   2. run partition-manager on the empty schema (current month + 3 ahead);
+//   3. load a synthetic fleet: 50 devices, 14 months, ~1M rows, plus late rows and rows from a
+//      device whose clock is years ahead; history lands in the DEFAULT partition;
+//   4. run partition-manager again: its plan rescues the DEFAULT rows into monthly partitions;
+//   5. status, and EXPLAIN of a last-7-days query for one device showing partition pruning.
+// --keep leaves the server running and prints its connection string.
+import { parseArgs } from "node:util";
+import { Kysely, PostgresDialect } from "kysely";
+import pg from "pg";
+import { runCommand } from "../jobs/commands/index.ts";
+import { createLogger } from "../shared/log/logger.ts";
+import { createMigrator, throwIfFailed } from "../shared/migrate/migrator.ts";
+import { startEmbeddedPostgres } from "../test/support/embedded-postgres.ts";
+
+const { values } = parseArgs({
+  options: {
+    keep: { type: "boolean", default: false },
+    devices: { type: "string", default: "50" },
+    months: { type: "string", default: "14" },
+    help: { type: "boolean", short: "h", default: false },
+  },
+});
+if (values.help) {
+  console.log("Usage: npm run demo [-- --keep] [-- --devices 50 --months 14]");
+  process.exit(0);
+}
+const devices = Number(values.devices);
+const months = Number(values.months);
+const started = Date.now();
+const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
+const banner = (text: string) => console.log(`\n\x1b[1m== ${text} ==\x1b[0m (${elapsed()})`);
+
+banner("starting an embedded PostgreSQL");
+const server = await startEmbeddedPostgres();
+const url = server.url();
+console.log(`PostgreSQL ${server.major} on port ${server.port}`);
+process.env.DATABASE_URL = url;
+process.env.TELEMETRY_JOBS_CONFIG = new URL("../examples/policy.json", import.meta.url).pathname;
+delete process.env.TELEMETRY_JOBS_CONFIG_JSON;
+
+const pool = new pg.Pool({ connectionString: url, options: "-c TimeZone=UTC", max: 2 });
+const controller = new AbortController();
+const run = async (command: string, args: string[]) => {
+  const log = createLogger({ job: command, format: "text" });
+  const code = await runCommand(command, args, { signal: controller.signal, log });
+  console.log(`-> exit code ${code}`);
+  return code;
+};
+
+try {
+  banner("migrate up");
+  const db = new Kysely<unknown>({
+    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url }) }),
+  });
+  throwIfFailed(await createMigrator(db).migrateToLatest());
+  await db.destroy();
+  console.log(
+    "schema ready: devices, telemetry_points (partitioned, DEFAULT), telemetry_rollups_hourly, telemetry_jobs.*",
+  );
+
+  banner("partition-manager on the empty schema");
+  await run("partition-manager", []);
+
+  banner(`loading ${devices} devices x ${months} months of telemetry (one reading per device every 30 min)`);
+  await pool.query(
+    "INSERT INTO devices (id, name) SELECT 'dev-' || lpad(g::text, 3, '0'), 'sensor ' || g FROM generate_series(1, $1) g",
+    [devices],
+  );
+  let loaded = 0;
+  for (let d = 1; d <= devices; d++) {
+    const r = await pool.query(
+      `INSERT INTO telemetry_points (device_id, message_id, ts, metrics)
+       SELECT $1, $1 || '-' || extract(epoch FROM t)::bigint, t,
+              jsonb_build_object('temp_c', round((15 + 10 * sin(extract(epoch FROM t) / 86400) + random())::numeric, 2),
+                                 'humidity', round((40 + 20 * random())::numeric, 1),
+                                 'door_open', random() < 0.1, 'fw', '1.4.2')
+         FROM generate_series(date_trunc('hour', now()) - make_interval(months => $2::int), now(), interval '30 minutes') t`,
+      [`dev-${String(d).padStart(3, "0")}`, months],
+    );
+    loaded += r.rowCount ?? 0;
+    if (d % 10 === 0)
+      console.log(`  ${d}/${devices} devices, ${loaded.toLocaleString("en")} rows (${elapsed()})`);
+  }
+  // Late rows (arrive now, stamped days ago) and a device whose clock is three years ahead.
+  await pool.query(`INSERT INTO telemetry_points (device_id, ts, metrics)
+    SELECT 'dev-001', now() - g * interval '3 days', '{"temp_c": 19.5}' FROM generate_series(1, 20) g`);
+  await pool.query(`INSERT INTO telemetry_points (device_id, ts, metrics)
+    SELECT 'dev-002', now() + interval '3 years' + g * interval '1 hour', '{"temp_c": 99}' FROM generate_series(1, 5) g`);
+  const inDefault = await pool.query("SELECT count(*)::int AS n FROM ONLY telemetry_points_default");
+  console.log(
+    `loaded ${(loaded + 25).toLocaleString("en")} rows; ${inDefault.rows[0].n.toLocaleString("en")} of them landed in the DEFAULT partition (no partition for their month yet)`,
+  );
+  await pool.query("ANALYZE telemetry_points");
+
+  banner("partition-manager --dry-run: the plan");
+  await run("partition-manager", ["--dry-run", "--table", "public.telemetry_points"]);
+
+  banner("partition-manager: rescue DEFAULT rows into monthly partitions");
+  await run("partition-manager", []);
+  await pool.query("ANALYZE telemetry_points");
+
+  banner("status");
+  await run("status", []);
+
+  banner("EXPLAIN: one device, last 7 days");
+  // Constant bounds let the planner prune at plan time: only the partitions of the last 7 days appear.
+  const until = new Date();
+  const since = new Date(until.getTime() - 7 * 86_400_000);
+  const plan = await pool.query(
+    `EXPLAIN (COSTS OFF) SELECT date_trunc('hour', ts) AS hour, avg((metrics->>'temp_c')::float8)
+       FROM telemetry_points
+      WHERE device_id = 'dev-007' AND ts >= '${since.toISOString()}' AND ts < '${until.toISOString()}'
+      GROUP BY 1 ORDER BY 1`,
+  );
+  for (const row of plan.rows) console.log(`  ${row["QUERY PLAN"]}`);
+  const scanned = new Set(
+    plan.rows.flatMap((r) =>
+      [...String(r["QUERY PLAN"]).matchAll(/ on (telemetry_points_\w+)/g)].map((m) => m[1]),
+    ),
+  );
+  const total = await pool.query(
+    "SELECT count(*)::int AS n FROM pg_inherits WHERE inhparent = 'telemetry_points'::regclass",
+  );
+  console.log(
+    `partitions scanned: ${[...scanned].join(", ")} (${scanned.size} of ${total.rows[0].n}; the others are pruned)`,
+  );
+
+  banner(`done in ${elapsed()}`);
+  if (values.keep) {
+    console.log(`PostgreSQL is still running: psql ${url}\nPress Ctrl-C to stop it.`);
+    await new Promise<void>((resolve) => process.once("SIGINT", () => resolve()));
+  }
+} finally {
+  await pool.end();
+  await server.stop();
+}
