@@ -35,9 +35,7 @@ export async function status(argv: readonly string[], { log }: MainContext): Pro
       reports.push(assessHealth(policy, catalog, config.options.now));
     }
     process.stdout.write(
-      values.json
-        ? `${JSON.stringify({ now: config.options.now, tables: reports }, null, 2)}\n`
-        : renderText(reports),
+      values.json ? `${JSON.stringify({ now: config.options.now, tables: reports })}\n` : renderText(reports),
     );
     return reports.some((r) => r.verdict === "CRIT") ? 1 : 0;
   } finally {
