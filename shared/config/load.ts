@@ -74,18 +74,38 @@ export function loadDatabaseSettings(env: NodeJS.ProcessEnv): DatabaseSettings {
   return parsed.data;
 }
 
-/** `--now` must name its time zone: a bare local time would make boundaries depend on the machine. */
+/**
+ * `--now`: an ISO-8601 date or date-time. Without an offset it is read as UTC (never as the
+ * machine's local time, which would make boundaries depend on where the job runs).
+ */
 export function parseNow(value: string | undefined, clock: () => Date = () => new Date()): Date {
   if (value === undefined) return clock();
-  if (!/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$/.test(value)) {
-    throw new ConfigError(`--now ${value}: use an ISO-8601 instant such as 2026-11-21T00:00:00Z`);
+  const m =
+    /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?(Z|[+-]\d{2}(?::?\d{2})?)?$/.exec(
+      value,
+    );
+  if (!m) throw new ConfigError(`--now ${value}: use an ISO-8601 instant such as 2026-11-21T00:00:00Z`);
+  const [, y, mo, d, h = "00", mi = "00", s = "00", frac = "", zone = "Z"] = m;
+  // Node rolls 2026-02-30 over to March 2: check the calendar date ourselves.
+  const calendar = new Date(Date.UTC(Number(y), Number(mo) - 1, Number(d)));
+  if (
+    calendar.getUTCMonth() !== Number(mo) - 1 ||
+    calendar.getUTCDate() !== Number(d) ||
+    Number(h) > 23 ||
+    Number(mi) > 59 ||
+    Number(s) > 59
+  ) {
+    throw new ConfigError(`--now ${value}: not a valid date or time`);
   }
-  const withZone = /T.*(Z|[+-]\d{2}:?\d{2})$/.test(value)
-    ? value
-    : value.includes("T")
-      ? `${value}Z`
-      : `${value}T00:00:00Z`;
-  const date = new Date(withZone);
+  const offset =
+    zone === "Z"
+      ? "Z"
+      : zone.length === 3
+        ? `${zone}:00`
+        : zone.includes(":")
+          ? zone
+          : `${zone.slice(0, 3)}:${zone.slice(3)}`;
+  const date = new Date(`${y}-${mo}-${d}T${h}:${mi}:${s}${frac}${offset}`);
   if (Number.isNaN(date.getTime())) throw new ConfigError(`--now ${value}: not a valid date`);
   return date;
 }

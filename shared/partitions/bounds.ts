@@ -6,7 +6,13 @@ export type BoundValue = Date | "MINVALUE" | "MAXVALUE";
 
 export type PartitionBound =
   | { readonly kind: "default" }
-  | { readonly kind: "range"; readonly from: BoundValue; readonly to: BoundValue }
+  | {
+      readonly kind: "range";
+      readonly from: BoundValue;
+      readonly to: BoundValue;
+      /** Set when a bound has sub-millisecond digits, which a JS Date cannot hold exactly. */
+      readonly inexact?: true;
+    }
   | { readonly kind: "unsupported"; readonly text: string };
 
 const RANGE = /^FOR VALUES FROM \((.+)\) TO \((.+)\)$/;
@@ -20,14 +26,16 @@ export function parsePartitionBound(text: string): PartitionBound {
   const from = parseBoundValue(m[1]!);
   const to = parseBoundValue(m[2]!);
   if (from === undefined || to === undefined) return { kind: "unsupported", text };
-  return { kind: "range", from, to };
+  const range = { kind: "range", from: from.value, to: to.value } as const;
+  return from.exact && to.exact ? range : { ...range, inexact: true };
 }
 
-function parseBoundValue(raw: string): BoundValue | undefined {
+function parseBoundValue(raw: string): { value: BoundValue; exact: boolean } | undefined {
   const v = raw.trim();
-  if (v === "MINVALUE" || v === "MAXVALUE") return v;
+  if (v === "MINVALUE" || v === "MAXVALUE") return { value: v, exact: true };
   const m = LITERAL.exec(v);
   if (!m) return undefined;
+  const exact = !/^\.\d{3}0*[1-9]/.test(m[7] ?? "");
   const [, y, mo, d, h = "00", mi = "00", s = "00", frac = "", offset] = m;
   let zone = "Z";
   if (offset)
@@ -37,8 +45,8 @@ function parseBoundValue(raw: string): BoundValue | undefined {
         : offset.includes(":")
           ? offset
           : `${offset.slice(0, 3)}:${offset.slice(3)}`;
-  const date = new Date(`${y}-${mo}-${d}T${h}:${mi}:${s}${frac}${zone}`);
-  return Number.isNaN(date.getTime()) ? undefined : date;
+  const date = new Date(`${y}-${mo}-${d}T${h}:${mi}:${s}${frac.slice(0, 4)}${zone}`);
+  return Number.isNaN(date.getTime()) ? undefined : { value: date, exact };
 }
 
 /** A bound literal for DDL: always with an explicit UTC offset for timestamptz, none for timestamp. */

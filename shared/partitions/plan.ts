@@ -30,7 +30,8 @@ export type FindingCode =
   | "default_rows_beyond_horizon"
   | "default_null_keys"
   | "detach_pending"
-  | "gap_span_too_large";
+  | "gap_span_too_large"
+  | "creation_capped";
 
 export interface Finding {
   readonly severity: "info" | "warn" | "crit";
@@ -47,6 +48,14 @@ export interface PartitionPlan {
 
 /** Gap filling walks interval by interval; beyond this many it reports instead (hourly over decades). */
 export const MAX_GAP_SCAN_INTERVALS = 20_000;
+
+/**
+ * At most this many partitions are created per table and run. One DEFAULT row from a device whose
+ * clock was never set (1970) would otherwise plan hundreds of historical partitions at once. The
+ * most urgent ones (current, then future, then the newest history) go first; later runs continue,
+ * and a finding names the oldest row so that an operator can decide.
+ */
+export const MAX_CREATES_PER_RUN = 120;
 
 interface Range {
   from: number;
@@ -93,6 +102,8 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
     }
     ranged.push({ child, range });
     const aligned =
+      child.bound.kind === "range" &&
+      !child.bound.inexact &&
       Number.isFinite(range.from) &&
       Number.isFinite(range.to) &&
       floorToInterval(new Date(range.from), interval).getTime() === range.from &&
@@ -114,19 +125,10 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
     wanted.set(addIntervals(current, interval, i).getTime(), "premake");
 
   const defaultRowsAt = new Map<number, number>();
-  let beyondHorizon = 0;
   for (const bucket of catalog.defaultBuckets) {
     const start = floorToInterval(bucket.start, interval).getTime();
     defaultRowsAt.set(start, (defaultRowsAt.get(start) ?? 0) + bucket.rows);
-    if (start > horizon.getTime()) beyondHorizon += bucket.rows;
-    else if (!wanted.has(start)) wanted.set(start, "rescue");
-  }
-  if (beyondHorizon > 0) {
-    findings.push({
-      severity: "warn",
-      code: "default_rows_beyond_horizon",
-      message: `${beyondHorizon} rows in the DEFAULT partition are dated after ${addIntervals(horizon, interval, 1).toISOString()} (beyond premake; device clock skew?); they stay there until their interval is premade`,
-    });
+    if (start <= horizon.getTime() && !wanted.has(start)) wanted.set(start, "rescue");
   }
   if (catalog.defaultNullKeyRows > 0) {
     findings.push({
@@ -144,17 +146,20 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
   const allStarts = [...alignedStarts, ...wanted.keys()];
   const lowest = Math.min(...allStarts);
   const highest = Math.max(...allStarts);
+  const gaps: number[] = [];
   let scanned = 0;
   for (let t = lowest; t <= highest; t = addIntervals(new Date(t), interval, 1).getTime()) {
-    if (++scanned > MAX_GAP_SCAN_INTERVALS) {
-      findings.push({
-        severity: "warn",
-        code: "gap_span_too_large",
-        message: `the partitions span more than ${MAX_GAP_SCAN_INTERVALS} ${interval} intervals; gaps were not checked`,
-      });
-      break;
-    }
-    if (!wanted.has(t)) wanted.set(t, "gap");
+    if (++scanned > MAX_GAP_SCAN_INTERVALS) break;
+    if (!wanted.has(t)) gaps.push(t);
+  }
+  if (scanned > MAX_GAP_SCAN_INTERVALS) {
+    findings.push({
+      severity: "warn",
+      code: "gap_span_too_large",
+      message: `the partitions span more than ${MAX_GAP_SCAN_INTERVALS} ${interval} intervals (${new Date(lowest).toISOString()} to ${new Date(highest).toISOString()}); gaps were not filled`,
+    });
+  } else {
+    for (const t of gaps) wanted.set(t, "gap");
   }
 
   const takenNames = new Map(catalog.children.map((c) => [c.name, c]));
@@ -201,6 +206,33 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
   // The interval that receives today's rows comes first, then the future, then history.
   const currentMs = current.getTime();
   actions.sort((a, b) => rank(a, currentMs) - rank(b, currentMs));
+  if (actions.length > MAX_CREATES_PER_RUN) {
+    const deferred = actions.splice(MAX_CREATES_PER_RUN);
+    const oldestDefault = catalog.defaultBuckets[0]?.start;
+    findings.push({
+      severity: "warn",
+      code: "creation_capped",
+      message:
+        `${actions.length + deferred.length} partitions are needed; this run creates the ${MAX_CREATES_PER_RUN} most urgent and later runs continue` +
+        (oldestDefault
+          ? ` (the oldest row in DEFAULT is from ${oldestDefault.toISOString()}: if that is a bad device clock, delete it rather than partition back to it)`
+          : ""),
+    });
+  }
+
+  // Rows in DEFAULT that no existing or planned partition will take (beyond the premake horizon).
+  const takes = (start: number) =>
+    ranged.some(({ range }) => range.from <= start && range.to > start) ||
+    actions.some((a) => a.kind === "create_partition" && a.from.getTime() === start);
+  const stranded = [...defaultRowsAt].filter(([start]) => start > horizon.getTime() && !takes(start));
+  const strandedRows = stranded.reduce((n, [, rows]) => n + rows, 0);
+  if (strandedRows > 0) {
+    findings.push({
+      severity: "warn",
+      code: "default_rows_beyond_horizon",
+      message: `${strandedRows} rows in the DEFAULT partition are dated after ${addIntervals(horizon, interval, 1).toISOString()} (beyond premake; device clock skew?); they stay there until their interval is premade`,
+    });
+  }
 
   if (policy.defaultPartition && !catalog.defaultPartition) {
     actions.push({
