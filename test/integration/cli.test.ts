@@ -94,7 +94,7 @@ describe("telemetry-jobs CLI", () => {
     expect(summary).toMatchObject({ event: "run_summary", status: "interrupted" });
     const created = summary.actions.create_partition as number;
     expect(created).toBeGreaterThan(0);
-    expect(created).toBeLessThan(301);
+    expect(created).toBeLessThan(101);
     const runs = await t.pool.query(
       "SELECT status FROM telemetry_jobs.job_runs WHERE job = 'partition-manager' ORDER BY id DESC LIMIT 1",
     );
@@ -102,8 +102,8 @@ describe("telemetry-jobs CLI", () => {
 
     const next = await runCli(["partition-manager", "--now", "2026-11-21T00:00:00Z"], daily);
     expect(next.code).toBe(0);
-    expect(next.lines.at(-1)?.actions.create_partition).toBe(301 - created);
-    expect((await partitionsOf(t.url, "public.telemetry_rollups_hourly")).length).toBe(302);
+    expect(next.lines.at(-1)?.actions.create_partition).toBe(101 - created);
+    expect((await partitionsOf(t.url, "public.telemetry_rollups_hourly")).length).toBe(102);
   });
 
   it("every stdout line is a Cloud Logging record with severity, message and the Cloud Run labels", async () => {
