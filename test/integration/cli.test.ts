@@ -79,7 +79,7 @@ describe("telemetry-jobs CLI", () => {
             table: "public.telemetry_rollups_hourly",
             timeColumn: "bucket_ts",
             interval: "daily",
-            premake: 300,
+            premake: 100,
           },
         ],
       }),
