@@ -1,5 +1,4 @@
-import { managePartitions } from "../../shared/partitions/manage.ts";
-import { runJob } from "../../shared/run/runner.ts";
+import { runPartitionManagerJob } from "../../shared/partitions/job.ts";
 import type { MainContext } from "../process.ts";
 import { COMMON_FLAGS, COMMON_HELP, parseCommandArgs } from "./args.ts";
 import { buildConfig, openDatabase } from "./environment.ts";
@@ -26,15 +25,7 @@ export async function partitionManager(
   const config = buildConfig(values, process.env);
   const database = await openDatabase(config, "partition-manager", log);
   try {
-    const result = await runJob({
-      job: "partition-manager",
-      config,
-      db: database.db,
-      log,
-      signal,
-      processTable: (ctx) =>
-        managePartitions(database.db, ctx, { now: config.options.now, dryRun: config.options.dryRun }),
-    });
+    const result = await runPartitionManagerJob(database.db, config, log, signal);
     return result.exitCode;
   } finally {
     await database.close();

@@ -3,6 +3,7 @@
 import { z } from "zod";
 import { defaultNamingTemplate, partitionName, requiredPlaceholders } from "../partitions/naming.ts";
 import { INTERVALS } from "../partitions/time.ts";
+import { parseDuration } from "./duration.ts";
 import { IDENTIFIER_PATTERN, isIdentifier, parseQualifiedName } from "./identifiers.ts";
 
 const identifier = z
@@ -19,6 +20,59 @@ const qualifiedTable = z
     const q = parseQualifiedName(v)!;
     return `${q.schema}.${q.name}`;
   });
+
+export const RETENTION_MODES = ["drop", "detach", "archive"] as const;
+
+const keepDuration = z
+  .string()
+  .refine((v) => parseDuration(v) !== undefined, {
+    message:
+      'must be a positive whole number and a unit, e.g. "90 days", "24 months", "1 year" (hour, day, week, month, year)',
+  })
+  .refine((v) => (parseDuration(v)?.amount ?? 0) > 0, { message: "must be greater than zero" });
+
+export const RetentionPolicySchema = z
+  .object({
+    keep: keepDuration.describe(
+      'How long rows are kept: "90 days", "24 months"... Cutoff = now - keep, in UTC.',
+    ),
+    mode: z
+      .enum(RETENTION_MODES)
+      .default("drop")
+      .describe(
+        "Expired partitions: drop them, detach and keep them, or detach and move them to archiveSchema.",
+      ),
+    archiveSchema: identifier
+      .default("telemetry_archive")
+      .describe("Schema that receives archived partitions."),
+    maxDropsPerRun: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .default(3)
+      .describe("A run that would remove more partitions than this is refused (exit 2) unless --force."),
+    exactCutoff: z
+      .boolean()
+      .default(false)
+      .describe("Also delete the expired rows of the partition that straddles the cutoff (batched deletes)."),
+    batchSize: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(5_000)
+      .describe("Rows per delete batch (about)."),
+    batchPauseMs: z.number().int().min(0).max(60_000).default(50).describe("Pause between delete batches."),
+    timeBudgetMs: z
+      .number()
+      .int()
+      .min(1)
+      .max(24 * 3_600_000)
+      .default(600_000)
+      .describe("Row deletes stop after this long; the next run resumes."),
+  })
+  .strict();
 
 export const TablePolicySchema = z
   .object({
@@ -60,6 +114,13 @@ export const TablePolicySchema = z
       .max(3_600_000)
       .default(60_000)
       .describe("Total time to keep retrying a DDL that cannot get its lock, with backoff and jitter."),
+    partitioned: z
+      .boolean()
+      .default(true)
+      .describe(
+        "false for a plain table: partition-manager leaves it alone, retention deletes expired rows in batches.",
+      ),
+    retention: RetentionPolicySchema.optional().describe("Expire old data (the retention job)."),
   })
   .strict()
   .superRefine((policy, ctx) => {
@@ -105,6 +166,7 @@ export const PolicyFileSchema = z
   });
 
 export type TablePolicy = z.output<typeof TablePolicySchema>;
+export type RetentionPolicy = z.output<typeof RetentionPolicySchema>;
 export type PolicyFile = z.output<typeof PolicyFileSchema>;
 
 function tableName(qualified: string): string {

@@ -33,7 +33,16 @@ export interface JobActionsTable {
   finished_at: Timestamp;
 }
 
+export interface RetentionHoldsTable {
+  partition_name: string;
+  hold_until: Timestamp;
+  reason: string;
+  created_at: Generated<Date>;
+  created_by: Generated<string>;
+}
+
 export interface DB {
+  "telemetry_jobs.retention_holds": RetentionHoldsTable;
   "telemetry_jobs.job_runs": JobRunsTable;
   "telemetry_jobs.job_actions": JobActionsTable;
 }

@@ -10,14 +10,15 @@ import type { Config } from "../config/load.ts";
 import type { TablePolicy } from "../config/policy.ts";
 import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
-import { inspectTable } from "../partitions/catalog.ts";
+import { inspectTable, type TableProblem } from "../partitions/catalog.ts";
 import { withAdvisoryLock } from "./advisory-lock.ts";
 import { type AuditAction, bookkeepingReady, finishRun, recordAction, startRun } from "./audit.ts";
 
-export type TableStatus = "ok" | "skipped" | "failed" | "interrupted";
+export type TableStatus = "ok" | "skipped" | "failed" | "interrupted" | "refused";
 
 export interface TableReport {
-  status: "ok" | "failed" | "interrupted";
+  /** refused: a safety guard stopped this table before it changed anything (exit 2). */
+  status: "ok" | "failed" | "interrupted" | "refused";
   actions: Record<string, number>;
   health?: Record<string, unknown>;
   error?: string;
@@ -37,6 +38,10 @@ export interface JobSpec {
   db: Kysely<DB>;
   log: Logger;
   signal: AbortSignal;
+  /** Which policies this job acts on (e.g. retention: those with a retention block). */
+  appliesTo?: (policy: TablePolicy) => boolean;
+  /** Checks a policy against the database; a problem is a configuration error (exit 2). */
+  inspect?: (db: Kysely<any>, policy: TablePolicy) => Promise<TableProblem | undefined>;
   processTable(ctx: TableContext): Promise<TableReport>;
 }
 
@@ -53,21 +58,34 @@ export interface RunSummary {
 }
 
 export interface RunResult {
-  status: "ok" | "skipped" | "failed" | "interrupted";
-  exitCode: 0 | 1;
+  status: "ok" | "skipped" | "failed" | "interrupted" | "refused";
+  exitCode: 0 | 1 | 2;
   tables: Record<string, TableStatus>;
   summary: RunSummary;
 }
 
+/** The default check: a RANGE-partitioned table on a timestamp column (what partition-manager needs). */
+export async function inspectPartitionedTable(
+  db: Kysely<any>,
+  policy: TablePolicy,
+): Promise<TableProblem | undefined> {
+  const inspected = await inspectTable(db, parseQualifiedName(policy.table)!, policy.timeColumn);
+  return inspected.ok ? undefined : inspected.problem;
+}
+
 /** Checks every selected policy against the catalog; throws ConfigError naming each bad field. */
-export async function validatePolicies(db: Kysely<any>, config: Config): Promise<TablePolicy[]> {
-  const selected = selectedPolicies(config);
+export async function validatePolicies(
+  db: Kysely<any>,
+  config: Config,
+  spec: Pick<JobSpec, "appliesTo" | "inspect"> = {},
+): Promise<TablePolicy[]> {
+  const selected = selectedPolicies(config).filter((p) => spec.appliesTo?.(p) ?? true);
+  const inspect = spec.inspect ?? inspectPartitionedTable;
   const problems: string[] = [];
   for (const policy of selected) {
     const index = config.policies.indexOf(policy);
-    const inspected = await inspectTable(db, parseQualifiedName(policy.table)!, policy.timeColumn);
-    if (!inspected.ok)
-      problems.push(`  - tables[${index}].${inspected.problem.field}: ${inspected.problem.message}`);
+    const problem = await inspect(db, policy);
+    if (problem) problems.push(`  - tables[${index}].${problem.field}: ${problem.message}`);
   }
   if (problems.length > 0) {
     throw new ConfigError(
@@ -91,7 +109,8 @@ export async function runJob(spec: JobSpec): Promise<RunResult> {
       "the telemetry_jobs bookkeeping schema is missing: run `telemetry-jobs migrate up` first",
     );
   }
-  const policies = await validatePolicies(db, config);
+  const policies = await validatePolicies(db, config, spec);
+  if (policies.length === 0) log.notice(`no table in the policy is managed by ${job}`);
   const runId = dryRun
     ? undefined
     : await startRun(db, {
@@ -145,11 +164,13 @@ export async function runJob(spec: JobSpec): Promise<RunResult> {
   const statuses = Object.values(tables);
   const status: RunResult["status"] = statuses.includes("failed")
     ? "failed"
-    : statuses.includes("interrupted") || signal.aborted
-      ? "interrupted"
-      : statuses.length > 0 && statuses.every((s) => s === "skipped")
-        ? "skipped"
-        : "ok";
+    : statuses.includes("refused")
+      ? "refused"
+      : statuses.includes("interrupted") || signal.aborted
+        ? "interrupted"
+        : statuses.length > 0 && statuses.every((s) => s === "skipped")
+          ? "skipped"
+          : "ok";
   const summary: RunSummary = {
     event: "run_summary",
     job,
@@ -160,8 +181,10 @@ export async function runJob(spec: JobSpec): Promise<RunResult> {
     actions: actionCounts,
     health,
   };
-  if (runId) await finishRun(db, runId, status, { ...summary });
-  const severity = status === "failed" ? "error" : status === "interrupted" ? "warn" : "notice";
+  if (runId) await finishRun(db, runId, status === "refused" ? "failed" : status, { ...summary });
+  const severity =
+    status === "failed" || status === "refused" ? "error" : status === "interrupted" ? "warn" : "notice";
   log[severity](`${job} ${status}`, { ...summary });
-  return { status, exitCode: status === "ok" || status === "skipped" ? 0 : 1, tables, summary };
+  const exitCode = status === "ok" || status === "skipped" ? 0 : status === "refused" ? 2 : 1;
+  return { status, exitCode, tables, summary };
 }

@@ -28,13 +28,13 @@ export async function createTestDatabase(options: { migrated?: boolean } = {}): 
     await admin.end();
   }
   const url = databaseUrl(adminUrl, name);
+  // Idle clients are terminated when the database is dropped WITH (FORCE); without an error
+  // listener that surfaces as an uncaught exception.
   const pool = new pg.Pool({ connectionString: url, max: 10, options: "-c TimeZone=UTC" });
   pool.on("error", () => {});
-  const db = new Kysely<DB>({
-    dialect: new PostgresDialect({
-      pool: new pg.Pool({ connectionString: url, max: 5, options: "-c TimeZone=UTC" }),
-    }),
-  });
+  const kyselyPool = new pg.Pool({ connectionString: url, max: 5, options: "-c TimeZone=UTC" });
+  kyselyPool.on("error", () => {});
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: kyselyPool }) });
   return {
     name,
     url,

@@ -8,8 +8,8 @@ import { type Config, deepFreeze } from "../../shared/config/load.ts";
 import { PolicyFileSchema } from "../../shared/config/policy.ts";
 import type { DB } from "../../shared/db/schema.ts";
 import { createLogger } from "../../shared/log/logger.ts";
-import { managePartitions } from "../../shared/partitions/manage.ts";
-import { type RunResult, runJob } from "../../shared/run/runner.ts";
+import { runPartitionManagerJob } from "../../shared/partitions/job.ts";
+import type { RunResult } from "../../shared/run/runner.ts";
 
 export type LogRecord = Record<string, any> & { severity: string; message: string };
 
@@ -47,15 +47,7 @@ export async function runPartitionManager(
   signal: AbortSignal = new AbortController().signal,
 ): Promise<RunResult & { logs: LogRecord[] }> {
   const { log, records } = captureLogger("partition-manager");
-  const result = await runJob({
-    job: "partition-manager",
-    config,
-    db,
-    log,
-    signal,
-    processTable: (ctx) =>
-      managePartitions(db, ctx, { now: config.options.now, dryRun: config.options.dryRun }),
-  });
+  const result = await runPartitionManagerJob(db, config, log, signal);
   return { ...result, logs: records };
 }
 

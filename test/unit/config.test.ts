@@ -56,6 +56,7 @@ describe("PolicyFileSchema", () => {
         defaultPartition: true,
         lockTimeoutMs: 2000,
         retryBudgetMs: 60_000,
+        partitioned: true,
       },
     ]);
   });
