@@ -145,7 +145,8 @@ async function createPartition(
   // partition constraint" (PostgreSQL rechecks DEFAULT's constraint because of concurrent attaches;
   // our locking test hit exactly this). So in that case we hold SHARE ROW EXCLUSIVE on the parent
   // for this short transaction: readers go on, writers wait for it (milliseconds when DEFAULT is
-  // small, and at most lock_timeout while we queue), and no insert fails. Without a DEFAULT the
+  // small, and at most lock_timeout while we queue for the parent; DEFAULT itself is locked NOWAIT,
+  // so we never hold writers while waiting for a reader of DEFAULT), and no insert fails. Without a DEFAULT the
   // attach needs only SHARE UPDATE EXCLUSIVE, which writers do not notice at all.
   const parentLock = catalog.defaultPartition ? sql`SHARE ROW EXCLUSIVE` : sql`SHARE UPDATE EXCLUSIVE`;
   const attached = await withLockRetry(db, { ...retry, what: `attach ${child}` }, async (trx) => {
@@ -164,6 +165,7 @@ async function createPartition(
  * Moves the DEFAULT partition's rows of [from, to) into `child`. Takes ACCESS EXCLUSIVE on DEFAULT
  * first (the ATTACH takes it anyway), so no row of that range can arrive in DEFAULT between the
  * move and the ATTACH. DELETE ... RETURNING feeds the INSERT: each row is moved exactly once.
+ * The parent lock is taken before (same order as inserts: parent, then partition; no deadlock).
  */
 async function moveFromDefault(
   trx: Transaction<any>,
@@ -176,7 +178,11 @@ async function moveFromDefault(
   const defaultRel = sql.table(`${def.schema}.${def.name}`);
   const col = sql.ref(ctx.catalog.keyColumn);
   const cols = sql.join(ctx.catalog.columns.map((c) => sql.ref(c)));
-  await sql`LOCK TABLE ${defaultRel} IN ACCESS EXCLUSIVE MODE`.execute(trx);
+  // NOWAIT: we already hold the parent lock that pauses writers, so we must not queue here behind a
+  // long reader of DEFAULT (that made inserts wait the whole lock_timeout in our benchmark). If the
+  // lock is not free right now, the transaction rolls back, releasing the parent, and is retried
+  // after a backoff.
+  await sql`LOCK TABLE ${defaultRel} IN ACCESS EXCLUSIVE MODE NOWAIT`.execute(trx);
   const r = await sql`
     WITH moved AS (
       DELETE FROM ${defaultRel} WHERE ${col} >= ${from} AND ${col} < ${to} RETURNING ${cols}
