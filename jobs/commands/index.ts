@@ -1,8 +1,10 @@
 // The command table shared by the telemetry-jobs CLI and the per-job entrypoints.
 
 import { EXIT_USAGE, type MainContext } from "../process.ts";
+import { holds } from "./holds.ts";
 import { migrate } from "./migrate.ts";
 import { partitionManager } from "./partition-manager.ts";
+import { retention } from "./retention.ts";
 import { status } from "./status.ts";
 
 type Command = (argv: readonly string[], ctx: MainContext) => Promise<number>;
@@ -12,8 +14,15 @@ export const COMMANDS: Record<string, { run: Command; summary: string }> = {
     run: partitionManager,
     summary: "create partitions ahead of time, fill gaps, rescue DEFAULT rows",
   },
+  retention: { run: retention, summary: "drop/detach/archive expired partitions; batched deletes elsewhere" },
   migrate: { run: migrate, summary: "schema migrations: up | down | status" },
   status: { run: status, summary: "health of every managed table (OK / WARN / CRIT); exit 1 on CRIT" },
+  hold: {
+    run: (argv, ctx) => holds("hold", argv, ctx),
+    summary: "keep a partition past its retention cutoff",
+  },
+  unhold: { run: (argv, ctx) => holds("unhold", argv, ctx), summary: "release a hold" },
+  holds: { run: (argv, ctx) => holds("holds", argv, ctx), summary: "list holds" },
 };
 
 export const USAGE = `Usage: telemetry-jobs <command> [options]

@@ -9,6 +9,7 @@ import { PolicyFileSchema } from "../../shared/config/policy.ts";
 import type { DB } from "../../shared/db/schema.ts";
 import { createLogger } from "../../shared/log/logger.ts";
 import { runPartitionManagerJob } from "../../shared/partitions/job.ts";
+import { runRetentionJob } from "../../shared/retention/job.ts";
 import type { RunResult } from "../../shared/run/runner.ts";
 
 export type LogRecord = Record<string, any> & { severity: string; message: string };
@@ -48,6 +49,17 @@ export async function runPartitionManager(
 ): Promise<RunResult & { logs: LogRecord[] }> {
   const { log, records } = captureLogger("partition-manager");
   const result = await runPartitionManagerJob(db, config, log, signal);
+  return { ...result, logs: records };
+}
+
+export async function runRetention(
+  db: Kysely<DB>,
+  config: Config,
+  options: { force?: boolean; signal?: AbortSignal } = {},
+): Promise<RunResult & { logs: LogRecord[] }> {
+  const { log, records } = captureLogger("retention");
+  const signal = options.signal ?? new AbortController().signal;
+  const result = await runRetentionJob(db, config, log, signal, { force: options.force ?? false });
   return { ...result, logs: records };
 }
 

@@ -1,0 +1,232 @@
+// The retention executor. Whole partitions: mark, detach (CONCURRENTLY when PostgreSQL allows it),
+// then drop, keep, or move to the archive schema. Rows: batched deletes within one named leaf
+// relation, addressed by that relation's own physical block ranges (ctid), never through a
+// partitioned parent (ctid repeats across partitions: deleting by a parent's ctid deletes recent
+// rows of other partitions too).
+import { type Kysely, sql } from "kysely";
+import type { TablePolicy } from "../config/policy.ts";
+import { backoffMs, LockBudgetExceededError, withLockRetry } from "../db/lock-retry.ts";
+import { isRetryableLockError, sqlState } from "../db/sqlstate.ts";
+import type { Logger } from "../log/logger.ts";
+import { removalMarker } from "./facts.ts";
+import type { RetentionAction, RetentionMode } from "./plan.ts";
+
+export interface RetentionContext {
+  db: Kysely<any>;
+  policy: TablePolicy;
+  log: Logger;
+  signal: AbortSignal;
+  now: Date;
+}
+
+export interface RetentionOutcome {
+  rows: number;
+  bytes: number;
+  /** How it was done, for the audit trail and the logs (e.g. "detach concurrently, drop"). */
+  path: string;
+  /** Row deletes stopped at the time budget or on SIGTERM; the next run continues. */
+  incomplete?: boolean;
+}
+
+function retryOptions(ctx: RetentionContext, what: string) {
+  return {
+    lockTimeoutMs: ctx.policy.lockTimeoutMs,
+    budgetMs: ctx.policy.retryBudgetMs,
+    what,
+    contended: ctx.policy.table,
+    signal: ctx.signal,
+    onRetry: (i: { attempt: number; waitMs: number; error: unknown }) =>
+      ctx.log.warn("lock not available, retrying", { what, ...i }),
+  };
+}
+
+export async function applyRetentionAction(
+  ctx: RetentionContext,
+  action: RetentionAction,
+): Promise<RetentionOutcome> {
+  switch (action.kind) {
+    case "remove_partition": {
+      await withLockRetry(ctx.db, retryOptions(ctx, `mark ${action.partition}`), (trx) =>
+        sql`COMMENT ON TABLE ${sql.table(action.partition)} IS ${sql.lit(removalMarker(ctx.policy.table, action.mode))}`.execute(
+          trx,
+        ),
+      );
+      const detachPath = await detach(ctx, action.partition, action.concurrently);
+      const finishPath = await finishRemoval(ctx, action.partition, action.mode, action.to);
+      return { rows: action.rowsEstimate, bytes: action.bytes, path: `${detachPath}, ${finishPath}` };
+    }
+    case "finalize_detach": {
+      await onOwnConnection(ctx, `finalize the detach of ${action.partition}`, (conn) =>
+        sql`ALTER TABLE ${sql.table(ctx.policy.table)} DETACH PARTITION ${sql.table(action.partition)} FINALIZE`.execute(
+          conn,
+        ),
+      );
+      return {
+        rows: 0,
+        bytes: 0,
+        path: "detach finalize (the marked leftover is finished by the next step or run)",
+      };
+    }
+    case "finish_removal":
+      return { rows: 0, bytes: 0, path: await finishRemoval(ctx, action.partition, action.mode, undefined) };
+    case "delete_rows":
+      return await deleteRowsInBatches(ctx, action);
+  }
+}
+
+async function detach(ctx: RetentionContext, partition: string, concurrently: boolean): Promise<string> {
+  const parent = sql.table(ctx.policy.table);
+  const child = sql.table(partition);
+  if (concurrently) {
+    // Not allowed in a transaction block: its own connection, lock_timeout set for the session.
+    await onOwnConnection(ctx, `detach ${partition} concurrently`, (conn) =>
+      sql`ALTER TABLE ${parent} DETACH PARTITION ${child} CONCURRENTLY`.execute(conn),
+    );
+    return "detach concurrently (SHARE UPDATE EXCLUSIVE on the parent)";
+  }
+  await withLockRetry(ctx.db, retryOptions(ctx, `detach ${partition}`), (trx) =>
+    sql`ALTER TABLE ${parent} DETACH PARTITION ${child}`.execute(trx),
+  );
+  return "detach (ACCESS EXCLUSIVE on the parent, under lock_timeout: the table has a DEFAULT partition)";
+}
+
+/** Runs one statement outside a transaction block, under lock_timeout, retried within the budget. */
+async function onOwnConnection(
+  ctx: RetentionContext,
+  what: string,
+  statement: (conn: Kysely<any>) => Promise<unknown>,
+): Promise<void> {
+  const started = Date.now();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await ctx.db.connection().execute(async (conn) => {
+        await sql`SELECT set_config('lock_timeout', ${`${ctx.policy.lockTimeoutMs}ms`}, false)`.execute(conn);
+        try {
+          await statement(conn);
+        } finally {
+          await sql`RESET lock_timeout`.execute(conn).catch(() => {});
+        }
+      });
+      return;
+    } catch (error) {
+      if (!isRetryableLockError(error)) throw error;
+      const waitMs = backoffMs(attempt);
+      if (
+        Date.now() - started + waitMs + ctx.policy.lockTimeoutMs > ctx.policy.retryBudgetMs ||
+        ctx.signal.aborted
+      ) {
+        throw new LockBudgetExceededError(
+          `${what}: gave up after ${attempt} attempts (lock_timeout ${ctx.policy.lockTimeoutMs} ms, last error ${sqlState(error)}). ` +
+            "If a DETACH CONCURRENTLY was interrupted, the next run finishes it with FINALIZE.",
+          { cause: error },
+        );
+      }
+      ctx.log.warn("lock not available, retrying", { what, attempt, waitMs });
+      await new Promise((r) => setTimeout(r, waitMs));
+    }
+  }
+}
+
+async function finishRemoval(
+  ctx: RetentionContext,
+  partition: string,
+  mode: RetentionMode,
+  to: Date | undefined,
+): Promise<string> {
+  const table = sql.table(partition);
+  const stamp = ctx.now.toISOString();
+  switch (mode) {
+    case "drop":
+      await withLockRetry(ctx.db, retryOptions(ctx, `drop ${partition}`), (trx) =>
+        sql`DROP TABLE ${table}`.execute(trx),
+      );
+      return "drop";
+    case "detach":
+      await withLockRetry(ctx.db, retryOptions(ctx, `label ${partition}`), (trx) =>
+        sql`COMMENT ON TABLE ${table} IS ${sql.lit(
+          `telemetry-jobs retention: detached from ${ctx.policy.table} at ${stamp}${to ? ` (rows before ${to.toISOString()})` : ""}`,
+        )}`.execute(trx),
+      );
+      return "kept detached";
+    case "archive": {
+      const archive = ctx.policy.retention!.archiveSchema;
+      const name = partition.split(".")[1]!;
+      await withLockRetry(ctx.db, retryOptions(ctx, `archive ${partition}`), async (trx) => {
+        await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(archive)}`.execute(trx);
+        await sql`ALTER TABLE ${table} SET SCHEMA ${sql.id(archive)}`.execute(trx);
+        await sql`COMMENT ON TABLE ${sql.table(`${archive}.${name}`)} IS ${sql.lit(
+          `telemetry-jobs retention: archived from ${ctx.policy.table} at ${stamp}`,
+        )}`.execute(trx);
+      });
+      return `moved to ${archive}.${name}`;
+    }
+  }
+}
+
+/**
+ * Deletes rows older than the cutoff from one leaf relation, in batches of physical blocks
+ * (`ctid >= '(b,0)' AND ctid < '(b+n,0)'`: a TID range scan, PostgreSQL 14+). Each batch is its
+ * own short transaction; a kill loses nothing newer than the cutoff and the next run goes on.
+ */
+async function deleteRowsInBatches(
+  ctx: RetentionContext,
+  action: Extract<RetentionAction, { kind: "delete_rows" }>,
+): Promise<RetentionOutcome> {
+  const retention = ctx.policy.retention!;
+  const rel = sql.table(action.relation);
+  const col = sql.ref(ctx.policy.timeColumn);
+  const size = await sql<{ blocks: string; tuples: number; pages: number }>`
+    SELECT (pg_relation_size(${action.relation}::regclass) / current_setting('block_size')::int) AS blocks,
+           c.reltuples AS tuples, c.relpages AS pages
+      FROM pg_class c WHERE c.oid = ${action.relation}::regclass`.execute(ctx.db);
+  const blocks = Number(size.rows[0]?.blocks ?? 0);
+  const tuplesPerBlock =
+    size.rows[0] && size.rows[0].pages > 0 && size.rows[0].tuples > 0
+      ? size.rows[0].tuples / size.rows[0].pages
+      : 60;
+  const blocksPerBatch = Math.max(1, Math.floor(retention.batchSize / Math.max(1, tuplesPerBlock)));
+  const started = Date.now();
+  let deleted = 0;
+  let lastProgress = started;
+  let block = 0;
+  for (; block < blocks; block += blocksPerBatch) {
+    if (ctx.signal.aborted || Date.now() - started > retention.timeBudgetMs) break;
+    const lo = `(${block},0)`;
+    const hi = `(${block + blocksPerBatch},0)`;
+    const { result } = await withLockRetry(
+      ctx.db,
+      retryOptions(ctx, `delete expired rows of ${action.relation}`),
+      (trx) =>
+        sql`DELETE FROM ONLY ${rel}
+           WHERE ctid >= ${lo}::tid AND ctid < ${hi}::tid AND ${col} < ${action.before}`.execute(trx),
+    );
+    deleted += Number(result.numAffectedRows ?? 0n);
+    if (Date.now() - lastProgress > 5_000) {
+      lastProgress = Date.now();
+      const seconds = (Date.now() - started) / 1000;
+      ctx.log.info("deleting expired rows", {
+        relation: action.relation,
+        rowsDeleted: deleted,
+        rowsPerSecond: Math.round(deleted / seconds),
+        remainingEstimate: Math.max(0, action.rows - deleted),
+        blocksDone: Math.min(block + blocksPerBatch, blocks),
+        blocks,
+      });
+    }
+    if (retention.batchPauseMs > 0) await new Promise((r) => setTimeout(r, retention.batchPauseMs));
+  }
+  const incomplete = block < blocks;
+  if (incomplete) {
+    ctx.log.warn("row deletes stopped at the time budget (or on request); the next run continues", {
+      relation: action.relation,
+      rowsDeleted: deleted,
+      remainingEstimate: Math.max(0, action.rows - deleted),
+    });
+  }
+  return {
+    rows: deleted,
+    bytes: 0,
+    path: `batched delete by block range (${blocksPerBatch} blocks per batch)`,
+    ...(incomplete ? { incomplete } : {}),
+  };
+}

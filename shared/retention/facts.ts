@@ -1,0 +1,131 @@
+// Reads what the retention planner needs: the partition catalog (real bounds), which children hold
+// any row, how many rows older than the cutoff each row-delete target has (counted, not estimated:
+// the dry run promises counts), unfinished removals from a killed run, and the holds.
+import { type Kysely, sql } from "kysely";
+import { parseQualifiedName, type QualifiedName } from "../config/identifiers.ts";
+import type { TablePolicy } from "../config/policy.ts";
+import { withLockRetry } from "../db/lock-retry.ts";
+import type { DB } from "../db/schema.ts";
+import { readCatalog, type TableProblem } from "../partitions/catalog.ts";
+import { listHolds } from "./holds.ts";
+import type { RetentionFacts, RetentionMode } from "./plan.ts";
+
+/** Comment put on a partition before it is detached, so that a killed run's leftover is finished. */
+export function removalMarker(parent: string, mode: RetentionMode): string {
+  return `telemetry-jobs retention: removing from ${parent}, mode ${mode}`;
+}
+const MARKER_PATTERN = /^telemetry-jobs retention: removing from (\S+), mode (drop|detach|archive)$/;
+
+/** For `partitioned: false` policies: a plain table with a timestamp column. */
+export async function inspectPlainTable(
+  db: Kysely<any>,
+  policy: TablePolicy,
+): Promise<TableProblem | undefined> {
+  const q = parseQualifiedName(policy.table)!;
+  const r = await sql<{ relkind: string; key_type: string | null }>`
+    SELECT c.relkind::text AS relkind,
+           (SELECT format_type(a.atttypid, NULL) FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attname = ${policy.timeColumn} AND NOT a.attisdropped) AS key_type
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = ${q.schema} AND c.relname = ${q.name}`.execute(db);
+  const row = r.rows[0];
+  if (!row) return { field: "table", message: `${policy.table} does not exist` };
+  if (row.relkind === "p") {
+    return {
+      field: "table",
+      message: `${policy.table} is partitioned: remove "partitioned": false from its policy`,
+    };
+  }
+  if (row.relkind !== "r") return { field: "table", message: `${policy.table} is not a table` };
+  if (row.key_type === null) {
+    return {
+      field: "timeColumn",
+      message: `column "${policy.timeColumn}" does not exist in ${policy.table}`,
+    };
+  }
+  if (!row.key_type.startsWith("timestamp")) {
+    return {
+      field: "timeColumn",
+      message: `column "${policy.timeColumn}" of ${policy.table} is ${row.key_type}, not a timestamp`,
+    };
+  }
+  return undefined;
+}
+
+async function countExpired(
+  db: Kysely<any>,
+  relation: string,
+  column: string,
+  cutoff: Date,
+): Promise<number> {
+  const r = await sql<{ n: string }>`
+    SELECT count(*) AS n FROM ONLY ${sql.table(relation)} WHERE ${sql.ref(column)} < ${cutoff}`.execute(db);
+  return Number(r.rows[0]?.n ?? 0);
+}
+
+export async function readRetentionFacts(
+  db: Kysely<DB>,
+  policy: TablePolicy,
+  cutoff: Date,
+  lock: { lockTimeoutMs: number; budgetMs: number },
+): Promise<RetentionFacts> {
+  const table: QualifiedName = parseQualifiedName(policy.table)!;
+  const holds = await listHolds(db);
+  const unfinished = await sql<{ name: string; comment: string }>`
+    SELECT n.nspname || '.' || c.relname AS name, obj_description(c.oid, 'pg_class') AS comment
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind = 'r' AND NOT c.relispartition
+       AND obj_description(c.oid, 'pg_class') LIKE 'telemetry-jobs retention: removing from %'`.execute(db);
+  const unfinishedRemovals = unfinished.rows.flatMap((row) => {
+    const m = MARKER_PATTERN.exec(row.comment);
+    return m && m[1] === policy.table ? [{ partition: row.name, mode: m[2] as RetentionMode }] : [];
+  });
+
+  if (!policy.partitioned) {
+    const expired = await withLockRetry(
+      db,
+      { ...lock, what: `count expired rows of ${policy.table}` },
+      (trx) => countExpired(trx, policy.table, policy.timeColumn, cutoff),
+    );
+    return {
+      table: policy.table,
+      catalog: undefined,
+      childHasRows: new Map(),
+      expiredRows: new Map([[policy.table, expired.result]]),
+      unfinishedRemovals,
+      holds,
+    };
+  }
+
+  const catalog = await readCatalog(db, table, policy.timeColumn, policy.interval, lock);
+  const { result } = await withLockRetry(
+    db,
+    { ...lock, what: `inspect the partitions of ${policy.table}`, contended: policy.table },
+    async (trx) => {
+      const childHasRows = new Map<string, boolean>();
+      const expiredRows = new Map<string, number>();
+      for (const child of catalog.children) {
+        if (child.detachPending) continue;
+        const name = `${child.schema}.${child.name}`;
+        const r = await sql<{
+          has: boolean;
+        }>`SELECT EXISTS (SELECT 1 FROM ONLY ${sql.table(name)}) AS has`.execute(trx);
+        childHasRows.set(name, r.rows[0]?.has === true);
+        const b = child.bound;
+        const straddles =
+          b.kind === "range" &&
+          (b.from === "MINVALUE" || (b.from instanceof Date && b.from.getTime() < cutoff.getTime())) &&
+          (b.to === "MAXVALUE" || (b.to instanceof Date && b.to.getTime() > cutoff.getTime()));
+        if (policy.retention?.exactCutoff && straddles) {
+          expiredRows.set(name, await countExpired(trx, name, policy.timeColumn, cutoff));
+        }
+      }
+      if (catalog.defaultPartition) {
+        const def = `${catalog.defaultPartition.schema}.${catalog.defaultPartition.name}`;
+        expiredRows.set(def, await countExpired(trx, def, policy.timeColumn, cutoff));
+      }
+      return { childHasRows, expiredRows };
+    },
+  );
+  return { table: policy.table, catalog, ...result, unfinishedRemovals, holds };
+}

@@ -1,0 +1,205 @@
+// The retention planner: pure, like the partition planner. From the policy, what the database
+// holds (children with real bounds, holds, counted expired rows) and `now`, it decides what to
+// remove, what to delete row by row, and whether the run must be refused.
+import {
+  approximateMs,
+  type Duration,
+  formatDuration,
+  parseDuration,
+  subtractDuration,
+} from "../config/duration.ts";
+import type { TablePolicy } from "../config/policy.ts";
+import type { TableCatalog } from "../partitions/catalog.ts";
+import type { RetentionHold } from "./holds.ts";
+
+export const KEEP_FLOOR_MS = 86_400_000; // 1 day: a shorter keep is almost certainly a typo
+
+export type RetentionMode = "drop" | "detach" | "archive";
+
+export type RetentionAction =
+  | { readonly kind: "finalize_detach"; readonly partition: string }
+  | { readonly kind: "finish_removal"; readonly partition: string; readonly mode: RetentionMode }
+  | {
+      readonly kind: "remove_partition";
+      readonly partition: string;
+      readonly from: Date | null;
+      readonly to: Date;
+      readonly rowsEstimate: number;
+      readonly bytes: number;
+      readonly mode: RetentionMode;
+      /** DETACH ... CONCURRENTLY (SHARE UPDATE EXCLUSIVE on the parent); impossible with a DEFAULT partition. */
+      readonly concurrently: boolean;
+      /** A hold that existed but has expired. */
+      readonly expiredHold?: string;
+    }
+  | {
+      readonly kind: "delete_rows";
+      /** A leaf relation (never a partitioned parent): rows are addressed by its own ctid. */
+      readonly relation: string;
+      readonly reason: "plain_table" | "default_partition" | "straddling_partition";
+      readonly before: Date;
+      readonly rows: number;
+    };
+
+export interface RetentionFinding {
+  readonly severity: "info" | "warn";
+  readonly code: "held" | "hold_expired" | "nothing_expired";
+  readonly message: string;
+  readonly partition?: string;
+}
+
+export interface RetentionPlan {
+  readonly table: string;
+  readonly cutoff: Date;
+  readonly actions: readonly RetentionAction[];
+  readonly findings: readonly RetentionFinding[];
+  /** Why the run must not go ahead without --force; undefined when it may. */
+  readonly refusal?: string;
+}
+
+/** What the retention planner needs to know about a table, read by facts.ts. */
+export interface RetentionFacts {
+  readonly table: string;
+  /** Partitioned tables: the catalog; plain tables: undefined. */
+  readonly catalog: TableCatalog | undefined;
+  /** schema.child -> whether it has at least one row. */
+  readonly childHasRows: ReadonlyMap<string, boolean>;
+  /** Rows older than the cutoff per leaf relation that would be deleted row by row (counted). */
+  readonly expiredRows: ReadonlyMap<string, number>;
+  /** Tables a killed run detached but did not yet drop or archive (marked by comment). */
+  readonly unfinishedRemovals: readonly { partition: string; mode: RetentionMode }[];
+  readonly holds: readonly RetentionHold[];
+}
+
+export function retentionCutoff(policy: TablePolicy, now: Date): Date {
+  return subtractDuration(now, keepOf(policy));
+}
+
+export function keepOf(policy: TablePolicy): Duration {
+  const keep = policy.retention ? parseDuration(policy.retention.keep) : undefined;
+  if (!keep) throw new Error(`${policy.table} has no valid retention.keep`);
+  return keep;
+}
+
+export function planRetention(
+  policy: TablePolicy,
+  facts: RetentionFacts,
+  now: Date,
+  options: { force: boolean },
+): RetentionPlan {
+  const retention = policy.retention!;
+  const keep = keepOf(policy);
+  const cutoff = subtractDuration(now, keep);
+  const actions: RetentionAction[] = [];
+  const findings: RetentionFinding[] = [];
+  const refusals: string[] = [];
+  if (approximateMs(keep) < KEEP_FLOOR_MS) {
+    refusals.push(`keep "${formatDuration(keep)}" is shorter than the 1 day floor`);
+  }
+
+  for (const u of facts.unfinishedRemovals)
+    actions.push({ kind: "finish_removal", partition: u.partition, mode: u.mode });
+
+  const catalog = facts.catalog;
+  if (!catalog) {
+    const rows = facts.expiredRows.get(policy.table) ?? 0;
+    if (rows > 0)
+      actions.push({
+        kind: "delete_rows",
+        relation: policy.table,
+        reason: "plain_table",
+        before: cutoff,
+        rows,
+      });
+  } else {
+    const holdByPartition = new Map(facts.holds.map((h) => [h.partition, h]));
+    const removals: Extract<RetentionAction, { kind: "remove_partition" }>[] = [];
+    for (const child of catalog.children) {
+      const qualified = `${child.schema}.${child.name}`;
+      if (child.detachPending) {
+        actions.push({ kind: "finalize_detach", partition: qualified });
+        continue;
+      }
+      if (child.bound.kind !== "range" || !(child.bound.to instanceof Date)) continue; // MAXVALUE never expires
+      const to = child.bound.to;
+      const from = child.bound.from instanceof Date ? child.bound.from : null;
+      if (to.getTime() <= cutoff.getTime()) {
+        const hold = holdByPartition.get(qualified);
+        if (hold && hold.until.getTime() > now.getTime()) {
+          findings.push({
+            severity: "info",
+            code: "held",
+            partition: qualified,
+            message: `kept ${qualified} past its cutoff: held until ${hold.until.toISOString()} by ${hold.createdBy} (${hold.reason})`,
+          });
+          continue;
+        }
+        if (hold) {
+          findings.push({
+            severity: "info",
+            code: "hold_expired",
+            partition: qualified,
+            message: `the hold on ${qualified} expired at ${hold.until.toISOString()} (${hold.reason}); it is removed now`,
+          });
+        }
+        removals.push({
+          kind: "remove_partition",
+          partition: qualified,
+          from,
+          to,
+          rowsEstimate: child.rowEstimate,
+          bytes: child.bytes,
+          mode: retention.mode,
+          concurrently: catalog.defaultPartition === undefined,
+          ...(hold ? { expiredHold: hold.reason } : {}),
+        });
+      } else if (retention.exactCutoff && (from === null || from.getTime() < cutoff.getTime())) {
+        const rows = facts.expiredRows.get(qualified) ?? 0;
+        if (rows > 0) {
+          actions.push({
+            kind: "delete_rows",
+            relation: qualified,
+            reason: "straddling_partition",
+            before: cutoff,
+            rows,
+          });
+        }
+      }
+    }
+    if (removals.length > retention.maxDropsPerRun) {
+      refusals.push(
+        `it would remove ${removals.length} partitions, more than maxDropsPerRun (${retention.maxDropsPerRun}): ${removals.map((r) => r.partition).join(", ")}`,
+      );
+    }
+    const withRows = [...facts.childHasRows].filter(([, has]) => has).map(([name]) => name);
+    const removed = new Set(removals.map((r) => r.partition));
+    if (withRows.length > 0 && withRows.every((name) => removed.has(name))) {
+      refusals.push(`it would remove every partition that holds data (${withRows.join(", ")})`);
+    }
+    actions.push(...removals.sort((a, b) => a.to.getTime() - b.to.getTime()));
+    if (catalog.defaultPartition) {
+      const def = `${catalog.defaultPartition.schema}.${catalog.defaultPartition.name}`;
+      const rows = facts.expiredRows.get(def) ?? 0;
+      if (rows > 0)
+        actions.push({
+          kind: "delete_rows",
+          relation: def,
+          reason: "default_partition",
+          before: cutoff,
+          rows,
+        });
+    }
+  }
+  if (actions.length === 0) {
+    findings.push({
+      severity: "info",
+      code: "nothing_expired",
+      message: `nothing is older than the cutoff ${cutoff.toISOString()}`,
+    });
+  }
+  const refusal =
+    refusals.length > 0 && !options.force
+      ? `refused: ${refusals.join("; and ")}. Check retention.keep and maxDropsPerRun; run with --dry-run to see the plan, and with --force if this is really intended.`
+      : undefined;
+  return { table: policy.table, cutoff, actions, findings, ...(refusal ? { refusal } : {}) };
+}
