@@ -8,6 +8,7 @@ import type { TablePolicy } from "../config/policy.ts";
 import { backoffMs, LockBudgetExceededError, withLockRetry } from "../db/lock-retry.ts";
 import { isRetryableLockError, sqlState } from "../db/sqlstate.ts";
 import type { Logger } from "../log/logger.ts";
+import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import { removalMarker } from "./facts.ts";
 import type { RetentionAction, RetentionMode } from "./plan.ts";
 
@@ -24,8 +25,9 @@ export interface RetentionOutcome {
   bytes: number;
   /** How it was done, for the audit trail and the logs (e.g. "detach concurrently, drop"). */
   path: string;
-  /** Row deletes stopped at the time budget or on SIGTERM; the next run continues. */
+  /** Row deletes stopped at the time budget or on SIGTERM; the next run continues from nextBlock. */
   incomplete?: boolean;
+  nextBlock?: number;
 }
 
 function retryOptions(ctx: RetentionContext, what: string) {
@@ -43,6 +45,7 @@ function retryOptions(ctx: RetentionContext, what: string) {
 export async function applyRetentionAction(
   ctx: RetentionContext,
   action: RetentionAction,
+  resume: { startBlock: number } = { startBlock: 0 },
 ): Promise<RetentionOutcome> {
   switch (action.kind) {
     case "remove_partition": {
@@ -70,7 +73,7 @@ export async function applyRetentionAction(
     case "finish_removal":
       return { rows: 0, bytes: 0, path: await finishRemoval(ctx, action.partition, action.mode, undefined) };
     case "delete_rows":
-      return await deleteRowsInBatches(ctx, action);
+      return await deleteRowsInBatches(ctx, action, resume.startBlock);
   }
 }
 
@@ -167,10 +170,13 @@ async function finishRemoval(
  * Deletes rows older than the cutoff from one leaf relation, in batches of physical blocks
  * (`ctid >= '(b,0)' AND ctid < '(b+n,0)'`: a TID range scan, PostgreSQL 14+). Each batch is its
  * own short transaction; a kill loses nothing newer than the cutoff and the next run goes on.
+ * A run that stops at its time budget reports the block it reached; the next run starts there
+ * (rescanning cleaned blocks from 0 every run would spend each small budget on no work at all).
  */
 async function deleteRowsInBatches(
   ctx: RetentionContext,
   action: Extract<RetentionAction, { kind: "delete_rows" }>,
+  startBlock: number,
 ): Promise<RetentionOutcome> {
   const retention = ctx.policy.retention!;
   const rel = sql.table(action.relation);
@@ -188,45 +194,70 @@ async function deleteRowsInBatches(
   const started = Date.now();
   let deleted = 0;
   let lastProgress = started;
-  let block = 0;
-  for (; block < blocks; block += blocksPerBatch) {
-    if (ctx.signal.aborted || Date.now() - started > retention.timeBudgetMs) break;
-    const lo = `(${block},0)`;
-    const hi = `(${block + blocksPerBatch},0)`;
-    const { result } = await withLockRetry(
-      ctx.db,
-      retryOptions(ctx, `delete expired rows of ${action.relation}`),
-      (trx) =>
-        sql`DELETE FROM ONLY ${rel}
-           WHERE ctid >= ${lo}::tid AND ctid < ${hi}::tid AND ${col} < ${action.before}`.execute(trx),
-    );
-    deleted += Number(result.numAffectedRows ?? 0n);
-    if (Date.now() - lastProgress > 5_000) {
-      lastProgress = Date.now();
-      const seconds = (Date.now() - started) / 1000;
-      ctx.log.info("deleting expired rows", {
-        relation: action.relation,
-        rowsDeleted: deleted,
-        rowsPerSecond: Math.round(deleted / seconds),
-        remainingEstimate: Math.max(0, action.rows - deleted),
-        blocksDone: Math.min(block + blocksPerBatch, blocks),
-        blocks,
-      });
+  // One full pass over the relation, starting where the previous run stopped and wrapping round to
+  // block 0: rows inserted since (with old timestamps) may sit in space freed before that block.
+  const first = startBlock > 0 && startBlock < blocks ? startBlock : 0;
+  if (first > 0)
+    ctx.log.info("resuming row deletes where the previous run stopped", {
+      relation: action.relation,
+      block: first,
+      blocks,
+    });
+  const segments: [number, number][] =
+    first > 0
+      ? [
+          [first, blocks],
+          [0, first],
+        ]
+      : [[0, blocks]];
+  let scanned = 0;
+  let stoppedAt: number | undefined;
+  outer: for (const [from, to] of segments) {
+    for (let block = from; block < to; block += blocksPerBatch) {
+      if (ctx.signal.aborted || Date.now() - started > retention.timeBudgetMs) {
+        stoppedAt = block;
+        break outer;
+      }
+      const lo = `(${block},0)`;
+      const hi = `(${Math.min(block + blocksPerBatch, to)},0)`;
+      const { result } = await withLockRetry(
+        ctx.db,
+        retryOptions(ctx, `delete expired rows of ${action.relation}`),
+        (trx) =>
+          sql`DELETE FROM ONLY ${rel}
+             WHERE ctid >= ${lo}::tid AND ctid < ${hi}::tid AND ${col} < ${action.before}`.execute(trx),
+      );
+      deleted += Number(result.numAffectedRows ?? 0n);
+      scanned += Math.min(blocksPerBatch, to - block);
+      if (scanned >= 10 * blocksPerBatch) await pauseAtFaultPoint("after-delete-batch", ctx.log);
+      if (Date.now() - lastProgress > 5_000) {
+        lastProgress = Date.now();
+        const seconds = (Date.now() - started) / 1000;
+        ctx.log.info("deleting expired rows", {
+          relation: action.relation,
+          rowsDeleted: deleted,
+          rowsPerSecond: Math.round(deleted / seconds),
+          remainingEstimate: Math.max(0, action.rows - deleted),
+          blocksDone: scanned,
+          blocks,
+        });
+      }
+      if (retention.batchPauseMs > 0) await new Promise((r) => setTimeout(r, retention.batchPauseMs));
     }
-    if (retention.batchPauseMs > 0) await new Promise((r) => setTimeout(r, retention.batchPauseMs));
   }
-  const incomplete = block < blocks;
+  const incomplete = stoppedAt !== undefined;
   if (incomplete) {
     ctx.log.warn("row deletes stopped at the time budget (or on request); the next run continues", {
       relation: action.relation,
       rowsDeleted: deleted,
       remainingEstimate: Math.max(0, action.rows - deleted),
+      nextBlock: stoppedAt,
     });
   }
   return {
     rows: deleted,
     bytes: 0,
     path: `batched delete by block range (${blocksPerBatch} blocks per batch)`,
-    ...(incomplete ? { incomplete } : {}),
+    ...(incomplete ? { incomplete, nextBlock: stoppedAt } : {}),
   };
 }

@@ -6,6 +6,7 @@ import type { TableContext, TableReport } from "../run/runner.ts";
 import { applyRetentionAction } from "./apply.ts";
 import { readRetentionFacts } from "./facts.ts";
 import { planRetention, type RetentionAction, retentionCutoff } from "./plan.ts";
+import { resumeBlock } from "./progress.ts";
 
 export function describeRetentionAction(a: RetentionAction): string {
   switch (a.kind) {
@@ -71,9 +72,12 @@ export async function manageRetention(
           ? { to: action.before }
           : {};
     try {
+      const startBlock =
+        action.kind === "delete_rows" ? await resumeBlock(db, policy.table, action.relation) : 0;
       const outcome = await applyRetentionAction(
         { db, policy, log, signal: ctx.signal, now: options.now },
         action,
+        { startBlock },
       );
       counts[action.kind] = (counts[action.kind] ?? 0) + 1;
       if (action.kind === "remove_partition" && action.mode === "drop") bytesFreed += outcome.bytes;
@@ -91,6 +95,7 @@ export async function manageRetention(
           mode: action.kind === "remove_partition" ? action.mode : undefined,
           hold: action.kind === "remove_partition" ? (action.expiredHold ? "expired" : "none") : undefined,
           incomplete: outcome.incomplete,
+          nextBlock: outcome.nextBlock,
         },
         startedAt,
         finishedAt: new Date(),

@@ -1,0 +1,15 @@
+// Where an interrupted batched delete stopped: the last audit record of a delete_rows action on the
+// relation, when it was incomplete. A killed run records nothing, so the next one starts at block 0,
+// which is always correct, only slower.
+import { type Kysely, sql } from "kysely";
+import type { DB } from "../db/schema.ts";
+
+export async function resumeBlock(db: Kysely<DB>, table: string, relation: string): Promise<number> {
+  const r = await sql<{ next_block: string | null }>`
+    SELECT detail->>'nextBlock' AS next_block
+      FROM telemetry_jobs.job_actions
+     WHERE table_name = ${table} AND kind = 'delete_rows' AND partition_name = ${relation} AND outcome = 'ok'
+     ORDER BY id DESC LIMIT 1`.execute(db);
+  const next = Number(r.rows[0]?.next_block ?? 0);
+  return Number.isSafeInteger(next) && next > 0 ? next : 0;
+}
