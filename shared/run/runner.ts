@@ -153,7 +153,12 @@ export async function runJob(spec: JobSpec): Promise<RunResult> {
       const report = locked.value;
       tables[policy.table] = report.status;
       for (const [k, n] of Object.entries(report.actions)) actionCounts[k] = (actionCounts[k] ?? 0) + n;
-      if (report.health) health[policy.table] = report.health;
+      if (report.health) {
+        health[policy.table] = report.health;
+        // One flat record per table: log-based metrics extract numbers from fixed field names
+        // (jsonPayload.futureBufferIntervals, .defaultRows, .rollupLagSeconds) with the table as a label.
+        tlog.info("table health", { event: "table_health", job, table: policy.table, ...report.health });
+      }
       if (report.error) tlog.error("table failed", { error: report.error });
     } catch (error) {
       tables[policy.table] = "failed";
