@@ -5,6 +5,7 @@ import { holds } from "./holds.ts";
 import { migrate } from "./migrate.ts";
 import { partitionManager } from "./partition-manager.ts";
 import { retention } from "./retention.ts";
+import { rollupHourly } from "./rollup-hourly.ts";
 import { status } from "./status.ts";
 
 type Command = (argv: readonly string[], ctx: MainContext) => Promise<number>;
@@ -15,6 +16,10 @@ export const COMMANDS: Record<string, { run: Command; summary: string }> = {
     summary: "create partitions ahead of time, fill gaps, rescue DEFAULT rows",
   },
   retention: { run: retention, summary: "drop/detach/archive expired partitions; batched deletes elsewhere" },
+  "rollup-hourly": {
+    run: rollupHourly,
+    summary: "hourly rollups: incremental, late data included; --from/--to rebuilds",
+  },
   migrate: { run: migrate, summary: "schema migrations: up | down | status" },
   status: { run: status, summary: "health of every managed table (OK / WARN / CRIT); exit 1 on CRIT" },
   hold: {

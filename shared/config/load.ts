@@ -80,11 +80,16 @@ export function loadDatabaseSettings(env: NodeJS.ProcessEnv): DatabaseSettings {
  */
 export function parseNow(value: string | undefined, clock: () => Date = () => new Date()): Date {
   if (value === undefined) return clock();
+  return parseInstant(value, "--now");
+}
+
+/** An ISO-8601 instant from a command-line flag (UTC unless it carries an offset). */
+export function parseInstant(value: string, flag: string): Date {
   const m =
     /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?(Z|[+-]\d{2}(?::?\d{2})?)?$/.exec(
       value,
     );
-  if (!m) throw new ConfigError(`--now ${value}: use an ISO-8601 instant such as 2026-11-21T00:00:00Z`);
+  if (!m) throw new ConfigError(`${flag} ${value}: use an ISO-8601 instant such as 2026-11-21T00:00:00Z`);
   const [, y, mo, d, h = "00", mi = "00", s = "00", frac = "", zone = "Z"] = m;
   // Node rolls 2026-02-30 over to March 2: check the calendar date ourselves.
   const calendar = new Date(Date.UTC(Number(y), Number(mo) - 1, Number(d)));
@@ -95,7 +100,7 @@ export function parseNow(value: string | undefined, clock: () => Date = () => ne
     Number(mi) > 59 ||
     Number(s) > 59
   ) {
-    throw new ConfigError(`--now ${value}: not a valid date or time`);
+    throw new ConfigError(`${flag} ${value}: not a valid date or time`);
   }
   const offset =
     zone === "Z"
@@ -106,7 +111,7 @@ export function parseNow(value: string | undefined, clock: () => Date = () => ne
           ? zone
           : `${zone.slice(0, 3)}:${zone.slice(3)}`;
   const date = new Date(`${y}-${mo}-${d}T${h}:${mi}:${s}${frac}${offset}`);
-  if (Number.isNaN(date.getTime())) throw new ConfigError(`--now ${value}: not a valid date`);
+  if (Number.isNaN(date.getTime())) throw new ConfigError(`${flag} ${value}: not a valid date`);
   return date;
 }
 

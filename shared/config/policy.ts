@@ -74,6 +74,54 @@ export const RetentionPolicySchema = z
   })
   .strict();
 
+const metricColumns = z
+  .array(identifier)
+  .min(1)
+  .max(200)
+  .refine((cols) => new Set(cols).size === cols.length, { message: "lists a column twice" });
+
+export const RollupPolicySchema = z
+  .object({
+    target: qualifiedTable
+      .default("public.telemetry_rollups_hourly")
+      .describe(
+        "Rollup table: (group, metric_key, bucket_ts) primary key, sample_count, sum, min, max, avg, updated_at.",
+      ),
+    groupBy: identifier
+      .default("device_id")
+      .describe("Column rows are grouped by (stored as text in the target)."),
+    metrics: z
+      .union([
+        z
+          .object({
+            jsonb: identifier.describe("A JSONB column of key -> value; finite numbers only count."),
+          })
+          .strict(),
+        z
+          .object({ columns: metricColumns.describe("Numeric columns; each column name is a metric key.") })
+          .strict(),
+      ])
+      .default({ jsonb: "metrics" })
+      .describe('Where the values come from: {"jsonb": "metrics"} or {"columns": ["temp_c", "rh"]}.'),
+    groupColumn: identifier.default("device_id").describe("Group column in the target table."),
+    backfillBatchHours: z
+      .number()
+      .int()
+      .min(1)
+      .max(24 * 31)
+      .default(24)
+      .describe("Hours recomputed per transaction during the first run and --from/--to rebuilds."),
+    batchPauseMs: z.number().int().min(0).max(60_000).default(20).describe("Pause between backfill batches."),
+    timeBudgetMs: z
+      .number()
+      .int()
+      .min(1)
+      .max(24 * 3_600_000)
+      .default(600_000)
+      .describe("Backfill stops after this long; the next run resumes where it stopped."),
+  })
+  .strict();
+
 export const TablePolicySchema = z
   .object({
     table: qualifiedTable.describe(
@@ -121,6 +169,9 @@ export const TablePolicySchema = z
         "false for a plain table: partition-manager leaves it alone, retention deletes expired rows in batches.",
       ),
     retention: RetentionPolicySchema.optional().describe("Expire old data (the retention job)."),
+    rollup: RollupPolicySchema.optional().describe(
+      "Roll this table up into hourly buckets (the rollup-hourly job). Needs the ingest_xid column.",
+    ),
   })
   .strict()
   .superRefine((policy, ctx) => {
@@ -167,6 +218,7 @@ export const PolicyFileSchema = z
 
 export type TablePolicy = z.output<typeof TablePolicySchema>;
 export type RetentionPolicy = z.output<typeof RetentionPolicySchema>;
+export type RollupPolicy = z.output<typeof RollupPolicySchema>;
 export type PolicyFile = z.output<typeof PolicyFileSchema>;
 
 function tableName(qualified: string): string {

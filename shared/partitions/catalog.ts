@@ -44,7 +44,8 @@ export interface TableCatalog {
 
 /** Why a table cannot be managed as configured; the message names the fix. */
 export interface TableProblem {
-  readonly field: "table" | "timeColumn";
+  /** The policy field at fault, as a path below tables[i] (e.g. "timeColumn", "rollup.target"). */
+  readonly field: string;
   readonly message: string;
 }
 

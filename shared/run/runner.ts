@@ -43,6 +43,8 @@ export interface JobSpec {
   /** Checks a policy against the database; a problem is a configuration error (exit 2). */
   inspect?: (db: Kysely<any>, policy: TablePolicy) => Promise<TableProblem | undefined>;
   processTable(ctx: TableContext): Promise<TableReport>;
+  /** What the advisory lock excludes besides (job, table), e.g. the shard a Cloud Run task owns. */
+  lockScope?: string;
 }
 
 export interface RunSummary {
@@ -144,7 +146,12 @@ export async function runJob(spec: JobSpec): Promise<RunResult> {
       },
     };
     try {
-      const locked = await withAdvisoryLock(db, job, policy.table, () => spec.processTable(ctx));
+      const locked = await withAdvisoryLock(
+        db,
+        job,
+        spec.lockScope ? `${policy.table}:${spec.lockScope}` : policy.table,
+        () => spec.processTable(ctx),
+      );
       if (!locked.acquired) {
         tlog.notice("another run holds the lock for this job and table; skipping it", { job });
         tables[policy.table] = "skipped";

@@ -1,0 +1,214 @@
+// The rollup executor: recomputes buckets from raw rows and saves the watermark, each unit of work
+// in one transaction with the watermark update, so a kill at any point leaves either the old or
+// the new state (recomputing a bucket from raw rows is idempotent: a rerun converges).
+import { type Kysely, type RawBuilder, sql, type Transaction } from "kysely";
+import type { TablePolicy } from "../config/policy.ts";
+import type { HourRange, ShardSpec, Watermark } from "./plan.ts";
+import { rollupSql, shardPredicate } from "./sql.ts";
+
+export interface SavedWatermark extends Watermark {
+  /** pg_snapshot text "xmin:xmax:xip,...": rows committed in it are rolled up. */
+  seen: string;
+}
+
+export function parseSnapshot(text: string): { xmin: string; xmax: string; xip: string[] } {
+  const [xmin, xmax, xip] = text.split(":");
+  if (xmin === undefined || xmax === undefined || xip === undefined)
+    throw new Error(`bad pg_snapshot "${text}"`);
+  return { xmin, xmax, xip: xip === "" ? [] : xip.split(",") };
+}
+
+export async function loadWatermark(
+  db: Kysely<any>,
+  target: string,
+  shard: ShardSpec,
+): Promise<SavedWatermark | undefined> {
+  const r = await sql<{
+    seen: string;
+    final_before: Date;
+    backfill_next: Date | null;
+    backfill_to: Date | null;
+  }>`
+    SELECT seen::text AS seen, final_before, backfill_next, backfill_to
+      FROM telemetry_jobs.rollup_watermarks
+     WHERE target = ${target} AND shard_count = ${shard.count} AND shard_index = ${shard.index}`.execute(db);
+  const row = r.rows[0];
+  if (!row) return undefined;
+  return {
+    seen: row.seen,
+    finalBefore: row.final_before,
+    backfillNext: row.backfill_next,
+    backfillTo: row.backfill_to,
+  };
+}
+
+/**
+ * A shard layout seen for the first time (first run, or CLOUD_RUN_TASK_COUNT changed) starts from
+ * what every earlier layout had certainly processed: the oldest xmin among their snapshots, as an
+ * empty snapshot (everything from there on counts as new: more work once, never a lost row).
+ */
+export async function inheritedStart(
+  db: Kysely<any>,
+  target: string,
+): Promise<{ seen: string; finalBefore: Date } | undefined> {
+  // (min() over xid8 exists only from PostgreSQL 16; ORDER BY works everywhere.)
+  const r = await sql<{ xmin: string | null; final_before: Date | null }>`
+    SELECT (SELECT pg_snapshot_xmin(seen) FROM telemetry_jobs.rollup_watermarks
+             WHERE target = ${target} ORDER BY 1 LIMIT 1)::text AS xmin,
+           (SELECT min(final_before) FROM telemetry_jobs.rollup_watermarks WHERE target = ${target}) AS final_before`.execute(
+    db,
+  );
+  const row = r.rows[0];
+  if (!row?.xmin || !row.final_before) return undefined;
+  return { seen: `${row.xmin}:${row.xmin}:`, finalBefore: row.final_before };
+}
+
+export async function saveWatermark(
+  trx: Kysely<any>,
+  target: string,
+  shard: ShardSpec,
+  w: {
+    seen: RawBuilder<unknown> | string;
+    finalBefore: Date;
+    backfillNext: Date | null;
+    backfillTo: Date | null;
+  },
+): Promise<void> {
+  const seen = typeof w.seen === "string" ? sql`${w.seen}::pg_snapshot` : w.seen;
+  await sql`
+    INSERT INTO telemetry_jobs.rollup_watermarks AS w
+           (target, shard_count, shard_index, seen, final_before, backfill_next, backfill_to, updated_at)
+    VALUES (${target}, ${shard.count}, ${shard.index}, ${seen}, ${w.finalBefore}, ${w.backfillNext}, ${w.backfillTo}, now())
+    ON CONFLICT (target, shard_count, shard_index) DO UPDATE
+       SET seen = excluded.seen, final_before = excluded.final_before, backfill_next = excluded.backfill_next,
+           backfill_to = excluded.backfill_to, updated_at = excluded.updated_at`.execute(trx);
+}
+
+/** Once every task of the current layout has saved its state, older layouts' rows are obsolete. */
+export async function dropObsoleteLayouts(
+  db: Kysely<any>,
+  target: string,
+  shard: ShardSpec,
+): Promise<number> {
+  const r = await sql`
+    DELETE FROM telemetry_jobs.rollup_watermarks
+     WHERE target = ${target} AND shard_count <> ${shard.count}
+       AND (SELECT count(*) FROM telemetry_jobs.rollup_watermarks
+             WHERE target = ${target} AND shard_count = ${shard.count}) = ${shard.count}`.execute(db);
+  return Number(r.numAffectedRows ?? 0n);
+}
+
+export interface RecomputeResult {
+  buckets: number;
+  /** Metric values aggregated (rows x numeric keys). */
+  samples: number;
+  upserted: number;
+  deleted: number;
+}
+
+type Scope = { kind: "touched" } | { kind: "hours"; range: HourRange };
+
+/**
+ * Recomputes whole (group, metric key, hour) buckets from the raw rows and writes them:
+ * - scope "touched": the buckets listed in the temp table rollup_touched (g, h);
+ * - scope "hours": every bucket of the shard's groups in a range of whole hours.
+ * Rollup rows of the scope whose key no longer has raw values are deleted, so each bucket equals
+ * a GROUP BY over the raw rows. Unchanged buckets are not rewritten.
+ */
+export async function recomputeBuckets(
+  trx: Transaction<any>,
+  policy: TablePolicy,
+  shard: ShardSpec,
+  scope: Scope,
+): Promise<RecomputeResult> {
+  const q = rollupSql(policy);
+  const agg =
+    scope.kind === "touched"
+      ? sql`SELECT t.g, m.key, t.h, count(*)::bigint AS n, sum(m.value) AS total, min(m.value) AS lo, max(m.value) AS hi
+              FROM rollup_touched t
+              JOIN ${q.source} AS s ON ${q.group} = t.g AND ${q.time} >= t.h AND ${q.time} < t.h + interval '1 hour'
+              CROSS JOIN LATERAL ${q.metricPairs}
+             GROUP BY t.g, m.key, t.h`
+      : sql`SELECT ${q.group} AS g, m.key, date_trunc('hour', ${q.time}, 'UTC') AS h, count(*)::bigint AS n,
+                   sum(m.value) AS total, min(m.value) AS lo, max(m.value) AS hi
+              FROM ${q.source} AS s
+              CROSS JOIN LATERAL ${q.metricPairs}
+             WHERE ${q.time} >= ${scope.range.from} AND ${q.time} < ${scope.range.to} AND ${shardPredicate(q.group, shard)}
+             GROUP BY 1, 2, 3`;
+  const inScope =
+    scope.kind === "touched"
+      ? sql`EXISTS (SELECT 1 FROM rollup_touched t WHERE t.g::text = r.${q.targetGroup} AND t.h = r.bucket_ts)`
+      : sql`r.bucket_ts >= ${scope.range.from} AND r.bucket_ts < ${scope.range.to}
+            AND ${shardPredicate(sql`r.${q.targetGroup}`, shard)}`;
+  const r = await sql<{ buckets: string; samples: string; upserted: string; deleted: string }>`
+    WITH agg AS MATERIALIZED (${agg}),
+    upserted AS (
+      INSERT INTO ${q.target} AS r (${q.targetGroup}, metric_key, bucket_ts, sample_count, sum, min, max, avg, updated_at)
+      SELECT g::text, key, h, n, total, lo, hi, total / n, now() FROM agg
+      ON CONFLICT (${q.targetGroup}, metric_key, bucket_ts) DO UPDATE
+         SET sample_count = excluded.sample_count, sum = excluded.sum, min = excluded.min,
+             max = excluded.max, avg = excluded.avg, updated_at = excluded.updated_at
+       WHERE (r.sample_count, r.sum, r.min, r.max) IS DISTINCT FROM
+             (excluded.sample_count, excluded.sum, excluded.min, excluded.max)
+      RETURNING 1
+    ),
+    deleted AS (
+      DELETE FROM ${q.target} AS r
+       WHERE ${inScope}
+         AND NOT EXISTS (SELECT 1 FROM agg a
+                          WHERE a.g::text = r.${q.targetGroup} AND a.key = r.metric_key AND a.h = r.bucket_ts)
+      RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM agg) AS buckets, (SELECT coalesce(sum(n), 0) FROM agg) AS samples,
+           (SELECT count(*) FROM upserted) AS upserted,
+           (SELECT count(*) FROM deleted) AS deleted`.execute(trx);
+  const row = r.rows[0]!;
+  return {
+    buckets: Number(row.buckets),
+    samples: Number(row.samples),
+    upserted: Number(row.upserted),
+    deleted: Number(row.deleted),
+  };
+}
+
+/**
+ * Fills the temp table rollup_touched (g, h) with the final-hour buckets of rows that became
+ * visible since `prev` (the saved snapshot): rows of transactions that were still running then
+ * (its xip list) or that started after it (xid >= its xmax). Runs in the caller's REPEATABLE READ
+ * transaction, so "visible" means committed in that transaction's snapshot.
+ */
+export async function collectTouchedBuckets(
+  trx: Transaction<any>,
+  policy: TablePolicy,
+  shard: ShardSpec,
+  prev: string,
+  window: { finalBefore: Date; horizon: Date | null; exclude: HourRange[] },
+): Promise<{ rows: number; buckets: number; skippedBeforeHorizon: number }> {
+  const q = rollupSql(policy);
+  const { xmax, xip } = parseSnapshot(prev);
+  const h = sql`date_trunc('hour', ${q.time}, 'UTC')`;
+  const excluded = window.exclude.map((r) => sql`AND NOT (b.h >= ${r.from} AND b.h < ${r.to})`);
+  await sql`
+    CREATE TEMP TABLE rollup_new ON COMMIT DROP AS
+    SELECT x.g, x.h, count(*) AS n FROM (
+      SELECT ${q.group} AS g, ${h} AS h FROM ${q.source} AS s
+       WHERE s.ingest_xid >= ${xmax}::xid8 AND ${shardPredicate(q.group, shard)}
+      UNION ALL
+      SELECT ${q.group}, ${h} FROM ${q.source} AS s
+       WHERE s.ingest_xid = ANY(${xip}::xid8[]) AND ${shardPredicate(q.group, shard)}
+    ) AS x GROUP BY x.g, x.h`.execute(trx);
+  const horizon = window.horizon ?? new Date(-8.64e15);
+  await sql`
+    CREATE TEMP TABLE rollup_touched ON COMMIT DROP AS
+    SELECT b.g, b.h FROM rollup_new b
+     WHERE b.h < ${window.finalBefore} AND b.h >= ${horizon} ${excluded.length > 0 ? sql.join(excluded, sql` `) : sql``}`.execute(
+    trx,
+  );
+  // The planner must know how few buckets there are, or it may hash-join the whole raw table.
+  await sql`ANALYZE rollup_touched`.execute(trx);
+  const counts = await sql<{ rows: string; buckets: string; skipped: string }>`
+    SELECT (SELECT coalesce(sum(n), 0) FROM rollup_new) AS rows, (SELECT count(*) FROM rollup_touched) AS buckets,
+           (SELECT coalesce(sum(n), 0) FROM rollup_new WHERE h < ${horizon}) AS skipped`.execute(trx);
+  const c = counts.rows[0]!;
+  return { rows: Number(c.rows), buckets: Number(c.buckets), skippedBeforeHorizon: Number(c.skipped) };
+}

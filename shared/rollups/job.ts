@@ -1,0 +1,108 @@
+// The rollup-hourly job: the runner with rollup's table selection, checks and work.
+import { type Kysely, sql } from "kysely";
+import { parseQualifiedName } from "../config/identifiers.ts";
+import type { Config } from "../config/load.ts";
+import type { TablePolicy } from "../config/policy.ts";
+import type { DB } from "../db/schema.ts";
+import type { Logger } from "../log/logger.ts";
+import type { TableProblem } from "../partitions/catalog.ts";
+import { type RunResult, runJob } from "../run/runner.ts";
+import { manageRollup } from "./manage.ts";
+import type { HourRange, ShardSpec } from "./plan.ts";
+
+export const ROLLUP_TARGET_COLUMNS = [
+  "metric_key",
+  "bucket_ts",
+  "sample_count",
+  "sum",
+  "min",
+  "max",
+  "avg",
+  "updated_at",
+];
+
+export async function runRollupJob(
+  db: Kysely<DB>,
+  config: Config,
+  log: Logger,
+  signal: AbortSignal,
+  options: { shard: ShardSpec; rebuild?: HourRange | undefined },
+): Promise<RunResult> {
+  return await runJob({
+    job: "rollup-hourly",
+    config,
+    db,
+    log,
+    signal,
+    lockScope: `shard ${options.shard.index}/${options.shard.count}`,
+    appliesTo: (policy) => policy.rollup !== undefined,
+    inspect: inspectRollupSource,
+    processTable: (ctx) =>
+      manageRollup(db, ctx, {
+        now: config.options.now,
+        dryRun: config.options.dryRun,
+        shard: options.shard,
+        rebuild: options.rebuild,
+      }),
+  });
+}
+
+async function columnsOf(db: Kysely<any>, table: string): Promise<Map<string, string> | undefined> {
+  const q = parseQualifiedName(table)!;
+  const r = await sql<{ attname: string; type: string }>`
+    SELECT a.attname, format_type(a.atttypid, NULL) AS type
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+     WHERE n.nspname = ${q.schema} AND c.relname = ${q.name} AND c.relkind IN ('r', 'p')`.execute(db);
+  return r.rows.length === 0 ? undefined : new Map(r.rows.map((row) => [row.attname, row.type]));
+}
+
+/** The source needs its time, group and metric columns and ingest_xid; the target its columns. */
+export async function inspectRollupSource(
+  db: Kysely<any>,
+  policy: TablePolicy,
+): Promise<TableProblem | undefined> {
+  const rollup = policy.rollup!;
+  const source = await columnsOf(db, policy.table);
+  if (!source) return { field: "table", message: `${policy.table} does not exist` };
+  const time = source.get(policy.timeColumn);
+  if (!time?.startsWith("timestamp"))
+    return {
+      field: "timeColumn",
+      message: `column "${policy.timeColumn}" of ${policy.table} ${time ? `is ${time}, not a timestamp` : "does not exist"}`,
+    };
+  if (!source.has(rollup.groupBy))
+    return {
+      field: "rollup.groupBy",
+      message: `column "${rollup.groupBy}" does not exist in ${policy.table}`,
+    };
+  const metricColumns = "jsonb" in rollup.metrics ? [rollup.metrics.jsonb] : rollup.metrics.columns;
+  for (const c of metricColumns) {
+    const type = source.get(c);
+    if (!type) return { field: "rollup.metrics", message: `column "${c}" does not exist in ${policy.table}` };
+    if ("jsonb" in rollup.metrics && type !== "jsonb")
+      return {
+        field: "rollup.metrics.jsonb",
+        message: `column "${c}" of ${policy.table} is ${type}, not jsonb`,
+      };
+    if (
+      "columns" in rollup.metrics &&
+      !/^(smallint|integer|bigint|real|double precision|numeric)$/.test(type)
+    )
+      return {
+        field: "rollup.metrics.columns",
+        message: `column "${c}" of ${policy.table} is ${type}, not numeric`,
+      };
+  }
+  if (source.get("ingest_xid") !== "xid8")
+    return {
+      field: "table",
+      message: `${policy.table} has no ingest_xid xid8 column, which rollup-hourly uses to find new rows. Add it without a rewrite: ALTER TABLE ${policy.table} ADD COLUMN ingest_xid xid8; ALTER TABLE ${policy.table} ALTER COLUMN ingest_xid SET DEFAULT pg_current_xact_id(); then CREATE INDEX CONCURRENTLY on (ingest_xid) (see docs/runbooks/rollups.md)`,
+    };
+  const target = await columnsOf(db, rollup.target);
+  if (!target) return { field: "rollup.target", message: `${rollup.target} does not exist` };
+  const missing = [rollup.groupColumn, ...ROLLUP_TARGET_COLUMNS].filter((c) => !target.has(c));
+  if (missing.length > 0)
+    return { field: "rollup.target", message: `${rollup.target} lacks column(s) ${missing.join(", ")}` };
+  return undefined;
+}

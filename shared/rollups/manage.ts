@@ -1,0 +1,279 @@
+// rollup-hourly's work for one source table (one shard of it): plan from the saved watermark,
+// then (1) the incremental step in one REPEATABLE READ transaction: recompute the hours that became
+// final and the final buckets touched by newly visible rows, save the snapshot; (2) the rebuild
+// of history, in batches of whole hours, each its own transaction, within the time budget.
+import { type Kysely, sql } from "kysely";
+import { parseDuration } from "../config/duration.ts";
+import type { DB } from "../db/schema.ts";
+import type { TableContext, TableReport } from "../run/runner.ts";
+import {
+  collectTouchedBuckets,
+  dropObsoleteLayouts,
+  inheritedStart,
+  loadWatermark,
+  parseSnapshot,
+  recomputeBuckets,
+  saveWatermark,
+} from "./apply.ts";
+import { HOUR_MS, type HourRange, nextBackfillBatch, planRollup, type ShardSpec } from "./plan.ts";
+
+export interface RollupOptions {
+  now: Date;
+  dryRun: boolean;
+  shard: ShardSpec;
+  rebuild?: HourRange | undefined;
+}
+
+const iso = (d: Date) => d.toISOString();
+
+export async function manageRollup(
+  db: Kysely<DB>,
+  ctx: TableContext,
+  options: RollupOptions,
+): Promise<TableReport> {
+  const { policy, log } = ctx;
+  const rollup = policy.rollup!;
+  const { shard } = options;
+  const target = rollup.target;
+  let watermark = await loadWatermark(db, target, shard);
+  let inherited = false;
+  if (!watermark) {
+    const start = await inheritedStart(db, target);
+    if (start) {
+      watermark = { ...start, backfillNext: null, backfillTo: null };
+      inherited = true;
+    }
+  }
+  const earliest = watermark
+    ? null
+    : ((
+        await sql<{
+          t: Date | null;
+        }>`SELECT min(${sql.ref(policy.timeColumn)}) AS t FROM ${sql.table(policy.table)}`.execute(db)
+      ).rows[0]?.t ?? null);
+  const plan = planRollup({
+    now: options.now,
+    watermark,
+    earliestRow: earliest,
+    rebuild: options.rebuild,
+    rawKeep: policy.retention ? parseDuration(policy.retention.keep) : undefined,
+  });
+  if (plan.refusals.length > 0) {
+    for (const r of plan.refusals) log.error(r, { refused: true });
+    return { status: "refused", actions: {}, error: plan.refusals.join("; ") };
+  }
+  log.info(
+    watermark
+      ? `hours before ${iso(plan.finalBefore)} are final; shard ${shard.index + 1}/${shard.count}${inherited ? " (first run of this task layout: starting from the older layout's state)" : ""}`
+      : `first run for ${target} (shard ${shard.index + 1}/${shard.count})`,
+    {
+      target,
+      newlyFinal: plan.newlyFinal && { from: plan.newlyFinal.from, to: plan.newlyFinal.to },
+      horizon: plan.horizon,
+      rebuild: plan.startBackfill && { from: plan.startBackfill.from, to: plan.startBackfill.to },
+    },
+  );
+  const counts: Record<string, number> = {};
+
+  if (options.dryRun) {
+    const pending = await countNewRows(db, policy, watermark?.seen);
+    log.info(
+      `would recompute ${plan.newlyFinal ? `${(plan.newlyFinal.to.getTime() - plan.newlyFinal.from.getTime()) / HOUR_MS} newly final hours and ` : ""}the buckets of ${pending} newly visible rows${plan.startBackfill ? `, then rebuild ${iso(plan.startBackfill.from)} .. ${iso(plan.startBackfill.to)}` : ""}`,
+      { newRows: pending },
+    );
+    return {
+      status: "ok",
+      actions: { incremental: 1, ...(plan.startBackfill ? { rebuild: 1 } : {}) },
+      health: {},
+    };
+  }
+
+  // 0. A first run saves its starting point at once: the rebuild below then resumes after a kill.
+  if (!watermark || plan.startBackfill) {
+    await db.transaction().execute(async (trx) => {
+      await saveWatermark(trx, target, shard, {
+        seen: watermark?.seen ?? sql`pg_current_snapshot()`,
+        finalBefore: watermark ? watermark.finalBefore : plan.finalBefore,
+        backfillNext: plan.startBackfill?.from ?? watermark?.backfillNext ?? null,
+        backfillTo: plan.startBackfill?.to ?? watermark?.backfillTo ?? null,
+      });
+    });
+    watermark = await loadWatermark(db, target, shard);
+    if (plan.startBackfill)
+      log.notice(`rebuild scheduled: ${iso(plan.startBackfill.from)} .. ${iso(plan.startBackfill.to)}`);
+  }
+  const saved = watermark!;
+
+  // 1. The incremental step.
+  const started = Date.now();
+  const step = await db
+    .transaction()
+    .setIsolationLevel("repeatable read")
+    .execute(async (trx) => {
+      // First statement: fixes the transaction's snapshot, which is the one we save.
+      const snap = await sql<{ seen: string }>`SELECT pg_current_snapshot()::text AS seen`.execute(trx);
+      const seen = snap.rows[0]!.seen;
+      const pendingRebuild =
+        saved.backfillNext && saved.backfillTo && saved.backfillNext < saved.backfillTo
+          ? [{ from: saved.backfillNext, to: saved.backfillTo }]
+          : [];
+      const newlyFinal = saved.finalBefore < plan.finalBefore ? plan.newlyFinal : null;
+      const touched = await collectTouchedBuckets(trx, policy, shard, saved.seen, {
+        finalBefore: plan.finalBefore,
+        horizon: plan.horizon,
+        exclude: [...pendingRebuild, ...(newlyFinal ? [newlyFinal] : [])],
+      });
+      const fromTouched = await recomputeBuckets(trx, policy, shard, { kind: "touched" });
+      const fromHours = newlyFinal
+        ? await recomputeBuckets(trx, policy, shard, { kind: "hours", range: newlyFinal })
+        : { buckets: 0, samples: 0, upserted: 0, deleted: 0 };
+      await saveWatermark(trx, target, shard, {
+        seen,
+        finalBefore: plan.finalBefore,
+        backfillNext: saved.backfillNext,
+        backfillTo: saved.backfillTo,
+      });
+      return { seen, touched, fromTouched, fromHours };
+    });
+  const incrementalMs = Date.now() - started;
+  counts.incremental = 1;
+  if (step.touched.skippedBeforeHorizon > 0)
+    log.warn(
+      `${step.touched.skippedBeforeHorizon} new rows belong to hours before the raw-data horizon ${iso(plan.horizon!)}; their rollups are left as they are (raw rows there may already be gone)`,
+      { rows: step.touched.skippedBeforeHorizon },
+    );
+  const buckets = step.fromTouched.buckets + step.fromHours.buckets;
+  log.notice(
+    `incremental: ${step.touched.rows} new rows touched ${step.touched.buckets} final (group, hour) buckets; ${buckets} metric buckets recomputed, ${step.fromTouched.upserted + step.fromHours.upserted} written, ${step.fromTouched.deleted + step.fromHours.deleted} removed`,
+    {
+      newRows: step.touched.rows,
+      touchedBuckets: step.touched.buckets,
+      newlyFinalHours: plan.newlyFinal
+        ? (plan.newlyFinal.to.getTime() - plan.newlyFinal.from.getTime()) / HOUR_MS
+        : 0,
+      upserted: step.fromTouched.upserted + step.fromHours.upserted,
+      durationMs: incrementalMs,
+      unsettledTransactions: parseSnapshot(step.seen).xip.length,
+    },
+  );
+  await ctx.record({
+    kind: "rollup_incremental",
+    partition: target,
+    to: plan.finalBefore,
+    rows: step.touched.rows,
+    outcome: "ok",
+    detail: { shard, buckets, seen: step.seen, durationMs: incrementalMs },
+    startedAt: new Date(started),
+    finishedAt: new Date(),
+  });
+
+  // 2. The rebuild, if one is pending.
+  const rebuilt = await runBackfill(db, ctx, options);
+  if (rebuilt.batches > 0) counts.rebuild_batch = rebuilt.batches;
+  await dropObsoleteLayouts(db, target, shard);
+
+  const after = (await loadWatermark(db, target, shard))!;
+  const pendingHours =
+    after.backfillNext && after.backfillTo && after.backfillNext < after.backfillTo
+      ? (after.backfillTo.getTime() - after.backfillNext.getTime()) / HOUR_MS
+      : 0;
+  return {
+    status: rebuilt.interrupted ? "interrupted" : "ok",
+    actions: counts,
+    health: {
+      finalBefore: iso(after.finalBefore),
+      rollupLagSeconds: Math.max(0, Math.round((options.now.getTime() - after.finalBefore.getTime()) / 1000)),
+      rebuildPendingHours: pendingHours,
+      newRows: step.touched.rows,
+      unsettledTransactions: parseSnapshot(step.seen).xip.length,
+    },
+  };
+}
+
+async function countNewRows(db: Kysely<any>, policy: TableContext["policy"], seen: string | undefined) {
+  if (!seen) return 0;
+  const { xmax, xip } = parseSnapshot(seen);
+  const r = await sql<{ n: string }>`
+    SELECT count(*) AS n FROM ${sql.table(policy.table)}
+     WHERE ingest_xid >= ${xmax}::xid8 OR ingest_xid = ANY(${xip}::xid8[])`.execute(db);
+  return Number(r.rows[0]?.n ?? 0);
+}
+
+/** Recomputes the pending rebuild range in batches of whole hours, saving progress after each. */
+async function runBackfill(
+  db: Kysely<DB>,
+  ctx: TableContext,
+  options: RollupOptions,
+): Promise<{ batches: number; interrupted: boolean }> {
+  const { policy, log } = ctx;
+  const rollup = policy.rollup!;
+  const started = Date.now();
+  let lastProgress = started;
+  let batches = 0;
+  let hoursDone = 0;
+  let buckets = 0;
+  let samples = 0;
+  for (;;) {
+    const w = (await loadWatermark(db, rollup.target, options.shard))!;
+    if (!w.backfillNext || !w.backfillTo) return { batches, interrupted: false };
+    const batch = nextBackfillBatch(w.backfillNext, w.backfillTo, rollup.backfillBatchHours);
+    if (!batch) {
+      log.notice("rebuild complete", { hours: hoursDone, buckets, samples });
+      await db
+        .transaction()
+        .execute((trx) =>
+          saveWatermark(trx, rollup.target, options.shard, { ...w, backfillNext: null, backfillTo: null }),
+        );
+      return { batches, interrupted: false };
+    }
+    if (ctx.signal.aborted) {
+      log.warn("stopping the rebuild between batches: termination requested; the next run resumes", {
+        next: w.backfillNext,
+      });
+      return { batches, interrupted: true };
+    }
+    if (Date.now() - started > rollup.timeBudgetMs) {
+      log.warn("rebuild stopped at the time budget; the next run resumes", {
+        next: w.backfillNext,
+        to: w.backfillTo,
+      });
+      return { batches, interrupted: false };
+    }
+    const batchStarted = new Date();
+    const result = await db.transaction().execute(async (trx) => {
+      const r = await recomputeBuckets(trx, policy, options.shard, { kind: "hours", range: batch });
+      await saveWatermark(trx, rollup.target, options.shard, { ...w, backfillNext: batch.to });
+      return r;
+    });
+    batches++;
+    const hours = (batch.to.getTime() - batch.from.getTime()) / HOUR_MS;
+    hoursDone += hours;
+    buckets += result.buckets;
+    samples += result.samples;
+    await ctx.record({
+      kind: "rollup_rebuild_batch",
+      partition: rollup.target,
+      from: batch.from,
+      to: batch.to,
+      rows: result.buckets,
+      outcome: "ok",
+      detail: { shard: options.shard, upserted: result.upserted, deleted: result.deleted },
+      startedAt: batchStarted,
+      finishedAt: new Date(),
+    });
+    if (Date.now() - lastProgress > 5_000) {
+      lastProgress = Date.now();
+      const left = (w.backfillTo.getTime() - batch.to.getTime()) / HOUR_MS;
+      const secondsPerHour = (Date.now() - started) / 1000 / hoursDone;
+      log.info("rebuilding rollups", {
+        hoursDone,
+        hoursLeft: left,
+        samplesPerSecond: Math.round(samples / ((Date.now() - started) / 1000)),
+        buckets,
+        etaSeconds: Math.round(left * secondsPerHour),
+        next: batch.to,
+      });
+    }
+    if (rollup.batchPauseMs > 0) await new Promise((r) => setTimeout(r, rollup.batchPauseMs));
+  }
+}

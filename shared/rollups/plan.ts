@@ -1,0 +1,126 @@
+// What one rollup run must do, as a pure function of the saved watermark, the clock and the
+// options: no database, no Date.now(). The executor (apply.ts) carries the plan out.
+//
+// The invariant the plan keeps: an hour is "final" once it has ended (its start is before
+// floor(now)); final hours are materialized, open hours never are. Each run
+//   1. recomputes every bucket of the hours that became final since the last run
+//      ([previous finalBefore, floor(now)), all groups of its shard), and
+//   2. recomputes the final-hour buckets touched by rows that became visible since the last run
+//      (late rows, in-flight transactions that have since committed),
+// then saves the snapshot it saw and the new finalBefore, in the same transaction.
+// A first run (or --from/--to) also schedules a rebuild of whole hours, done in batches.
+import type { Duration } from "../config/duration.ts";
+import { subtractDuration } from "../config/duration.ts";
+
+export const HOUR_MS = 3_600_000;
+
+export function floorHour(instant: Date): Date {
+  return new Date(Math.floor(instant.getTime() / HOUR_MS) * HOUR_MS);
+}
+
+export function ceilHour(instant: Date): Date {
+  return new Date(Math.ceil(instant.getTime() / HOUR_MS) * HOUR_MS);
+}
+
+export interface Watermark {
+  finalBefore: Date;
+  backfillNext: Date | null;
+  backfillTo: Date | null;
+}
+
+export interface HourRange {
+  from: Date;
+  to: Date;
+}
+
+export interface RollupPlanInput {
+  now: Date;
+  /** The saved state of this shard; undefined on the first run. */
+  watermark: Watermark | undefined;
+  /** Earliest raw timestamp (first run only: where the history rebuild starts). */
+  earliestRow: Date | null;
+  /** An explicit rebuild (--from/--to). */
+  rebuild?: HourRange | undefined;
+  /** Raw rows older than this may already be gone (the source's retention): never recompute there. */
+  rawKeep?: Duration | undefined;
+}
+
+export interface RollupPlan {
+  /** Hours that became final since the last run: recomputed whole. Empty on a first run. */
+  newlyFinal: HourRange | null;
+  /** Touched buckets are recomputed only within [horizon, finalBefore). */
+  finalBefore: Date;
+  horizon: Date | null;
+  /** The rebuild to (re)start now, replacing any in progress; null keeps the current one. */
+  startBackfill: HourRange | null;
+  /** Problems that make the run refuse (exit 2). */
+  refusals: string[];
+}
+
+export function planRollup(input: RollupPlanInput): RollupPlan {
+  const finalBefore = floorHour(input.now);
+  const horizon = input.rawKeep ? ceilHour(subtractDuration(input.now, input.rawKeep)) : null;
+  const refusals: string[] = [];
+  const prev = input.watermark;
+
+  let newlyFinal: HourRange | null = null;
+  if (prev && prev.finalBefore < finalBefore) {
+    // Hours before the horizon may have lost raw rows: recomputing them would overwrite a full
+    // aggregate with a partial one (the rollups outlive the raw data on purpose).
+    const from = horizon && prev.finalBefore < horizon ? horizon : prev.finalBefore;
+    if (from < finalBefore) newlyFinal = { from, to: finalBefore };
+  }
+
+  let startBackfill: HourRange | null = null;
+  if (input.rebuild) {
+    const from = floorHour(input.rebuild.from);
+    const to = ceilHour(input.rebuild.to) < finalBefore ? ceilHour(input.rebuild.to) : finalBefore;
+    if (horizon && from < horizon)
+      refusals.push(
+        `--from ${from.toISOString()} is before the raw-data horizon ${horizon.toISOString()} (now - the source's retention keep): raw rows there may be gone and a rebuild would overwrite complete rollups with partial ones`,
+      );
+    if (!(from < to))
+      refusals.push(`--from/--to select no complete hour before ${finalBefore.toISOString()}`);
+    startBackfill = { from, to };
+  } else if (!prev && input.earliestRow) {
+    const from = floorHour(input.earliestRow);
+    const clipped = horizon && from < horizon ? horizon : from;
+    if (clipped < finalBefore) startBackfill = { from: clipped, to: finalBefore };
+  }
+
+  return {
+    newlyFinal,
+    finalBefore: prev && prev.finalBefore > finalBefore ? prev.finalBefore : finalBefore,
+    horizon,
+    startBackfill: refusals.length > 0 ? null : startBackfill,
+    refusals,
+  };
+}
+
+/** The next batch of a rebuild: whole hours, at most `batchHours`. */
+export function nextBackfillBatch(next: Date, to: Date, batchHours: number): HourRange | null {
+  if (!(next < to)) return null;
+  const end = new Date(Math.min(next.getTime() + batchHours * HOUR_MS, to.getTime()));
+  return { from: next, to: end };
+}
+
+export interface ShardSpec {
+  count: number;
+  index: number;
+}
+
+/**
+ * The shard this task owns, from Cloud Run's CLOUD_RUN_TASK_COUNT / CLOUD_RUN_TASK_INDEX.
+ * Returns a message instead when they are malformed (a config error).
+ */
+export function shardFromEnv(env: NodeJS.ProcessEnv): ShardSpec | string {
+  const countText = env.CLOUD_RUN_TASK_COUNT ?? "1";
+  const indexText = env.CLOUD_RUN_TASK_INDEX ?? "0";
+  const count = Number(countText);
+  const index = Number(indexText);
+  if (!/^\d+$/.test(countText) || !Number.isSafeInteger(count) || count < 1 || count > 10_000)
+    return `CLOUD_RUN_TASK_COUNT must be a whole number from 1 to 10000, got "${countText}"`;
+  if (!/^\d+$/.test(indexText) || index >= count)
+    return `CLOUD_RUN_TASK_INDEX must be a whole number below CLOUD_RUN_TASK_COUNT (${count}), got "${indexText}"`;
+  return { count, index };
+}

@@ -1,0 +1,46 @@
+// SQL fragments for one rollup policy. Identifiers come from the validated policy (lower-case
+// identifiers only) and are still quoted through sql.ref/sql.table.
+import { type RawBuilder, sql } from "kysely";
+import type { TablePolicy } from "../config/policy.ts";
+
+export interface RollupSql {
+  source: RawBuilder<unknown>;
+  target: RawBuilder<unknown>;
+  /** Source time column, qualified with alias s. */
+  time: RawBuilder<unknown>;
+  /** Source group column, qualified with alias s. */
+  group: RawBuilder<unknown>;
+  /** Target group column (text). */
+  targetGroup: RawBuilder<unknown>;
+  /** A FROM item yielding (key text, value float8): the finite numeric metrics of row s. */
+  metricPairs: RawBuilder<unknown>;
+}
+
+export function rollupSql(policy: TablePolicy): RollupSql {
+  const rollup = policy.rollup!;
+  const metrics = rollup.metrics;
+  let metricPairs: RawBuilder<unknown>;
+  if ("jsonb" in metrics) {
+    metricPairs = sql`telemetry_jobs.numeric_metrics(s.${sql.ref(metrics.jsonb)}) AS m (key, value)`;
+  } else {
+    // NULL, NaN and infinities are not measurements.
+    const rows = metrics.columns.map((c) => sql`(${sql.lit(c)}::text, s.${sql.ref(c)}::double precision)`);
+    metricPairs = sql`(SELECT v.key, v.value FROM (VALUES ${sql.join(rows)}) AS v (key, value)
+       WHERE v.value IS NOT NULL AND v.value NOT IN ('NaN', 'Infinity', '-Infinity')) AS m`;
+  }
+  return {
+    source: sql.table(policy.table),
+    target: sql.table(rollup.target),
+    time: sql`s.${sql.ref(policy.timeColumn)}`,
+    group: sql`s.${sql.ref(rollup.groupBy)}`,
+    targetGroup: sql.ref(rollup.groupColumn),
+    metricPairs,
+  };
+}
+
+/** Rows of the shard's groups only (always true for one shard). */
+export function shardPredicate(group: RawBuilder<unknown>, shard: { count: number; index: number }) {
+  return shard.count === 1
+    ? sql`true`
+    : sql`telemetry_jobs.shard_of(${group}::text, ${shard.count}::int) = ${shard.index}::int`;
+}
