@@ -1,0 +1,50 @@
+variable "project" {
+  description = "Google Cloud project of this environment."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the jobs, triggers and image repository."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "image" {
+  description = "Image the jobs are created with (the first Cloud Build push; later deploys are Cloud Build's)."
+  type        = string
+}
+
+variable "cloud_sql_instance" {
+  description = "Cloud SQL instance connection name, project:region:instance."
+  type        = string
+}
+
+variable "database" {
+  description = "Database holding the telemetry tables."
+  type        = string
+  default     = "telemetry"
+}
+
+variable "vpc_network" {
+  description = "VPC network that reaches the instance's private IP (Direct VPC egress)."
+  type        = string
+  default     = "default"
+}
+
+variable "vpc_subnetwork" {
+  description = "Subnetwork in var.region for Direct VPC egress."
+  type        = string
+  default     = "default"
+}
+
+variable "operators" {
+  description = "Who may run jobs by hand with --args overrides, e.g. [\"group:telemetry-oncall@example.com\"]."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_email" {
+  description = "Where alerts go (an email notification channel is created)."
+  type        = string
+  default     = null
+}

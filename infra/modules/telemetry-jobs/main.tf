@@ -1,0 +1,231 @@
+# telemetry-jobs on Google Cloud: one image, one Cloud Run job per job, Cloud Scheduler triggers.
+#
+# The job table below is the one place that says which jobs exist and how each one runs. Every job
+# runs its own bundle: command = ["/nodejs/bin/node", "/app/dist/<job>.mjs"] (the distroless image's
+# node and the bundles' path, see Dockerfile); args carry run options only, so
+# `gcloud run jobs execute retention --args=--dry-run` replaces the options, never the entrypoint.
+
+locals {
+  jobs = {
+    "partition-manager" = {
+      description = "Creates partitions ahead of the clock, fills gaps, rescues DEFAULT rows."
+      args        = []
+      task_count  = 1
+      # Idempotent; a retry finishes what a killed attempt started.
+      max_retries = 2
+      scheduled   = true
+    }
+    "retention" = {
+      description = "Drops, detaches or archives expired partitions; batched deletes elsewhere."
+      args        = []
+      task_count  = 1
+      # Guard rails (maxDropsPerRun, keep floor) hold on every attempt; one retry for transient errors.
+      max_retries = 1
+      scheduled   = true
+    }
+    "rollup-hourly" = {
+      description = "Keeps telemetry_rollups_hourly correct, incrementally; sharded over tasks."
+      args        = []
+      task_count  = var.rollup_task_count
+      max_retries = 2
+      scheduled   = true
+    }
+    "migrate" = {
+      description = "Schema migrations; run once per deploy by Cloud Build, never on a schedule."
+      args        = ["up"]
+      task_count  = 1
+      # Never retried: a failed migration needs a person, not a second attempt.
+      max_retries = 0
+      scheduled   = false
+    }
+  }
+
+  scheduled_jobs = { for name, job in local.jobs : name => var.schedules[name] if job.scheduled }
+
+  labels = {
+    app         = "telemetry-jobs"
+    environment = var.environment
+  }
+
+  # "project:region:instance"
+  sql_project  = split(":", var.cloud_sql_instance)[0]
+  sql_instance = split(":", var.cloud_sql_instance)[2]
+
+  password_auth = var.db_auth == "PASSWORD"
+  # IAM database users of service accounts are named by the email without ".gserviceaccount.com".
+  db_user = local.password_auth ? var.db_password_user : trimsuffix(google_service_account.jobs.email, ".gserviceaccount.com")
+
+  # Per-environment retention applied to the policy: retention_keep[table] replaces retention.keep.
+  policy = merge(var.policy, {
+    tables = [
+      for t in var.policy.tables : merge(t, {
+        for table, keep in var.retention_keep : "retention" => merge(try(t.retention, {}), { keep = keep })
+        if table == t.table
+      })
+    ]
+  })
+
+  # Plain environment of every job. Nothing secret here: DB_PASSWORD (PASSWORD auth only) comes from
+  # Secret Manager through value_source.secret_key_ref, see the job resource.
+  env = {
+    TELEMETRY_JOBS_CONFIG_JSON = jsonencode(local.policy)
+    INSTANCE_CONNECTION_NAME   = var.cloud_sql_instance
+    DB_NAME                    = var.database
+    DB_USER                    = local.db_user
+    DB_IP_TYPE                 = var.db_ip_type
+    DB_AUTH                    = var.db_auth
+    GOOGLE_CLOUD_PROJECT       = var.project
+  }
+}
+
+resource "google_project_service" "enabled" {
+  for_each = toset([
+    "artifactregistry.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "iam.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
+    "run.googleapis.com",
+    "secretmanager.googleapis.com",
+    "sqladmin.googleapis.com",
+  ])
+  project            = var.project
+  service            = each.value
+  disable_on_destroy = false
+}
+
+resource "google_artifact_registry_repository" "images" {
+  project       = var.project
+  location      = var.region
+  repository_id = var.repository_id
+  format        = "DOCKER"
+  description   = "telemetry-jobs images, tagged with the commit; Cloud Build also keeps its layer cache here (tag buildcache)."
+  labels        = local.labels
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_cloud_run_v2_job" "job" {
+  for_each = local.jobs
+
+  project             = var.project
+  location            = var.region
+  name                = each.key
+  deletion_protection = var.deletion_protection
+  labels              = local.labels
+
+  template {
+    task_count  = each.value.task_count
+    parallelism = each.value.task_count
+    labels      = local.labels
+
+    template {
+      service_account = google_service_account.jobs.email
+      timeout         = var.task_timeouts[each.key]
+      max_retries     = each.value.max_retries
+
+      containers {
+        image   = var.image
+        command = ["/nodejs/bin/node", "/app/dist/${each.key}.mjs"]
+        args    = each.value.args
+
+        resources {
+          limits = {
+            cpu    = "1"
+            memory = "512Mi"
+          }
+        }
+
+        dynamic "env" {
+          for_each = local.env
+          content {
+            name  = env.key
+            value = env.value
+          }
+        }
+
+        dynamic "env" {
+          for_each = local.password_auth ? [var.db_password_secret] : []
+          content {
+            name = "DB_PASSWORD"
+            value_source {
+              secret_key_ref {
+                secret  = env.value
+                version = var.db_password_secret_version
+              }
+            }
+          }
+        }
+      }
+
+      dynamic "vpc_access" {
+        for_each = var.vpc_network == null ? [] : [var.vpc_network]
+        content {
+          egress = "PRIVATE_RANGES_ONLY"
+          network_interfaces {
+            network    = vpc_access.value
+            subnetwork = var.vpc_subnetwork
+          }
+        }
+      }
+    }
+  }
+
+  lifecycle {
+    # Cloud Build owns the image after creation (it points every job at each new digest, after
+    # migrate); gcloud also stamps client and client_version.
+    ignore_changes = [
+      template[0].template[0].containers[0].image,
+      client,
+      client_version,
+    ]
+    precondition {
+      condition     = !local.password_auth || (var.db_password_user != null && var.db_password_secret != null)
+      error_message = "db_auth = PASSWORD needs db_password_user and db_password_secret (a Secret Manager secret id)."
+    }
+    precondition {
+      condition     = alltrue([for table in keys(var.retention_keep) : contains([for t in var.policy.tables : t.table], table)])
+      error_message = "Every key of retention_keep must be the \"table\" of an entry in policy.tables, written the same way."
+    }
+    precondition {
+      condition     = var.db_ip_type != "PRIVATE" || var.vpc_network != null
+      error_message = "db_ip_type = PRIVATE needs vpc_network (and vpc_subnetwork) for Direct VPC egress."
+    }
+  }
+
+  depends_on = [
+    google_project_service.enabled,
+    google_secret_manager_secret_iam_member.jobs_read_db_password,
+  ]
+}
+
+resource "google_cloud_scheduler_job" "trigger" {
+  for_each = local.scheduled_jobs
+
+  project          = var.project
+  region           = var.region
+  name             = "telemetry-jobs-${each.key}"
+  description      = "Starts an execution of the ${each.key} Cloud Run job."
+  schedule         = each.value
+  time_zone        = "Etc/UTC"
+  attempt_deadline = "60s"
+
+  # A retried trigger can start a second execution; the job's advisory lock makes the later one skip.
+  retry_config {
+    retry_count          = 3
+    min_backoff_duration = "30s"
+  }
+
+  http_target {
+    http_method = "POST"
+    uri         = "https://run.googleapis.com/v2/projects/${var.project}/locations/${var.region}/jobs/${google_cloud_run_v2_job.job[each.key].name}:run"
+
+    oauth_token {
+      service_account_email = google_service_account.scheduler.email
+      scope                 = "https://www.googleapis.com/auth/cloud-platform"
+    }
+  }
+
+  depends_on = [google_cloud_run_v2_job_iam_member.scheduler_runs]
+}

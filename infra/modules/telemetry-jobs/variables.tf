@@ -1,0 +1,189 @@
+variable "project" {
+  description = "Google Cloud project that runs the jobs (one project per environment)."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the Cloud Run jobs, the Scheduler triggers and the Artifact Registry repository."
+  type        = string
+}
+
+variable "environment" {
+  description = "Environment name (dev, staging, prod...): a label on every resource."
+  type        = string
+}
+
+variable "image" {
+  description = <<-EOT
+    Container image the jobs are created with, e.g.
+    REGION-docker.pkg.dev/PROJECT/telemetry-jobs/telemetry-jobs@sha256:... After creation Cloud Build
+    owns the image (cloudbuild.yaml points every job at each new digest) and Terraform ignores it.
+  EOT
+  type        = string
+}
+
+variable "repository_id" {
+  description = "Artifact Registry Docker repository that Cloud Build pushes the image to."
+  type        = string
+  default     = "telemetry-jobs"
+}
+
+variable "cloud_sql_instance" {
+  description = "Cloud SQL instance connection name, \"project:region:instance\" (INSTANCE_CONNECTION_NAME)."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z0-9.:-]+:[a-z0-9-]+:[a-z0-9-]+$", var.cloud_sql_instance))
+    error_message = "cloud_sql_instance must look like \"project:region:instance\"."
+  }
+}
+
+variable "database" {
+  description = "PostgreSQL database that holds the telemetry tables (DB_NAME)."
+  type        = string
+}
+
+variable "db_ip_type" {
+  description = "How the Cloud SQL connector reaches the instance: PRIVATE (needs vpc_network), PUBLIC or PSC."
+  type        = string
+  default     = "PRIVATE"
+  validation {
+    condition     = contains(["PRIVATE", "PUBLIC", "PSC"], var.db_ip_type)
+    error_message = "db_ip_type must be PRIVATE, PUBLIC or PSC."
+  }
+}
+
+variable "db_auth" {
+  description = <<-EOT
+    IAM (default): IAM database authentication as the jobs' service account, no password anywhere.
+    PASSWORD: a built-in database user (db_password_user) whose password is read from Secret Manager
+    (db_password_secret) when the task starts; Terraform never sees the password.
+  EOT
+  type        = string
+  default     = "IAM"
+  validation {
+    condition     = contains(["IAM", "PASSWORD"], var.db_auth)
+    error_message = "db_auth must be IAM or PASSWORD."
+  }
+}
+
+variable "db_password_user" {
+  description = "Database user with db_auth = PASSWORD."
+  type        = string
+  default     = null
+}
+
+variable "db_password_secret" {
+  description = "Secret Manager secret id (in var.project) holding the password, with db_auth = PASSWORD. Create and fill it outside Terraform."
+  type        = string
+  default     = null
+}
+
+variable "db_password_secret_version" {
+  description = "Secret version injected into DB_PASSWORD."
+  type        = string
+  default     = "latest"
+}
+
+variable "vpc_network" {
+  description = "VPC network for Direct VPC egress (needed with db_ip_type = PRIVATE). null: no VPC access."
+  type        = string
+  default     = null
+}
+
+variable "vpc_subnetwork" {
+  description = "Subnetwork for Direct VPC egress."
+  type        = string
+  default     = null
+}
+
+variable "policy" {
+  description = <<-EOT
+    The policy file as an object ({ tables = [...] }, see docs/policy.schema.json). It is rendered with
+    jsonencode into TELEMETRY_JOBS_CONFIG_JSON after retention_keep is applied.
+  EOT
+  type        = any
+}
+
+variable "retention_keep" {
+  description = <<-EOT
+    Per-environment retention: table => keep ("90 days", "24 months"...). Overrides retention.keep of
+    that table in var.policy (a table without a retention block gets { keep = ... }).
+  EOT
+  type        = map(string)
+  default     = {}
+}
+
+variable "schedules" {
+  description = "Cron schedule (UTC) of each scheduled job. migrate is not scheduled: Cloud Build runs it once per deploy."
+  type        = map(string)
+  default = {
+    "partition-manager" = "17 * * * *"
+    "retention"         = "40 3 * * *"
+    "rollup-hourly"     = "5 * * * *"
+  }
+  validation {
+    condition     = !contains(keys(var.schedules), "migrate")
+    error_message = "migrate must not be scheduled: Cloud Build runs it on each deploy, before the jobs get the new image."
+  }
+}
+
+variable "success_windows" {
+  description = "Alert when a scheduled job has had no successful (status ok) run for this long. PromQL durations."
+  type        = map(string)
+  default = {
+    "partition-manager" = "3h"
+    "retention"         = "26h"
+    "rollup-hourly"     = "3h"
+  }
+}
+
+variable "task_timeouts" {
+  description = "Task timeout of each job (per attempt). Cloud Run's default (10 min) is too short for migrate's conversions."
+  type        = map(string)
+  default = {
+    "partition-manager" = "900s"
+    "retention"         = "3600s"
+    "rollup-hourly"     = "1800s"
+    "migrate"           = "7200s"
+  }
+}
+
+variable "rollup_task_count" {
+  description = "Tasks per rollup-hourly execution; each task takes its shard by CLOUD_RUN_TASK_INDEX / CLOUD_RUN_TASK_COUNT."
+  type        = number
+  default     = 2
+  validation {
+    condition     = var.rollup_task_count >= 1 && var.rollup_task_count <= 100
+    error_message = "rollup_task_count must be between 1 and 100."
+  }
+}
+
+variable "rollup_lag_alert_seconds" {
+  description = "Alert when rollup-hourly reports a rollup lag above this many seconds."
+  type        = number
+  default     = 7200
+}
+
+variable "operators" {
+  description = "Members (user:..., group:...) allowed to execute any job by hand, with --args overrides (roles/run.jobsExecutorWithOverrides on each job)."
+  type        = list(string)
+  default     = []
+}
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channel ids for every alert policy."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_email" {
+  description = "If set, an email notification channel for this address is created and added to every alert policy."
+  type        = string
+  default     = null
+}
+
+variable "deletion_protection" {
+  description = "Protect the Cloud Run jobs from terraform destroy."
+  type        = bool
+  default     = true
+}
