@@ -45,7 +45,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
         FROM jsonb_each(CASE WHEN jsonb_typeof(doc) = 'object' THEN doc END) AS e
        WHERE jsonb_typeof(e.value) = 'number'
          AND (e.value::numeric = 0
-              OR abs(e.value::numeric) BETWEEN 1e-307 AND 1.7976931348623157e308)
+              OR abs(e.value::numeric) BETWEEN 4.9406564584124654e-324 AND 1.7976931348623157e308)
     $fn$`.execute(db);
 
   // Stable shard of a group value (md5: the same on every PostgreSQL version and platform).

@@ -43,24 +43,43 @@ export async function loadWatermark(
 }
 
 /**
- * A shard layout seen for the first time (first run, or CLOUD_RUN_TASK_COUNT changed) starts from
- * what every earlier layout had certainly processed: the oldest xmin among their snapshots, as an
- * empty snapshot (everything from there on counts as new: more work once, never a lost row).
+ * A shard layout seen for the first time (CLOUD_RUN_TASK_COUNT changed) starts from what an earlier,
+ * complete layout (every one of its tasks has saved state) had certainly processed: the oldest xmin
+ * among its snapshots, as an empty snapshot (everything from there on counts as new: more work
+ * once, never a lost row), its oldest finalBefore, and any rebuild it still had pending.
+ * Undefined when there is no complete layout: the task starts like a first run.
  */
 export async function inheritedStart(
   db: Kysely<any>,
   target: string,
-): Promise<{ seen: string; finalBefore: Date } | undefined> {
+  shard: ShardSpec,
+): Promise<SavedWatermark | undefined> {
   // (min() over xid8 exists only from PostgreSQL 16; ORDER BY works everywhere.)
-  const r = await sql<{ xmin: string | null; final_before: Date | null }>`
-    SELECT (SELECT pg_snapshot_xmin(seen) FROM telemetry_jobs.rollup_watermarks
-             WHERE target = ${target} ORDER BY 1 LIMIT 1)::text AS xmin,
-           (SELECT min(final_before) FROM telemetry_jobs.rollup_watermarks WHERE target = ${target}) AS final_before`.execute(
+  const r = await sql<{
+    xmin: string | null;
+    final_before: Date | null;
+    backfill_next: Date | null;
+    backfill_to: Date | null;
+  }>`
+    WITH complete AS (
+      SELECT w.* FROM telemetry_jobs.rollup_watermarks w
+       WHERE w.target = ${target} AND w.shard_count <> ${shard.count}
+         AND (SELECT count(*) FROM telemetry_jobs.rollup_watermarks o
+               WHERE o.target = w.target AND o.shard_count = w.shard_count) = w.shard_count)
+    SELECT (SELECT pg_snapshot_xmin(seen) FROM complete ORDER BY 1 LIMIT 1)::text AS xmin,
+           (SELECT min(final_before) FROM complete) AS final_before,
+           (SELECT min(backfill_next) FROM complete WHERE backfill_next < backfill_to) AS backfill_next,
+           (SELECT max(backfill_to) FROM complete WHERE backfill_next < backfill_to) AS backfill_to`.execute(
     db,
   );
   const row = r.rows[0];
   if (!row?.xmin || !row.final_before) return undefined;
-  return { seen: `${row.xmin}:${row.xmin}:`, finalBefore: row.final_before };
+  return {
+    seen: `${row.xmin}:${row.xmin}:`,
+    finalBefore: row.final_before,
+    backfillNext: row.backfill_next,
+    backfillTo: row.backfill_to,
+  };
 }
 
 export async function saveWatermark(
@@ -197,7 +216,7 @@ export async function collectTouchedBuckets(
       SELECT ${q.group}, ${h} FROM ${q.source} AS s
        WHERE s.ingest_xid = ANY(${xip}::xid8[]) AND ${shardPredicate(q.group, shard)}
     ) AS x GROUP BY x.g, x.h`.execute(trx);
-  const horizon = window.horizon ?? new Date(-8.64e15);
+  const horizon = window.horizon ?? new Date("0001-01-01T00:00:00Z"); // no horizon: every hour
   await sql`
     CREATE TEMP TABLE rollup_touched ON COMMIT DROP AS
     SELECT b.g, b.h FROM rollup_new b

@@ -5,6 +5,7 @@
 import { type Kysely, sql } from "kysely";
 import { parseDuration } from "../config/duration.ts";
 import type { DB } from "../db/schema.ts";
+import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import type { TableContext, TableReport } from "../run/runner.ts";
 import {
   collectTouchedBuckets,
@@ -38,11 +39,8 @@ export async function manageRollup(
   let watermark = await loadWatermark(db, target, shard);
   let inherited = false;
   if (!watermark) {
-    const start = await inheritedStart(db, target);
-    if (start) {
-      watermark = { ...start, backfillNext: null, backfillTo: null };
-      inherited = true;
-    }
+    watermark = await inheritedStart(db, target, shard);
+    inherited = watermark !== undefined;
   }
   const earliest = watermark
     ? null
@@ -89,7 +87,7 @@ export async function manageRollup(
   }
 
   // 0. A first run saves its starting point at once: the rebuild below then resumes after a kill.
-  if (!watermark || plan.startBackfill) {
+  if (!watermark || inherited || plan.startBackfill) {
     await db.transaction().execute(async (trx) => {
       await saveWatermark(trx, target, shard, {
         seen: watermark?.seen ?? sql`pg_current_snapshot()`,
@@ -246,6 +244,7 @@ async function runBackfill(
       return r;
     });
     batches++;
+    await pauseAtFaultPoint("after-rollup-batch", log);
     const hours = (batch.to.getTime() - batch.from.getTime()) / HOUR_MS;
     hoursDone += hours;
     buckets += result.buckets;

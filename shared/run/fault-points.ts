@@ -3,7 +3,11 @@
 // point; then the job logs "paused at fault point" and waits until it is killed.
 import type { Logger } from "../log/logger.ts";
 
-export type FaultPoint = "after-create-table" | "after-move-rows" | "after-delete-batch";
+export type FaultPoint =
+  | "after-create-table"
+  | "after-move-rows"
+  | "after-delete-batch"
+  | "after-rollup-batch";
 
 export async function pauseAtFaultPoint(point: FaultPoint, log: Logger): Promise<void> {
   if (process.env.TELEMETRY_JOBS_FAULT_PAUSE !== point) return;

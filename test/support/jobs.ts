@@ -10,6 +10,8 @@ import type { DB } from "../../shared/db/schema.ts";
 import { createLogger } from "../../shared/log/logger.ts";
 import { runPartitionManagerJob } from "../../shared/partitions/job.ts";
 import { runRetentionJob } from "../../shared/retention/job.ts";
+import { runRollupJob } from "../../shared/rollups/job.ts";
+import type { HourRange, ShardSpec } from "../../shared/rollups/plan.ts";
 import type { RunResult } from "../../shared/run/runner.ts";
 
 export type LogRecord = Record<string, any> & { severity: string; message: string };
@@ -60,6 +62,19 @@ export async function runRetention(
   const { log, records } = captureLogger("retention");
   const signal = options.signal ?? new AbortController().signal;
   const result = await runRetentionJob(db, config, log, signal, { force: options.force ?? false });
+  return { ...result, logs: records };
+}
+
+export async function runRollup(
+  db: Kysely<DB>,
+  config: Config,
+  options: { shard?: ShardSpec; rebuild?: HourRange; signal?: AbortSignal } = {},
+): Promise<RunResult & { logs: LogRecord[] }> {
+  const { log, records } = captureLogger("rollup-hourly");
+  const result = await runRollupJob(db, config, log, options.signal ?? new AbortController().signal, {
+    shard: options.shard ?? { count: 1, index: 0 },
+    rebuild: options.rebuild,
+  });
   return { ...result, logs: records };
 }
 

@@ -1,0 +1,271 @@
+// rollup-hourly correctness against an independent TypeScript model: random histories with late
+// and out-of-order rows and mixed value types, in-flight transactions, a 90-day-late row, the
+// never-stale read, and sharded runs.
+import fc from "fast-check";
+import pg from "pg";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { readHourlySeries } from "../../shared/rollups/read.ts";
+import { createTestDatabase, type TestDatabase } from "../support/database.ts";
+import { makeConfig, runPartitionManager, runRollup } from "../support/jobs.ts";
+import {
+  bucketDiff,
+  expectedBuckets,
+  hourOf,
+  insertRows,
+  type RawRow,
+  storedBuckets,
+} from "../support/rollup-oracle.ts";
+
+let t: TestDatabase;
+const HOUR = 3_600_000;
+const BASE = new Date("2026-06-01T00:00:00Z");
+const DEVICES = ["d1", "d2", "d3", "d4", "d5", "d6"];
+const POLICY = { table: "public.telemetry_points", timeColumn: "ts", rollup: { batchPauseMs: 0 } };
+const config = (now: Date, tables: unknown[] = [POLICY]) => makeConfig(t.url, tables, { now });
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+  await t.pool.query(`INSERT INTO public.devices (id) SELECT unnest($1::text[])`, [DEVICES]);
+  // Monthly children for Jun..Sep; older rows land in DEFAULT: both paths get exercised.
+  const pm = await runPartitionManager(
+    t.db,
+    makeConfig(t.url, [{ table: "public.telemetry_points", timeColumn: "ts" }], { now: BASE }),
+  );
+  expect(pm.exitCode).toBe(0);
+});
+afterAll(async () => {
+  await t.drop();
+});
+
+/** Exit 0, or fail showing the run's error records. */
+function expectOk(run: { exitCode: number; logs: { severity?: string }[] }) {
+  const errors = run.logs.filter((l) => l.severity === "ERROR");
+  expect(run.exitCode, JSON.stringify(errors)).toBe(0);
+}
+
+async function reset() {
+  await t.pool.query(`TRUNCATE public.telemetry_points, public.telemetry_rollups_hourly;
+                      DELETE FROM telemetry_jobs.rollup_watermarks;`);
+}
+
+async function expectTruth(rows: RawRow[], now: Date) {
+  const finalBefore = hourOf(now);
+  const stored = await storedBuckets(t.pool);
+  expect(bucketDiff(expectedBuckets(rows, finalBefore), stored)).toEqual([]);
+  // Never a bucket of an open hour.
+  for (const key of stored.keys()) expect(new Date(key.split("|")[2]!) < finalBefore).toBe(true);
+}
+
+const metricValue = fc.oneof(
+  { weight: 6, arbitrary: fc.double({ min: -1e6, max: 1e6, noNaN: true, noDefaultInfinity: true }) },
+  { weight: 4, arbitrary: fc.integer({ min: -1000, max: 1000 }) },
+  { weight: 1, arbitrary: fc.boolean() },
+  { weight: 1, arbitrary: fc.constant(null) },
+  { weight: 1, arbitrary: fc.constantFrom("12.5", "NaN", "Infinity", "-Infinity", "1e400", "warm") },
+  { weight: 1, arbitrary: fc.constantFrom({ nested: 1 }, [1, 2], {}) },
+);
+const metricsDoc = fc.oneof(
+  { weight: 12, arbitrary: fc.dictionary(fc.constantFrom("temp", "hum", "volt", "rssi"), metricValue) },
+  { weight: 1, arbitrary: fc.constantFrom([1, 2, 3], 42, "text", null) },
+);
+const insertStep = fc.record({
+  kind: fc.constant("insert" as const),
+  rows: fc.array(
+    fc.record({
+      device: fc.constantFrom(...DEVICES),
+      // from 90 days late to 2 hours ahead (device clocks), relative to the step's clock
+      offsetMinutes: fc.oneof(
+        fc.integer({ min: -90 * 24 * 60, max: 120 }),
+        fc.integer({ min: -180, max: 120 }),
+      ),
+      metrics: metricsDoc,
+    }),
+    { minLength: 1, maxLength: 40 },
+  ),
+});
+const runStep = fc.record({
+  kind: fc.constant("run" as const),
+  advanceMinutes: fc.integer({ min: 0, max: 200 }),
+});
+
+describe("rollup-hourly", () => {
+  beforeEach(reset);
+
+  it("property: after any interleaving of inserts and runs, every final bucket equals the model; open hours are never written", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.oneof(insertStep, runStep), { minLength: 2, maxLength: 10 }),
+        async (steps) => {
+          await reset();
+          const rows: RawRow[] = [];
+          let now = new Date(BASE.getTime() + 37 * 60_000);
+          for (const step of [...steps, { kind: "run" as const, advanceMinutes: 61 }]) {
+            if (step.kind === "insert") {
+              const batch = step.rows.map((r) => ({
+                device: r.device,
+                ts: new Date(now.getTime() + r.offsetMinutes * 60_000),
+                metrics: r.metrics,
+              }));
+              await insertRows(t.pool, batch);
+              rows.push(...batch);
+            } else {
+              now = new Date(now.getTime() + step.advanceMinutes * 60_000);
+              const run = await runRollup(t.db, config(now));
+              expectOk(run);
+              await expectTruth(rows, now);
+            }
+          }
+        },
+      ),
+      { numRuns: 25, seed: Number(process.env.FC_SEED ?? Date.now() % 2 ** 31) },
+    );
+  });
+
+  it("a transaction still open during a run: the run finishes without waiting, counts every committed row, and the next run adds the late commit", async () => {
+    const now = new Date("2026-06-10T12:30:00Z");
+    const hour = new Date("2026-06-10T11:00:00Z");
+    const committed: RawRow[] = [0, 1, 2].map((i) => ({
+      device: "d1",
+      ts: new Date(hour.getTime() + i * 60_000),
+      metrics: { temp: 10 + i },
+    }));
+    await insertRows(t.pool, committed);
+    expectOk(await runRollup(t.db, config(now)));
+
+    const a = new pg.Client({ connectionString: t.url });
+    await a.connect();
+    try {
+      await a.query("BEGIN");
+      const inFlight = { device: "d1", ts: new Date(hour.getTime() + 30 * 60_000), metrics: { temp: 100 } };
+      await insertRows(a, [inFlight]);
+      // Committed after A began, but before the run: must be counted now.
+      const later = { device: "d1", ts: new Date(hour.getTime() + 40 * 60_000), metrics: { temp: 20 } };
+      await insertRows(t.pool, [later]);
+
+      const run = await Promise.race([
+        runRollup(t.db, config(now)),
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error("run waited on the open transaction")), 20_000),
+        ),
+      ]);
+      expectOk(run);
+      await expectTruth([...committed, later], now);
+      expect(run.summary.health["public.telemetry_points"]).toMatchObject({ unsettledTransactions: 1 });
+
+      await a.query("COMMIT");
+      // Before the next run, the read is already right (raw for the hour with the new row).
+      const series = await readHourlySeries(t.db, { deviceId: "d1", metricKey: "temp", from: hour, to: now });
+      expect(series.map((p) => [p.sampleCount, p.sum, p.source])).toEqual([
+        [5, 10 + 11 + 12 + 100 + 20, "raw"],
+      ]);
+
+      expectOk(await runRollup(t.db, config(now)));
+      await expectTruth([...committed, later, inFlight], now);
+    } finally {
+      await a.end();
+    }
+  });
+
+  it("a row 90 days late changes exactly its own bucket", async () => {
+    const now = new Date("2026-09-01T08:10:00Z");
+    const rows: RawRow[] = [];
+    for (let h = 0; h < 48; h++)
+      for (const device of DEVICES.slice(0, 3))
+        rows.push({
+          device,
+          ts: new Date(now.getTime() - h * HOUR - 20 * 60_000),
+          metrics: { temp: h, hum: 50 },
+        });
+    await insertRows(t.pool, rows);
+    expectOk(await runRollup(t.db, config(now)));
+    const before = await storedBuckets(t.pool);
+
+    const late = {
+      device: "d2",
+      ts: new Date(now.getTime() - 90 * 24 * HOUR + 5 * 60_000),
+      metrics: { volt: 3.3 },
+    };
+    await insertRows(t.pool, [late]);
+    const run = await runRollup(t.db, config(now));
+    expectOk(run);
+    const after = await storedBuckets(t.pool);
+    const changed = [...after.keys()].filter(
+      (k) => JSON.stringify(after.get(k)) !== JSON.stringify(before.get(k)),
+    );
+    expect(changed).toEqual([`d2|volt|${hourOf(late.ts).toISOString()}`]);
+    expect([...before.keys()].every((k) => after.has(k))).toBe(true);
+    await expectTruth([...rows, late], now);
+  });
+
+  it("the real-time read equals the model across final, late-updated and open hours", async () => {
+    const now = new Date("2026-07-15T10:20:00Z");
+    const rows: RawRow[] = [];
+    for (let m = 0; m < 6 * 60; m += 7)
+      rows.push({
+        device: "d3",
+        ts: new Date(now.getTime() - 6 * HOUR + m * 60_000),
+        metrics: { temp: m % 13, x: "s" },
+      });
+    await insertRows(t.pool, rows);
+    expectOk(await runRollup(t.db, config(now)));
+    // After the run: a late row into a final hour, and rows into the open hour.
+    const extra: RawRow[] = [
+      { device: "d3", ts: new Date(now.getTime() - 3 * HOUR), metrics: { temp: 1000 } },
+      { device: "d3", ts: new Date(now.getTime() + 60_000), metrics: { temp: -5 } },
+      { device: "d3", ts: new Date(now.getTime() + 30 * 60_000), metrics: { temp: 7 } },
+    ];
+    await insertRows(t.pool, extra);
+    const from = new Date(now.getTime() - 7 * HOUR);
+    const to = new Date(now.getTime() + 2 * HOUR);
+    const series = await readHourlySeries(t.db, { deviceId: "d3", metricKey: "temp", from, to });
+    const model = expectedBuckets([...rows, ...extra], new Date(8.64e15), hourOf(from));
+    const expected = [...model.entries()]
+      .filter(([k]) => k.startsWith("d3|temp|"))
+      .map(([k, b]) => [k.split("|")[2], b.count, b.sum, b.min, b.max])
+      .sort();
+    expect(series.map((p) => [p.bucketTs.toISOString(), p.sampleCount, p.sum, p.min, p.max]).sort()).toEqual(
+      expected,
+    );
+    const sources = new Map(series.map((p) => [p.bucketTs.toISOString(), p.source]));
+    expect(sources.get(hourOf(new Date(now.getTime() - 3 * HOUR)).toISOString())).toBe("raw"); // late row
+    expect(sources.get(hourOf(new Date(now.getTime() - 2 * HOUR)).toISOString())).toBe("rollup");
+    expect(sources.get(hourOf(now).toISOString())).toBe("raw"); // open hour
+  });
+
+  it("two tasks of a sharded run write together exactly what one task writes, each only its own groups", async () => {
+    const now = new Date("2026-06-20T00:05:00Z");
+    const rows: RawRow[] = [];
+    for (let i = 0; i < 600; i++)
+      rows.push({
+        device: DEVICES[i % DEVICES.length]!,
+        ts: new Date(now.getTime() - (i % 50) * HOUR - (i % 60) * 60_000),
+        metrics: { temp: i, hum: i % 7 },
+      });
+    await insertRows(t.pool, rows);
+    const shard0 = await runRollup(t.db, config(now), { shard: { count: 2, index: 0 } });
+    const afterShard0 = await storedBuckets(t.pool);
+    const shard1 = await runRollup(t.db, config(now), { shard: { count: 2, index: 1 } });
+    expect([shard0.exitCode, shard1.exitCode]).toEqual([0, 0]);
+    const sharded = await storedBuckets(t.pool);
+    const devices0 = new Set([...afterShard0.keys()].map((k) => k.split("|")[0]));
+    expect(devices0.size).toBeGreaterThan(0);
+    expect(devices0.size).toBeLessThan(DEVICES.length);
+
+    await t.pool.query(
+      `TRUNCATE public.telemetry_rollups_hourly; DELETE FROM telemetry_jobs.rollup_watermarks`,
+    );
+    expectOk(await runRollup(t.db, config(now)));
+    const single = await storedBuckets(t.pool);
+    expect(bucketDiff(single, sharded)).toEqual([]);
+    await expectTruth(rows, now);
+
+    // Later sharded runs keep going incrementally after switching layouts.
+    const late = { device: "d4", ts: new Date(now.getTime() - 10 * HOUR), metrics: { temp: 1 } };
+    await insertRows(t.pool, [late]);
+    await runRollup(t.db, config(now), { shard: { count: 2, index: 0 } });
+    await runRollup(t.db, config(now), { shard: { count: 2, index: 1 } });
+    await expectTruth([...rows, late], now);
+    const layouts = await t.pool.query("SELECT DISTINCT shard_count FROM telemetry_jobs.rollup_watermarks");
+    expect(layouts.rows.map((r) => r.shard_count)).toEqual([2]);
+  });
+});
