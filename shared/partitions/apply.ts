@@ -120,6 +120,15 @@ async function createPartition(
     );
   }
 
+  if (before.exists && before.comment?.startsWith("telemetry-jobs retention:")) {
+    // Retention detached this table (its comment says so). Re-attaching it would put expired
+    // data back; docs/runbooks/retention.md says how to restore it on purpose.
+    throw new Error(
+      `${child} was detached by retention ("${before.comment}"); it is not re-attached automatically. ` +
+        "To restore it, follow docs/runbooks/retention.md; to make a new empty partition, rename or drop it first. Nothing was changed.",
+    );
+  }
+
   // Step 1: the standalone table and its bound constraint, atomically: after a crash, either
   // nothing exists or a table that carries our constraint does.
   let lockRetries = 0;

@@ -1,6 +1,7 @@
 // The partition planner: a pure function of (policy, catalog snapshot, now). No database, no clock.
 // It decides which children must exist (the current interval through `premake` ahead, holes between
 // children, and intervals whose rows sit in the DEFAULT partition) and reports what it will not touch.
+import { parseDuration, subtractDuration } from "../config/duration.ts";
 import type { TablePolicy } from "../config/policy.ts";
 import type { BoundValue } from "./bounds.ts";
 import type { ChildPartition, TableCatalog } from "./catalog.ts";
@@ -31,7 +32,8 @@ export type FindingCode =
   | "default_null_keys"
   | "detach_pending"
   | "gap_span_too_large"
-  | "creation_capped";
+  | "creation_capped"
+  | "default_rows_expired";
 
 export interface Finding {
   readonly severity: "info" | "warn" | "crit";
@@ -160,6 +162,26 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
     });
   } else {
     for (const t of gaps) wanted.set(t, "gap");
+  }
+
+  // Never (re)create a partition that retention would remove: its range is wholly before the
+  // retention cutoff. Expired DEFAULT rows stay where they are and retention deletes them; a
+  // partition retention detached keeps its name, and re-creating the range would bring it back.
+  const keep = policy.retention ? parseDuration(policy.retention.keep) : undefined;
+  if (keep) {
+    const cutoff = subtractDuration(now, keep).getTime();
+    let expiredRows = 0;
+    for (const start of [...wanted.keys()]) {
+      if (addIntervals(new Date(start), interval, 1).getTime() > cutoff) continue;
+      expiredRows += defaultRowsAt.get(start) ?? 0;
+      wanted.delete(start);
+    }
+    if (expiredRows > 0)
+      findings.push({
+        severity: "info",
+        code: "default_rows_expired",
+        message: `${expiredRows} rows in the DEFAULT partition are older than the retention cutoff ${new Date(cutoff).toISOString()}: no partition is made for them; retention deletes them`,
+      });
   }
 
   const takenNames = new Map(catalog.children.map((c) => [c.name, c]));

@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { partitionsOf } from "../support/catalog-snapshot.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
-import { makeConfig, runRetention } from "../support/jobs.ts";
+import { makeConfig, runPartitionManager, runRetention } from "../support/jobs.ts";
 
 let t: TestDatabase;
 beforeAll(async () => {
@@ -157,6 +157,27 @@ describe("retention modes", () => {
       makeConfig(t.url, [policy(table, { mode: "detach" })], { now: NOW }),
     );
     expect(again.summary.actions).toEqual({});
+  });
+
+  it("detach, then partition-manager with a late expired row in DEFAULT: the detached child is not re-attached", async () => {
+    const table = await partitionedTable(["2025-12", "2026-01", "2026-02"], true);
+    await t.pool.query(
+      `INSERT INTO public.${table} SELECT g, '2025-12-01'::timestamptz + g * interval '1 hour' FROM generate_series(1, 2000) g`,
+    );
+    const config = makeConfig(t.url, [policy(table, { mode: "detach" })], { now: NOW });
+    expect((await runRetention(t.db, config)).exitCode).toBe(0);
+    // A device with a stale clock writes into the detached month: the row lands in DEFAULT.
+    await t.pool.query(`INSERT INTO public.${table} VALUES (999999, '2025-12-15T00:00:00Z')`);
+    const pm = await runPartitionManager(t.db, config);
+    expect(pm.exitCode).toBe(0);
+    expect((await partitionsOf(t.url, `public.${table}`)).map((p) => p.name)).not.toContain(
+      `${table}_p202512`,
+    );
+    expect(pm.logs.some((l) => /older than the retention cutoff/.test(l.message))).toBe(true);
+    // ... and retention then deletes the expired DEFAULT row.
+    expect((await runRetention(t.db, config)).exitCode).toBe(0);
+    const left = await t.pool.query(`SELECT count(*)::int AS n FROM ONLY public.${table}_default`);
+    expect(left.rows[0].n).toBe(0);
   });
 
   it("archive: the expired children move to the archive schema, readable there", async () => {

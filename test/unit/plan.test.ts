@@ -296,6 +296,29 @@ describe("planPartitions: DEFAULT partition rows", () => {
     ]);
   });
 
+  it("with retention, nothing is (re)created over ranges wholly before the cutoff: expired DEFAULT rows are left to retention", () => {
+    // keep 60 days at NOW: cutoff in September; a detached August partition must not come back.
+    const withRetention = policy({ retention: { keep: "60 days", mode: "detach" } });
+    const plan = planPartitions(
+      withRetention,
+      catalog({
+        children: current,
+        buckets: [
+          { start: utc("2020-03-01T00:00:00Z"), rows: 1 },
+          { start: utc("2026-08-01T00:00:00Z"), rows: 3 },
+          { start: utc("2026-10-01T00:00:00Z"), rows: 5 },
+        ],
+      }),
+      NOW,
+    );
+    expect(summary(plan).map((a) => [a.partition, a.reason, a.defaultRows])).toEqual([
+      ["telemetry_points_p202610", "rescue", 5],
+      ["telemetry_points_p202609", "gap", 0],
+    ]);
+    expect(codes(plan)).toContain("default_rows_expired");
+    expect(plan.findings.find((f) => f.code === "default_rows_expired")?.message).toMatch(/^4 rows/);
+  });
+
   it("rows in the current and premade intervals ride along with the premake creates", () => {
     const plan = planPartitions(
       policy(),
