@@ -83,9 +83,10 @@ export function planRollup(input: RollupPlanInput): RollupPlan {
       refusals.push(`--from/--to select no complete hour before ${finalBefore.toISOString()}`);
     startBackfill = { from, to };
   } else if (!prev && input.earliestRow) {
+    // A first run rolls up all the history there is, horizon or not: there is no earlier
+    // aggregate to overwrite, and these rollups are what outlives the raw rows.
     const from = floorHour(input.earliestRow);
-    const clipped = horizon && from < horizon ? horizon : from;
-    if (clipped < finalBefore) startBackfill = { from: clipped, to: finalBefore };
+    if (from < finalBefore) startBackfill = { from, to: finalBefore };
   }
 
   return {
