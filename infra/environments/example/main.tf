@@ -35,6 +35,7 @@ module "telemetry_jobs" {
     "rollup-hourly"     = "3h"
   }
   rollup_task_count = 2
+  schedules_paused  = var.schedules_paused
 
   operators   = var.operators
   alert_email = var.alert_email

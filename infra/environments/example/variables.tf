@@ -48,3 +48,9 @@ variable "alert_email" {
   type        = string
   default     = null
 }
+
+variable "schedules_paused" {
+  description = "true for the first apply of a new environment, until migrate has run once."
+  type        = bool
+  default     = false
+}

@@ -210,6 +210,7 @@ resource "google_cloud_scheduler_job" "trigger" {
   schedule         = each.value
   time_zone        = "Etc/UTC"
   attempt_deadline = "60s"
+  paused           = var.schedules_paused
 
   # A retried trigger can start a second execution; the job's advisory lock makes the later one skip.
   retry_config {

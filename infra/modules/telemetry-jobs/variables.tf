@@ -127,6 +127,12 @@ variable "schedules" {
   }
 }
 
+variable "schedules_paused" {
+  description = "Create or keep the Scheduler triggers paused (deploy from zero: until the first migrate has run)."
+  type        = bool
+  default     = false
+}
+
 variable "success_windows" {
   description = "Alert when a scheduled job has had no successful (status ok) run for this long. PromQL durations."
   type        = map(string)

