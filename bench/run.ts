@@ -7,14 +7,16 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runDdlBench } from "./ddl-under-load.ts";
 import { runNoopBench } from "./noop-run.ts";
+import { runRollupBench } from "./rollup.ts";
 import { type BenchResult, markdownTable, stopAllServers } from "./support.ts";
 
-/** Whole-run watchdog: far above the expected ~2 minutes; stops the servers and exits if reached. */
-const WATCHDOG_MS = 8 * 60_000;
+/** Whole-run watchdog: far above the expected ~6 minutes; stops the servers and exits if reached. */
+const WATCHDOG_MS = 25 * 60_000;
 
 const BENCHMARKS: { name: string; run: () => Promise<BenchResult> }[] = [
   { name: "noop-run", run: () => runNoopBench() },
   { name: "ddl-under-load", run: () => runDdlBench() },
+  { name: "rollup", run: () => runRollupBench() },
 ];
 
 async function main(): Promise<number> {

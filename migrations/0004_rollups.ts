@@ -4,7 +4,8 @@
 // (ingest_xid xid8 DEFAULT pg_current_xact_id()). A run remembers the snapshot it saw
 // (pg_current_snapshot()); the next run's new rows are exactly those whose ingest_xid was still
 // running in that snapshot or started after it: an index range scan, cost proportional to new rows,
-// and no waiting on anyone's transaction (an in-flight writer's xid stays in the saved snapshot
+// and no waiting on anyone's transaction. The index is on (ingest_xid, ts): a run looks for new
+// rows only in the hours it must recompute bucket by bucket, and the time is checked in the index (an in-flight writer's xid stays in the saved snapshot
 // until it ends; see ../shared/POSTGRES.md, "In-flight transactions and watermarks").
 // Adding a nullable column and then a default is catalog-only (no rewrite), so an existing table
 // can gain it (migrate convert, or the ALTERs in docs/runbooks/rollups.md).
@@ -15,7 +16,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`ALTER TABLE public.telemetry_points ALTER COLUMN ingest_xid SET DEFAULT pg_current_xact_id()`.execute(
     db,
   );
-  await sql`CREATE INDEX telemetry_points_ingest_xid_idx ON public.telemetry_points (ingest_xid)`.execute(db);
+  await sql`CREATE INDEX telemetry_points_ingest_xid_idx ON public.telemetry_points (ingest_xid, ts)`.execute(
+    db,
+  );
 
   // One row per rollup target and shard (Cloud Run task) layout.
   await sql`
@@ -44,7 +47,10 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       SELECT e.key, e.value::double precision
         FROM jsonb_each(CASE WHEN jsonb_typeof(doc) = 'object' THEN doc END) AS e
        WHERE jsonb_typeof(e.value) = 'number'
-         AND (e.value::numeric = 0
+         -- jsonb prints numbers in plain notation: under 300 characters, a nonzero value lies
+         -- between 1e-298 and 1e299 and converts; only longer ones need the exact range check.
+         AND (length(e.value::text) < 300
+              OR e.value::numeric = 0
               OR abs(e.value::numeric) BETWEEN 4.9406564584124654e-324 AND 1.7976931348623157e308)
     $fn$`.execute(db);
 

@@ -191,43 +191,50 @@ export async function recomputeBuckets(
 }
 
 /**
- * Fills the temp table rollup_touched (g, h) with the final-hour buckets of rows that became
+ * Fills the temp table rollup_touched (g, h) with the buckets, within `ranges`, of rows that became
  * visible since `prev` (the saved snapshot): rows of transactions that were still running then
  * (its xip list) or that started after it (xid >= its xmax). Runs in the caller's REPEATABLE READ
- * transaction, so "visible" means committed in that transaction's snapshot.
+ * transaction, so "visible" means committed in that transaction's snapshot. Also counts new rows
+ * before the horizon (left alone).
  */
 export async function collectTouchedBuckets(
   trx: Transaction<any>,
   policy: TablePolicy,
   shard: ShardSpec,
   prev: string,
-  window: { finalBefore: Date; horizon: Date | null; exclude: HourRange[] },
+  ranges: readonly HourRange[],
+  horizon: Date | null,
 ): Promise<{ rows: number; buckets: number; skippedBeforeHorizon: number }> {
   const q = rollupSql(policy);
   const { xmax, xip } = parseSnapshot(prev);
-  const h = sql`date_trunc('hour', ${q.time}, 'UTC')`;
-  const excluded = window.exclude.map((r) => sql`AND NOT (b.h >= ${r.from} AND b.h < ${r.to})`);
-  await sql`
-    CREATE TEMP TABLE rollup_new ON COMMIT DROP AS
-    SELECT x.g, x.h, count(*) AS n FROM (
-      SELECT ${q.group} AS g, ${h} AS h FROM ${q.source} AS s
-       WHERE s.ingest_xid >= ${xmax}::xid8 AND ${shardPredicate(q.group, shard)}
-      UNION ALL
-      SELECT ${q.group}, ${h} FROM ${q.source} AS s
-       WHERE s.ingest_xid = ANY(${xip}::xid8[]) AND ${shardPredicate(q.group, shard)}
-    ) AS x GROUP BY x.g, x.h`.execute(trx);
-  const horizon = window.horizon ?? new Date("0001-01-01T00:00:00Z"); // no horizon: every hour
+  const isNew = sql`(s.ingest_xid >= ${xmax}::xid8 OR s.ingest_xid = ANY(${xip}::xid8[]))`;
+  // One scan per range and per half of the "new" condition, so each is an index range scan on
+  // (ingest_xid, time) with partition pruning on time.
+  const scans = ranges.flatMap((r) =>
+    [sql`s.ingest_xid >= ${xmax}::xid8`, sql`s.ingest_xid = ANY(${xip}::xid8[])`].map(
+      (cond) => sql`SELECT ${q.group} AS g, date_trunc('hour', ${q.time}, 'UTC') AS h FROM ${q.source} AS s
+        WHERE ${cond} AND ${q.time} >= ${r.from} AND ${q.time} < ${r.to} AND ${shardPredicate(q.group, shard)}`,
+    ),
+  );
+  const union =
+    scans.length > 0
+      ? sql.join(scans, sql` UNION ALL `)
+      : sql`SELECT NULL::text AS g, NULL::timestamptz AS h WHERE false`;
   await sql`
     CREATE TEMP TABLE rollup_touched ON COMMIT DROP AS
-    SELECT b.g, b.h FROM rollup_new b
-     WHERE b.h < ${window.finalBefore} AND b.h >= ${horizon} ${excluded.length > 0 ? sql.join(excluded, sql` `) : sql``}`.execute(
-    trx,
-  );
+    SELECT x.g, x.h, count(*) AS n FROM (${union}) AS x GROUP BY x.g, x.h`.execute(trx);
   // The planner must know how few buckets there are, or it may hash-join the whole raw table.
   await sql`ANALYZE rollup_touched`.execute(trx);
-  const counts = await sql<{ rows: string; buckets: string; skipped: string }>`
-    SELECT (SELECT coalesce(sum(n), 0) FROM rollup_new) AS rows, (SELECT count(*) FROM rollup_touched) AS buckets,
-           (SELECT coalesce(sum(n), 0) FROM rollup_new WHERE h < ${horizon}) AS skipped`.execute(trx);
+  const skipped = horizon
+    ? await sql<{ n: string }>`SELECT count(*) AS n FROM ${q.source} AS s
+        WHERE ${isNew} AND ${q.time} < ${horizon} AND ${shardPredicate(q.group, shard)}`.execute(trx)
+    : undefined;
+  const counts = await sql<{ rows: string; buckets: string }>`
+    SELECT coalesce(sum(n), 0) AS rows, count(*) AS buckets FROM rollup_touched`.execute(trx);
   const c = counts.rows[0]!;
-  return { rows: Number(c.rows), buckets: Number(c.buckets), skippedBeforeHorizon: Number(c.skipped) };
+  return {
+    rows: Number(c.rows),
+    buckets: Number(c.buckets),
+    skippedBeforeHorizon: Number(skipped?.rows[0]?.n ?? 0),
+  };
 }

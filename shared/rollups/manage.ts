@@ -16,7 +16,14 @@ import {
   recomputeBuckets,
   saveWatermark,
 } from "./apply.ts";
-import { HOUR_MS, type HourRange, nextBackfillBatch, planRollup, type ShardSpec } from "./plan.ts";
+import {
+  HOUR_MS,
+  type HourRange,
+  nextBackfillBatch,
+  planRollup,
+  type ShardSpec,
+  touchedScanRanges,
+} from "./plan.ts";
 
 export interface RollupOptions {
   now: Date;
@@ -116,11 +123,11 @@ export async function manageRollup(
           ? [{ from: saved.backfillNext, to: saved.backfillTo }]
           : [];
       const newlyFinal = saved.finalBefore < plan.finalBefore ? plan.newlyFinal : null;
-      const touched = await collectTouchedBuckets(trx, policy, shard, saved.seen, {
-        finalBefore: plan.finalBefore,
-        horizon: plan.horizon,
-        exclude: [...pendingRebuild, ...(newlyFinal ? [newlyFinal] : [])],
-      });
+      const ranges = touchedScanRanges(plan.horizon, plan.finalBefore, [
+        ...pendingRebuild,
+        ...(newlyFinal ? [newlyFinal] : []),
+      ]);
+      const touched = await collectTouchedBuckets(trx, policy, shard, saved.seen, ranges, plan.horizon);
       const fromTouched = await recomputeBuckets(trx, policy, shard, { kind: "touched" });
       const fromHours = newlyFinal
         ? await recomputeBuckets(trx, policy, shard, { kind: "hours", range: newlyFinal })
@@ -142,9 +149,9 @@ export async function manageRollup(
     );
   const buckets = step.fromTouched.buckets + step.fromHours.buckets;
   log.notice(
-    `incremental: ${step.touched.rows} new rows touched ${step.touched.buckets} final (group, hour) buckets; ${buckets} metric buckets recomputed, ${step.fromTouched.upserted + step.fromHours.upserted} written, ${step.fromTouched.deleted + step.fromHours.deleted} removed`,
+    `incremental: ${step.touched.rows} new rows outside the newly final hours touched ${step.touched.buckets} (group, hour) buckets; ${buckets} metric buckets recomputed, ${step.fromTouched.upserted + step.fromHours.upserted} written, ${step.fromTouched.deleted + step.fromHours.deleted} removed`,
     {
-      newRows: step.touched.rows,
+      lateRows: step.touched.rows,
       touchedBuckets: step.touched.buckets,
       newlyFinalHours: plan.newlyFinal
         ? (plan.newlyFinal.to.getTime() - plan.newlyFinal.from.getTime()) / HOUR_MS
@@ -182,7 +189,7 @@ export async function manageRollup(
       finalBefore: iso(after.finalBefore),
       rollupLagSeconds: Math.max(0, Math.round((options.now.getTime() - after.finalBefore.getTime()) / 1000)),
       rebuildPendingHours: pendingHours,
-      newRows: step.touched.rows,
+      lateRows: step.touched.rows,
       unsettledTransactions: parseSnapshot(step.seen).xip.length,
     },
   };

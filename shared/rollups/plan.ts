@@ -98,6 +98,34 @@ export function planRollup(input: RollupPlanInput): RollupPlan {
   };
 }
 
+/**
+ * Where newly visible rows can touch a bucket that this run must recompute one by one: final hours
+ * from the horizon on, minus the ranges recomputed whole anyway (newly final hours, a pending
+ * rebuild). Disjoint, sorted. The scan for new rows is limited to these ranges (an index on
+ * (ingest_xid, time) checks the time in the index, so rows of the newly final hours, the bulk of
+ * every hourly run, are never fetched twice).
+ */
+export function touchedScanRanges(
+  horizon: Date | null,
+  finalBefore: Date,
+  exclude: readonly HourRange[],
+): HourRange[] {
+  let ranges: HourRange[] = [{ from: horizon ?? new Date("0001-01-01T00:00:00Z"), to: finalBefore }];
+  for (const x of exclude) {
+    const next: HourRange[] = [];
+    for (const r of ranges) {
+      if (x.to <= r.from || x.from >= r.to) {
+        next.push(r);
+        continue;
+      }
+      if (r.from < x.from) next.push({ from: r.from, to: x.from });
+      if (x.to < r.to) next.push({ from: x.to, to: r.to });
+    }
+    ranges = next;
+  }
+  return ranges.filter((r) => r.from < r.to).sort((a, b) => a.from.getTime() - b.from.getTime());
+}
+
 /** The next batch of a rebuild: whole hours, at most `batchHours`. */
 export function nextBackfillBatch(next: Date, to: Date, batchHours: number): HourRange | null {
   if (!(next < to)) return null;

@@ -147,7 +147,7 @@ describe("partition-manager", () => {
     const idx = await t.pool.query(
       "SELECT count(*)::int AS n FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'telemetry_points_p202612'",
     );
-    expect(idx.rows[0].n).toBe(4); // primary key, (device_id, ts), (ingest_xid), (ts)
+    expect(idx.rows[0].n).toBe(4); // primary key, (device_id, ts), (ingest_xid, ts), (ts)
     await expect(
       t.pool.query(
         "INSERT INTO public.telemetry_points (device_id, ts, metrics) VALUES ('no-such-device', '2026-12-02', '{}')",

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { nextBackfillBatch, planRollup, shardFromEnv } from "../../shared/rollups/plan.ts";
+import { nextBackfillBatch, planRollup, shardFromEnv, touchedScanRanges } from "../../shared/rollups/plan.ts";
 
 const d = (iso: string) => new Date(iso);
 const NOW = d("2026-11-21T10:20:00Z");
@@ -98,5 +98,26 @@ describe("shardFromEnv", () => {
     );
     expect(shardFromEnv({ CLOUD_RUN_TASK_COUNT: "0" })).toMatch(/CLOUD_RUN_TASK_COUNT/);
     expect(shardFromEnv({ CLOUD_RUN_TASK_COUNT: "2x" })).toMatch(/CLOUD_RUN_TASK_COUNT/);
+  });
+});
+
+describe("touchedScanRanges", () => {
+  it("final hours from the horizon, minus what is recomputed whole", () => {
+    const r = touchedScanRanges(d("2026-01-01T00:00:00Z"), d("2026-03-01T00:00:00Z"), [
+      { from: d("2026-02-28T20:00:00Z"), to: d("2026-03-01T00:00:00Z") },
+      { from: d("2026-01-10T00:00:00Z"), to: d("2026-01-20T00:00:00Z") },
+    ]);
+    expect(r).toEqual([
+      { from: d("2026-01-01T00:00:00Z"), to: d("2026-01-10T00:00:00Z") },
+      { from: d("2026-01-20T00:00:00Z"), to: d("2026-02-28T20:00:00Z") },
+    ]);
+    expect(touchedScanRanges(null, d("2026-03-01T00:00:00Z"), [])[0]?.from).toEqual(
+      d("0001-01-01T00:00:00Z"),
+    );
+    expect(
+      touchedScanRanges(d("2026-01-01T00:00:00Z"), d("2026-03-01T00:00:00Z"), [
+        { from: d("2025-01-01T00:00:00Z"), to: d("2027-01-01T00:00:00Z") },
+      ]),
+    ).toEqual([]);
   });
 });
