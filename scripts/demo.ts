@@ -6,12 +6,14 @@
 //   4. run partition-manager again: its plan rescues the DEFAULT rows into monthly partitions;
 //   5. status, and EXPLAIN of a last-7-days query for one device showing partition pruning.
 // --keep leaves the server running and prints its connection string.
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import { runCommand } from "../jobs/commands/index.ts";
 import { createLogger } from "../shared/log/logger.ts";
 import { createMigrator, throwIfFailed } from "../shared/migrate/migrator.ts";
+import { readHourlySeries } from "../shared/rollups/read.ts";
 import { startEmbeddedPostgres } from "../test/support/embedded-postgres.ts";
 
 const { values } = parseArgs({
@@ -37,10 +39,16 @@ const server = await startEmbeddedPostgres();
 const url = server.url();
 console.log(`PostgreSQL ${server.major} on port ${server.port}`);
 process.env.DATABASE_URL = url;
-process.env.TELEMETRY_JOBS_CONFIG = new URL("../examples/policy.json", import.meta.url).pathname;
-delete process.env.TELEMETRY_JOBS_CONFIG_JSON;
+// The example policy, with a 12-month raw retention so that the demo's 14 months of data have
+// something to expire.
+const examplePolicy = JSON.parse(readFileSync(new URL("../examples/policy.json", import.meta.url), "utf8"));
+for (const table of examplePolicy.tables)
+  if (table.table === "public.telemetry_points") table.retention = { ...table.retention, keep: "12 months" };
+process.env.TELEMETRY_JOBS_CONFIG_JSON = JSON.stringify(examplePolicy);
+delete process.env.TELEMETRY_JOBS_CONFIG;
 
 const pool = new pg.Pool({ connectionString: url, options: "-c TimeZone=UTC", max: 2 });
+const kysely = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
 const controller = new AbortController();
 const run = async (command: string, args: string[]) => {
   const log = createLogger({ job: command, format: "text" });
@@ -127,12 +135,57 @@ try {
     `partitions scanned: ${[...scanned].join(", ")} (${scanned.size} of ${total.rows[0].n}; the others are pruned)`,
   );
 
+  banner("rollup-hourly: the first run rolls up all history, in batches of whole hours");
+  await run("rollup-hourly", []);
+
+  // New data after the run: rows in the open hour, and a late row for a final hour.
+  await pool.query(`INSERT INTO telemetry_points (device_id, ts, metrics) VALUES
+    ('dev-007', now(), '{"temp_c": 30.5}'),
+    ('dev-007', date_trunc('hour', now()) - interval '5 hours' + interval '10 minutes', '{"temp_c": -40}')`);
+  const printSeries = async (title: string) => {
+    const series = await readHourlySeries(kysely, {
+      deviceId: "dev-007",
+      metricKey: "temp_c",
+      from: new Date(Date.now() - 24 * 3_600_000),
+      to: new Date(Date.now() + 3_600_000),
+    });
+    console.log(title);
+    console.log("  hour (UTC)         samples     avg      min      max  source");
+    for (const p of series.slice(-8))
+      console.log(
+        `  ${p.bucketTs.toISOString().slice(0, 16)}  ${String(p.sampleCount).padStart(7)}  ${p.avg.toFixed(2).padStart(7)}  ${p.min.toFixed(2).padStart(7)}  ${p.max.toFixed(2).padStart(7)}  ${p.source}`,
+      );
+    console.log(`  (${series.length} hours in all; the last 8 shown)`);
+  };
+  banner("real-time read: dev-007 temp_c, last 24 hours (telemetry_hourly_series)");
+  await printSeries(
+    "Just after two new rows (the open hour, and a late row 5 hours back): both hours come from raw rows, so nothing is stale.",
+  );
+  banner("rollup-hourly: the incremental run picks up the late row");
+  await run("rollup-hourly", []);
+  await printSeries("After the run: the late row's hour is final again and served from the rollups.");
+
+  banner("retention --dry-run (keep 12 months)");
+  await run("retention", ["--dry-run"]);
+  banner("retention: expired rows still in DEFAULT are deleted in batches");
+  await run("retention", []);
+  const later = new Date(Date.now() + 62 * 86_400_000).toISOString();
+  banner(`retention as it will run two months from now (--now ${later}): whole partitions are dropped`);
+  await run("retention", ["--now", later]);
+  const kept = await pool.query(
+    `SELECT count(*)::int AS n, min(bucket_ts) AS first FROM telemetry_rollups_hourly
+      WHERE bucket_ts < now() - interval '12 months'`,
+  );
+  console.log(
+    `rollups older than the raw data's 12 months: ${kept.rows[0].n.toLocaleString("en")} buckets, from ${kept.rows[0].first?.toISOString()} (they have their own retention, 5 years)`,
+  );
+
   banner(`done in ${elapsed()}`);
   if (values.keep) {
     console.log(`PostgreSQL is still running: psql ${url}\nPress Ctrl-C to stop it.`);
     await new Promise<void>((resolve) => process.once("SIGINT", () => resolve()));
   }
 } finally {
-  await pool.end();
+  await kysely.destroy();
   await server.stop();
 }
