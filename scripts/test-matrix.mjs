@@ -3,6 +3,8 @@
 import { spawnSync } from "node:child_process";
 
 const majors = (process.env.MATRIX_MAJORS ?? "14 15 16 17 18").split(/[\s,]+/).filter(Boolean);
+if (process.env.TEST_DATABASE_URL)
+  console.log("matrix: ignoring TEST_DATABASE_URL (each major gets its own embedded server)");
 const results = [];
 for (const major of majors) {
   console.log(`\n--- integration tests on PostgreSQL ${major} ---`);
@@ -11,6 +13,7 @@ for (const major of majors) {
     stdio: "inherit",
     env: {
       ...process.env,
+      TEST_DATABASE_URL: "",
       PG_MAJOR: major,
       TESTCONTAINERS_DISABLED: process.env.TESTCONTAINERS_DISABLED ?? "1",
     },

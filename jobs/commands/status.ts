@@ -24,7 +24,8 @@ export async function status(argv: readonly string[], { log }: MainContext): Pro
   const database = await openDatabase(config, "status", log);
   try {
     const reports: TableHealth[] = [];
-    for (const policy of selectedPolicies(config)) {
+    // Plain (partitioned: false) tables have no partitions to assess; retention handles them.
+    for (const policy of selectedPolicies(config).filter((p) => p.partitioned)) {
       const table = parseQualifiedName(policy.table)!;
       const inspected = await inspectTable(database.db, table, policy.timeColumn);
       if (!inspected.ok) {

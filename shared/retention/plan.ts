@@ -97,8 +97,20 @@ export function planRetention(
     refusals.push(`keep "${formatDuration(keep)}" is shorter than the 1 day floor`);
   }
 
-  for (const u of facts.unfinishedRemovals)
+  for (const u of facts.unfinishedRemovals) {
+    // A hold placed after a run was killed mid-removal still protects the (detached) partition.
+    const hold = facts.holds.find((h) => h.partition === u.partition && h.until > now);
+    if (hold) {
+      findings.push({
+        severity: "info",
+        code: "held",
+        partition: u.partition,
+        message: `${u.partition} is held until ${hold.until.toISOString()} (${hold.reason}); a killed run had started removing it (mode ${u.mode}): it stays detached and is not ${u.mode === "drop" ? "dropped" : "moved"} until the hold ends`,
+      });
+      continue;
+    }
     actions.push({ kind: "finish_removal", partition: u.partition, mode: u.mode });
+  }
 
   const catalog = facts.catalog;
   if (!catalog) {
