@@ -21,9 +21,16 @@ const POLICY = {
       interval: "monthly",
       premake: 3,
       retention: { keep: "24 months" },
+      rollup: { target: "public.telemetry_rollups_hourly" },
     },
     { table: "public.telemetry_rollups_hourly", timeColumn: "bucket_ts", interval: "monthly", premake: 3 },
   ],
+};
+
+/** Numeric table_health fields that infra/modules/telemetry-jobs/monitoring.tf turns into metrics. */
+const HEALTH_FIELDS: Record<string, string[]> = {
+  "partition-manager": ["futureBufferIntervals", "defaultRows"],
+  "rollup-hourly": ["rollupLagSeconds"],
 };
 
 /** jobs/<name>/main.ts on disk; the build bundles each as dist/<name>.mjs. */
@@ -130,6 +137,16 @@ describe("each job bundle with plain node against PostgreSQL", () => {
       const summary = records.find((r) => r.event === "run_summary");
       expect(summary, `${job} wrote no run_summary`).toMatchObject({ job, dryRun: false });
       expect(["ok", "skipped"]).toContain(summary!.status);
+      expect(Object.keys(summary!.tables), `${job} managed no table`).not.toEqual([]);
+      // The fields that the log-based metrics and alerts of infra/ extract (monitoring.tf).
+      const health = records.filter((r) => r.event === "table_health");
+      for (const field of HEALTH_FIELDS[job] ?? []) {
+        expect(health.length, `${job} wrote no table_health record`).toBeGreaterThan(0);
+        for (const record of health) {
+          expect(record, `${job} table_health`).toMatchObject({ job, table: expect.any(String) });
+          expect(typeof record[field], `${job} table_health.${field}`).toBe("number");
+        }
+      }
     },
   );
 
