@@ -70,7 +70,7 @@ export const RetentionPolicySchema = z
       .min(1)
       .max(24 * 3_600_000)
       .default(600_000)
-      .describe("Row deletes stop after this long; the next run resumes."),
+      .describe("Row deletes of one run (all of them together) stop after this long; the next run resumes."),
   })
   .strict();
 

@@ -55,6 +55,7 @@ export async function manageRetention(
     };
   }
 
+  const deadline = Date.now() + policy.retention!.timeBudgetMs;
   let bytesFreed = 0;
   let rowsDeleted = 0;
   let incomplete = false;
@@ -75,7 +76,7 @@ export async function manageRetention(
       const startBlock =
         action.kind === "delete_rows" ? await resumeBlock(db, policy.table, action.relation) : 0;
       const outcome = await applyRetentionAction(
-        { db, policy, log, signal: ctx.signal, now: options.now },
+        { db, policy, log, signal: ctx.signal, now: options.now, deadline },
         action,
         { startBlock },
       );
