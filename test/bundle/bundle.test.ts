@@ -3,7 +3,7 @@
 // empty directory, started with plain `node` (no tsx, no TypeScript, no devDependency in reach), against
 // a real PostgreSQL. Each must exit 0 and write only JSON log lines that Cloud Logging reads as
 // structured entries (`severity` and `message`).
-import { type SpawnSyncReturns, spawnSync } from "node:child_process";
+import { type SpawnSyncReturns, spawn, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -172,5 +172,66 @@ describe("each job bundle with plain node against PostgreSQL", () => {
     expect(result.status).toBe(2);
     const records = logRecords(result);
     expect(records.at(-1)).toMatchObject({ severity: "ERROR", exitCode: 2 });
+  });
+
+  it("SIGTERM (Cloud Run cancel or task timeout): the bundle stops between actions and exits 1", async () => {
+    // A database of its own (tables, no partitions) and 101 daily partitions to create: plenty of
+    // actions to interrupt.
+    const own = await createTestDatabase();
+    try {
+      const child = spawn(
+        process.execPath,
+        [join(app, "dist", "partition-manager.mjs"), "--now", "2026-11-21T00:00:00Z"],
+        {
+          cwd: app,
+          stdio: ["ignore", "pipe", "pipe"],
+          env: {
+            PATH: process.env.PATH ?? "/usr/bin:/bin",
+            HOME: app,
+            DATABASE_URL: own.url,
+            CLOUD_RUN_EXECUTION: "partition-manager-x1y2z",
+            CLOUD_RUN_TASK_INDEX: "0",
+            CLOUD_RUN_TASK_ATTEMPT: "0",
+            TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify({
+              tables: [
+                {
+                  table: "public.telemetry_rollups_hourly",
+                  timeColumn: "bucket_ts",
+                  interval: "daily",
+                  premake: 100,
+                },
+              ],
+            }),
+          },
+        },
+      );
+      let stdout = "";
+      let signalled = false;
+      child.stdout!.on("data", (chunk: Buffer) => {
+        stdout += chunk.toString();
+        if (!signalled && stdout.includes("done: create")) {
+          signalled = true;
+          child.kill("SIGTERM");
+        }
+      });
+      const code = await new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
+      expect(signalled, `no partition was created before exit:\n${stdout}`).toBe(true);
+      expect(code).toBe(1);
+      const records = logRecords({ stdout, stderr: "" } as SpawnSyncReturns<string>);
+      expect(
+        records.some((r) => r.message === "SIGTERM received: finishing the current step, then stopping"),
+      ).toBe(true);
+      expect(records.at(-1)).toMatchObject({ event: "run_summary", status: "interrupted" });
+      for (const record of records) {
+        expect(record["logging.googleapis.com/labels"]).toEqual({
+          job: "partition-manager",
+          execution: "partition-manager-x1y2z",
+          task_index: "0",
+          task_attempt: "0",
+        });
+      }
+    } finally {
+      await own.drop();
+    }
   });
 });

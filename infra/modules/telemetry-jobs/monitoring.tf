@@ -358,7 +358,6 @@ resource "google_monitoring_dashboard" "jobs" {
   project = var.project
   dashboard_json = jsonencode({
     displayName = "telemetry-jobs (${var.environment})"
-    labels      = { telemetry-jobs = "" }
     mosaicLayout = {
       columns = 48
       tiles = [
