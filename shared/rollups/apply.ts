@@ -216,6 +216,10 @@ export async function collectTouchedBuckets(
         WHERE ${cond} AND ${q.time} >= ${r.from} AND ${q.time} < ${r.to} AND ${shardPredicate(q.group, shard)}`,
     ),
   );
+  // The planner treats "new" and "in these hours" as independent; when most new rows sit in the
+  // newly final hours (excluded here) it could overestimate and scan a whole partition. Only the
+  // (ingest_xid, time) index keeps this proportional to new rows: no sequential scans here.
+  await sql`SET LOCAL enable_seqscan = off`.execute(trx);
   const union =
     scans.length > 0
       ? sql.join(scans, sql` UNION ALL `)
@@ -223,6 +227,7 @@ export async function collectTouchedBuckets(
   await sql`
     CREATE TEMP TABLE rollup_touched ON COMMIT DROP AS
     SELECT x.g, x.h, count(*) AS n FROM (${union}) AS x GROUP BY x.g, x.h`.execute(trx);
+  await sql`SET LOCAL enable_seqscan = on`.execute(trx);
   // The planner must know how few buckets there are, or it may hash-join the whole raw table.
   await sql`ANALYZE rollup_touched`.execute(trx);
   const skipped = horizon
