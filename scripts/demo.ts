@@ -48,6 +48,7 @@ process.env.TELEMETRY_JOBS_CONFIG_JSON = JSON.stringify(examplePolicy);
 delete process.env.TELEMETRY_JOBS_CONFIG;
 
 const pool = new pg.Pool({ connectionString: url, options: "-c TimeZone=UTC", max: 2 });
+pool.on("error", () => {}); // idle clients are terminated when the server stops
 const kysely = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
 const controller = new AbortController();
 const run = async (command: string, args: string[]) => {
@@ -187,5 +188,6 @@ try {
   }
 } finally {
   await kysely.destroy();
+  if (!pool.ended) await pool.end();
   await server.stop();
 }
