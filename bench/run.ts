@@ -7,6 +7,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runDdlBench } from "./ddl-under-load.ts";
 import { runNoopBench } from "./noop-run.ts";
+import { runRetentionBench } from "./retention.ts";
 import { runRollupBench } from "./rollup.ts";
 import { type BenchResult, markdownTable, stopAllServers } from "./support.ts";
 
@@ -17,6 +18,7 @@ const BENCHMARKS: { name: string; run: () => Promise<BenchResult> }[] = [
   { name: "noop-run", run: () => runNoopBench() },
   { name: "ddl-under-load", run: () => runDdlBench() },
   { name: "rollup", run: () => runRollupBench() },
+  { name: "retention", run: () => runRetentionBench() },
 ];
 
 async function main(): Promise<number> {
