@@ -154,6 +154,31 @@ describe("rollup-hourly operations", () => {
     expect(await mismatches()).toBe(0);
   });
 
+  it("--from/--to rebuilds exactly those hours from raw rows (repairing a damaged bucket), and refuses hours before the raw horizon", async () => {
+    await load(20_000, 3);
+    const config = makeConfig(t.url, [POLICY], { now: NOW });
+    expectOk(await runRollup(t.db, config));
+    // Damage two buckets: one inside the rebuild range, one outside it.
+    await t.pool.query(`UPDATE public.telemetry_rollups_hourly SET sample_count = 999
+                         WHERE device_id = 'dev1' AND metric_key = 'temp' AND bucket_ts IN ('2026-05-19T10:00:00Z', '2026-05-18T10:00:00Z')`);
+    const rebuilt = await runRollup(t.db, config, {
+      rebuild: { from: new Date("2026-05-19T00:00:00Z"), to: new Date("2026-05-20T00:00:00Z") },
+    });
+    expectOk(rebuilt);
+    expect(rebuilt.summary.actions.rebuild_batch).toBe(4); // 24 hours in batches of 6
+    const left = await t.pool.query(
+      "SELECT bucket_ts FROM public.telemetry_rollups_hourly WHERE sample_count = 999 ORDER BY 1",
+    );
+    expect(left.rows.map((r) => r.bucket_ts.toISOString())).toEqual(["2026-05-18T10:00:00.000Z"]);
+
+    const withRetention = { ...POLICY, retention: { keep: "30 days" } };
+    const refused = await runRollup(t.db, makeConfig(t.url, [withRetention], { now: NOW }), {
+      rebuild: { from: new Date("2026-03-01T00:00:00Z"), to: new Date("2026-03-02T00:00:00Z") },
+    });
+    expect(refused.exitCode).toBe(2);
+    expect(refused.logs.map((l) => l.message).join("\n")).toMatch(/before the raw-data horizon/);
+  });
+
   it("raw retention drops raw partitions; the rollups of those hours stay, and later runs leave them alone", async () => {
     await t.pool.query(
       `INSERT INTO public.telemetry_points (device_id, ts, metrics)
