@@ -84,15 +84,31 @@ async function detach(ctx: RetentionContext, partition: string, concurrently: bo
   const child = sql.table(partition);
   if (concurrently) {
     // Not allowed in a transaction block: its own connection, lock_timeout set for the session.
-    await onOwnConnection(ctx, `detach ${partition} concurrently`, (conn) =>
-      sql`ALTER TABLE ${parent} DETACH PARTITION ${child} CONCURRENTLY`.execute(conn),
-    );
-    return "detach concurrently (SHARE UPDATE EXCLUSIVE on the parent)";
+    let finalized = false;
+    await onOwnConnection(ctx, `detach ${partition} concurrently`, async (conn) => {
+      try {
+        await sql`ALTER TABLE ${parent} DETACH PARTITION ${child} CONCURRENTLY`.execute(conn);
+      } catch (error) {
+        // An earlier attempt committed its first transaction, then hit lock_timeout while waiting
+        // for older snapshots: the detach is pending and only FINALIZE can complete it.
+        if (!isPendingDetachError(error)) throw error;
+        ctx.log.info("the detach is pending after a timed-out attempt: finishing it with FINALIZE", {
+          partition,
+        });
+        await sql`ALTER TABLE ${parent} DETACH PARTITION ${child} FINALIZE`.execute(conn);
+        finalized = true;
+      }
+    });
+    return `detach concurrently${finalized ? " (finished with FINALIZE)" : ""} (SHARE UPDATE EXCLUSIVE on the parent)`;
   }
   await withLockRetry(ctx.db, retryOptions(ctx, `detach ${partition}`), (trx) =>
     sql`ALTER TABLE ${parent} DETACH PARTITION ${child}`.execute(trx),
   );
   return "detach (ACCESS EXCLUSIVE on the parent, under lock_timeout: the table has a DEFAULT partition)";
+}
+
+function isPendingDetachError(error: unknown): boolean {
+  return sqlState(error) === "55000" && /pending detach/i.test((error as Error).message);
 }
 
 /** Runs one statement outside a transaction block, under lock_timeout, retried within the budget. */

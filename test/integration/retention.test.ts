@@ -1,5 +1,6 @@
 // Retention against real PostgreSQL: ctid safety, modes, guards, holds, and a property test.
 import fc from "fast-check";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { partitionsOf } from "../support/catalog-snapshot.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
@@ -178,6 +179,31 @@ describe("retention modes", () => {
     expect((await runRetention(t.db, config)).exitCode).toBe(0);
     const left = await t.pool.query(`SELECT count(*)::int AS n FROM ONLY public.${table}_default`);
     expect(left.rows[0].n).toBe(0);
+  });
+
+  it("a DETACH CONCURRENTLY that times out waiting for an old snapshot is finished with FINALIZE in the same run", async () => {
+    const table = await expiredSetup();
+    const reader = new pg.Client({ connectionString: t.url });
+    await reader.connect();
+    try {
+      // An open REPEATABLE READ transaction that has read the parent: the detach's second phase
+      // must wait for it, longer than lock_timeout.
+      await reader.query("BEGIN ISOLATION LEVEL REPEATABLE READ");
+      await reader.query(`SELECT count(*) FROM public.${table}`);
+      setTimeout(() => void reader.query("COMMIT").catch(() => {}), 1_500);
+      const config = makeConfig(
+        t.url,
+        [{ ...policy(table, { mode: "drop" }), lockTimeoutMs: 200, retryBudgetMs: 20_000 }],
+        { now: NOW },
+      );
+      const run = await runRetention(t.db, config);
+      expect(run.exitCode, JSON.stringify(run.logs.filter((l) => l.severity === "ERROR"))).toBe(0);
+      expect(run.logs.some((l) => /finishing it with FINALIZE/.test(l.message))).toBe(true);
+      expect((await partitionsOf(t.url, `public.${table}`)).map((p) => p.name)).toEqual([`${table}_p202602`]);
+      expect((await t.pool.query(`SELECT to_regclass('public.${table}_p202512') AS r`)).rows[0].r).toBeNull();
+    } finally {
+      await reader.end();
+    }
   });
 
   it("archive: the expired children move to the archive schema, readable there", async () => {
