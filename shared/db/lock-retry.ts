@@ -53,7 +53,7 @@ export async function withLockRetry<DB, T>(
           `${options.what}: gave up after ${attempt} attempts in ${Math.round(elapsed / 1000)} s ` +
             `(lock_timeout ${options.lockTimeoutMs} ms, retry budget ${options.budgetMs} ms; last error ${sqlState(error)}: ` +
             `${(error as Error).message}). Another session holds a conflicting lock${holders ? `: ${holders}` : ""}. ` +
-            "Nothing was left half-done; the next run retries. If this repeats, find the long transaction " +
+            "Whatever this step had begun was rolled back; the next run retries it and finishes any earlier step that completed. If this repeats, find the long transaction " +
             "(pg_stat_activity) or raise retryBudgetMs.",
           { cause: error },
         );

@@ -52,7 +52,7 @@ export async function startRun(
 export async function finishRun(
   db: Kysely<DB>,
   runId: string,
-  status: "ok" | "skipped" | "failed" | "interrupted",
+  status: "ok" | "skipped" | "failed" | "interrupted" | "refused",
   summary: Record<string, unknown>,
 ): Promise<void> {
   await db

@@ -166,7 +166,8 @@ export async function runJob(spec: JobSpec): Promise<RunResult> {
         // (jsonPayload.futureBufferIntervals, .defaultRows, .rollupLagSeconds) with the table as a label.
         tlog.info("table health", { event: "table_health", job, table: policy.table, ...report.health });
       }
-      if (report.error) tlog.error("table failed", { error: report.error });
+      if (report.error)
+        tlog.error(report.status === "refused" ? "table refused" : "table failed", { error: report.error });
     } catch (error) {
       tables[policy.table] = "failed";
       tlog.error("table failed", { error: (error as Error).message });
@@ -193,7 +194,7 @@ export async function runJob(spec: JobSpec): Promise<RunResult> {
     actions: actionCounts,
     health,
   };
-  if (runId) await finishRun(db, runId, status === "refused" ? "failed" : status, { ...summary });
+  if (runId) await finishRun(db, runId, status, { ...summary });
   const severity =
     status === "failed" || status === "refused" ? "error" : status === "interrupted" ? "warn" : "notice";
   log[severity](`${job} ${status}`, { ...summary });

@@ -236,6 +236,10 @@ describe("retention guard rails", () => {
     const refused = await runRetention(t.db, config);
     expect(refused.exitCode).toBe(2);
     expect(refused.status).toBe("refused");
+    const recorded = await t.pool.query(
+      "SELECT status FROM telemetry_jobs.job_runs WHERE job = 'retention' ORDER BY id DESC LIMIT 1",
+    );
+    expect(recorded.rows[0].status).toBe("refused");
     expect(refused.logs.some((l) => /more than maxDropsPerRun \(3\)/.test(l.message))).toBe(true);
     expect(await partitionsOf(t.url, `public.${table}`)).toHaveLength(5);
     const forced = await runRetention(t.db, config, { force: true });
