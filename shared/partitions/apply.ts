@@ -85,6 +85,9 @@ async function relationState(db: Kysely<any>, schema: string, name: string): Pro
   };
 }
 
+/** How long the attach transaction may queue for the parent lock while writers queue behind it. */
+export const PARENT_LOCK_WAIT_MS = 200;
+
 function likeParent(parent: string) {
   // Not INCLUDING IDENTITY: the child must share the parent's sequence, not get its own.
   return sql`(LIKE ${sql.table(parent)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES
@@ -152,15 +155,29 @@ async function createPartition(
   // With a DEFAULT partition, an INSERT that has already routed its row to DEFAULT but waits for
   // DEFAULT's lock while we attach would, once we commit, fail with "new row for relation ... violates
   // partition constraint" (PostgreSQL rechecks DEFAULT's constraint because of concurrent attaches;
-  // our locking test hit exactly this). So in that case we hold SHARE ROW EXCLUSIVE on the parent
-  // for this short transaction: readers go on, writers wait for it (milliseconds when DEFAULT is
-  // small, and at most lock_timeout while we queue for the parent; DEFAULT itself is locked NOWAIT,
-  // so we never hold writers while waiting for a reader of DEFAULT), and no insert fails. Without a DEFAULT the
-  // attach needs only SHARE UPDATE EXCLUSIVE, which writers do not notice at all.
-  const parentLock = catalog.defaultPartition ? sql`SHARE ROW EXCLUSIVE` : sql`SHARE UPDATE EXCLUSIVE`;
+  // our locking test hit exactly this). So in that case we also hold SHARE ROW EXCLUSIVE on the
+  // parent for this short transaction: readers go on, writers wait for it, and no insert fails.
+  // Lock order, chosen by the benchmark:
+  //   1. ACCESS EXCLUSIVE on DEFAULT, waiting up to lock_timeout: only DEFAULT's readers and rows
+  //      routed to DEFAULT wait for us, never ordinary inserts. (Taking the parent first and then
+  //      waiting for a long reader of DEFAULT made every insert wait the whole lock_timeout; taking
+  //      DEFAULT with NOWAIT instead starved the attach under a steady whole-table reader.)
+  //   2. SHARE ROW EXCLUSIVE on the parent with a short wait (PARENT_LOCK_WAIT_MS): inserts queue
+  //      behind us only that long. An insert routed to DEFAULT holds the parent and waits for DEFAULT:
+  //      our short wait times out long before deadlock_timeout, we roll back, and it goes on.
+  // Without a DEFAULT the attach needs only SHARE UPDATE EXCLUSIVE, which writers do not notice.
+  const def = catalog.defaultPartition;
   const attached = await withLockRetry(db, { ...retry, what: `attach ${child}` }, async (trx) => {
-    await sql`LOCK TABLE ${sql.table(parent)} IN ${parentLock} MODE`.execute(trx);
-    const moved = catalog.defaultPartition ? await moveFromDefault(trx, ctx, child, from, to) : 0;
+    if (def) {
+      await sql`LOCK TABLE ${sql.table(`${def.schema}.${def.name}`)} IN ACCESS EXCLUSIVE MODE`.execute(trx);
+      const wait = Math.min(policy.lockTimeoutMs, PARENT_LOCK_WAIT_MS);
+      await sql`SELECT set_config('lock_timeout', ${`${wait}ms`}, true)`.execute(trx);
+      await sql`LOCK TABLE ${sql.table(parent)} IN SHARE ROW EXCLUSIVE MODE`.execute(trx);
+      await sql`SELECT set_config('lock_timeout', ${`${policy.lockTimeoutMs}ms`}, true)`.execute(trx);
+    } else {
+      await sql`LOCK TABLE ${sql.table(parent)} IN SHARE UPDATE EXCLUSIVE MODE`.execute(trx);
+    }
+    const moved = def ? await moveFromDefault(trx, ctx, child, from, to) : 0;
     await pauseAtFaultPoint("after-move-rows", log);
     await sql`ALTER TABLE ${sql.table(parent)} ATTACH PARTITION ${sql.table(child)}
       FOR VALUES FROM (${from}) TO (${to})`.execute(trx);
@@ -171,10 +188,9 @@ async function createPartition(
 }
 
 /**
- * Moves the DEFAULT partition's rows of [from, to) into `child`. Takes ACCESS EXCLUSIVE on DEFAULT
- * first (the ATTACH takes it anyway), so no row of that range can arrive in DEFAULT between the
+ * Moves the DEFAULT partition's rows of [from, to) into `child`. The caller holds ACCESS EXCLUSIVE
+ * on DEFAULT (the ATTACH needs it anyway), so no row of that range can arrive in DEFAULT between the
  * move and the ATTACH. DELETE ... RETURNING feeds the INSERT: each row is moved exactly once.
- * The parent lock is taken before (same order as inserts: parent, then partition; no deadlock).
  */
 async function moveFromDefault(
   trx: Transaction<any>,
@@ -187,11 +203,6 @@ async function moveFromDefault(
   const defaultRel = sql.table(`${def.schema}.${def.name}`);
   const col = sql.ref(ctx.catalog.keyColumn);
   const cols = sql.join(ctx.catalog.columns.map((c) => sql.ref(c)));
-  // NOWAIT: we already hold the parent lock that pauses writers, so we must not queue here behind a
-  // long reader of DEFAULT (that made inserts wait the whole lock_timeout in our benchmark). If the
-  // lock is not free right now, the transaction rolls back, releasing the parent, and is retried
-  // after a backoff.
-  await sql`LOCK TABLE ${defaultRel} IN ACCESS EXCLUSIVE MODE NOWAIT`.execute(trx);
   const r = await sql`
     WITH moved AS (
       DELETE FROM ${defaultRel} WHERE ${col} >= ${from} AND ${col} < ${to} RETURNING ${cols}
