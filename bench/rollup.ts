@@ -88,9 +88,16 @@ export async function runRollupBench(): Promise<BenchResult> {
     try {
       const pm = await runPartitionManager(
         db,
-        makeConfig(url, [{ table: "public.telemetry_points", timeColumn: "ts", premake: 12 }], {
-          now: "2025-12-01T00:00:00Z",
-        }),
+        makeConfig(
+          url,
+          [
+            { table: "public.telemetry_points", timeColumn: "ts", premake: 12 },
+            { table: "public.telemetry_rollups_hourly", timeColumn: "bucket_ts", premake: 12 },
+          ],
+          {
+            now: "2025-12-01T00:00:00Z",
+          },
+        ),
       );
       if (pm.exitCode !== 0) throw new Error("partition-manager failed");
       // Autovacuum would analyze the new rows in the middle of a measurement (its reads count as

@@ -125,7 +125,12 @@ export interface RecomputeResult {
   deleted: number;
 }
 
-type Scope = { kind: "touched" } | { kind: "hours"; range: HourRange };
+/**
+ * touched: the buckets listed in rollup_touched. hours: every bucket of a range of whole hours;
+ * `neverWritten` when the range is hours that became final since the last run: open hours are never
+ * materialized, so there are no rows there to delete, and the (range-wide) delete is skipped.
+ */
+type Scope = { kind: "touched" } | { kind: "hours"; range: HourRange; neverWritten?: boolean };
 
 /**
  * Recomputes whole (group, metric key, hour) buckets from the raw rows and writes them:
@@ -173,7 +178,7 @@ export async function recomputeBuckets(
     ),
     deleted AS (
       DELETE FROM ${q.target} AS r
-       WHERE ${inScope}
+       WHERE ${scope.kind === "hours" && scope.neverWritten ? sql`false` : inScope}
          AND NOT EXISTS (SELECT 1 FROM agg a
                           WHERE a.g::text = r.${q.targetGroup} AND a.key = r.metric_key AND a.h = r.bucket_ts)
       RETURNING 1

@@ -130,7 +130,11 @@ export async function manageRollup(
       const touched = await collectTouchedBuckets(trx, policy, shard, saved.seen, ranges, plan.horizon);
       const fromTouched = await recomputeBuckets(trx, policy, shard, { kind: "touched" });
       const fromHours = newlyFinal
-        ? await recomputeBuckets(trx, policy, shard, { kind: "hours", range: newlyFinal })
+        ? await recomputeBuckets(trx, policy, shard, {
+            kind: "hours",
+            range: newlyFinal,
+            neverWritten: !inherited,
+          })
         : { buckets: 0, samples: 0, upserted: 0, deleted: 0 };
       await saveWatermark(trx, target, shard, {
         seen,
