@@ -167,7 +167,16 @@ export function planRetention(
         });
       } else if (retention.exactCutoff && (from === null || from.getTime() < cutoff.getTime())) {
         const rows = facts.expiredRows.get(qualified) ?? 0;
-        if (rows > 0) {
+        const hold = holdByPartition.get(qualified);
+        if (rows > 0 && hold && hold.until > now) {
+          // A hold keeps the whole partition, its expired rows included.
+          findings.push({
+            severity: "info",
+            code: "held",
+            partition: qualified,
+            message: `${qualified} is held until ${hold.until.toISOString()} (${hold.reason}): its ${rows} rows before the cutoff are kept`,
+          });
+        } else if (rows > 0) {
           actions.push({
             kind: "delete_rows",
             relation: qualified,

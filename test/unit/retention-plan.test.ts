@@ -55,3 +55,59 @@ describe("planRetention: finishing a removal a killed run started", () => {
     expect(expired.actions.map((a) => a.kind)).toEqual(["finish_removal"]);
   });
 });
+
+describe("planRetention: a held partition that straddles the cutoff (exactCutoff)", () => {
+  const parted = TablePolicySchema.parse({
+    table: "public.points",
+    timeColumn: "ts",
+    retention: { keep: "30 days", exactCutoff: true },
+  });
+  const child = {
+    schema: "public",
+    name: "points_p202601",
+    bound: {
+      kind: "range" as const,
+      from: new Date("2026-01-15T00:00:00Z"),
+      to: new Date("2026-02-15T00:00:00Z"),
+    },
+    boundText: "FOR VALUES FROM ('2026-01-15 00:00:00+00') TO ('2026-02-15 00:00:00+00')",
+    rowEstimate: 100,
+    bytes: 8192,
+    detachPending: false,
+  };
+  const catalog = {
+    table: { schema: "public", name: "points" },
+    oid: 1,
+    keyColumn: "ts",
+    keyType: "timestamptz" as const,
+    children: [child],
+    defaultPartition: undefined,
+    defaultBuckets: [],
+    defaultNullKeyRows: 0,
+    columns: ["ts"],
+  };
+  const base = {
+    table: "public.points",
+    catalog,
+    childHasRows: new Map([["public.points_p202601", true]]),
+    expiredRows: new Map([["public.points_p202601", 40]]),
+    unfinishedRemovals: [],
+  };
+
+  it("keeps its expired rows while the hold lasts, deletes them without one", () => {
+    // cutoff = 2026-03-01 - 30 days = 2026-01-30: the child straddles it
+    const free = planRetention(parted, { ...base, holds: [] } as RetentionFacts, NOW, { force: false });
+    expect(free.actions.map((a) => a.kind)).toEqual(["delete_rows"]);
+    const hold = {
+      partition: "public.points_p202601",
+      until: new Date("2026-06-01T00:00:00Z"),
+      reason: "audit",
+      createdBy: "ops",
+    };
+    const held = planRetention(parted, { ...base, holds: [hold] } as RetentionFacts, NOW, { force: false });
+    expect(held.actions).toEqual([]);
+    expect(held.findings.filter((f) => f.code === "held").map((f) => f.message)).toEqual([
+      "public.points_p202601 is held until 2026-06-01T00:00:00.000Z (audit): its 40 rows before the cutoff are kept",
+    ]);
+  });
+});
