@@ -49,13 +49,11 @@ export async function manageRollup(
     watermark = await inheritedStart(db, target, shard);
     inherited = watermark !== undefined;
   }
-  const earliest = watermark
-    ? null
-    : ((
-        await sql<{
-          t: Date | null;
-        }>`SELECT min(${sql.ref(policy.timeColumn)}) AS t FROM ${sql.table(policy.table)}`.execute(db)
-      ).rows[0]?.t ?? null);
+  // A first run takes its snapshot and the earliest row in one REPEATABLE READ transaction: every
+  // row visible in the saved snapshot is then either in the rebuild range or in an open hour, and
+  // every later row is "new" to the next run (read separately, a row committed in between was lost).
+  const first = watermark ? undefined : await firstSnapshot(db, policy);
+  const earliest = first?.earliest ?? null;
   const plan = planRollup({
     now: options.now,
     watermark,
@@ -95,17 +93,32 @@ export async function manageRollup(
 
   // 0. A first run saves its starting point at once: the rebuild below then resumes after a kill.
   if (!watermark || inherited || plan.startBackfill) {
+    // A rebuild asked for while another is pending covers both: dropping the pending one would leave
+    // its hours never rolled up (their rows are already in the saved snapshot, never "new" again).
+    const pending =
+      watermark?.backfillNext && watermark.backfillTo && watermark.backfillNext < watermark.backfillTo
+        ? { from: watermark.backfillNext, to: watermark.backfillTo }
+        : null;
+    const range =
+      plan.startBackfill && pending
+        ? {
+            from: plan.startBackfill.from < pending.from ? plan.startBackfill.from : pending.from,
+            to: plan.startBackfill.to > pending.to ? plan.startBackfill.to : pending.to,
+          }
+        : (plan.startBackfill ?? pending);
     await db.transaction().execute(async (trx) => {
       await saveWatermark(trx, target, shard, {
-        seen: watermark?.seen ?? sql`pg_current_snapshot()`,
+        seen: watermark?.seen ?? first!.seen,
         finalBefore: watermark ? watermark.finalBefore : plan.finalBefore,
-        backfillNext: plan.startBackfill?.from ?? watermark?.backfillNext ?? null,
-        backfillTo: plan.startBackfill?.to ?? watermark?.backfillTo ?? null,
+        backfillNext: range?.from ?? null,
+        backfillTo: range?.to ?? null,
       });
     });
     watermark = await loadWatermark(db, target, shard);
-    if (plan.startBackfill)
-      log.notice(`rebuild scheduled: ${iso(plan.startBackfill.from)} .. ${iso(plan.startBackfill.to)}`);
+    if (range && plan.startBackfill)
+      log.notice(
+        `rebuild scheduled: ${iso(range.from)} .. ${iso(range.to)}${pending ? " (merged with the rebuild already pending)" : ""}`,
+      );
   }
   const saved = watermark!;
 
@@ -197,6 +210,18 @@ export async function manageRollup(
       unsettledTransactions: parseSnapshot(step.seen).xip.length,
     },
   };
+}
+
+async function firstSnapshot(db: Kysely<any>, policy: TableContext["policy"]) {
+  return await db
+    .transaction()
+    .setIsolationLevel("repeatable read")
+    .execute(async (trx) => {
+      const snap = await sql<{ seen: string }>`SELECT pg_current_snapshot()::text AS seen`.execute(trx);
+      const min = await sql<{ t: Date | null }>`
+        SELECT min(${sql.ref(policy.timeColumn)}) AS t FROM ${sql.table(policy.table)}`.execute(trx);
+      return { seen: snap.rows[0]!.seen, earliest: min.rows[0]?.t ?? null };
+    });
 }
 
 async function countNewRows(db: Kysely<any>, policy: TableContext["policy"], seen: string | undefined) {

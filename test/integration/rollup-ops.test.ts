@@ -179,6 +179,22 @@ describe("rollup-hourly operations", () => {
     expect(refused.logs.map((l) => l.message).join("\n")).toMatch(/before the raw-data horizon/);
   });
 
+  it("a --from/--to rebuild while the first run's rebuild is still pending covers both: no hour is left out", async () => {
+    await load(30_000, 10);
+    const tight = { ...POLICY, rollup: { ...POLICY.rollup, timeBudgetMs: 1 } };
+    expectOk(await runRollup(t.db, makeConfig(t.url, [tight], { now: NOW })));
+    const pending = await t.pool.query(
+      "SELECT backfill_next < backfill_to AS pending FROM telemetry_jobs.rollup_watermarks",
+    );
+    expect(pending.rows[0].pending).toBe(true); // the budget stopped the history rebuild part-way
+    const rebuilt = await runRollup(t.db, makeConfig(t.url, [POLICY], { now: NOW }), {
+      rebuild: { from: new Date("2026-05-19T00:00:00Z"), to: new Date("2026-05-20T00:00:00Z") },
+    });
+    expectOk(rebuilt);
+    expect(rebuilt.logs.some((l) => /merged with the rebuild already pending/.test(l.message))).toBe(true);
+    expect(await mismatches()).toBe(0);
+  });
+
   it("raw retention drops raw partitions; the rollups of those hours stay, and later runs leave them alone", async () => {
     await t.pool.query(
       `INSERT INTO public.telemetry_points (device_id, ts, metrics)
