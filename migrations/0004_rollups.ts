@@ -80,15 +80,18 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       v_bf_to timestamptz;
       v_snapshots pg_snapshot[];
     BEGIN
+      -- Only task layouts whose every shard has saved its state: a shard that has not run yet has
+      -- rolled up nothing, and its groups must come from raw rows.
       SELECT min(w.final_before), array_agg(w.seen),
              min(w.backfill_next) FILTER (WHERE w.backfill_next < w.backfill_to),
              max(w.backfill_to) FILTER (WHERE w.backfill_next < w.backfill_to)
         INTO v_final_before, v_snapshots, v_bf_from, v_bf_to
         FROM telemetry_jobs.rollup_watermarks w
-       WHERE w.target = 'public.telemetry_rollups_hourly';
+       WHERE w.target = 'public.telemetry_rollups_hourly'
+         AND (SELECT count(*) FROM telemetry_jobs.rollup_watermarks o
+               WHERE o.target = w.target AND o.shard_count = w.shard_count) = w.shard_count;
       -- (min() over xid8 exists only from PostgreSQL 16)
-      SELECT pg_snapshot_xmin(w.seen) INTO v_min_xmin FROM telemetry_jobs.rollup_watermarks w
-       WHERE w.target = 'public.telemetry_rollups_hourly' ORDER BY 1 LIMIT 1;
+      SELECT pg_snapshot_xmin(x) INTO v_min_xmin FROM unnest(v_snapshots) AS x ORDER BY 1 LIMIT 1;
       IF v_final_before IS NULL THEN
         v_final_before := '-infinity';
       END IF;

@@ -261,6 +261,24 @@ describe("rollup-hourly", () => {
     expect(bucketDiff(single, sharded)).toEqual([]);
     await expectTruth(rows, now);
 
+    // While only one task of a new two-task layout has run, the read serves the other task's
+    // groups from raw rows, never as empty rollups.
+    await t.pool.query(
+      `TRUNCATE public.telemetry_rollups_hourly; DELETE FROM telemetry_jobs.rollup_watermarks`,
+    );
+    expectOk(await runRollup(t.db, config(now), { shard: { count: 2, index: 0 } }));
+    const missing = DEVICES.find((d) => !devices0.has(d))!;
+    const from = new Date(now.getTime() - 49 * HOUR);
+    const partial = await readHourlySeries(t.db, { deviceId: missing, metricKey: "temp", from, to: now });
+    const model = [...expectedBuckets(rows, hourOf(now), hourOf(from)).entries()].filter(([k]) =>
+      k.startsWith(`${missing}|temp|`),
+    );
+    expect(partial.map((p) => [p.bucketTs.toISOString(), p.sampleCount])).toEqual(
+      model.map(([k, b]) => [k.split("|")[2], b.count]).sort(),
+    );
+    expect(partial.every((p) => p.source === "raw")).toBe(true);
+    expectOk(await runRollup(t.db, config(now), { shard: { count: 2, index: 1 } }));
+
     // Later sharded runs keep going incrementally after switching layouts.
     const late = { device: "d4", ts: new Date(now.getTime() - 10 * HOUR), metrics: { temp: 1 } };
     await insertRows(t.pool, [late]);
