@@ -16,6 +16,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`ALTER TABLE public.telemetry_points ALTER COLUMN ingest_xid SET DEFAULT pg_current_xact_id()`.execute(
     db,
   );
+  // A plain CREATE INDEX on the parent: right for the greenfield schema this project creates (the
+  // table is new in the same release). A populated table gains the index per partition,
+  // CONCURRENTLY, then attached: docs/runbooks/rollups.md.
   await sql`CREATE INDEX telemetry_points_ingest_xid_idx ON public.telemetry_points (ingest_xid, ts)`.execute(
     db,
   );

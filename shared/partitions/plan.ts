@@ -126,12 +126,30 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
   for (let i = 0; i <= policy.premake; i++)
     wanted.set(addIntervals(current, interval, i).getTime(), "premake");
 
+  // Never (re)create a partition that retention would remove: its range is wholly before the
+  // retention cutoff. Expired DEFAULT rows stay where they are and retention deletes them; a
+  // partition retention detached keeps its name, and re-creating the range would bring it back.
+  // (Decided before the gap fill: one ancient DEFAULT row must not stretch the gap scan.)
+  const keep = policy.retention ? parseDuration(policy.retention.keep) : undefined;
+  const cutoff = keep ? subtractDuration(now, keep).getTime() : Number.NEGATIVE_INFINITY;
+  const expired = (start: number) => addIntervals(new Date(start), interval, 1).getTime() <= cutoff;
+  let expiredDefaultRows = 0;
   const defaultRowsAt = new Map<number, number>();
   for (const bucket of catalog.defaultBuckets) {
     const start = floorToInterval(bucket.start, interval).getTime();
+    if (expired(start)) {
+      expiredDefaultRows += bucket.rows;
+      continue;
+    }
     defaultRowsAt.set(start, (defaultRowsAt.get(start) ?? 0) + bucket.rows);
     if (start <= horizon.getTime() && !wanted.has(start)) wanted.set(start, "rescue");
   }
+  if (expiredDefaultRows > 0)
+    findings.push({
+      severity: "info",
+      code: "default_rows_expired",
+      message: `${expiredDefaultRows} rows in the DEFAULT partition are older than the retention cutoff ${new Date(cutoff).toISOString()}: no partition is made for them; retention deletes them`,
+    });
   if (catalog.defaultNullKeyRows > 0) {
     findings.push({
       severity: "warn",
@@ -164,25 +182,8 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
     for (const t of gaps) wanted.set(t, "gap");
   }
 
-  // Never (re)create a partition that retention would remove: its range is wholly before the
-  // retention cutoff. Expired DEFAULT rows stay where they are and retention deletes them; a
-  // partition retention detached keeps its name, and re-creating the range would bring it back.
-  const keep = policy.retention ? parseDuration(policy.retention.keep) : undefined;
-  if (keep) {
-    const cutoff = subtractDuration(now, keep).getTime();
-    let expiredRows = 0;
-    for (const start of [...wanted.keys()]) {
-      if (addIntervals(new Date(start), interval, 1).getTime() > cutoff) continue;
-      expiredRows += defaultRowsAt.get(start) ?? 0;
-      wanted.delete(start);
-    }
-    if (expiredRows > 0)
-      findings.push({
-        severity: "info",
-        code: "default_rows_expired",
-        message: `${expiredRows} rows in the DEFAULT partition are older than the retention cutoff ${new Date(cutoff).toISOString()}: no partition is made for them; retention deletes them`,
-      });
-  }
+  // Gaps below the cutoff (between expired children retention has not removed yet) stay unfilled.
+  for (const start of [...wanted.keys()]) if (expired(start)) wanted.delete(start);
 
   const takenNames = new Map(catalog.children.map((c) => [c.name, c]));
   const starts = [...wanted.keys()].sort((a, b) => a - b);

@@ -126,11 +126,13 @@ export interface RecomputeResult {
 }
 
 /**
- * touched: the buckets listed in rollup_touched. hours: every bucket of a range of whole hours;
- * `neverWritten` when the range is hours that became final since the last run: open hours are never
- * materialized, so there are no rows there to delete, and the (range-wide) delete is skipped.
+ * touched: the buckets listed in rollup_touched. hours: every bucket of a range of whole hours.
+ * `keepExisting` skips deleting rollup rows that have no raw values: for hours that became final
+ * since the last run (open hours are never materialized, so there is nothing to delete, and the
+ * range-wide delete would scan the rollup table), and for hours before the raw-data horizon
+ * (their raw rows may be gone while their rollups must stay).
  */
-type Scope = { kind: "touched" } | { kind: "hours"; range: HourRange; neverWritten?: boolean };
+type Scope = { kind: "touched" } | { kind: "hours"; range: HourRange; keepExisting?: boolean };
 
 /**
  * Recomputes whole (group, metric key, hour) buckets from the raw rows and writes them:
@@ -178,7 +180,7 @@ export async function recomputeBuckets(
     ),
     deleted AS (
       DELETE FROM ${q.target} AS r
-       WHERE ${scope.kind === "hours" && scope.neverWritten ? sql`false` : inScope}
+       WHERE ${scope.kind === "hours" && scope.keepExisting ? sql`false` : inScope}
          AND NOT EXISTS (SELECT 1 FROM agg a
                           WHERE a.g::text = r.${q.targetGroup} AND a.key = r.metric_key AND a.h = r.bucket_ts)
       RETURNING 1

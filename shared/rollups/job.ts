@@ -97,7 +97,7 @@ export async function inspectRollupSource(
   if (source.get("ingest_xid") !== "xid8")
     return {
       field: "table",
-      message: `${policy.table} has no ingest_xid xid8 column, which rollup-hourly uses to find new rows. Add it without a rewrite: ALTER TABLE ${policy.table} ADD COLUMN ingest_xid xid8; ALTER TABLE ${policy.table} ALTER COLUMN ingest_xid SET DEFAULT pg_current_xact_id(); then CREATE INDEX CONCURRENTLY ON ${policy.table} (ingest_xid, ${policy.timeColumn}) (see docs/runbooks/rollups.md)`,
+      message: `${policy.table} has no ingest_xid xid8 column, which rollup-hourly uses to find new rows. Add it without a rewrite: ALTER TABLE ${policy.table} ADD COLUMN ingest_xid xid8; ALTER TABLE ${policy.table} ALTER COLUMN ingest_xid SET DEFAULT pg_current_xact_id(); then an index on (ingest_xid, ${policy.timeColumn}) built without blocking writes: CREATE INDEX CONCURRENTLY on a plain table; on a partitioned one, per partition and then attached (docs/runbooks/rollups.md)`,
     };
   const target = await columnsOf(db, rollup.target);
   if (!target) return { field: "rollup.target", message: `${rollup.target} does not exist` };

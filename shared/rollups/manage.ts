@@ -3,7 +3,7 @@
 // final and the final buckets touched by newly visible rows, save the snapshot; (2) the rebuild
 // of history, in batches of whole hours, each its own transaction, within the time budget.
 import { type Kysely, sql } from "kysely";
-import { parseDuration } from "../config/duration.ts";
+import { parseDuration, subtractDuration } from "../config/duration.ts";
 import type { DB } from "../db/schema.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import type { TableContext, TableReport } from "../run/runner.ts";
@@ -17,6 +17,7 @@ import {
   saveWatermark,
 } from "./apply.ts";
 import {
+  ceilHour,
   HOUR_MS,
   type HourRange,
   nextBackfillBatch,
@@ -146,7 +147,7 @@ export async function manageRollup(
         ? await recomputeBuckets(trx, policy, shard, {
             kind: "hours",
             range: newlyFinal,
-            neverWritten: !inherited,
+            keepExisting: !inherited,
           })
         : { buckets: 0, samples: 0, upserted: 0, deleted: 0 };
       await saveWatermark(trx, target, shard, {
@@ -241,6 +242,10 @@ async function runBackfill(
 ): Promise<{ batches: number; interrupted: boolean }> {
   const { policy, log } = ctx;
   const rollup = policy.rollup!;
+  // Raw rows before the horizon may already be gone (the source's retention): a batch there only
+  // adds and updates buckets, it never deletes rollup rows (a rebuild that ran for days can reach it).
+  const keep = policy.retention ? parseDuration(policy.retention.keep) : undefined;
+  const horizon = keep ? ceilHour(subtractDuration(options.now, keep)) : null;
   const started = Date.now();
   let lastProgress = started;
   let batches = 0;
@@ -275,7 +280,11 @@ async function runBackfill(
     }
     const batchStarted = new Date();
     const result = await db.transaction().execute(async (trx) => {
-      const r = await recomputeBuckets(trx, policy, options.shard, { kind: "hours", range: batch });
+      const r = await recomputeBuckets(trx, policy, options.shard, {
+        kind: "hours",
+        range: batch,
+        keepExisting: horizon !== null && batch.from < horizon,
+      });
       await saveWatermark(trx, rollup.target, options.shard, { ...w, backfillNext: batch.to });
       return r;
     });

@@ -311,12 +311,26 @@ describe("planPartitions: DEFAULT partition rows", () => {
       }),
       NOW,
     );
+    // August is expired (its rows are left to retention) and does not stretch the gap fill down to it.
     expect(summary(plan).map((a) => [a.partition, a.reason, a.defaultRows])).toEqual([
       ["telemetry_points_p202610", "rescue", 5],
-      ["telemetry_points_p202609", "gap", 0],
     ]);
     expect(codes(plan)).toContain("default_rows_expired");
     expect(plan.findings.find((f) => f.code === "default_rows_expired")?.message).toMatch(/^4 rows/);
+  });
+
+  it("one ancient expired DEFAULT row does not switch off gap filling (hourly, keep 7 days)", () => {
+    const hourly = policy({ interval: "hourly", premake: 2, retention: { keep: "7 days" } });
+    const hours = [-3, -2, 0, 1, 2].map((h) =>
+      alignedChild("hourly", new Date(Date.UTC(2026, 10, 21, 10 + h))),
+    );
+    const plan = planPartitions(
+      hourly,
+      catalog({ children: hours, buckets: [{ start: utc("1970-01-01T05:00:00Z"), rows: 1 }] }),
+      NOW,
+    );
+    expect(summary(plan).map((a) => [a.from, a.reason])).toEqual([["2026-11-21T09:00:00.000Z", "gap"]]);
+    expect(codes(plan)).toEqual(["default_rows_expired"]);
   });
 
   it("rows in the current and premade intervals ride along with the premake creates", () => {
