@@ -64,7 +64,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       SELECT ((('x' || substr(md5(value), 1, 8))::bit(32)::int & 2147483647) % shard_count)
     $fn$`.execute(db);
 
-  // The never-stale read for the greenfield schema. Per hour of [p_from, p_to):
+  // The never-stale read for the greenfield schema. Per whole hour touching [p_from, p_to):
   // - the rollup row, when the hour is final and none of the device's rows in that hour is newer
   //   than what the job has rolled up (not visible in every shard's saved snapshot);
   // - otherwise an aggregate of the raw rows (open hours, hours with unprocessed late rows, hours of
@@ -77,6 +77,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     LANGUAGE plpgsql STABLE AS $fn$
     DECLARE
       v_from timestamptz := date_trunc('hour', p_from, 'UTC');
+      -- whole hours only: an hour that p_to cuts is returned whole, from either source
+      v_to timestamptz := date_trunc('hour', p_to - interval '1 microsecond', 'UTC') + interval '1 hour';
       v_final_before timestamptz;
       v_min_xmin xid8;
       v_bf_from timestamptz;
@@ -106,7 +108,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
           FROM public.telemetry_points p
          WHERE p.ingest_xid >= v_min_xmin
            AND p.device_id = p_device_id
-           AND p.ts >= v_from AND p.ts < least(p_to, v_final_before)
+           AND p.ts >= v_from AND p.ts < least(v_to, v_final_before)
            AND EXISTS (SELECT 1 FROM unnest(v_snapshots) s WHERE NOT pg_visible_in_snapshot(p.ingest_xid, s))
       ),
       raw AS (
@@ -114,7 +116,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
           FROM public.telemetry_points p
           CROSS JOIN LATERAL telemetry_jobs.numeric_metrics(p.metrics) m
          WHERE p.device_id = p_device_id AND m.key = p_metric_key
-           AND p.ts >= v_from AND p.ts < p_to
+           AND p.ts >= v_from AND p.ts < v_to
            AND (p.ts >= v_final_before
                 OR coalesce(p.ts >= v_bf_from AND p.ts < v_bf_to, false)
                 OR date_trunc('hour', p.ts, 'UTC') IN (SELECT h FROM stale))
@@ -122,7 +124,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       SELECT r.bucket_ts, r.sample_count, r.sum, r.min, r.max, r.avg, 'rollup'::text
         FROM public.telemetry_rollups_hourly r
        WHERE r.device_id = p_device_id AND r.metric_key = p_metric_key
-         AND r.bucket_ts >= v_from AND r.bucket_ts < least(p_to, v_final_before)
+         AND r.bucket_ts >= v_from AND r.bucket_ts < least(v_to, v_final_before)
          AND NOT coalesce(r.bucket_ts >= v_bf_from AND r.bucket_ts < v_bf_to, false)
          AND r.bucket_ts NOT IN (SELECT h FROM stale)
       UNION ALL

@@ -61,6 +61,7 @@ export async function manageRollup(
     earliestRow: earliest,
     rebuild: options.rebuild,
     rawKeep: policy.retention ? parseDuration(policy.retention.keep) : undefined,
+    maxNewlyFinalHours: rollup.backfillBatchHours,
   });
   if (plan.refusals.length > 0) {
     for (const r of plan.refusals) log.error(r, { refused: true });

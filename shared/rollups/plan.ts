@@ -43,6 +43,11 @@ export interface RollupPlanInput {
   rebuild?: HourRange | undefined;
   /** Raw rows older than this may already be gone (the source's retention): never recompute there. */
   rawKeep?: Duration | undefined;
+  /**
+   * At most this many newly final hours are recomputed in the incremental transaction; older ones
+   * (after an outage) become rebuild work, done in batches within the time budget.
+   */
+  maxNewlyFinalHours?: number;
 }
 
 export interface RollupPlan {
@@ -72,6 +77,13 @@ export function planRollup(input: RollupPlanInput): RollupPlan {
   }
 
   let startBackfill: HourRange | null = null;
+  let overflow: HourRange | null = null;
+  const maxHours = input.maxNewlyFinalHours;
+  if (newlyFinal && maxHours && newlyFinal.to.getTime() - newlyFinal.from.getTime() > maxHours * HOUR_MS) {
+    const split = new Date(newlyFinal.to.getTime() - maxHours * HOUR_MS);
+    overflow = { from: newlyFinal.from, to: split };
+    newlyFinal = { from: split, to: newlyFinal.to };
+  }
   if (input.rebuild) {
     const from = floorHour(input.rebuild.from);
     const to = ceilHour(input.rebuild.to) < finalBefore ? ceilHour(input.rebuild.to) : finalBefore;
@@ -89,6 +101,13 @@ export function planRollup(input: RollupPlanInput): RollupPlan {
     if (from < finalBefore) startBackfill = { from, to: finalBefore };
   }
 
+  if (overflow && refusals.length === 0)
+    startBackfill = startBackfill
+      ? {
+          from: overflow.from < startBackfill.from ? overflow.from : startBackfill.from,
+          to: overflow.to > startBackfill.to ? overflow.to : startBackfill.to,
+        }
+      : overflow;
   return {
     newlyFinal,
     finalBefore: prev && prev.finalBefore > finalBefore ? prev.finalBefore : finalBefore,

@@ -195,6 +195,17 @@ describe("rollup-hourly operations", () => {
     expect(await mismatches()).toBe(0);
   });
 
+  it("after three days without runs, the newly final hours beyond one batch become rebuild work and the result is exact", async () => {
+    await load(20_000, 3);
+    const before = new Date(new Date(NOW).getTime() - 72 * 3_600_000);
+    expectOk(await runRollup(t.db, makeConfig(t.url, [POLICY], { now: before })));
+    const run = await runRollup(t.db, makeConfig(t.url, [POLICY], { now: NOW }));
+    expectOk(run);
+    expect(run.logs.some((l) => /^rebuild scheduled/.test(l.message))).toBe(true);
+    expect(run.summary.actions.rebuild_batch).toBeGreaterThanOrEqual(10); // 66 hours in batches of 6
+    expect(await mismatches()).toBe(0);
+  });
+
   it("raw retention drops raw partitions; the rollups of those hours stay, and later runs leave them alone", async () => {
     await t.pool.query(
       `INSERT INTO public.telemetry_points (device_id, ts, metrics)

@@ -29,6 +29,20 @@ describe("planRollup", () => {
     expect(same.newlyFinal).toBeNull();
   });
 
+  it("after an outage, only the last maxNewlyFinalHours are recomputed at once; the rest becomes rebuild work", () => {
+    const watermark = { finalBefore: d("2026-11-11T10:00:00Z"), backfillNext: null, backfillTo: null };
+    const plan = planRollup({ now: NOW, watermark, earliestRow: null, maxNewlyFinalHours: 24 });
+    expect(plan.newlyFinal).toEqual({ from: d("2026-11-20T10:00:00Z"), to: d("2026-11-21T10:00:00Z") });
+    expect(plan.startBackfill).toEqual({ from: d("2026-11-11T10:00:00Z"), to: d("2026-11-20T10:00:00Z") });
+    const short = planRollup({
+      now: NOW,
+      watermark: { ...watermark, finalBefore: d("2026-11-21T07:00:00Z") },
+      earliestRow: null,
+      maxNewlyFinalHours: 24,
+    });
+    expect(short.startBackfill).toBeNull();
+  });
+
   it("a clock that goes backwards never un-finalizes hours", () => {
     const watermark = { finalBefore: d("2026-11-21T12:00:00Z"), backfillNext: null, backfillTo: null };
     const plan = planRollup({ now: NOW, watermark, earliestRow: null });
