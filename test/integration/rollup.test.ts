@@ -232,6 +232,18 @@ describe("rollup-hourly", () => {
     expect(sources.get(hourOf(new Date(now.getTime() - 3 * HOUR)).toISOString())).toBe("raw"); // late row
     expect(sources.get(hourOf(new Date(now.getTime() - 2 * HOUR)).toISOString())).toBe("rollup");
     expect(sources.get(hourOf(now).toISOString())).toBe("raw"); // open hour
+    // A range that cuts an hour returns that hour whole, whatever its source.
+    const cut = await readHourlySeries(t.db, { deviceId: "d3", metricKey: "temp", from, to: now });
+    const lastOpen = model.get(`d3|temp|${hourOf(now).toISOString()}`)!;
+    expect(cut.at(-1)?.sampleCount).toBe(lastOpen.count); // includes the rows after `now` in that hour
+    const cutFinal = await readHourlySeries(t.db, {
+      deviceId: "d3",
+      metricKey: "temp",
+      from,
+      to: new Date(hourOf(now).getTime() - 30 * 60_000),
+    });
+    const lastFinal = model.get(`d3|temp|${new Date(hourOf(now).getTime() - HOUR).toISOString()}`)!;
+    expect([cutFinal.at(-1)?.sampleCount, cutFinal.at(-1)?.source]).toEqual([lastFinal.count, "rollup"]);
   });
 
   it("two tasks of a sharded run write together exactly what one task writes, each only its own groups", async () => {
