@@ -28,7 +28,6 @@
 // Between scenarios the 12 partitions are dropped (with no load running), so every DDL scenario
 // does exactly the same work from the same starting point.
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { Kysely } from "kysely";
 import type pg from "pg";
@@ -48,8 +47,8 @@ import {
   openKysely,
   percentile,
   ratio,
+  runAloneIfMain,
   sleep,
-  stopAllServers,
   withServer,
 } from "./support.ts";
 import type { WriterCommand, WriterMessage, WriterParams, WriterStats } from "./writer-worker.ts";
@@ -809,12 +808,4 @@ function buildReport(
   };
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  runDdlBench()
-    .then((r) => console.log(`\n${r.report}`))
-    .catch(async (error) => {
-      console.error(error);
-      await stopAllServers();
-      process.exitCode = 1;
-    });
-}
+runAloneIfMain(import.meta.url, () => runDdlBench());

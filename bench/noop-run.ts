@@ -3,7 +3,6 @@
 // in the same process against the same database, interleaved run by run so drift hits both alike.
 // The ratio is the runner's overhead: bookkeeping check, policy validation, audit rows (job_runs
 // insert and update), advisory lock, planning, a second catalog read for the health summary, logging.
-import { fileURLToPath } from "node:url";
 import { parseQualifiedName } from "../shared/config/identifiers.ts";
 import { readCatalog } from "../shared/partitions/catalog.ts";
 import { makeConfig, runPartitionManager } from "../test/support/jobs.ts";
@@ -18,7 +17,7 @@ import {
   openKysely,
   percentile,
   ratio,
-  stopAllServers,
+  runAloneIfMain,
   withServer,
 } from "./support.ts";
 
@@ -154,12 +153,4 @@ export async function runNoopBench(options: NoopOptions = {}): Promise<BenchResu
   });
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  runNoopBench()
-    .then((r) => console.log(`\n${r.report}`))
-    .catch(async (error) => {
-      console.error(error);
-      await stopAllServers();
-      process.exitCode = 1;
-    });
-}
+runAloneIfMain(import.meta.url, () => runNoopBench());

@@ -4,7 +4,6 @@
 //     DELETE ... WHERE ts < cutoff on an identical copy;
 // wall time and WAL bytes (pg_current_wal_lsn() before and after) for each, the fallback's rows/s,
 // and the worst insert latency of a concurrent writer during the fallback and during the DELETE.
-import { fileURLToPath } from "node:url";
 import type pg from "pg";
 import { makeConfig, runRetention } from "../test/support/jobs.ts";
 import {
@@ -20,7 +19,7 @@ import {
   openKysely,
   percentile,
   ratio,
-  stopAllServers,
+  runAloneIfMain,
   withServer,
 } from "./support.ts";
 
@@ -209,12 +208,4 @@ export async function runRetentionBench(): Promise<BenchResult> {
   });
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  runRetentionBench()
-    .then((r) => console.log(`\n${r.report}`))
-    .catch(async (error) => {
-      console.error(error);
-      await stopAllServers();
-      process.exitCode = 1;
-    });
-}
+runAloneIfMain(import.meta.url, () => runRetentionBench());

@@ -7,7 +7,6 @@
 //     jsonb_typeof (the extraction the job uses).
 // Wall time, and raw rows read (pg_stat_user_tables: seq_tup_read + idx_tup_fetch over every
 // partition, flushed by closing the measuring sessions).
-import { fileURLToPath } from "node:url";
 import type pg from "pg";
 import { makeConfig, runPartitionManager, runRollup } from "../test/support/jobs.ts";
 import {
@@ -20,8 +19,8 @@ import {
   openClient,
   openKysely,
   ratio,
+  runAloneIfMain,
   sleep,
-  stopAllServers,
   withServer,
 } from "./support.ts";
 
@@ -247,12 +246,4 @@ export async function runRollupBench(): Promise<BenchResult> {
   });
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  runRollupBench()
-    .then((r) => console.log(`\n${r.report}`))
-    .catch(async (error) => {
-      console.error(error);
-      await stopAllServers();
-      process.exitCode = 1;
-    });
-}
+runAloneIfMain(import.meta.url, () => runRollupBench());

@@ -13,21 +13,12 @@
 // against an embedded PostgreSQL on the same machine (no network latency, no Cloud SQL connector:
 // on Cloud Run add the connector's certificate and metadata round trips, and the container start).
 import { spawn, spawnSync } from "node:child_process";
-import {
-  cpSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
-import { cpus, tmpdir } from "node:os";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpus } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
+import { installImageContents } from "../test/support/image-contents.ts";
 import { createMigratedDatabase, markdownTable, median, withServer } from "./support.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -150,24 +141,8 @@ async function main() {
     });
 
   // 2. What the image holds: the bundles and production dependencies, in an empty directory.
-  const app = mkdtempSync(join(tmpdir(), "tj-startup-"));
+  const app = installImageContents(ROOT, "tj-startup-");
   try {
-    cpSync(join(ROOT, "dist"), join(app, "dist"), { recursive: true });
-    for (const f of ["package.json", "package-lock.json"]) cpSync(join(ROOT, f), join(app, f));
-    const install = spawnSync(
-      "npm",
-      [
-        "ci",
-        "--omit=dev",
-        "--omit=optional",
-        "--ignore-scripts",
-        "--no-audit",
-        "--no-fund",
-        "--prefer-offline",
-      ],
-      { cwd: app, encoding: "utf8" },
-    );
-    if (install.status !== 0) throw new Error(`npm ci failed: ${install.stderr}`);
     const modules = join(app, "node_modules");
     const total = treeSize(modules);
     const du = spawnSync("du", ["-sk", modules], { encoding: "utf8" }).stdout.split("\t")[0];

@@ -1,6 +1,7 @@
 // Shared plumbing for the benchmarks: an embedded PostgreSQL that is always stopped (on success, on
 // error, and on SIGINT/SIGTERM), a migrated database per benchmark, and small statistics and
 // formatting helpers. Benchmarks measure and print; they never assert on performance.
+import { fileURLToPath } from "node:url";
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import "../shared/db/pg-types.ts";
@@ -160,6 +161,21 @@ export function markdownTable(header: readonly string[], rows: readonly (readonl
 }
 
 /** What a benchmark hands back to bench/run.ts: its own report section and its summary rows. */
+/**
+ * `npx tsx bench/<name>.ts`: runs that benchmark alone and prints its report; does nothing when the
+ * module is imported (by bench/run.ts). Pass `import.meta.url`.
+ */
+export function runAloneIfMain(moduleUrl: string, run: () => Promise<BenchResult>): void {
+  if (!process.argv[1] || fileURLToPath(moduleUrl) !== process.argv[1]) return;
+  run()
+    .then((r) => console.log(`\n${r.report}`))
+    .catch(async (error) => {
+      console.error(error);
+      await stopAllServers();
+      process.exitCode = 1;
+    });
+}
+
 export interface BenchResult {
   name: string;
   /** Markdown section (heading, tables, notes), printed and written to results/latest.md. */

@@ -4,12 +4,12 @@
 // a real PostgreSQL. Each must exit 0 and write only JSON log lines that Cloud Logging reads as
 // structured entries (`severity` and `message`).
 import { type SpawnSyncReturns, spawn, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
+import { installImageContents } from "../support/image-contents.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -75,25 +75,7 @@ beforeAll(async () => {
   // Fresh bundles (esbuild, about a second), then what the image holds, in an empty directory.
   const build = spawnSync(process.execPath, ["scripts/build.mjs"], { cwd: ROOT, encoding: "utf8" });
   expect(build.status, `npm run build failed: ${build.stderr}`).toBe(0);
-  app = mkdtempSync(join(tmpdir(), "tj-image-"));
-  cpSync(join(ROOT, "dist"), join(app, "dist"), { recursive: true });
-  cpSync(join(ROOT, "package.json"), join(app, "package.json"));
-  cpSync(join(ROOT, "package-lock.json"), join(app, "package-lock.json"));
-  const npm = process.platform === "win32" ? "npm.cmd" : "npm";
-  const install = spawnSync(
-    npm,
-    [
-      "ci",
-      "--omit=dev",
-      "--omit=optional",
-      "--ignore-scripts",
-      "--no-audit",
-      "--no-fund",
-      "--prefer-offline",
-    ],
-    { cwd: app, encoding: "utf8", timeout: 240_000 },
-  );
-  expect(install.status, `npm ci in ${app} failed:\n${install.stdout}\n${install.stderr}`).toBe(0);
+  app = installImageContents(ROOT, "tj-image-");
   database = await createTestDatabase({ migrated: false });
 }, 300_000);
 
