@@ -31,6 +31,14 @@ const keepDuration = z
   })
   .refine((v) => (parseDuration(v)?.amount ?? 0) > 0, { message: "must be greater than zero" });
 
+/** Batched work (row deletes, rollup rebuilds) stops after this long; the next run resumes. */
+const timeBudgetMs = z
+  .number()
+  .int()
+  .min(1)
+  .max(24 * 3_600_000)
+  .default(600_000);
+
 export const RetentionPolicySchema = z
   .object({
     keep: keepDuration.describe(
@@ -64,13 +72,9 @@ export const RetentionPolicySchema = z
       .default(5_000)
       .describe("Rows per delete batch (about)."),
     batchPauseMs: z.number().int().min(0).max(60_000).default(50).describe("Pause between delete batches."),
-    timeBudgetMs: z
-      .number()
-      .int()
-      .min(1)
-      .max(24 * 3_600_000)
-      .default(600_000)
-      .describe("Row deletes of one run (all of them together) stop after this long; the next run resumes."),
+    timeBudgetMs: timeBudgetMs.describe(
+      "Row deletes of one run (all of them together) stop after this long; the next run resumes.",
+    ),
   })
   .strict();
 
@@ -112,13 +116,9 @@ export const RollupPolicySchema = z
       .default(24)
       .describe("Hours recomputed per transaction during the first run and --from/--to rebuilds."),
     batchPauseMs: z.number().int().min(0).max(60_000).default(20).describe("Pause between backfill batches."),
-    timeBudgetMs: z
-      .number()
-      .int()
-      .min(1)
-      .max(24 * 3_600_000)
-      .default(600_000)
-      .describe("Backfill stops after this long; the next run resumes where it stopped."),
+    timeBudgetMs: timeBudgetMs.describe(
+      "Backfill stops after this long; the next run resumes where it stopped.",
+    ),
   })
   .strict();
 
