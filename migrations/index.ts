@@ -6,6 +6,7 @@ import * as m0002 from "./0002_telemetry_schema.ts";
 import * as m0003 from "./0003_retention_holds.ts";
 import * as m0004 from "./0004_rollups.ts";
 import * as m0005 from "./0005_refused_runs.ts";
+import * as m0006 from "./0006_conversions.ts";
 
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   "0001_bookkeeping": m0001,
@@ -13,4 +14,5 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   "0003_retention_holds": m0003,
   "0004_rollups": m0004,
   "0005_refused_runs": m0005,
+  "0006_conversions": m0006,
 });

@@ -20,7 +20,10 @@ export const COMMANDS: Record<string, { run: Command; summary: string }> = {
     run: rollupHourly,
     summary: "hourly rollups: incremental, late data included; --from/--to rebuilds",
   },
-  migrate: { run: migrate, summary: "schema migrations: up | down | status" },
+  migrate: {
+    run: migrate,
+    summary: "schema migrations: up | down | status; convert a live table to partitioned",
+  },
   status: { run: status, summary: "health of every managed table (OK / WARN / CRIT); exit 1 on CRIT" },
   hold: {
     run: (argv, ctx) => holds("hold", argv, ctx),

@@ -3,13 +3,16 @@ import { loadDatabaseSettings } from "../../shared/config/load.ts";
 import { createMigrator, migrationStatus, throwIfFailed } from "../../shared/migrate/migrator.ts";
 import type { MainContext } from "../process.ts";
 import { parseCommandArgs } from "./args.ts";
+import { convert } from "./convert.ts";
 import { openDatabase } from "./environment.ts";
 
 export const HELP = `Usage: telemetry-jobs migrate <up|down|status> [--dry-run] [--json]
+       telemetry-jobs migrate convert [PHASE] --table NAME [options]
 
   up       apply every pending migration (Kysely Migrator; its lock serialises concurrent deploys)
   down     revert the most recent migration
   status   list migrations and when each was applied
+  convert  turn a live unpartitioned table into a partitioned one (\`migrate convert --help\`)
 
   --dry-run   with up/down: list what would run, change nothing
 
@@ -23,7 +26,10 @@ const FLAGS = {
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
-export async function migrate(argv: readonly string[], { log }: MainContext): Promise<number> {
+export async function migrate(argv: readonly string[], ctx: MainContext): Promise<number> {
+  const at = argv.findIndex((a) => !a.startsWith("-"));
+  if (argv[at] === "convert") return await convert([...argv.slice(0, at), ...argv.slice(at + 1)], ctx);
+  const { log } = ctx;
   const { values, positionals } = parseCommandArgs("migrate", argv, FLAGS, true);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
@@ -31,7 +37,9 @@ export async function migrate(argv: readonly string[], { log }: MainContext): Pr
   }
   const verb = positionals[0] ?? "up";
   if (!["up", "down", "status"].includes(verb) || positionals.length > 1) {
-    throw new ConfigError(`migrate: unknown subcommand "${positionals.join(" ")}"; use up, down or status`);
+    throw new ConfigError(
+      `migrate: unknown subcommand "${positionals.join(" ")}"; use up, down, status or convert`,
+    );
   }
   const database = await openDatabase({ database: loadDatabaseSettings(process.env) }, "migrate", log);
   try {

@@ -6,7 +6,7 @@ import { type Kysely, sql } from "kysely";
 /** Both halves of the two-int advisory key: a fixed namespace, and a hash of (job, table). */
 export const ADVISORY_NAMESPACE = 0x746a; // "tj"
 
-export type LockedResult<T> = { acquired: true; value: T } | { acquired: false };
+export type LockedResult<T> = { acquired: true; value: T } | { acquired: false; busy?: string };
 
 export async function withAdvisoryLock<T>(
   db: Kysely<any>,
@@ -14,17 +14,39 @@ export async function withAdvisoryLock<T>(
   table: string,
   work: () => Promise<T>,
 ): Promise<LockedResult<T>> {
+  return await withAdvisoryLocks(db, [`${job}:${table}`], work);
+}
+
+/**
+ * All of the keys ("job:table") or none: migrate convert holds partition-manager's and retention's
+ * keys of its table too, so that neither works on the table while it changes shape.
+ */
+export async function withAdvisoryLocks<T>(
+  db: Kysely<any>,
+  keys: readonly string[],
+  work: () => Promise<T>,
+): Promise<LockedResult<T>> {
   return await db.connection().execute(async (conn) => {
-    const key = `${job}:${table}`;
-    const r = await sql<{ locked: boolean }>`
-      SELECT pg_try_advisory_lock(${ADVISORY_NAMESPACE}, hashtext(${key})) AS locked`.execute(conn);
-    if (!r.rows[0]?.locked) return { acquired: false } as const;
+    const held: string[] = [];
+    const release = async () => {
+      for (const key of held)
+        await sql`SELECT pg_advisory_unlock(${ADVISORY_NAMESPACE}, hashtext(${key}))`
+          .execute(conn)
+          .catch(() => {});
+    };
+    for (const key of keys) {
+      const r = await sql<{ locked: boolean }>`
+        SELECT pg_try_advisory_lock(${ADVISORY_NAMESPACE}, hashtext(${key})) AS locked`.execute(conn);
+      if (!r.rows[0]?.locked) {
+        await release();
+        return { acquired: false, busy: key } as const;
+      }
+      held.push(key);
+    }
     try {
       return { acquired: true, value: await work() } as const;
     } finally {
-      await sql`SELECT pg_advisory_unlock(${ADVISORY_NAMESPACE}, hashtext(${key}))`
-        .execute(conn)
-        .catch(() => {});
+      await release();
     }
   });
 }

@@ -1,0 +1,169 @@
+// The executor of `migrate convert`: runs the steps plan.ts produced. A "transaction" step runs in
+// one transaction under lock_timeout, retried with backoff (lock-retry.ts), so a step either
+// happened or did not; a "concurrently" step runs outside any transaction (CREATE/DROP INDEX
+// CONCURRENTLY cannot run inside one) and, if killed, leaves an INVALID index that the next run's
+// plan drops and rebuilds. Long steps log progress while they run.
+import { type Kysely, sql } from "kysely";
+import { withLockRetry } from "../db/lock-retry.ts";
+import type { Logger } from "../log/logger.ts";
+import type { Step } from "./plan.ts";
+
+export interface ExecContext {
+  db: Kysely<any>;
+  log: Logger;
+  /** lock_timeout of each attempt: the longest that inserts queue behind a waiting step. */
+  lockTimeoutMs: number;
+  /** Total time to keep retrying a step whose lock is not available. */
+  retryBudgetMs: number;
+  /** Relation named in "gave up" errors with its lock holders. */
+  table: string;
+  progressEveryMs: number;
+  dryRun: boolean;
+  signal?: AbortSignal;
+}
+
+export interface StepOutcome {
+  /** Rows affected by each statement, in order. */
+  rows: number[];
+  attempts: number;
+  durationMs: number;
+}
+
+export class StepGuardError extends Error {
+  override readonly name = "StepGuardError";
+}
+
+export async function runStep(ctx: ExecContext, step: Step): Promise<StepOutcome> {
+  const { log } = ctx;
+  if (ctx.dryRun) {
+    log.notice(`dry run: would ${step.title}`, { step: step.id, locks: step.locks, kind: step.kind });
+    for (const s of step.statements) log.notice(`  ${s.sql};`, { step: step.id, sql: s.sql });
+    return { rows: [], attempts: 0, durationMs: 0 };
+  }
+  log.info(`${step.title}`, { step: step.id, locks: step.locks });
+  const started = Date.now();
+  const stopProgress = step.progress ? startProgress(ctx, step, started) : () => {};
+  try {
+    const outcome =
+      step.kind === "transaction" ? await runTransaction(ctx, step) : await runConcurrently(ctx, step);
+    const durationMs = Date.now() - started;
+    log.info(`done: ${step.id} (${durationMs} ms)`, {
+      step: step.id,
+      durationMs,
+      attempts: outcome.attempts,
+      rows: outcome.rows,
+    });
+    return { ...outcome, durationMs };
+  } finally {
+    stopProgress();
+  }
+}
+
+async function runTransaction(ctx: ExecContext, step: Step): Promise<Omit<StepOutcome, "durationMs">> {
+  const { result, attempts } = await withLockRetry(
+    ctx.db,
+    {
+      lockTimeoutMs: ctx.lockTimeoutMs,
+      budgetMs: ctx.retryBudgetMs,
+      what: step.title,
+      contended: ctx.table,
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
+      onRetry: ({ attempt, waitMs, error }) =>
+        ctx.log.warn("lock not available within lock_timeout; rolled back, retrying", {
+          step: step.id,
+          attempt,
+          waitMs,
+          error: (error as Error).message,
+        }),
+    },
+    async (trx) => {
+      const rows: number[] = [];
+      for (const s of step.statements) {
+        const r = await sql.raw(s.sql).execute(trx);
+        const n = Number(r.numAffectedRows ?? BigInt(r.rows.length));
+        if (s.expectRows !== undefined && n !== s.expectRows)
+          throw new StepGuardError(
+            `${step.id}: the conversion is not in the state this step expects (statement affected ${n} rows, expected ${s.expectRows}); ` +
+              "nothing of this step was changed. Run `migrate convert status` to see where it stands.",
+          );
+        rows.push(n);
+      }
+      return rows;
+    },
+  );
+  return { rows: result, attempts };
+}
+
+async function runConcurrently(ctx: ExecContext, step: Step): Promise<Omit<StepOutcome, "durationMs">> {
+  const rows = await ctx.db.connection().execute(async (conn) => {
+    // A CONCURRENTLY build waits for transactions older than itself; writers never wait for it, so
+    // it may wait as long as the retry budget allows.
+    await sql`SELECT set_config('lock_timeout', ${`${Math.max(ctx.retryBudgetMs, ctx.lockTimeoutMs)}ms`}, false)`.execute(
+      conn,
+    );
+    try {
+      const out: number[] = [];
+      for (const s of step.statements) {
+        const r = await sql.raw(s.sql).execute(conn);
+        out.push(Number(r.numAffectedRows ?? 0n));
+      }
+      return out;
+    } finally {
+      await sql`RESET lock_timeout`.execute(conn).catch(() => {});
+    }
+  });
+  return { rows, attempts: 1 };
+}
+
+/** Logs progress of a long step every progressEveryMs, from pg_stat_progress_create_index for index builds. */
+function startProgress(ctx: ExecContext, step: Step, started: number): () => void {
+  let stopped = false;
+  const timer = setInterval(() => {
+    void (async () => {
+      const elapsedS = Math.round((Date.now() - started) / 1000);
+      if (step.progress?.kind === "index") {
+        const r = await sql<{
+          phase: string;
+          blocks_done: number;
+          blocks_total: number;
+          tuples_done: number;
+          tuples_total: number;
+        }>`
+          SELECT phase, blocks_done::float8 AS blocks_done, blocks_total::float8 AS blocks_total,
+                 tuples_done::float8 AS tuples_done, tuples_total::float8 AS tuples_total
+            FROM pg_stat_progress_create_index WHERE relid = ${ctx.table}::regclass`
+          .execute(ctx.db)
+          .catch(() => ({ rows: [] }));
+        const p = r.rows[0];
+        if (stopped) return;
+        const pct =
+          p && p.blocks_total > 0
+            ? Math.round((100 * p.blocks_done) / p.blocks_total)
+            : p && p.tuples_total > 0
+              ? Math.round((100 * p.tuples_done) / p.tuples_total)
+              : null;
+        ctx.log.info(
+          `progress: ${step.progress.index}: ${p?.phase ?? "starting"}${pct !== null ? ` ${pct}%` : ""} after ${elapsedS} s`,
+          {
+            step: step.id,
+            phase: p?.phase ?? null,
+            percent: pct,
+            elapsedS,
+            ...(p ?? {}),
+          },
+        );
+      } else if (!stopped) {
+        // VALIDATE has no progress view: report time and the table's size instead.
+        ctx.log.info(`progress: still validating after ${elapsedS} s (one sequential scan of the table)`, {
+          step: step.id,
+          elapsedS,
+        });
+      }
+    })();
+  }, ctx.progressEveryMs);
+  timer.unref();
+  return () => {
+    stopped = true;
+    clearInterval(timer);
+  };
+}
