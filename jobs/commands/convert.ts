@@ -7,6 +7,7 @@ import {
   selectTables,
 } from "../../shared/config/load.ts";
 import { CONVERT_PHASES, type ConvertPhase, runConvert } from "../../shared/convert/job.ts";
+import { boundaryProblem } from "../../shared/convert/plan.ts";
 import type { MainContext } from "../process.ts";
 import { parseCommandArgs } from "./args.ts";
 import { openDatabase } from "./environment.ts";
@@ -106,6 +107,10 @@ export async function convert(argv: readonly string[], { log, signal }: MainCont
     ),
     progressEveryMs: positiveInt(values["progress-every-s"], "--progress-every-s", 10, 3600) * 1000,
   };
+  if (options.boundary) {
+    const problem = boundaryProblem(options.boundary, options.now, policy);
+    if (problem) throw new ConfigError(problem);
+  }
   const database = await openDatabase({ database: loadDatabaseSettings(process.env) }, "migrate", log);
   try {
     const result = await runConvert(

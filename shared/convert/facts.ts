@@ -76,6 +76,7 @@ export interface TableFacts {
   comment: string | null;
   replicaIdentity: "d" | "n" | "f" | "i";
   rowSecurity: boolean;
+  /** pg_class.reltuples: -1 when the table was never vacuumed or analyzed. */
   rowEstimate: number;
   totalBytes: number;
   columns: ColumnFacts[];
@@ -138,7 +139,7 @@ export async function readTableFacts(
            EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid OR i.inhparent = c.oid) AS inheritance,
            c.relpersistence::text AS relpersistence, pg_get_userbyid(c.relowner) AS owner,
            obj_description(c.oid, 'pg_class') AS comment, c.relreplident::text AS relreplident,
-           c.relrowsecurity, greatest(c.reltuples, 0)::float8 AS reltuples,
+           c.relrowsecurity, c.reltuples::float8 AS reltuples,
            pg_total_relation_size(c.oid)::float8 AS bytes
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = ${table.schema} AND c.relname = ${table.name}`.execute(db);

@@ -433,7 +433,7 @@ function reportPreflight(log: Logger, facts: TableFacts, verdict: Assessment, bo
   if (facts.exists) {
     const pk = facts.constraints.find((k) => k.type === "p");
     log.info(
-      `${name}: about ${Math.round(facts.rowEstimate)} rows, ${(facts.totalBytes / 2 ** 20).toFixed(1)} MiB, ` +
+      `${name}: ${facts.rowEstimate < 0 ? "row count unknown (never analyzed)" : `about ${Math.round(facts.rowEstimate)} rows`}, ${(facts.totalBytes / 2 ** 20).toFixed(1)} MiB, ` +
         `time ${facts.minTime?.toISOString() ?? "-"} .. ${facts.maxTime?.toISOString() ?? "-"}; boundary ${boundary.toISOString()}`,
       {
         event: "convert_preflight",

@@ -64,11 +64,12 @@ describe("telemetry-jobs CLI", () => {
       "applied 0003_retention_holds",
       "applied 0004_rollups",
       "applied 0005_refused_runs",
-      "5 applied, 0 pending",
+      "applied 0006_conversions",
+      "6 applied, 0 pending",
     ]);
     const dry = await runCli(["migrate", "down", "--dry-run"], { DATABASE_URL: t.url });
     expect(dry.code).toBe(0);
-    expect(dry.lines.at(-1)?.message).toBe("dry run: would migrate down: 0005_refused_runs");
+    expect(dry.lines.at(-1)?.message).toBe("dry run: would migrate down: 0006_conversions");
     const bad = await runCli(["migrate", "sideways"], { DATABASE_URL: t.url });
     expect(bad.code).toBe(2);
   });
