@@ -80,7 +80,8 @@ export interface ConversionDesign {
   boundary: string;
   names: ConvertNames;
   primaryKey: { name: string; columns: string[]; newColumns: string[]; changes: boolean } | null;
-  identity: { column: string; kind: "a" | "d" } | null;
+  /** indexed: an index leads with the column, so max(column) is cheap under the swap's lock. */
+  identity: { column: string; kind: "a" | "d"; indexed: boolean } | null;
   ownedSequences: OwnedSequence[];
   parentIndexes: ParentIndex[];
   /** Unique constraints/indexes without the time column: only the historical partition keeps them, until finalize. */
@@ -450,7 +451,11 @@ export function design(facts: TableFacts, input: ConvertInput): ConversionDesign
     names,
     primaryKey,
     identity: identityColumn
-      ? { column: identityColumn.name, kind: identityColumn.identity as "a" | "d" }
+      ? {
+          column: identityColumn.name,
+          kind: identityColumn.identity as "a" | "d",
+          indexed: facts.indexes.some((i) => i.valid && i.columns[0] === identityColumn.name),
+        }
       : null,
     ownedSequences: facts.ownedSequences,
     parentIndexes,
@@ -642,9 +647,18 @@ function parentStep(d: ConversionDesign): Step {
   };
 }
 
-/** next value of `target` := past both the `source` sequence's position and every id in `table`. */
-function continueSequence(targetSeq: string, sourceSeq: string, table: string, column: string): string {
-  return `SELECT setval(${targetSeq}, greatest(v, 1), v >= 1) FROM (SELECT greatest(coalesce(pg_sequence_last_value(${sourceSeq}::regclass), 0), (SELECT coalesce(max(${qi(column)}), 0) FROM ${table})) AS v) AS last`;
+/**
+ * next value of `target` := past the `source` sequence's position and, when an index makes it cheap
+ * (this runs under ACCESS EXCLUSIVE), past every id in `table` (ids inserted with explicit values).
+ */
+function continueSequence(
+  targetSeq: string,
+  sourceSeq: string,
+  table: string,
+  identity: { column: string; indexed: boolean },
+): string {
+  const largest = identity.indexed ? `(SELECT coalesce(max(${qi(identity.column)}), 0) FROM ${table})` : "0";
+  return `SELECT setval(${targetSeq}, greatest(v, 1), v >= 1) FROM (SELECT greatest(coalesce(pg_sequence_last_value(${sourceSeq}::regclass), 0), ${largest}) AS v) AS last`;
 }
 
 export function swapStep(d: ConversionDesign): Step {
@@ -665,7 +679,7 @@ export function swapStep(d: ConversionDesign): Step {
         `pg_get_serial_sequence(${ql(p)}, ${ql(c)})`,
         `pg_get_serial_sequence(${ql(t)}, ${ql(c)})`,
         t,
-        c,
+        d.identity,
       ),
     });
     // PostgreSQL 17+ refuses to attach a table with an identity column; before 17 the parent's
@@ -728,7 +742,7 @@ export function revertStep(d: ConversionDesign): Step {
         `pg_get_serial_sequence(${ql(h)}, ${ql(c)})`,
         `pg_get_serial_sequence(${ql(t)}, ${ql(c)})`,
         h,
-        c,
+        d.identity,
       ),
     });
   }

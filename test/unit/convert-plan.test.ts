@@ -250,7 +250,7 @@ describe("design", () => {
       newColumns: ["id", "ts"],
       changes: true,
     });
-    expect(d.identity).toEqual({ column: "id", kind: "a" });
+    expect(d.identity).toEqual({ column: "id", kind: "a", indexed: true });
     expect(d.parentIndexes.map((i) => [i.original, i.temporary, i.constraint])).toEqual([
       ["telemetry_points_pkey", "telemetry_points_pkey_cnv", "p"],
       ["telemetry_points_device_ts_idx", "telemetry_points_device_ts_idx_cnv", null],
