@@ -25,6 +25,7 @@ export type PartitionAction =
 
 export type FindingCode =
   | "misaligned_child"
+  | "historical_child"
   | "unsupported_bound"
   | "range_conflict"
   | "name_conflict"
@@ -83,6 +84,8 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
   const { interval } = policy;
 
   const ranged: { child: ChildPartition; range: Range }[] = [];
+
+  const historicalChildren = new Set<string>();
   for (const child of catalog.children) {
     if (child.detachPending) {
       findings.push({
@@ -110,7 +113,21 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
       Number.isFinite(range.to) &&
       floorToInterval(new Date(range.from), interval).getTime() === range.from &&
       addIntervals(new Date(range.from), interval, 1).getTime() === range.to;
-    if (!aligned) {
+    const historical =
+      range.from === Number.NEGATIVE_INFINITY &&
+      Number.isFinite(range.to) &&
+      floorToInterval(new Date(range.to), interval).getTime() === range.to;
+    if (historical) {
+      historicalChildren.add(child.name);
+      // FROM (MINVALUE) TO (an interval start): what `migrate convert` attaches. Expected, not a
+      // problem; retention drops it whole once its upper bound is past the cutoff.
+      findings.push({
+        severity: "info",
+        code: "historical_child",
+        partition: child.name,
+        message: `${child.name} holds everything before ${new Date(range.to).toISOString()} (a historical partition); retention drops it whole once that is past the cutoff`,
+      });
+    } else if (!aligned) {
       findings.push({
         severity: "warn",
         code: "misaligned_child",
@@ -192,6 +209,17 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
     const to = addIntervals(from, interval, 1);
     const overlapping = ranged.filter(({ range }) => range.from < to.getTime() && range.to > start);
     if (overlapping.some(({ range }) => range.from === start && range.to === to.getTime())) continue; // exists
+    // Inside a historical partition (a converted table, before its boundary): covered, not a conflict.
+    if (
+      overlapping.some(
+        ({ child }) =>
+          historicalChildren.has(child.name) &&
+          child.bound.kind === "range" &&
+          child.bound.to instanceof Date &&
+          child.bound.to.getTime() >= to.getTime(),
+      )
+    )
+      continue;
     const reason = wanted.get(start)!;
     const name = partitionName(policy.naming, catalog.table.name, from);
     if (overlapping.length > 0) {

@@ -428,16 +428,29 @@ describe("planPartitions: children it will not touch", () => {
     expect(creates(plan).map((a) => a.partition)).toContain("telemetry_points_p202612");
   });
 
-  it("a MINVALUE child is misaligned; it neither blocks premake nor starts a gap walk", () => {
+  it("a MINVALUE child ending on an interval start is historical (info); it neither blocks premake nor starts a gap walk", () => {
     const old = child("telemetry_points_history", "MINVALUE", utc("2026-11-01T00:00:00Z"));
     const plan = planPartitions(policy(), catalog({ children: [old] }), NOW);
-    expect(codes(plan)).toEqual(["misaligned_child"]);
+    expect(plan.findings.map((f) => [f.code, f.severity])).toEqual([["historical_child", "info"]]);
     expect(summary(plan).map((a) => [a.partition, a.reason])).toEqual([
       ["telemetry_points_p202611", "premake"],
       ["telemetry_points_p202612", "premake"],
       ["telemetry_points_p202701", "premake"],
       ["telemetry_points_p202702", "premake"],
     ]);
+  });
+
+  it("intervals inside a historical partition (a converted table before its boundary) are covered, not conflicts", () => {
+    const history = child("telemetry_points_history", "MINVALUE", utc("2027-01-01T00:00:00Z"));
+    const plan = planPartitions(policy(), catalog({ children: [history, monthlyChild("2027-01")] }), NOW);
+    expect(plan.findings.map((f) => f.code)).toEqual(["historical_child"]);
+    expect(summary(plan).map((a) => a.partition)).toEqual(["telemetry_points_p202702"]);
+  });
+
+  it("a MINVALUE child that ends inside an interval is misaligned, and that interval is a conflict", () => {
+    const old = child("telemetry_points_history", "MINVALUE", utc("2026-11-15T00:00:00Z"));
+    const plan = planPartitions(policy(), catalog({ children: [old] }), NOW);
+    expect(codes(plan)).toEqual(["misaligned_child", "range_conflict"]);
   });
 
   it("a child with a bound the tool does not interpret is reported and left alone", () => {
