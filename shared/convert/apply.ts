@@ -96,11 +96,9 @@ async function runTransaction(ctx: ExecContext, step: Step): Promise<Omit<StepOu
 
 async function runConcurrently(ctx: ExecContext, step: Step): Promise<Omit<StepOutcome, "durationMs">> {
   const rows = await ctx.db.connection().execute(async (conn) => {
-    // A CONCURRENTLY build waits for transactions older than itself; writers never wait for it, so
-    // it may wait as long as the retry budget allows.
-    await sql`SELECT set_config('lock_timeout', ${`${Math.max(ctx.retryBudgetMs, ctx.lockTimeoutMs)}ms`}, false)`.execute(
-      conn,
-    );
+    // A CONCURRENTLY build waits for every transaction older than itself; writers never wait for
+    // it, and a timeout would throw the whole build away (leaving an INVALID index): no lock_timeout.
+    await sql`SELECT set_config('lock_timeout', '0', false)`.execute(conn);
     try {
       const out: number[] = [];
       for (const s of step.statements) {

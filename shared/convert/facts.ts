@@ -23,10 +23,12 @@ export interface ColumnFacts {
 export interface ConstraintFacts {
   name: string;
   /** p primary key, u unique, f foreign key, c check, x exclusion, t constraint trigger. */
-  type: "p" | "u" | "f" | "c" | "x" | "t";
+  /** n: NOT NULL (catalogued as a constraint from PostgreSQL 18). */
+  type: "p" | "u" | "f" | "c" | "x" | "t" | "n";
   columns: string[];
   definition: string;
   validated: boolean;
+  noInherit: boolean;
   /** The index behind a p/u/x constraint. */
   indexName: string | null;
 }
@@ -184,19 +186,18 @@ export async function readTableFacts(
      WHERE a.attrelid = ${oid} AND a.attnum > 0 AND NOT a.attisdropped
      ORDER BY a.attnum`.execute(db);
 
-  // NOT NULL constraints (contype 'n', PostgreSQL 18+) are columns' business, not listed here.
   const constraints = await sql<ConstraintFacts>`
     SELECT k.conname AS name, k.contype::text AS type,
            coalesce((SELECT array_agg(a.attname::text ORDER BY o.ord)
                        FROM unnest(k.conkey) WITH ORDINALITY AS o(attnum, ord)
                        JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = o.attnum), '{}') AS columns,
-           pg_get_constraintdef(k.oid) AS definition, k.convalidated AS validated,
+           pg_get_constraintdef(k.oid) AS definition, k.convalidated AS validated, k.connoinherit AS "noInherit",
            CASE WHEN k.conindid <> 0 THEN (SELECT relname FROM pg_class WHERE oid = k.conindid) END AS "indexName"
       FROM pg_constraint k
-     WHERE k.conrelid = ${oid} AND k.contype IN ('p', 'u', 'f', 'c', 'x', 't')
+     WHERE k.conrelid = ${oid} AND k.contype IN ('p', 'u', 'f', 'c', 'x', 't', 'n')
      ORDER BY k.conname`.execute(db);
 
-  const indexes = await sql<Omit<IndexFacts, "body">>`
+  const indexes = await sql<Omit<IndexFacts, "body"> & { tableRef: string }>`
     SELECT ic.relname AS name, x.indisunique AS unique, x.indisprimary AS primary,
            (SELECT conname FROM pg_constraint k WHERE k.conindid = x.indexrelid AND k.conrelid = x.indrelid) AS "constraintName",
            (x.indisvalid AND x.indisready) AS valid,
@@ -204,7 +205,7 @@ export async function readTableFacts(
                        FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS o(attnum, ord)
                        LEFT JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = o.attnum
                       WHERE o.ord <= x.indnkeyatts), '{}') AS columns,
-           pg_get_indexdef(x.indexrelid) AS definition
+           pg_get_indexdef(x.indexrelid) AS definition, x.indrelid::regclass::text AS "tableRef"
       FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid
      WHERE x.indrelid = ${oid}
      ORDER BY ic.relname`.execute(db);
@@ -243,6 +244,14 @@ export async function readTableFacts(
       FROM pg_publication p
      WHERE p.puballtables OR EXISTS (SELECT 1 FROM pg_publication_rel r WHERE r.prpubid = p.oid AND r.prrelid = ${oid})
      ORDER BY p.pubname`.execute(db);
+  if (await hasCatalog(db, "pg_publication_namespace")) {
+    // PostgreSQL 15+: FOR TABLES IN SCHEMA.
+    const bySchema = await sql<ObjectRef>`
+      SELECT 'publication' AS kind, quote_ident(p.pubname) AS name, 'FOR TABLES IN SCHEMA' AS detail
+        FROM pg_publication p JOIN pg_publication_namespace pn ON pn.pnpubid = p.oid
+       WHERE pn.pnnspid = (SELECT relnamespace FROM pg_class WHERE oid = ${oid})`.execute(db);
+    publications.rows.push(...bySchema.rows);
+  }
 
   // serial-style sequences: owned by a column (deptype 'a'); identity sequences are 'i'.
   const owned = await sql<OwnedSequence>`
@@ -275,8 +284,17 @@ export async function readTableFacts(
     minTime = range.rows[0]?.lo ?? null;
     maxTime = range.rows[0]?.hi ?? null;
     if (boundary && maxTime && maxTime.getTime() >= boundary.getTime()) {
+      // A literal of the column's own type: a Date parameter would be sent in the process's time
+      // zone, which a timestamp (without time zone) column would silently drop.
+      const withZone = timeCol.type.startsWith("timestamp") && timeCol.type.includes("with time zone");
+      const literal = sql.raw(
+        `'${boundary
+          .toISOString()
+          .replace("T", " ")
+          .replace("Z", withZone ? "+00" : "")}'::${withZone ? "timestamptz" : "timestamp"}`,
+      );
       const n = await sql<{ n: number }>`
-        SELECT count(*)::float8 AS n FROM ${sql.raw(rel)} WHERE ${col} >= ${boundary}`.execute(db);
+        SELECT count(*)::float8 AS n FROM ${sql.raw(rel)} WHERE ${col} >= ${literal}`.execute(db);
       rowsAtOrAfterBoundary = n.rows[0]?.n ?? 0;
     }
   }
@@ -296,7 +314,7 @@ export async function readTableFacts(
     totalBytes: row.bytes,
     columns: columns.rows,
     constraints: constraints.rows,
-    indexes: indexes.rows.map((i) => ({ ...i, body: indexBody(i.definition) })),
+    indexes: indexes.rows.map(({ tableRef, ...i }) => ({ ...i, body: indexBody(i.definition, tableRef) })),
     incomingForeignKeys: incoming.rows,
     dependentViews: views.rows,
     triggers: triggers.rows,
@@ -310,10 +328,23 @@ export async function readTableFacts(
   };
 }
 
-/** " USING btree (device_id, ts) WHERE ..." from a pg_get_indexdef result. */
-export function indexBody(definition: string): string {
+/**
+ * " USING btree (device_id, ts) WHERE ..." from a pg_get_indexdef result: what follows
+ * "ON <table>" (an index name may itself contain " USING ").
+ */
+export function indexBody(definition: string, tableRef: string): string {
+  const marker = ` ON ${tableRef} USING `;
+  const on = definition.indexOf(marker);
+  if (on >= 0) return definition.slice(on + marker.length - " USING ".length);
   const at = definition.indexOf(" USING ");
   return at < 0 ? definition : definition.slice(at);
+}
+
+async function hasCatalog(db: Kysely<any>, name: string): Promise<boolean> {
+  const r = await sql<{ ok: boolean }>`SELECT to_regclass(${`pg_catalog.${name}`}) IS NOT NULL AS ok`.execute(
+    db,
+  );
+  return r.rows[0]?.ok === true;
 }
 
 export async function readConversionState(

@@ -214,12 +214,17 @@ async function runPhase(
       }
       const boundary = active?.boundary ?? options.boundary ?? defaultBoundary(options.now, options.policy);
       const facts = await readTableFacts(db, table, options.policy.timeColumn, boundary);
-      const verdict = await assessWithClashes(db, facts, input, state, storedDesign);
+      // A resumed prepare keeps what the operator accepted when it started.
+      const accepted =
+        active && storedDesign
+          ? { ...input, dropUnique: storedDesign.keptOnHistory.map((k) => k.name) }
+          : input;
+      const verdict = await assessWithClashes(db, facts, accepted, state, storedDesign);
       if (verdict.blockers.length > 0) {
         reportPreflight(log, facts, verdict, boundary);
         return { exitCode: 2 };
       }
-      for (const w of verdict.warnings) log.warn(w);
+      if (!active) for (const w of verdict.warnings) log.warn(w);
       const d = active && storedDesign ? storedDesign : design(facts, { ...input, boundary });
       if (!active) {
         await runStep(exec, recordStep(d));
@@ -343,16 +348,29 @@ async function runPhase(
         throw new Refusal(
           `${storedDesign.names.history} is no longer a partition of ${exec.table} (did retention drop or detach it?): revert needs it`,
         );
+      // Rows the new partitions hold (pruned by the bound: the historical partition is not read).
       const pending = await sql<{ n: number }>`
         SELECT count(*)::float8 AS n FROM ${sql.raw(`"${table.schema}"."${table.name}"`)}
-         WHERE tableoid <> ${`${table.schema}.${storedDesign.names.history}`}::regclass`.execute(db);
+         WHERE ${sql.ref(storedDesign.timeColumn)} >= ${sql.raw(`'${storedDesign.boundary}'::timestamptz`)}
+            OR ${sql.ref(storedDesign.timeColumn)} IS NULL`.execute(db);
       log.info(
         `${pending.rows[0]!.n} rows were written to the new partitions since the swap; revert copies them back under the lock`,
         {
           rowsToCopy: pending.rows[0]!.n,
         },
       );
-      const outcome = await runStep(exec, revertStep(storedDesign));
+      const columns = await copyableColumns(db, table.schema, table.name, storedDesign.names.history);
+      let outcome: Awaited<ReturnType<typeof runStep>>;
+      try {
+        outcome = await runStep(exec, revertStep(storedDesign, columns));
+      } catch (error) {
+        if ((error as { code?: string }).code === "23505")
+          throw new Refusal(
+            `revert rolled back, nothing changed: rows written since the swap duplicate a unique key the plain table enforces (${(error as Error).message}). ` +
+              "Delete the duplicates from the new partitions (the unique constraints you passed to --drop-unique, or the old primary key), then revert again",
+          );
+        throw error;
+      }
       if (!options.dryRun)
         log.notice(`reverted in ${outcome.durationMs} ms: ${exec.table} is one plain table again`, {
           event: "convert_revert",
@@ -397,6 +415,41 @@ async function runSteps(
     await runStep(exec, step);
     if (!exec.dryRun) await pauseAtFaultPoint(fault, exec.log, step.id);
   }
+}
+
+/** Columns the partitioned table and the historical partition both have (non-generated), in the parent's order. */
+async function copyableColumns(
+  db: Kysely<any>,
+  schema: string,
+  parent: string,
+  history: string,
+): Promise<string[]> {
+  const r = await sql<{ name: string }>`
+    SELECT a.attname AS name FROM pg_attribute a
+     WHERE a.attrelid = ${`"${schema}"."${parent}"`}::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+       AND EXISTS (SELECT 1 FROM pg_attribute b WHERE b.attrelid = ${`"${schema}"."${history}"`}::regclass
+                      AND b.attname = a.attname AND NOT b.attisdropped)
+     ORDER BY a.attnum`.execute(db);
+  return r.rows.map((x) => x.name);
+}
+
+/** What changed on the table since prepare designed the partitioned table from it. */
+export function designDrift(facts: TableFacts, d: ConversionDesign): string[] {
+  const out: string[] = [];
+  const now = facts.columns.filter((c) => !c.generated).map((c) => c.name);
+  const added = now.filter((c) => !d.columns.includes(c));
+  const removed = d.columns.filter((c) => !now.includes(c));
+  if (added.length > 0) out.push(`columns added: ${added.join(", ")}`);
+  if (removed.length > 0) out.push(`columns dropped: ${removed.join(", ")}`);
+  const ours = new Set([d.names.newKeyIndex, d.names.oldKeyIndex]);
+  const expected = new Set(d.parentIndexes.filter((i) => !i.replacesKey).map((i) => i.original));
+  const kept = new Set(d.keptOnHistory.map((k) => k.name));
+  const present = facts.indexes.map((i) => i.name).filter((n) => !ours.has(n));
+  const newIndexes = present.filter((n) => !expected.has(n) && !kept.has(n) && n !== d.primaryKey?.name);
+  const goneIndexes = [...expected].filter((n) => !present.includes(n));
+  if (newIndexes.length > 0) out.push(`indexes created: ${newIndexes.join(", ")}`);
+  if (goneIndexes.length > 0) out.push(`indexes dropped: ${goneIndexes.join(", ")}`);
+  return out;
 }
 
 function prepareState(facts: TableFacts, state: ConversionState): PrepareState {

@@ -1,3 +1,5 @@
+import { createHash } from "node:crypto";
+
 // Names of the objects `migrate convert` creates. They are fixed functions of the table's name, so
 // a resumed run finds what a killed one built; every one fits PostgreSQL's 63-byte limit.
 
@@ -40,10 +42,15 @@ export function historyIndexName(original: string): string {
   return derivedName(original, "_hist");
 }
 
-/** base + suffix, cutting base (not the suffix) to fit 63 bytes. Names here are ASCII or cut per code point. */
+/**
+ * base + suffix within 63 bytes. When base must be cut, a short hash of the whole base goes in
+ * too, so two long names that share a prefix still get different derived names.
+ */
 export function derivedName(base: string, suffix: string): string {
-  const room = 63 - Buffer.byteLength(suffix);
+  if (Buffer.byteLength(base) + Buffer.byteLength(suffix) <= 63) return `${base}${suffix}`;
+  const tag = `_${createHash("md5").update(base).digest("hex").slice(0, 6)}`;
+  const room = 63 - Buffer.byteLength(suffix) - tag.length;
   let cut = base;
   while (Buffer.byteLength(cut) > room) cut = cut.slice(0, -1);
-  return `${cut}${suffix}`;
+  return `${cut}${tag}${suffix}`;
 }

@@ -65,6 +65,8 @@ export interface ParentIndex {
   unique: boolean;
   /** Constraint the index backs on the parent: "p" primary key, "u" unique, null plain index. */
   constraint: "p" | "u" | null;
+  /** The constraint's definition (INCLUDE, NULLS NOT DISTINCT, DEFERRABLE kept) unless the key changes. */
+  constraintDef: string | null;
   columns: string[];
   /** The primary key whose columns change: the old constraint is dropped, not renamed. */
   replacesKey: boolean;
@@ -120,16 +122,22 @@ export interface Step {
 // ---------------------------------------------------------------------------------------------
 // Boundary
 
+/** The default boundary is never closer than this (hourly and daily tables). */
+export const MIN_BOUNDARY_MARGIN_MS = 24 * 3_600_000;
+
 /**
  * The historical partition's upper bound: the first interval boundary at least half an interval
- * after now. Between prepare and swap the NOT VALID CHECK rejects rows at or after it, so it must
- * not be close: a monthly table converted on the 30th gets the end of next month.
+ * (and at least a day) after now. From prepare's CHECK step until the swap, the NOT VALID CHECK
+ * rejects rows at or after it, so it must not be close: a monthly table converted on the 30th gets
+ * the end of next month, an hourly one a boundary a day ahead.
  */
 export function defaultBoundary(now: Date, policy: Pick<TablePolicy, "interval">): Date {
   const start = floorToInterval(now, policy.interval);
   const next = addIntervals(start, policy.interval, 1);
-  const half = (next.getTime() - start.getTime()) / 2;
-  return next.getTime() - now.getTime() < half ? addIntervals(next, policy.interval, 1) : next;
+  const margin = Math.max((next.getTime() - start.getTime()) / 2, MIN_BOUNDARY_MARGIN_MS);
+  let b = next;
+  while (b.getTime() - now.getTime() < margin) b = addIntervals(b, policy.interval, 1);
+  return b;
 }
 
 export function boundaryProblem(
@@ -148,7 +156,8 @@ export function boundaryProblem(
 // Preflight verdict
 
 function keyType(facts: TableFacts, timeColumn: string): "timestamptz" | "timestamp" | null {
-  const t = facts.columns.find((c) => c.name === timeColumn)?.type;
+  // Without the precision: timestamp(3) partitions like timestamp.
+  const t = facts.columns.find((c) => c.name === timeColumn)?.type.replace(/\(\d+\)/, "");
   if (t === "timestamp with time zone") return "timestamptz";
   if (t === "timestamp without time zone") return "timestamp";
   return null;
@@ -257,12 +266,33 @@ export function assess(facts: TableFacts, input: ConvertInput, state: Conversion
       "use the names preflight lists",
     );
 
+  const pkc = facts.constraints.find((k) => k.type === "p");
+  if (pkc && !pkc.columns.includes(policy.timeColumn) && /\bINCLUDE\b|\bDEFERRABLE\b/.test(pkc.definition))
+    block(
+      `the primary key lacks "${policy.timeColumn}" and has INCLUDE or DEFERRABLE, which convert cannot carry into the new key`,
+      [`${pkc.name}: ${pkc.definition}`],
+      `make the key (${[...pkc.columns, policy.timeColumn].join(", ")}) yourself, or drop INCLUDE/DEFERRABLE first`,
+    );
+  if (pkc && !pkc.columns.includes(policy.timeColumn))
+    warnings.push(
+      `the primary key becomes (${[...pkc.columns, policy.timeColumn].join(", ")}): INSERT ... ON CONFLICT (${pkc.columns.join(", ")}) fails after the swap, and ${pkc.columns.join(", ")} alone is no longer unique across partitions`,
+    );
   const exclusion = facts.constraints.filter((k) => k.type === "x");
   if (exclusion.length > 0)
     block(
       "exclusion constraints are not supported",
       exclusion.map((k) => k.name),
       "drop them first",
+    );
+  // connoinherit is also set on keys and foreign keys of plain tables; only CHECK and NOT NULL matter.
+  const noInherit = facts.constraints.filter(
+    (k) => (k.type === "c" || k.type === "n") && k.noInherit && k.name !== CONVERT_BOUND_CONSTRAINT,
+  );
+  if (noInherit.length > 0)
+    block(
+      "NO INHERIT constraints cannot exist on a partitioned table",
+      noInherit.map((k) => `${k.name}: ${k.definition}`),
+      "drop them, or re-create them without NO INHERIT",
     );
   const notValid = facts.constraints.filter((k) => !k.validated && k.name !== CONVERT_BOUND_CONSTRAINT);
   if (notValid.length > 0)
@@ -330,7 +360,9 @@ export function assess(facts: TableFacts, input: ConvertInput, state: Conversion
     block(
       `${facts.rowsAtOrAfterBoundary} rows are at or after the boundary ${boundary.toISOString()} (latest ${facts.maxTime?.toISOString()}): they cannot go into the historical partition`,
       [name],
-      `pass --boundary ${suggested.toISOString()} (or later), or delete the future-dated rows`,
+      state?.record && state.record.phase !== "reverted"
+        ? `run \`migrate convert revert\`, then prepare again with --boundary ${suggested.toISOString()} (or later); or delete the future-dated rows`
+        : `pass --boundary ${suggested.toISOString()} (or later), or delete the future-dated rows`,
     );
   }
   if (state?.nameClashes.length)
@@ -370,6 +402,7 @@ export function design(facts: TableFacts, input: ConvertInput): ConversionDesign
       body: "",
       unique: true,
       constraint: "p",
+      constraintDef: primaryKey.changes ? null : pk.definition,
       columns: primaryKey.newColumns,
       replacesKey: primaryKey.changes,
     });
@@ -384,6 +417,7 @@ export function design(facts: TableFacts, input: ConvertInput): ConversionDesign
       body: "",
       unique: true,
       constraint: "u",
+      constraintDef: k.definition,
       columns: k.columns,
       replacesKey: false,
     });
@@ -401,6 +435,7 @@ export function design(facts: TableFacts, input: ConvertInput): ConversionDesign
       body: i.body,
       unique: i.unique,
       constraint: null,
+      constraintDef: null,
       columns: i.columns,
       replacesKey: false,
     });
@@ -415,6 +450,7 @@ export function design(facts: TableFacts, input: ConvertInput): ConversionDesign
       body: ` USING btree (${qi(INGEST_COLUMN)}, ${qi(time)})`,
       unique: false,
       constraint: null,
+      constraintDef: null,
       columns: [INGEST_COLUMN, time],
       replacesKey: false,
     });
@@ -537,30 +573,6 @@ export function prepareSteps(d: ConversionDesign, s: PrepareState): Step[] {
       ],
     });
   }
-  if (s.boundCheck === "absent") {
-    steps.push({
-      id: "check",
-      title: `add CHECK (${d.timeColumn} < ${d.boundary}) NOT VALID: new rows are checked, old ones not yet`,
-      locks: "ACCESS EXCLUSIVE on the table for a few milliseconds, under lock_timeout",
-      kind: "transaction",
-      statements: [
-        {
-          sql: `ALTER TABLE ${t} ADD CONSTRAINT ${qi(CONVERT_BOUND_CONSTRAINT)} CHECK (${qi(d.timeColumn)} IS NOT NULL AND ${qi(d.timeColumn)} < ${bound(d, d.boundary)}) NOT VALID`,
-        },
-      ],
-    });
-  }
-  if (s.boundCheck !== "valid") {
-    steps.push({
-      id: "validate",
-      title: "VALIDATE the CHECK: one scan of the table, reads and writes go on",
-      locks:
-        "SHARE UPDATE EXCLUSIVE on the table for the whole scan (blocks only DDL, VACUUM and other validations)",
-      kind: "transaction",
-      statements: [{ sql: `ALTER TABLE ${t} VALIDATE CONSTRAINT ${qi(CONVERT_BOUND_CONSTRAINT)}` }],
-      progress: { kind: "validate" },
-    });
-  }
   const builds: { name: string; columns: string[]; unique: boolean }[] = [];
   if (d.primaryKey?.changes) {
     builds.push({ name: d.names.newKeyIndex, columns: d.primaryKey.newColumns, unique: true });
@@ -587,6 +599,32 @@ export function prepareSteps(d: ConversionDesign, s: PrepareState): Step[] {
     });
   }
   if (!s.parentExists) steps.push(parentStep(d));
+  // The CHECK comes last: from the moment it exists until the swap, rows at or after the boundary
+  // are rejected, so that window holds only VALIDATE and the swap, not the index builds.
+  if (s.boundCheck === "absent") {
+    steps.push({
+      id: "check",
+      title: `add CHECK (${d.timeColumn} < ${d.boundary}) NOT VALID: new rows are checked, old ones not yet`,
+      locks: "ACCESS EXCLUSIVE on the table for a few milliseconds, under lock_timeout",
+      kind: "transaction",
+      statements: [
+        {
+          sql: `ALTER TABLE ${t} ADD CONSTRAINT ${qi(CONVERT_BOUND_CONSTRAINT)} CHECK (${qi(d.timeColumn)} IS NOT NULL AND ${qi(d.timeColumn)} < ${bound(d, d.boundary)}) NOT VALID`,
+        },
+      ],
+    });
+  }
+  if (s.boundCheck !== "valid") {
+    steps.push({
+      id: "validate",
+      title: "VALIDATE the CHECK: one scan of the table, reads and writes go on",
+      locks:
+        "SHARE UPDATE EXCLUSIVE on the table for the whole scan (blocks only DDL, VACUUM and other validations)",
+      kind: "transaction",
+      statements: [{ sql: `ALTER TABLE ${t} VALIDATE CONSTRAINT ${qi(CONVERT_BOUND_CONSTRAINT)}` }],
+      progress: { kind: "validate" },
+    });
+  }
   steps.push({
     id: "prepared",
     title: "mark the conversion prepared",
@@ -611,7 +649,8 @@ function parentStep(d: ConversionDesign): Step {
     `ALTER TABLE ${p} DROP CONSTRAINT IF EXISTS ${qi(CONVERT_BOUND_CONSTRAINT)}`,
   ];
   for (const i of d.parentIndexes) {
-    if (i.constraint === "p")
+    if (i.constraintDef) sqls.push(`ALTER TABLE ${p} ADD CONSTRAINT ${qi(i.temporary)} ${i.constraintDef}`);
+    else if (i.constraint === "p")
       sqls.push(
         `ALTER TABLE ${p} ADD CONSTRAINT ${qi(i.temporary)} PRIMARY KEY (${i.columns.map(qi).join(", ")})`,
       );
@@ -717,10 +756,11 @@ export function swapStep(d: ConversionDesign): Step {
   };
 }
 
-export function revertStep(d: ConversionDesign): Step {
+/** `columns`: read from the catalog when revert runs (a column added since the swap is copied too). */
+export function revertStep(d: ConversionDesign, columns: readonly string[] = d.columns): Step {
   const t = rel(d, d.table);
   const h = rel(d, d.names.history);
-  const cols = d.columns.map(qi).join(", ");
+  const cols = columns.map(qi).join(", ");
   const sqls: Statement[] = [
     { sql: `LOCK TABLE ${t} IN ACCESS EXCLUSIVE MODE` },
     {

@@ -24,7 +24,8 @@ export async function managePartitions(
   const lock = { lockTimeoutMs: policy.lockTimeoutMs, budgetMs: policy.retryBudgetMs };
   let catalog = await readCatalog(db, table, policy.timeColumn, policy.interval, lock);
   const plan = planPartitions(policy, catalog, options.now);
-  for (const f of plan.findings) log.warn(f.message, { finding: f.code, partition: f.partition });
+  for (const f of plan.findings)
+    (f.severity === "info" ? log.info : log.warn)(f.message, { finding: f.code, partition: f.partition });
   if (plan.actions.length === 0) log.info("partitions are up to date: nothing to do");
   for (const a of plan.actions)
     log.info(`${options.dryRun ? "would " : "plan: "}${describeAction(a)}`, {

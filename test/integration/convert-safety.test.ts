@@ -323,7 +323,7 @@ describe("a convert killed at any step leaves a working table, and the same comm
     // the index the way a killed build leaves it.
     const killed = startCli(["migrate", "convert", "--table", table.qualified], {
       ...env,
-      TELEMETRY_JOBS_FAULT_PAUSE: "convert-after-prepare-step:validate",
+      TELEMETRY_JOBS_FAULT_PAUSE: "convert-after-record",
     });
     await killed.waitFor("paused at fault point");
     killed.child.kill("SIGKILL");
@@ -333,25 +333,28 @@ describe("a convert killed at any step leaves a working table, and the same comm
     const builder = new pg.Client({ connectionString: t.url });
     await old.connect();
     await builder.connect();
-    await old.query("BEGIN ISOLATION LEVEL REPEATABLE READ");
-    await old.query("SELECT 1 FROM k_cic.units LIMIT 1");
-    const pid = (await builder.query("SELECT pg_backend_pid() AS pid")).rows[0].pid;
-    const build = builder
-      .query(
-        "CREATE UNIQUE INDEX CONCURRENTLY sensor_readings_convert_key ON k_cic.sensor_readings (id, recorded_at)",
-      )
-      .catch((e: Error) => e);
-    for (let i = 0; i < 100; i++) {
-      const w = await t.pool.query("SELECT 1 FROM pg_stat_progress_create_index WHERE pid = $1", [pid]);
-      if (w.rows.length > 0) break;
-      await new Promise((r) => setTimeout(r, 50));
+    try {
+      await old.query("BEGIN ISOLATION LEVEL REPEATABLE READ");
+      await old.query("SELECT 1 FROM k_cic.units LIMIT 1");
+      const pid = (await builder.query("SELECT pg_backend_pid() AS pid")).rows[0].pid;
+      const build = builder
+        .query(
+          "CREATE UNIQUE INDEX CONCURRENTLY sensor_readings_convert_key ON k_cic.sensor_readings (id, recorded_at)",
+        )
+        .catch((e: Error) => e);
+      for (let i = 0; i < 100; i++) {
+        const w = await t.pool.query("SELECT 1 FROM pg_stat_progress_create_index WHERE pid = $1", [pid]);
+        if (w.rows.length > 0) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      await t.pool.query("SELECT pg_cancel_backend($1)", [pid]);
+      expect(String(await build)).toMatch(/cancel/);
+    } finally {
+      await old.query("ROLLBACK").catch(() => {});
+      await old.end();
+      await builder.end();
     }
-    await new Promise((r) => setTimeout(r, 200));
-    await t.pool.query("SELECT pg_cancel_backend($1)", [pid]);
-    expect(String(await build)).toMatch(/cancel/);
-    await old.query("ROLLBACK");
-    await old.end();
-    await builder.end();
     const invalid = await t.pool.query(
       "SELECT indisvalid FROM pg_index WHERE indexrelid = 'k_cic.sensor_readings_convert_key'::regclass",
     );

@@ -47,6 +47,7 @@ function facts(over: Partial<TableFacts> = {}): TableFacts {
         columns: ["id"],
         definition: "PRIMARY KEY (id)",
         validated: true,
+        noInherit: false,
         indexName: "telemetry_points_pkey",
       },
       {
@@ -55,6 +56,7 @@ function facts(over: Partial<TableFacts> = {}): TableFacts {
         columns: ["device_id"],
         definition: "FOREIGN KEY (device_id) REFERENCES ew.devices(id)",
         validated: true,
+        noInherit: false,
         indexName: null,
       },
     ],
@@ -128,11 +130,12 @@ describe("boundary", () => {
     expect(defaultBoundary(utc("2026-11-21T22:00:00Z"), { interval: "monthly" })).toEqual(
       utc("2027-01-01T00:00:00Z"),
     );
+    // Never closer than a day: daily and hourly tables get at least a day of slack.
     expect(defaultBoundary(utc("2026-11-21T09:00:00Z"), { interval: "daily" })).toEqual(
-      utc("2026-11-22T00:00:00Z"),
-    );
-    expect(defaultBoundary(utc("2026-11-21T13:00:00Z"), { interval: "daily" })).toEqual(
       utc("2026-11-23T00:00:00Z"),
+    );
+    expect(defaultBoundary(utc("2026-11-21T10:31:00Z"), { interval: "hourly" })).toEqual(
+      utc("2026-11-22T11:00:00Z"),
     );
   });
   it("an explicit boundary must start an interval and lie in the future", () => {
@@ -151,7 +154,11 @@ describe("preflight verdict", () => {
   const reasons = (f: TableFacts, i = input()) => assess(f, i, noState).blockers.map((b) => b.reason);
 
   it("a plain table with a key, an outgoing FK and indexes can be converted", () => {
-    expect(assess(facts(), input(), noState)).toEqual({ blockers: [], warnings: [] });
+    const verdict = assess(facts(), input(), noState);
+    expect(verdict.blockers).toEqual([]);
+    expect(verdict.warnings).toEqual([
+      expect.stringMatching(/primary key becomes \(id, ts\): INSERT \.\.\. ON CONFLICT \(id\) fails/),
+    ]);
   });
   it("names each kind of unsupported object", () => {
     const ref = (kind: string, name: string) => ({ kind, name });
@@ -177,6 +184,23 @@ describe("preflight verdict", () => {
     );
     expect(all).toHaveLength(8);
   });
+  it("NO INHERIT blocks on CHECK and NOT NULL constraints only (PostgreSQL marks plain tables' keys NO INHERIT too)", () => {
+    const base = facts();
+    const keysNoInherit = facts({ constraints: base.constraints.map((k) => ({ ...k, noInherit: true })) });
+    expect(reasons(keysNoInherit)).toEqual([]);
+    const check = {
+      name: "v_pos",
+      type: "c" as const,
+      columns: ["v"],
+      definition: "CHECK (v > 0) NO INHERIT",
+      validated: true,
+      noInherit: true,
+      indexName: null,
+    };
+    expect(reasons(facts({ constraints: [...base.constraints, check] }))).toEqual([
+      "NO INHERIT constraints cannot exist on a partitioned table",
+    ]);
+  });
   it("refuses a nullable or non-timestamp time column, a missing table and a partitioned one", () => {
     expect(
       reasons(
@@ -199,6 +223,7 @@ describe("preflight verdict", () => {
           columns: ["device_id", "message_id"],
           definition: "UNIQUE (device_id, message_id)",
           validated: true,
+          noInherit: false,
           indexName: "uq_msg",
         },
       ],
@@ -229,6 +254,7 @@ describe("preflight verdict", () => {
           columns: ["ts"],
           definition: "CHECK (...)",
           validated: false,
+          noInherit: false,
           indexName: null,
         },
       ],
@@ -265,9 +291,56 @@ describe("design", () => {
     expect(d.partitions.map((p) => p.name)).toEqual(["telemetry_points_p202612", "telemetry_points_p202701"]);
     expect(d.defaultPartition).toBe("telemetry_points_default");
   });
-  it("long names stay within 63 bytes", () => {
-    expect(derivedName("x".repeat(63), "_partitioned")).toHaveLength(63);
-    expect(derivedName("x".repeat(63), "_partitioned").endsWith("_partitioned")).toBe(true);
+  it("long names stay within 63 bytes and stay distinct when cut", () => {
+    const a = derivedName(`${"x".repeat(60)}_a`, "_partitioned");
+    const b = derivedName(`${"x".repeat(60)}_b`, "_partitioned");
+    expect(a).toHaveLength(63);
+    expect(a.endsWith("_partitioned")).toBe(true);
+    expect(a).not.toBe(b);
+    expect(derivedName("telemetry_points", "_history")).toBe("telemetry_points_history");
+  });
+  it("constraints keep INCLUDE / NULLS NOT DISTINCT / DEFERRABLE on the parent; a changing key with INCLUDE is refused", () => {
+    const withUnique = facts({
+      constraints: [
+        {
+          name: "telemetry_points_pkey",
+          type: "p",
+          columns: ["id", "ts"],
+          definition: "PRIMARY KEY (id, ts) INCLUDE (metrics)",
+          validated: true,
+          noInherit: false,
+          indexName: "telemetry_points_pkey",
+        },
+        {
+          name: "uq",
+          type: "u",
+          columns: ["device_id", "ts"],
+          definition: "UNIQUE NULLS NOT DISTINCT (device_id, ts)",
+          validated: true,
+          noInherit: false,
+          indexName: "uq",
+        },
+      ],
+    });
+    const d = design(withUnique, input());
+    expect(d.parentIndexes.filter((i) => i.constraint).map((i) => i.constraintDef)).toEqual([
+      "PRIMARY KEY (id, ts) INCLUDE (metrics)",
+      "UNIQUE NULLS NOT DISTINCT (device_id, ts)",
+    ]);
+    const changing = facts({
+      constraints: [
+        {
+          name: "telemetry_points_pkey",
+          type: "p",
+          columns: ["id"],
+          definition: "PRIMARY KEY (id) INCLUDE (metrics)",
+          validated: true,
+          noInherit: false,
+          indexName: "telemetry_points_pkey",
+        },
+      ],
+    });
+    expect(assess(changing, input(), noState).blockers[0]!.reason).toMatch(/INCLUDE or DEFERRABLE/);
   });
 });
 
@@ -312,12 +385,13 @@ describe("statement order", () => {
       builtIndexes: {},
       parentExists: false,
     });
+    // The CHECK (it rejects rows past the boundary until the swap) comes after the slow builds.
     expect(ids(fresh)).toEqual([
-      "check",
-      "validate",
       "index:telemetry_points_convert_key",
       "index:telemetry_points_convert_oldkey",
       "parent",
+      "check",
+      "validate",
       "prepared",
     ]);
     const resumed = prepareSteps(d, {
@@ -327,6 +401,16 @@ describe("statement order", () => {
       parentExists: false,
     });
     expect(ids(resumed)).toEqual(["index:telemetry_points_convert_oldkey", "parent", "prepared"]);
+    expect(
+      ids(
+        prepareSteps(d, {
+          hasIngestColumn: false,
+          boundCheck: "not-valid",
+          builtIndexes: { telemetry_points_convert_key: "valid", telemetry_points_convert_oldkey: "valid" },
+          parentExists: true,
+        }),
+      ),
+    ).toEqual(["validate", "prepared"]);
     expect(sqls(resumed[0]!)[0]).toMatch(/^DROP INDEX CONCURRENTLY IF EXISTS/);
   });
 });
