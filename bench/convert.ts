@@ -38,6 +38,7 @@ import {
   type Load,
   legacyTable,
   percentile,
+  policyFor,
   startLoad,
   tableChecksum,
   type WriterStats,
@@ -66,18 +67,6 @@ const SCHEMA = "edgewatch";
 const DROP_UNIQUE = "telemetry_points_device_message_key";
 const MONITOR_PERIOD_MS = 100;
 const LABEL = "convert";
-
-/** The policy the acceptance tests use for EdgeWatch (test/support/convert-acceptance.ts policyFor). */
-function policy(t: LegacyTable) {
-  return {
-    table: t.qualified,
-    timeColumn: t.timeColumn,
-    interval: "monthly",
-    premake: 3,
-    retention: { keep: "12 months" },
-    rollup: {},
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Lock monitor: the writer's longest lock wait and who blocked it
@@ -202,7 +191,7 @@ async function underLoad(
 async function runConvertScenario(url: string, t: LegacyTable) {
   const env = {
     DATABASE_URL: url,
-    TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify({ tables: [policy(t)] }),
+    TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify({ tables: [policyFor("edgewatch", t.schema)] }),
   };
   const args = ["migrate", "convert", "--table", t.qualified, "--drop-unique", DROP_UNIQUE];
   args.push("--progress-every-s", "10");

@@ -3,10 +3,10 @@
 // reader queries. Then: revert after new rows, convert again, and partition-manager and retention
 // manage the converted table like a greenfield one.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { convertUnderLoad, policyFor } from "../support/convert-acceptance.ts";
+import { convertUnderLoad } from "../support/convert-acceptance.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
 import { makeConfig, runCli, runPartitionManager, runRetention } from "../support/jobs.ts";
-import { legacyTable, tableChecksum } from "../support/legacy-tables.ts";
+import { legacyTable, policyFor, tableChecksum } from "../support/legacy-tables.ts";
 
 const SCHEMA = "edgewatch";
 const table = legacyTable("edgewatch", SCHEMA);

@@ -9,6 +9,7 @@ import {
   type LegacyShape,
   legacyTable,
   percentile,
+  policyFor,
   startLoad,
   tableChecksum,
   type WriterStats,
@@ -23,18 +24,6 @@ export interface AcceptanceOutcome {
   p99InsertMs: number;
   rowsPerSecond: number;
   convertMs: number;
-}
-
-export function policyFor(shape: LegacyShape, schema: string): Record<string, unknown> {
-  const t = legacyTable(shape, schema);
-  return {
-    table: t.qualified,
-    timeColumn: t.timeColumn,
-    interval: "monthly",
-    premake: 3,
-    retention: { keep: "12 months" },
-    ...(shape === "edgewatch" ? { rollup: {} } : {}),
-  };
 }
 
 export async function convertUnderLoad(

@@ -40,6 +40,19 @@ export function legacyTable(shape: LegacyShape, schema: string): LegacyTable {
       };
 }
 
+/** The policy the convert tests and bench use: monthly, premake 3, 12 months' retention (and rollups for EdgeWatch). */
+export function policyFor(shape: LegacyShape, schema: string): Record<string, unknown> {
+  const t = legacyTable(shape, schema);
+  return {
+    table: t.qualified,
+    timeColumn: t.timeColumn,
+    interval: "monthly",
+    premake: 3,
+    retention: { keep: "12 months" },
+    ...(shape === "edgewatch" ? { rollup: {} } : {}),
+  };
+}
+
 /**
  * Creates the table with `rows` rows spread over the last `days` days. EdgeWatch's legacy
  * telemetry_points: varchar(36) uuid key, FK to devices, unique (device_id, message_id), indexes
