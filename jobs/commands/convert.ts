@@ -23,9 +23,11 @@ new partitions; a rollup block adds the ingest_xid column (catalog-only) and its
 Phases (each idempotent: after a kill, run the same command again):
   preflight   report rows, size, time range, keys, indexes, foreign keys, views, triggers, grants,
               sequences, replica identity; exit 2 naming every object that blocks the conversion
-  prepare     the slow part, no write blocked: CHECK (time < boundary) NOT VALID then VALIDATE, the
-              unique index (key + time) CONCURRENTLY, the new parent with its partitions
-  swap        one short transaction under lock_timeout, retried: renames and ATTACH
+  prepare     the slow part, no write blocked: the unique index (key + time) CONCURRENTLY, the new
+              parent with its partitions, then CHECK (time < boundary) NOT VALID and VALIDATE
+              (from the CHECK until the swap, rows dated at or after the boundary are rejected)
+  swap        one short transaction under lock_timeout, retried: renames and ATTACH; refuses if
+              the table changed since prepare (revert, then prepare again)
   verify      counts and checksums through the parent vs. each partition, bounds, indexes, identity,
               EXPLAIN pruning (read-only)
   revert      until finalize: back to one plain table, rows written since the swap included
@@ -37,7 +39,7 @@ Options:
   --table NAME          the table, as listed in the policy (required)
   --config PATH         policy file (or TELEMETRY_JOBS_CONFIG / TELEMETRY_JOBS_CONFIG_JSON)
   --boundary ISO        end of the historical partition (an interval start, UTC); default: the first
-                        interval boundary at least half an interval from now
+                        interval boundary at least half an interval and at least a day from now
   --drop-unique NAME    accept that this unique constraint/index without the time column is not
                         enforced by the partitioned table (repeatable; see docs/runbooks/convert.md)
   --lock-timeout-ms N   longest wait for a lock in one attempt (default 200): the longest that

@@ -277,6 +277,19 @@ async function runPhase(
         reportPreflight(log, facts, verdict, active.boundary);
         return { exitCode: 2 };
       }
+      const drift = designDrift(facts, storedDesign);
+      if (drift.length > 0)
+        throw new Refusal(
+          `${exec.table} changed since prepare (${drift.join("; ")}); the prepared partitioned table no longer matches it. ` +
+            "Run `migrate convert revert` (it removes what prepare built), then prepare again",
+        );
+      const left = active.boundary.getTime() - Date.now();
+      if (left < 3_600_000)
+        log.warn(
+          left <= 0
+            ? `the boundary ${active.boundary.toISOString()} has passed: inserts dated after it fail on the CHECK until this swap commits`
+            : `the boundary ${active.boundary.toISOString()} is ${Math.round(left / 60_000)} min away: inserts dated after it will fail on the CHECK until the swap`,
+        );
       const missing = prepareSteps(storedDesign, prepareState(facts, state)).filter(
         (s) => s.id !== "prepared",
       );
@@ -286,6 +299,10 @@ async function runPhase(
         );
       await pauseAtFaultPoint("convert-before-swap", log);
       const outcome = await runStep(exec, swapStep(storedDesign));
+      if (!options.dryRun && !options.policy.partitioned)
+        log.warn(
+          `the policy still says "partitioned": false for ${exec.table}: remove it now, or retention refuses the table and partition-manager ignores it`,
+        );
       if (!options.dryRun)
         log.notice(
           `swapped in ${outcome.durationMs} ms (${outcome.attempts} attempt${outcome.attempts === 1 ? "" : "s"}): ${exec.table} is partitioned`,

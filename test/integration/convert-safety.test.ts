@@ -366,6 +366,35 @@ describe("a convert killed at any step leaves a working table, and the same comm
   });
 });
 
+describe("a table changed between prepare and swap", () => {
+  it("swap refuses (exit 2) naming the change; revert removes what prepare built; prepare and swap then work", async () => {
+    const table = legacyTable("sensor_readings", "drift");
+    await createLegacyTable(t.pool, table, 2_000, 60);
+    const env = envFor([{ ...policy(table.qualified), timeColumn: "recorded_at" }]);
+    const run = async (phase: string) =>
+      await runCli(["migrate", "convert", phase, "--table", table.qualified], env);
+    expect((await run("prepare")).code).toBe(0);
+    await t.pool.query("ALTER TABLE drift.sensor_readings ADD COLUMN firmware text");
+    const refused = await run("swap");
+    expect(refused.code).toBe(2);
+    expect(messages(refused.lines)).toMatch(/changed since prepare \(columns added: firmware\).*revert/);
+    expect((await run("revert")).code).toBe(0);
+    const leftovers = await t.pool.query(
+      "SELECT relname FROM pg_class WHERE relnamespace = 'drift'::regnamespace AND relname LIKE 'sensor_readings_%' ORDER BY 1",
+    );
+    expect(leftovers.rows.map((r) => r.relname)).toEqual([
+      "sensor_readings_device_time_idx",
+      "sensor_readings_id_seq",
+      "sensor_readings_pkey",
+    ]);
+    expect((await runCli(["migrate", "convert", "--table", table.qualified], env)).code).toBe(0);
+    const cols = await t.pool.query(
+      "SELECT count(*)::int AS n FROM pg_attribute WHERE attrelid = 'drift.sensor_readings'::regclass AND attname = 'firmware'",
+    );
+    expect(cols.rows[0].n).toBe(1);
+  });
+});
+
 describe("owned sequences and grants", () => {
   it("a serial key keeps counting after the swap, the sequence moves to the partitioned table, grants are copied", async () => {
     await t.pool.query("CREATE SCHEMA g");
