@@ -113,8 +113,6 @@ export interface ConversionState {
   parentExists: boolean;
   /** After the swap: the table is partitioned and the historical partition is attached to it. */
   historyAttached: boolean;
-  /** Names we are about to create that are taken by something else. */
-  nameClashes: string[];
 }
 
 export async function readTableFacts(
@@ -395,7 +393,6 @@ export async function readConversionState(
     builtIndexes,
     parentExists,
     historyAttached,
-    nameClashes: [],
   };
 }
 

@@ -29,6 +29,7 @@ import {
   defaultBoundary,
   design,
   finalizeSteps,
+  INGEST_COLUMN,
   namesToCreate,
   type PrepareState,
   prepareSteps,
@@ -248,17 +249,11 @@ async function runPhase(
         log.notice(`already ${active.phase}`);
         return { exitCode: 0, already: true };
       }
-      if (options.dryRun && active?.phase === "preparing" && storedDesign) {
-        await runStep(exec, swapStep(storedDesign));
-        return { exitCode: 0 };
-      }
       if (active?.phase !== "prepared" || !storedDesign) {
-        if (options.dryRun && options.phase === "all") {
-          log.notice(
-            "dry run: the swap's statements depend on prepare; run `prepare --dry-run` output above first",
-          );
+        // A dry run before (or in the middle of) prepare shows the swap prepare is heading for.
+        if (options.dryRun && (options.phase === "all" || active?.phase === "preparing")) {
           const facts = await readTableFacts(db, table, options.policy.timeColumn, null);
-          await runStep(exec, swapStep(design(facts, input)));
+          await runStep(exec, swapStep(active && storedDesign ? storedDesign : design(facts, input)));
           return { exitCode: 0 };
         }
         throw new Refusal(
@@ -471,7 +466,7 @@ export function designDrift(facts: TableFacts, d: ConversionDesign): string[] {
 
 function prepareState(facts: TableFacts, state: ConversionState): PrepareState {
   return {
-    hasIngestColumn: facts.columns.some((c) => c.name === "ingest_xid"),
+    hasIngestColumn: facts.columns.some((c) => c.name === INGEST_COLUMN),
     boundCheck: state.boundCheck,
     builtIndexes: state.builtIndexes,
     parentExists: state.parentExists,
@@ -493,7 +488,7 @@ async function assessWithClashes(
     const clashes = (await existingRelations(db, facts.table.schema, namesToCreate(d))).filter(
       (n) => !ours.has(n),
     );
-    return assess(facts, input, { ...state, nameClashes: clashes });
+    return assess(facts, input, state, clashes);
   }
   return assess(facts, input, state);
 }

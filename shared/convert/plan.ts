@@ -11,7 +11,7 @@
 // prepared indexes and constraints let it adopt the old table's instead of building new ones.
 import type { TablePolicy } from "../config/policy.ts";
 import { boundLiteral } from "../partitions/bounds.ts";
-import { partitionName } from "../partitions/naming.ts";
+import { DEFAULT_PARTITION_MARKER, partitionName } from "../partitions/naming.ts";
 import { defaultPartitionName } from "../partitions/plan.ts";
 import { addIntervals, floorToInterval, isAligned } from "../partitions/time.ts";
 import type { ConversionState, ObjectRef, OwnedSequence, TableFacts } from "./facts.ts";
@@ -25,8 +25,8 @@ import {
   temporaryIndexName,
 } from "./names.ts";
 
-export const DEFAULT_PARTITION_MARKER = "telemetry-jobs: DEFAULT partition";
-const INGEST_COLUMN = "ingest_xid";
+/** The column rollup-hourly finds new rows by. */
+export const INGEST_COLUMN = "ingest_xid";
 
 export interface ConvertInput {
   policy: TablePolicy;
@@ -181,7 +181,13 @@ function uniqueWithoutTime(facts: TableFacts, timeColumn: string, names: Convert
   return out;
 }
 
-export function assess(facts: TableFacts, input: ConvertInput, state: ConversionState | null): Assessment {
+export function assess(
+  facts: TableFacts,
+  input: ConvertInput,
+  state: ConversionState | null,
+  /** Names convert needs that other objects already have (existingRelations). */
+  nameClashes: readonly string[] = [],
+): Assessment {
   const { policy } = input;
   const name = `${facts.table.schema}.${facts.table.name}`;
   const names = convertNames(facts.table.name);
@@ -365,8 +371,8 @@ export function assess(facts: TableFacts, input: ConvertInput, state: Conversion
         : `pass --boundary ${suggested.toISOString()} (or later), or delete the future-dated rows`,
     );
   }
-  if (state?.nameClashes.length)
-    block("names convert needs are taken by other objects", state.nameClashes, "rename or drop them");
+  if (nameClashes.length > 0)
+    block("names convert needs are taken by other objects", [...nameClashes], "rename or drop them");
   if (!facts.constraints.some((k) => k.type === "p"))
     warnings.push("the table has no primary key; the partitioned table will have none either");
   return { blockers, warnings };
@@ -532,6 +538,34 @@ const rel = (d: ConversionDesign, name: string) => `${qi(d.schema)}.${qi(name)}`
 const bound = (d: ConversionDesign, iso: string) => ql(boundLiteral(new Date(iso), d.keyType));
 const conversionsRow = (d: ConversionDesign) => `table_name = ${ql(`${d.schema}.${d.table}`)}`;
 
+/**
+ * Moves the recorded phase. It must change exactly one row, or the step rolls back: the guard
+ * against running a phase from the wrong state, or twice at once (the row lock serialises them).
+ */
+function phaseUpdate(d: ConversionDesign, to: string, from: readonly string[]): Statement {
+  const where = from.length === 1 ? `= ${ql(from[0]!)}` : `IN (${from.map(ql).join(", ")})`;
+  return {
+    sql: `UPDATE telemetry_jobs.conversions SET phase = ${ql(to)}, updated_at = now() WHERE ${conversionsRow(d)} AND phase ${where}`,
+    expectRows: 1,
+  };
+}
+
+function markPhaseStep(
+  d: ConversionDesign,
+  id: string,
+  title: string,
+  to: string,
+  from: readonly string[],
+): Step {
+  return {
+    id,
+    title,
+    locks: "none on the table",
+    kind: "transaction",
+    statements: [phaseUpdate(d, to, from)],
+  };
+}
+
 export function recordStep(d: ConversionDesign): Step {
   return {
     id: "record",
@@ -625,18 +659,9 @@ export function prepareSteps(d: ConversionDesign, s: PrepareState): Step[] {
       progress: { kind: "validate" },
     });
   }
-  steps.push({
-    id: "prepared",
-    title: "mark the conversion prepared",
-    locks: "none on the table",
-    kind: "transaction",
-    statements: [
-      {
-        sql: `UPDATE telemetry_jobs.conversions SET phase = 'prepared', updated_at = now() WHERE ${conversionsRow(d)} AND phase IN ('preparing', 'prepared')`,
-        expectRows: 1,
-      },
-    ],
-  });
+  steps.push(
+    markPhaseStep(d, "prepared", "mark the conversion prepared", "prepared", ["preparing", "prepared"]),
+  );
   return steps;
 }
 
@@ -706,10 +731,7 @@ export function swapStep(d: ConversionDesign): Step {
   const h = rel(d, d.names.history);
   const sqls: Statement[] = [
     { sql: `LOCK TABLE ${t} IN ACCESS EXCLUSIVE MODE` },
-    {
-      sql: `UPDATE telemetry_jobs.conversions SET phase = 'swapped', updated_at = now() WHERE ${conversionsRow(d)} AND phase = 'prepared'`,
-      expectRows: 1,
-    },
+    phaseUpdate(d, "swapped", ["prepared"]),
   ];
   if (d.identity) {
     const c = d.identity.column;
@@ -763,10 +785,7 @@ export function revertStep(d: ConversionDesign, columns: readonly string[] = d.c
   const cols = columns.map(qi).join(", ");
   const sqls: Statement[] = [
     { sql: `LOCK TABLE ${t} IN ACCESS EXCLUSIVE MODE` },
-    {
-      sql: `UPDATE telemetry_jobs.conversions SET phase = 'reverted', updated_at = now() WHERE ${conversionsRow(d)} AND phase = 'swapped'`,
-      expectRows: 1,
-    },
+    phaseUpdate(d, "reverted", ["swapped"]),
     { sql: `ALTER TABLE ${t} DETACH PARTITION ${h}` },
     { sql: `ALTER TABLE ${h} DROP CONSTRAINT ${qi(CONVERT_BOUND_CONSTRAINT)}` },
     // Rows written since the swap into the new partitions (and DEFAULT) go back into the one table.
@@ -843,18 +862,15 @@ export function finalizeSteps(d: ConversionDesign, present: ReadonlySet<string>)
       statements: [{ sql: `DROP INDEX CONCURRENTLY IF EXISTS ${rel(d, d.names.oldKeyIndex)}` }],
     });
   }
-  steps.push({
-    id: "finalized",
-    title: "mark the conversion finalized (revert is no longer possible)",
-    locks: "none on the table",
-    kind: "transaction",
-    statements: [
-      {
-        sql: `UPDATE telemetry_jobs.conversions SET phase = 'finalized', updated_at = now() WHERE ${conversionsRow(d)} AND phase IN ('swapped', 'finalized')`,
-        expectRows: 1,
-      },
-    ],
-  });
+  steps.push(
+    markPhaseStep(
+      d,
+      "finalized",
+      "mark the conversion finalized (revert is no longer possible)",
+      "finalized",
+      ["swapped", "finalized"],
+    ),
+  );
   return steps;
 }
 
@@ -889,17 +905,8 @@ export function abandonSteps(d: ConversionDesign, s: PrepareState): Step[] {
       kind: "transaction",
       statements: [{ sql: `ALTER TABLE ${t} DROP CONSTRAINT IF EXISTS ${qi(CONVERT_BOUND_CONSTRAINT)}` }],
     });
-  steps.push({
-    id: "reverted",
-    title: "mark the conversion reverted",
-    locks: "none on the table",
-    kind: "transaction",
-    statements: [
-      {
-        sql: `UPDATE telemetry_jobs.conversions SET phase = 'reverted', updated_at = now() WHERE ${conversionsRow(d)} AND phase IN ('preparing', 'prepared')`,
-        expectRows: 1,
-      },
-    ],
-  });
+  steps.push(
+    markPhaseStep(d, "reverted", "mark the conversion reverted", "reverted", ["preparing", "prepared"]),
+  );
   return steps;
 }

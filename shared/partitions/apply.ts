@@ -16,11 +16,11 @@ import type { Logger } from "../log/logger.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import { boundLiteral } from "./bounds.ts";
 import type { TableCatalog } from "./catalog.ts";
+import { DEFAULT_PARTITION_MARKER } from "./naming.ts";
 import type { PartitionAction } from "./plan.ts";
 
 /** Name of the CHECK constraint that marks a standalone table as our partition-to-be. */
 export const BOUND_CONSTRAINT = "telemetry_jobs_bound";
-const DEFAULT_MARKER = "telemetry-jobs: DEFAULT partition";
 
 export interface ApplyContext {
   db: Kysely<any>;
@@ -220,7 +220,7 @@ async function createDefaultPartition(ctx: ApplyContext, name: string): Promise<
   const rel = `${schema}.${name}`;
   const before = await relationState(db, schema, name);
   if (before.isPartition) return { rows: 0, lockRetries: 0, alreadyDone: true };
-  if (before.exists && before.comment !== DEFAULT_MARKER) {
+  if (before.exists && before.comment !== DEFAULT_PARTITION_MARKER) {
     throw new Error(
       `${rel} already exists and was not created by telemetry-jobs; rename it or turn defaultPartition off`,
     );
@@ -237,7 +237,7 @@ async function createDefaultPartition(ctx: ApplyContext, name: string): Promise<
     async (trx) => {
       if (!before.exists) {
         await sql`CREATE TABLE ${sql.table(rel)} ${likeParent(parent)}`.execute(trx);
-        await sql`COMMENT ON TABLE ${sql.table(rel)} IS ${sql.lit(DEFAULT_MARKER)}`.execute(trx);
+        await sql`COMMENT ON TABLE ${sql.table(rel)} IS ${sql.lit(DEFAULT_PARTITION_MARKER)}`.execute(trx);
       }
       await sql`ALTER TABLE ${sql.table(parent)} ATTACH PARTITION ${sql.table(rel)} DEFAULT`.execute(trx);
     },

@@ -2,6 +2,9 @@
 // bounds from the catalog, never from names.
 import { isoWeek, type PartitionInterval } from "./time.ts";
 
+/** Comment on a DEFAULT partition telemetry-jobs made (partition-manager, or migrate convert). */
+export const DEFAULT_PARTITION_MARKER = "telemetry-jobs: DEFAULT partition";
+
 /** Placeholders a naming template may use. */
 export const NAMING_PLACEHOLDERS = [
   "{table}",

@@ -113,7 +113,6 @@ const noState: ConversionState = {
   builtIndexes: {},
   parentExists: false,
   historyAttached: false,
-  nameClashes: [],
 };
 const input = (over: Record<string, unknown> = {}) => ({
   policy: policy(),
