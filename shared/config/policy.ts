@@ -4,7 +4,7 @@ import { z } from "zod";
 import { defaultNamingTemplate, partitionName, requiredPlaceholders } from "../partitions/naming.ts";
 import { INTERVALS } from "../partitions/time.ts";
 import { parseDuration } from "./duration.ts";
-import { IDENTIFIER_PATTERN, isIdentifier, parseQualifiedName } from "./identifiers.ts";
+import { IDENTIFIER_PATTERN, isIdentifier, parseQualifiedName, type QualifiedName } from "./identifiers.ts";
 
 const identifier = z
   .string()
@@ -221,6 +221,19 @@ export type RetentionPolicy = z.output<typeof RetentionPolicySchema>;
 export type RollupPolicy = z.output<typeof RollupPolicySchema>;
 export type PolicyFile = z.output<typeof PolicyFileSchema>;
 
+/**
+ * The policy's table as parts. `table` was validated as one or two plain lower-case identifiers
+ * (no dots or quotes inside a part), so reading it back into parts is unambiguous.
+ */
+export function policyTable(policy: { readonly table: string }): QualifiedName {
+  return parseQualifiedName(policy.table)!;
+}
+
+/** The policy's rollup target as parts (validated like `table`). */
+export function rollupTarget(rollup: { readonly target: string }): QualifiedName {
+  return parseQualifiedName(rollup.target)!;
+}
+
 function tableName(qualified: string): string {
-  return qualified.split(".").pop()!;
+  return parseQualifiedName(qualified)!.name;
 }

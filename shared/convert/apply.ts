@@ -5,6 +5,7 @@
 // plan drops and rebuilds. Long steps log progress while they run.
 import { type Kysely, sql } from "kysely";
 import { withLockRetry } from "../db/lock-retry.ts";
+import { type Relation, relationOidSql } from "../db/relation.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Step } from "./plan.ts";
 
@@ -16,7 +17,7 @@ export interface ExecContext {
   /** Total time to keep retrying a step whose lock is not available. */
   retryBudgetMs: number;
   /** Relation named in "gave up" errors with its lock holders. */
-  table: string;
+  table: Relation;
   progressEveryMs: number;
   dryRun: boolean;
   signal?: AbortSignal;
@@ -129,7 +130,7 @@ function startProgress(ctx: ExecContext, step: Step, started: number): () => voi
         }>`
           SELECT phase, blocks_done::float8 AS blocks_done, blocks_total::float8 AS blocks_total,
                  tuples_done::float8 AS tuples_done, tuples_total::float8 AS tuples_total
-            FROM pg_stat_progress_create_index WHERE relid = ${ctx.table}::regclass`
+            FROM pg_stat_progress_create_index WHERE relid = ${relationOidSql(ctx.table)}`
           .execute(ctx.db)
           .catch(() => ({ rows: [] }));
         const p = r.rows[0];

@@ -7,6 +7,7 @@ import { type Kysely, sql } from "kysely";
 import { ConfigError } from "../config/errors.ts";
 import { parseQualifiedName } from "../config/identifiers.ts";
 import type { TablePolicy } from "../config/policy.ts";
+import { relationOidSql, relationSql } from "../db/relation.ts";
 import type { Logger } from "../log/logger.ts";
 import { withAdvisoryLocks } from "../run/advisory-lock.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
@@ -161,7 +162,7 @@ async function runPhase(
     log,
     lockTimeoutMs: options.lockTimeoutMs,
     retryBudgetMs: options.retryBudgetMs,
-    table: `${table.schema}.${table.name}`,
+    table,
     progressEveryMs: options.progressEveryMs,
     dryRun: options.dryRun,
     signal,
@@ -362,7 +363,7 @@ async function runPhase(
         );
       // Rows the new partitions hold (pruned by the bound: the historical partition is not read).
       const pending = await sql<{ n: number }>`
-        SELECT count(*)::float8 AS n FROM ${sql.raw(`"${table.schema}"."${table.name}"`)}
+        SELECT count(*)::float8 AS n FROM ${relationSql(table)}
          WHERE ${sql.ref(storedDesign.timeColumn)} >= ${sql.raw(`'${storedDesign.boundary}'::timestamptz`)}
             OR ${sql.ref(storedDesign.timeColumn)} IS NULL`.execute(db);
       log.info(
@@ -438,8 +439,8 @@ async function copyableColumns(
 ): Promise<string[]> {
   const r = await sql<{ name: string }>`
     SELECT a.attname AS name FROM pg_attribute a
-     WHERE a.attrelid = ${`"${schema}"."${parent}"`}::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-       AND EXISTS (SELECT 1 FROM pg_attribute b WHERE b.attrelid = ${`"${schema}"."${history}"`}::regclass
+     WHERE a.attrelid = ${relationOidSql({ schema, name: parent })} AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+       AND EXISTS (SELECT 1 FROM pg_attribute b WHERE b.attrelid = ${relationOidSql({ schema, name: history })}
                       AND b.attname = a.attname AND NOT b.attisdropped)
      ORDER BY a.attnum`.execute(db);
   return r.rows.map((x) => x.name);

@@ -3,6 +3,7 @@
 // makes every later lock request on that table queue behind it; lock_timeout caps how long
 // ingestion can be held up by our waiting, and the budget caps how long the job keeps trying.
 import { type Kysely, sql, type Transaction } from "kysely";
+import { type Relation, relationOidSql } from "./relation.ts";
 import { isRetryableLockError, sqlState } from "./sqlstate.ts";
 
 export interface LockRetryOptions {
@@ -11,7 +12,7 @@ export interface LockRetryOptions {
   /** What the transaction is for, used in messages ("attach public.t_p202611"). */
   what: string;
   /** Relation whose lock holders are named when the budget runs out. */
-  contended?: string;
+  contended?: Relation;
   onRetry?: (info: { attempt: number; waitMs: number; error: unknown }) => void;
   signal?: AbortSignal;
   /** For tests: a deterministic random source. */
@@ -65,7 +66,7 @@ export async function withLockRetry<DB, T>(
 }
 
 /** "pid 123 (idle in transaction for 41 s, AccessExclusiveLock): LOCK TABLE ..." for each holder. */
-export async function describeLockHolders(db: Kysely<any>, relation: string): Promise<string> {
+export async function describeLockHolders(db: Kysely<any>, relation: Relation): Promise<string> {
   try {
     const r = await sql<{
       pid: number;
@@ -79,8 +80,8 @@ export async function describeLockHolders(db: Kysely<any>, relation: string): Pr
              left(a.query, 120) AS query
         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
        WHERE l.granted AND l.pid <> pg_backend_pid()
-         AND l.relation IN (SELECT ${relation}::regclass UNION ALL
-                            SELECT inhrelid FROM pg_inherits WHERE inhparent = ${relation}::regclass)
+         AND l.relation IN (SELECT ${relationOidSql(relation)} UNION ALL
+                            SELECT inhrelid FROM pg_inherits WHERE inhparent = ${relationOidSql(relation)})
        ORDER BY a.xact_start NULLS LAST LIMIT 5`.execute(db);
     return r.rows
       .map((h) => `pid ${h.pid} (${h.state ?? "?"} for ${h.seconds ?? "?"} s, ${h.mode}): ${h.query ?? ""}`)

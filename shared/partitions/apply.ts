@@ -12,6 +12,7 @@
 import { type Kysely, sql, type Transaction } from "kysely";
 import type { TablePolicy } from "../config/policy.ts";
 import { withLockRetry } from "../db/lock-retry.ts";
+import { columnSql, displayRelation, type Relation, relationSql } from "../db/relation.ts";
 import type { Logger } from "../log/logger.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import { boundLiteral } from "./bounds.ts";
@@ -88,9 +89,9 @@ async function relationState(db: Kysely<any>, schema: string, name: string): Pro
 /** How long the attach transaction may queue for the parent lock while writers queue behind it. */
 export const PARENT_LOCK_WAIT_MS = 200;
 
-function likeParent(parent: string) {
+function likeParent(parent: Relation) {
   // Not INCLUDING IDENTITY: the child must share the parent's sequence, not get its own.
-  return sql`(LIKE ${sql.table(parent)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES
+  return sql`(LIKE ${relationSql(parent)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES
     INCLUDING STORAGE INCLUDING COMMENTS INCLUDING GENERATED INCLUDING STATISTICS)`;
 }
 
@@ -100,9 +101,10 @@ async function createPartition(
 ): Promise<ActionOutcome> {
   const { db, policy, catalog, log } = ctx;
   const schema = catalog.table.schema;
-  const parent = `${schema}.${catalog.table.name}`;
-  const child = `${schema}.${action.partition}`;
-  const col = sql.ref(catalog.keyColumn);
+  const parent = catalog.table;
+  const child: Relation = { schema, name: action.partition };
+  const childText = displayRelation(child);
+  const col = columnSql(catalog.keyColumn);
   const from = sql.lit(boundLiteral(action.from, catalog.keyType));
   const to = sql.lit(boundLiteral(action.to, catalog.keyType));
   const retry = {
@@ -118,7 +120,7 @@ async function createPartition(
   if (before.isPartition) return { rows: 0, lockRetries: 0, alreadyDone: true };
   if (before.exists && !before.hasBoundConstraint) {
     throw new Error(
-      `${child} already exists as a plain table that telemetry-jobs did not create (no ${BOUND_CONSTRAINT} constraint); ` +
+      `${childText} already exists as a plain table that telemetry-jobs did not create (no ${BOUND_CONSTRAINT} constraint); ` +
         "rename or drop it, or change the naming template. Nothing was changed.",
     );
   }
@@ -127,7 +129,7 @@ async function createPartition(
     // Retention detached this table (its comment says so). Re-attaching it would put expired
     // data back; docs/runbooks/retention.md says how to restore it on purpose.
     throw new Error(
-      `${child} was detached by retention ("${before.comment}"); it is not re-attached automatically. ` +
+      `${childText} was detached by retention ("${before.comment}"); it is not re-attached automatically. ` +
         "To restore it, follow docs/runbooks/retention.md; to make a new empty partition, rename or drop it first. Nothing was changed.",
     );
   }
@@ -136,9 +138,9 @@ async function createPartition(
   // nothing exists or a table that carries our constraint does.
   let lockRetries = 0;
   if (!before.exists) {
-    const made = await withLockRetry(db, { ...retry, what: `create ${child}` }, async (trx) => {
-      await sql`CREATE TABLE ${sql.table(child)} ${likeParent(parent)}`.execute(trx);
-      await sql`ALTER TABLE ${sql.table(child)} ADD CONSTRAINT ${sql.id(BOUND_CONSTRAINT)}
+    const made = await withLockRetry(db, { ...retry, what: `create ${childText}` }, async (trx) => {
+      await sql`CREATE TABLE ${relationSql(child)} ${likeParent(parent)}`.execute(trx);
+      await sql`ALTER TABLE ${relationSql(child)} ADD CONSTRAINT ${sql.id(BOUND_CONSTRAINT)}
         CHECK (${col} IS NOT NULL AND ${col} >= ${from} AND ${col} < ${to})`.execute(trx);
     });
     lockRetries += made.attempts - 1;
@@ -167,19 +169,19 @@ async function createPartition(
   //      our short wait times out long before deadlock_timeout, we roll back, and it goes on.
   // Without a DEFAULT the attach needs only SHARE UPDATE EXCLUSIVE, which writers do not notice.
   const def = catalog.defaultPartition;
-  const attached = await withLockRetry(db, { ...retry, what: `attach ${child}` }, async (trx) => {
+  const attached = await withLockRetry(db, { ...retry, what: `attach ${childText}` }, async (trx) => {
     if (def) {
-      await sql`LOCK TABLE ${sql.table(`${def.schema}.${def.name}`)} IN ACCESS EXCLUSIVE MODE`.execute(trx);
+      await sql`LOCK TABLE ${relationSql(def)} IN ACCESS EXCLUSIVE MODE`.execute(trx);
       const wait = Math.min(policy.lockTimeoutMs, PARENT_LOCK_WAIT_MS);
       await sql`SELECT set_config('lock_timeout', ${`${wait}ms`}, true)`.execute(trx);
-      await sql`LOCK TABLE ${sql.table(parent)} IN SHARE ROW EXCLUSIVE MODE`.execute(trx);
+      await sql`LOCK TABLE ${relationSql(parent)} IN SHARE ROW EXCLUSIVE MODE`.execute(trx);
       await sql`SELECT set_config('lock_timeout', ${`${policy.lockTimeoutMs}ms`}, true)`.execute(trx);
     } else {
-      await sql`LOCK TABLE ${sql.table(parent)} IN SHARE UPDATE EXCLUSIVE MODE`.execute(trx);
+      await sql`LOCK TABLE ${relationSql(parent)} IN SHARE UPDATE EXCLUSIVE MODE`.execute(trx);
     }
     const moved = def ? await moveFromDefault(trx, ctx, child, from, to) : 0;
     await pauseAtFaultPoint("after-move-rows", log);
-    await sql`ALTER TABLE ${sql.table(parent)} ATTACH PARTITION ${sql.table(child)}
+    await sql`ALTER TABLE ${relationSql(parent)} ATTACH PARTITION ${relationSql(child)}
       FOR VALUES FROM (${from}) TO (${to})`.execute(trx);
     return moved;
   });
@@ -195,34 +197,37 @@ async function createPartition(
 async function moveFromDefault(
   trx: Transaction<any>,
   ctx: ApplyContext,
-  child: string,
+  child: Relation,
   from: ReturnType<typeof sql.lit>,
   to: ReturnType<typeof sql.lit>,
 ): Promise<number> {
   const def = ctx.catalog.defaultPartition!;
-  const defaultRel = sql.table(`${def.schema}.${def.name}`);
-  const col = sql.ref(ctx.catalog.keyColumn);
-  const cols = sql.join(ctx.catalog.columns.map((c) => sql.ref(c)));
+  const defaultRel = relationSql(def);
+  const col = columnSql(ctx.catalog.keyColumn);
+  const cols = sql.join(ctx.catalog.columns.map((c) => columnSql(c)));
   const r = await sql`
     WITH moved AS (
       DELETE FROM ${defaultRel} WHERE ${col} >= ${from} AND ${col} < ${to} RETURNING ${cols}
     )
-    INSERT INTO ${sql.table(child)} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM moved`.execute(trx);
+    INSERT INTO ${relationSql(child)} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM moved`.execute(
+    trx,
+  );
   const rows = Number(r.numAffectedRows ?? 0n);
-  if (rows > 0) ctx.log.info("moved rows out of the DEFAULT partition", { partition: child, rows });
+  if (rows > 0) ctx.log.info("moved rows out of the DEFAULT partition", { partition: child.name, rows });
   return rows;
 }
 
 async function createDefaultPartition(ctx: ApplyContext, name: string): Promise<ActionOutcome> {
   const { db, policy, catalog, log } = ctx;
   const schema = catalog.table.schema;
-  const parent = `${schema}.${catalog.table.name}`;
-  const rel = `${schema}.${name}`;
+  const parent = catalog.table;
+  const rel: Relation = { schema, name };
+  const relText = displayRelation(rel);
   const before = await relationState(db, schema, name);
   if (before.isPartition) return { rows: 0, lockRetries: 0, alreadyDone: true };
   if (before.exists && before.comment !== DEFAULT_PARTITION_MARKER) {
     throw new Error(
-      `${rel} already exists and was not created by telemetry-jobs; rename it or turn defaultPartition off`,
+      `${relText} already exists and was not created by telemetry-jobs; rename it or turn defaultPartition off`,
     );
   }
   const { attempts } = await withLockRetry(
@@ -230,16 +235,16 @@ async function createDefaultPartition(ctx: ApplyContext, name: string): Promise<
     {
       lockTimeoutMs: policy.lockTimeoutMs,
       budgetMs: policy.retryBudgetMs,
-      what: `create DEFAULT partition ${rel}`,
+      what: `create DEFAULT partition ${relText}`,
       contended: parent,
       onRetry: (i) => log.warn("lock not available, retrying", { partition: name, ...i }),
     },
     async (trx) => {
       if (!before.exists) {
-        await sql`CREATE TABLE ${sql.table(rel)} ${likeParent(parent)}`.execute(trx);
-        await sql`COMMENT ON TABLE ${sql.table(rel)} IS ${sql.lit(DEFAULT_PARTITION_MARKER)}`.execute(trx);
+        await sql`CREATE TABLE ${relationSql(rel)} ${likeParent(parent)}`.execute(trx);
+        await sql`COMMENT ON TABLE ${relationSql(rel)} IS ${sql.lit(DEFAULT_PARTITION_MARKER)}`.execute(trx);
       }
-      await sql`ALTER TABLE ${sql.table(parent)} ATTACH PARTITION ${sql.table(rel)} DEFAULT`.execute(trx);
+      await sql`ALTER TABLE ${relationSql(parent)} ATTACH PARTITION ${relationSql(rel)} DEFAULT`.execute(trx);
     },
   );
   return { rows: 0, lockRetries: attempts - 1, alreadyDone: false };

@@ -5,6 +5,7 @@ import { type Kysely, sql } from "kysely";
 import type { QualifiedName } from "../config/identifiers.ts";
 import "../db/pg-types.ts";
 import { withLockRetry } from "../db/lock-retry.ts";
+import { columnSql, displayRelation, relationSql } from "../db/relation.ts";
 import { type PartitionBound, parsePartitionBound } from "./bounds.ts";
 import type { PartitionInterval } from "./time.ts";
 
@@ -74,7 +75,7 @@ export async function inspectTable(
       LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
      WHERE n.nspname = ${table.schema} AND c.relname = ${table.name}`.execute(db);
   const row = r.rows[0];
-  const name = `${table.schema}.${table.name}`;
+  const name = displayRelation(table);
   if (!row)
     return {
       ok: false,
@@ -159,10 +160,9 @@ export async function readCatalog(
   // Sizes (pg_total_relation_size) and DEFAULT's rows take ACCESS SHARE locks on the children: the
   // whole read runs under lock_timeout and is retried, so a session holding ACCESS EXCLUSIVE cannot
   // hang the job, and the read sees one consistent snapshot.
-  const name = `${table.schema}.${table.name}`;
   const { result } = await withLockRetry(
     db,
-    { ...lock, what: `read the catalog of ${name}`, contended: name },
+    { ...lock, what: `read the catalog of ${displayRelation(table)}`, contended: table },
     (trx) => readCatalogIn(trx, table, timeColumn, interval),
   );
   return result;
@@ -207,8 +207,8 @@ async function readCatalogIn(
   let defaultNullKeyRows = 0;
   if (defaultPartition) {
     const def = defaultPartition;
-    const rel = sql.table(`${def.schema}.${def.name}`);
-    const col = sql.ref(timeColumn);
+    const rel = relationSql(def);
+    const col = columnSql(timeColumn);
     // timestamptz is truncated in UTC; a timestamp column already is UTC by convention.
     const keyExpr = keyType === "timestamptz" ? sql`(${col} AT TIME ZONE 'UTC')` : col;
     const buckets = await sql<{ start: Date | null; rows: string }>`

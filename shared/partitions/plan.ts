@@ -3,6 +3,7 @@
 // children, and intervals whose rows sit in the DEFAULT partition) and reports what it will not touch.
 import { parseDuration, subtractDuration } from "../config/duration.ts";
 import type { TablePolicy } from "../config/policy.ts";
+import { displayRelation } from "../db/relation.ts";
 import type { BoundValue } from "./bounds.ts";
 import type { ChildPartition, TableCatalog } from "./catalog.ts";
 import { partitionName } from "./naming.ts";
@@ -92,7 +93,7 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
         severity: "warn",
         code: "detach_pending",
         partition: child.name,
-        message: `${child.name} has an interrupted DETACH CONCURRENTLY; finish it with ALTER TABLE ${table} DETACH PARTITION ${child.schema}.${child.name} FINALIZE (retention does this)`,
+        message: `${child.name} has an interrupted DETACH CONCURRENTLY; finish it with ALTER TABLE ${table} DETACH PARTITION ${displayRelation(child)} FINALIZE (retention does this)`,
       });
     }
     const range = childRange(child);

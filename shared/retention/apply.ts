@@ -4,8 +4,9 @@
 // partitioned parent (ctid repeats across partitions: deleting by a parent's ctid deletes recent
 // rows of other partitions too).
 import { type Kysely, sql } from "kysely";
-import type { TablePolicy } from "../config/policy.ts";
+import { policyTable, type TablePolicy } from "../config/policy.ts";
 import { backoffMs, LockBudgetExceededError, withLockRetry } from "../db/lock-retry.ts";
+import { columnSql, displayRelation, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
 import { isRetryableLockError, sqlState } from "../db/sqlstate.ts";
 import type { Logger } from "../log/logger.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
@@ -37,7 +38,7 @@ function retryOptions(ctx: RetentionContext, what: string) {
     lockTimeoutMs: ctx.policy.lockTimeoutMs,
     budgetMs: ctx.policy.retryBudgetMs,
     what,
-    contended: ctx.policy.table,
+    contended: policyTable(ctx.policy),
     signal: ctx.signal,
     onRetry: (i: { attempt: number; waitMs: number; error: unknown }) =>
       ctx.log.warn("lock not available, retrying", { what, ...i }),
@@ -51,8 +52,8 @@ export async function applyRetentionAction(
 ): Promise<RetentionOutcome> {
   switch (action.kind) {
     case "remove_partition": {
-      await withLockRetry(ctx.db, retryOptions(ctx, `mark ${action.partition}`), (trx) =>
-        sql`COMMENT ON TABLE ${sql.table(action.partition)} IS ${sql.lit(removalMarker(ctx.policy.table, action.mode))}`.execute(
+      await withLockRetry(ctx.db, retryOptions(ctx, `mark ${displayRelation(action.partition)}`), (trx) =>
+        sql`COMMENT ON TABLE ${relationSql(action.partition)} IS ${sql.lit(removalMarker(ctx.policy.table, action.mode))}`.execute(
           trx,
         ),
       );
@@ -61,8 +62,8 @@ export async function applyRetentionAction(
       return { rows: action.rowsEstimate, bytes: action.bytes, path: `${detachPath}, ${finishPath}` };
     }
     case "finalize_detach": {
-      await onOwnConnection(ctx, `finalize the detach of ${action.partition}`, (conn) =>
-        sql`ALTER TABLE ${sql.table(ctx.policy.table)} DETACH PARTITION ${sql.table(action.partition)} FINALIZE`.execute(
+      await onOwnConnection(ctx, `finalize the detach of ${displayRelation(action.partition)}`, (conn) =>
+        sql`ALTER TABLE ${relationSql(policyTable(ctx.policy))} DETACH PARTITION ${relationSql(action.partition)} FINALIZE`.execute(
           conn,
         ),
       );
@@ -79,13 +80,14 @@ export async function applyRetentionAction(
   }
 }
 
-async function detach(ctx: RetentionContext, partition: string, concurrently: boolean): Promise<string> {
-  const parent = sql.table(ctx.policy.table);
-  const child = sql.table(partition);
+async function detach(ctx: RetentionContext, partition: Relation, concurrently: boolean): Promise<string> {
+  const parent = relationSql(policyTable(ctx.policy));
+  const child = relationSql(partition);
+  const shown = displayRelation(partition);
   if (concurrently) {
     // Not allowed in a transaction block: its own connection, lock_timeout set for the session.
     let finalized = false;
-    await onOwnConnection(ctx, `detach ${partition} concurrently`, async (conn) => {
+    await onOwnConnection(ctx, `detach ${shown} concurrently`, async (conn) => {
       try {
         await sql`ALTER TABLE ${parent} DETACH PARTITION ${child} CONCURRENTLY`.execute(conn);
       } catch (error) {
@@ -93,7 +95,7 @@ async function detach(ctx: RetentionContext, partition: string, concurrently: bo
         // for older snapshots: the detach is pending and only FINALIZE can complete it.
         if (!isPendingDetachError(error)) throw error;
         ctx.log.info("the detach is pending after a timed-out attempt: finishing it with FINALIZE", {
-          partition,
+          partition: shown,
         });
         await sql`ALTER TABLE ${parent} DETACH PARTITION ${child} FINALIZE`.execute(conn);
         finalized = true;
@@ -101,7 +103,7 @@ async function detach(ctx: RetentionContext, partition: string, concurrently: bo
     });
     return `detach concurrently${finalized ? " (finished with FINALIZE)" : ""} (SHARE UPDATE EXCLUSIVE on the parent)`;
   }
-  await withLockRetry(ctx.db, retryOptions(ctx, `detach ${partition}`), (trx) =>
+  await withLockRetry(ctx.db, retryOptions(ctx, `detach ${shown}`), (trx) =>
     sql`ALTER TABLE ${parent} DETACH PARTITION ${child}`.execute(trx),
   );
   return "detach (ACCESS EXCLUSIVE on the parent, under lock_timeout: the table has a DEFAULT partition)";
@@ -150,20 +152,21 @@ async function onOwnConnection(
 
 async function finishRemoval(
   ctx: RetentionContext,
-  partition: string,
+  partition: Relation,
   mode: RetentionMode,
   to: Date | undefined,
 ): Promise<string> {
-  const table = sql.table(partition);
+  const table = relationSql(partition);
+  const shown = displayRelation(partition);
   const stamp = ctx.now.toISOString();
   switch (mode) {
     case "drop":
-      await withLockRetry(ctx.db, retryOptions(ctx, `drop ${partition}`), (trx) =>
+      await withLockRetry(ctx.db, retryOptions(ctx, `drop ${shown}`), (trx) =>
         sql`DROP TABLE ${table}`.execute(trx),
       );
       return "drop";
     case "detach":
-      await withLockRetry(ctx.db, retryOptions(ctx, `label ${partition}`), (trx) =>
+      await withLockRetry(ctx.db, retryOptions(ctx, `label ${shown}`), (trx) =>
         sql`COMMENT ON TABLE ${table} IS ${sql.lit(
           `telemetry-jobs retention: detached from ${ctx.policy.table} at ${stamp}${to ? ` (rows before ${to.toISOString()})` : ""}`,
         )}`.execute(trx),
@@ -171,15 +174,15 @@ async function finishRemoval(
       return "kept detached";
     case "archive": {
       const archive = ctx.policy.retention!.archiveSchema;
-      const name = partition.split(".")[1]!;
-      await withLockRetry(ctx.db, retryOptions(ctx, `archive ${partition}`), async (trx) => {
+      const archived: Relation = { schema: archive, name: partition.name };
+      await withLockRetry(ctx.db, retryOptions(ctx, `archive ${shown}`), async (trx) => {
         await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(archive)}`.execute(trx);
         await sql`ALTER TABLE ${table} SET SCHEMA ${sql.id(archive)}`.execute(trx);
-        await sql`COMMENT ON TABLE ${sql.table(`${archive}.${name}`)} IS ${sql.lit(
+        await sql`COMMENT ON TABLE ${relationSql(archived)} IS ${sql.lit(
           `telemetry-jobs retention: archived from ${ctx.policy.table} at ${stamp}`,
         )}`.execute(trx);
       });
-      return `moved to ${archive}.${name}`;
+      return `moved to ${displayRelation(archived)}`;
     }
   }
 }
@@ -197,12 +200,13 @@ async function deleteRowsInBatches(
   startBlock: number,
 ): Promise<RetentionOutcome> {
   const retention = ctx.policy.retention!;
-  const rel = sql.table(action.relation);
-  const col = sql.ref(ctx.policy.timeColumn);
+  const rel = relationSql(action.relation);
+  const shown = displayRelation(action.relation);
+  const col = columnSql(ctx.policy.timeColumn);
   const size = await sql<{ blocks: string; tuples: number; pages: number }>`
-    SELECT (pg_relation_size(${action.relation}::regclass) / current_setting('block_size')::int) AS blocks,
+    SELECT (pg_relation_size(c.oid) / current_setting('block_size')::int) AS blocks,
            c.reltuples AS tuples, c.relpages AS pages
-      FROM pg_class c WHERE c.oid = ${action.relation}::regclass`.execute(ctx.db);
+      FROM pg_class c WHERE c.oid = ${relationOidSql(action.relation)}`.execute(ctx.db);
   const blocks = Number(size.rows[0]?.blocks ?? 0);
   const tuplesPerBlock =
     size.rows[0] && size.rows[0].pages > 0 && size.rows[0].tuples > 0
@@ -217,7 +221,7 @@ async function deleteRowsInBatches(
   const first = startBlock > 0 && startBlock < blocks ? startBlock : 0;
   if (first > 0)
     ctx.log.info("resuming row deletes where the previous run stopped", {
-      relation: action.relation,
+      relation: shown,
       block: first,
       blocks,
     });
@@ -240,7 +244,7 @@ async function deleteRowsInBatches(
       const hi = `(${Math.min(block + blocksPerBatch, to)},0)`;
       const { result } = await withLockRetry(
         ctx.db,
-        retryOptions(ctx, `delete expired rows of ${action.relation}`),
+        retryOptions(ctx, `delete expired rows of ${shown}`),
         async (trx) => {
           // A batch lost in a crash is simply deleted again by the next run, so its commit need
           // not wait for the WAL flush: hundreds of small commits cost no fsync each.
@@ -256,7 +260,7 @@ async function deleteRowsInBatches(
         lastProgress = Date.now();
         const seconds = (Date.now() - started) / 1000;
         ctx.log.info("deleting expired rows", {
-          relation: action.relation,
+          relation: shown,
           rowsDeleted: deleted,
           rowsPerSecond: Math.round(deleted / seconds),
           remainingEstimate: Math.max(0, action.rows - deleted),
@@ -270,7 +274,7 @@ async function deleteRowsInBatches(
   const incomplete = stoppedAt !== undefined;
   if (incomplete) {
     ctx.log.warn("row deletes stopped at the time budget (or on request); the next run continues", {
-      relation: action.relation,
+      relation: shown,
       rowsDeleted: deleted,
       remainingEstimate: Math.max(0, action.rows - deleted),
       nextBlock: stoppedAt,

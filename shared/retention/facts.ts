@@ -2,9 +2,9 @@
 // any row, how many rows older than the cutoff each row-delete target has (counted, not estimated:
 // the dry run promises counts), unfinished removals from a killed run, and the holds.
 import { type Kysely, sql } from "kysely";
-import { parseQualifiedName, type QualifiedName } from "../config/identifiers.ts";
-import type { TablePolicy } from "../config/policy.ts";
+import { policyTable, type TablePolicy } from "../config/policy.ts";
 import { withLockRetry } from "../db/lock-retry.ts";
+import { columnSql, displayRelation, type Relation, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { readCatalog, type TableProblem } from "../partitions/catalog.ts";
 import { listHolds } from "./holds.ts";
@@ -21,7 +21,7 @@ export async function inspectPlainTable(
   db: Kysely<any>,
   policy: TablePolicy,
 ): Promise<TableProblem | undefined> {
-  const q = parseQualifiedName(policy.table)!;
+  const q = policyTable(policy);
   const r = await sql<{ relkind: string; key_type: string | null }>`
     SELECT c.relkind::text AS relkind,
            (SELECT format_type(a.atttypid, NULL) FROM pg_attribute a
@@ -54,12 +54,14 @@ export async function inspectPlainTable(
 
 async function countExpired(
   db: Kysely<any>,
-  relation: string,
+  relation: Relation,
   column: string,
   cutoff: Date,
 ): Promise<number> {
   const r = await sql<{ n: string }>`
-    SELECT count(*) AS n FROM ONLY ${sql.table(relation)} WHERE ${sql.ref(column)} < ${cutoff}`.execute(db);
+    SELECT count(*) AS n FROM ONLY ${relationSql(relation)} WHERE ${columnSql(column)} < ${cutoff}`.execute(
+    db,
+  );
   return Number(r.rows[0]?.n ?? 0);
 }
 
@@ -69,29 +71,31 @@ export async function readRetentionFacts(
   cutoff: Date,
   lock: { lockTimeoutMs: number; budgetMs: number },
 ): Promise<RetentionFacts> {
-  const table: QualifiedName = parseQualifiedName(policy.table)!;
+  const table = policyTable(policy);
   const holds = await listHolds(db);
-  const unfinished = await sql<{ name: string; comment: string }>`
-    SELECT n.nspname || '.' || c.relname AS name, obj_description(c.oid, 'pg_class') AS comment
+  const unfinished = await sql<{ schema: string; name: string; comment: string }>`
+    SELECT n.nspname::text AS schema, c.relname::text AS name, obj_description(c.oid, 'pg_class') AS comment
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind = 'r' AND NOT c.relispartition
        AND obj_description(c.oid, 'pg_class') LIKE 'telemetry-jobs retention: removing from %'`.execute(db);
   const unfinishedRemovals = unfinished.rows.flatMap((row) => {
     const m = MARKER_PATTERN.exec(row.comment);
-    return m && m[1] === policy.table ? [{ partition: row.name, mode: m[2] as RetentionMode }] : [];
+    return m && m[1] === policy.table
+      ? [{ partition: { schema: row.schema, name: row.name }, mode: m[2] as RetentionMode }]
+      : [];
   });
 
   if (!policy.partitioned) {
     const expired = await withLockRetry(
       db,
-      { ...lock, what: `count expired rows of ${policy.table}` },
-      (trx) => countExpired(trx, policy.table, policy.timeColumn, cutoff),
+      { ...lock, what: `count expired rows of ${policy.table}`, contended: table },
+      (trx) => countExpired(trx, table, policy.timeColumn, cutoff),
     );
     return {
       table: policy.table,
       catalog: undefined,
       childHasRows: new Map(),
-      expiredRows: new Map([[policy.table, expired.result]]),
+      expiredRows: new Map([[displayRelation(table), expired.result]]),
       unfinishedRemovals,
       holds,
     };
@@ -100,16 +104,17 @@ export async function readRetentionFacts(
   const catalog = await readCatalog(db, table, policy.timeColumn, policy.interval, lock);
   const { result } = await withLockRetry(
     db,
-    { ...lock, what: `inspect the partitions of ${policy.table}`, contended: policy.table },
+    { ...lock, what: `inspect the partitions of ${policy.table}`, contended: table },
     async (trx) => {
       const childHasRows = new Map<string, boolean>();
       const expiredRows = new Map<string, number>();
       for (const child of catalog.children) {
         if (child.detachPending) continue;
-        const name = `${child.schema}.${child.name}`;
+        const relation: Relation = { schema: child.schema, name: child.name };
+        const name = displayRelation(relation);
         const r = await sql<{
           has: boolean;
-        }>`SELECT EXISTS (SELECT 1 FROM ONLY ${sql.table(name)}) AS has`.execute(trx);
+        }>`SELECT EXISTS (SELECT 1 FROM ONLY ${relationSql(relation)}) AS has`.execute(trx);
         childHasRows.set(name, r.rows[0]?.has === true);
         const b = child.bound;
         const straddles =
@@ -117,12 +122,15 @@ export async function readRetentionFacts(
           (b.from === "MINVALUE" || (b.from instanceof Date && b.from.getTime() < cutoff.getTime())) &&
           (b.to === "MAXVALUE" || (b.to instanceof Date && b.to.getTime() > cutoff.getTime()));
         if (policy.retention?.exactCutoff && straddles) {
-          expiredRows.set(name, await countExpired(trx, name, policy.timeColumn, cutoff));
+          expiredRows.set(name, await countExpired(trx, relation, policy.timeColumn, cutoff));
         }
       }
       if (catalog.defaultPartition) {
-        const def = `${catalog.defaultPartition.schema}.${catalog.defaultPartition.name}`;
-        expiredRows.set(def, await countExpired(trx, def, policy.timeColumn, cutoff));
+        const def: Relation = {
+          schema: catalog.defaultPartition.schema,
+          name: catalog.defaultPartition.name,
+        };
+        expiredRows.set(displayRelation(def), await countExpired(trx, def, policy.timeColumn, cutoff));
       }
       return { childHasRows, expiredRows };
     },

@@ -1,6 +1,7 @@
 // The retention job's work for one table: read the facts, plan, refuse or print the plan, apply it
 // action by action (each audited and logged), and report counts and bytes freed.
 import type { Kysely } from "kysely";
+import { displayRelation } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import type { TableContext, TableReport } from "../run/runner.ts";
 import { applyRetentionAction } from "./apply.ts";
@@ -11,13 +12,13 @@ import { resumeBlock } from "./progress.ts";
 export function describeRetentionAction(a: RetentionAction): string {
   switch (a.kind) {
     case "remove_partition":
-      return `${a.mode} ${a.partition} [${a.from?.toISOString() ?? "MINVALUE"}, ${a.to.toISOString()}) ~${a.rowsEstimate} rows, ${a.bytes} bytes${a.expiredHold ? " (its hold has expired)" : ""}`;
+      return `${a.mode} ${displayRelation(a.partition)} [${a.from?.toISOString() ?? "MINVALUE"}, ${a.to.toISOString()}) ~${a.rowsEstimate} rows, ${a.bytes} bytes${a.expiredHold ? " (its hold has expired)" : ""}`;
     case "delete_rows":
-      return `delete ${a.rows} rows older than ${a.before.toISOString()} from ${a.relation} (${a.reason.replace("_", " ")})`;
+      return `delete ${a.rows} rows older than ${a.before.toISOString()} from ${displayRelation(a.relation)} (${a.reason.replace("_", " ")})`;
     case "finalize_detach":
-      return `finish the interrupted DETACH CONCURRENTLY of ${a.partition}`;
+      return `finish the interrupted DETACH CONCURRENTLY of ${displayRelation(a.partition)}`;
     case "finish_removal":
-      return `finish removing ${a.partition} (mode ${a.mode}; a previous run stopped after detaching it)`;
+      return `finish removing ${displayRelation(a.partition)} (mode ${a.mode}; a previous run stopped after detaching it)`;
   }
 }
 
@@ -65,7 +66,7 @@ export async function manageRetention(
       return { status: "interrupted", actions: counts };
     }
     const startedAt = new Date();
-    const partition = "partition" in action ? action.partition : action.relation;
+    const partition = displayRelation("partition" in action ? action.partition : action.relation);
     const range =
       action.kind === "remove_partition"
         ? { from: action.from ?? undefined, to: action.to }
@@ -74,7 +75,9 @@ export async function manageRetention(
           : {};
     try {
       const startBlock =
-        action.kind === "delete_rows" ? await resumeBlock(db, policy.table, action.relation) : 0;
+        action.kind === "delete_rows"
+          ? await resumeBlock(db, policy.table, displayRelation(action.relation))
+          : 0;
       const outcome = await applyRetentionAction(
         { db, policy, log, signal: ctx.signal, now: options.now, deadline },
         action,

@@ -8,7 +8,8 @@ import {
   parseDuration,
   subtractDuration,
 } from "../config/duration.ts";
-import type { TablePolicy } from "../config/policy.ts";
+import { policyTable, type TablePolicy } from "../config/policy.ts";
+import { displayRelation, type Relation } from "../db/relation.ts";
 import type { TableCatalog } from "../partitions/catalog.ts";
 import type { RetentionHold } from "./holds.ts";
 
@@ -17,11 +18,11 @@ export const KEEP_FLOOR_MS = 86_400_000; // 1 day: a shorter keep is almost cert
 export type RetentionMode = "drop" | "detach" | "archive";
 
 export type RetentionAction =
-  | { readonly kind: "finalize_detach"; readonly partition: string }
-  | { readonly kind: "finish_removal"; readonly partition: string; readonly mode: RetentionMode }
+  | { readonly kind: "finalize_detach"; readonly partition: Relation }
+  | { readonly kind: "finish_removal"; readonly partition: Relation; readonly mode: RetentionMode }
   | {
       readonly kind: "remove_partition";
-      readonly partition: string;
+      readonly partition: Relation;
       readonly from: Date | null;
       readonly to: Date;
       readonly rowsEstimate: number;
@@ -35,7 +36,7 @@ export type RetentionAction =
   | {
       readonly kind: "delete_rows";
       /** A leaf relation (never a partitioned parent): rows are addressed by its own ctid. */
-      readonly relation: string;
+      readonly relation: Relation;
       readonly reason: "plain_table" | "default_partition" | "straddling_partition";
       readonly before: Date;
       readonly rows: number;
@@ -45,6 +46,7 @@ export interface RetentionFinding {
   readonly severity: "info" | "warn";
   readonly code: "held" | "hold_expired" | "nothing_expired";
   readonly message: string;
+  /** The partition as displayRelation renders it. */
   readonly partition?: string;
 }
 
@@ -62,12 +64,12 @@ export interface RetentionFacts {
   readonly table: string;
   /** Partitioned tables: the catalog; plain tables: undefined. */
   readonly catalog: TableCatalog | undefined;
-  /** schema.child -> whether it has at least one row. */
+  /** displayRelation(child) -> whether it has at least one row. */
   readonly childHasRows: ReadonlyMap<string, boolean>;
-  /** Rows older than the cutoff per leaf relation that would be deleted row by row (counted). */
+  /** displayRelation(leaf) -> rows older than the cutoff that would be deleted row by row (counted). */
   readonly expiredRows: ReadonlyMap<string, number>;
   /** Tables a killed run detached but did not yet drop or archive (marked by comment). */
-  readonly unfinishedRemovals: readonly { partition: string; mode: RetentionMode }[];
+  readonly unfinishedRemovals: readonly { partition: Relation; mode: RetentionMode }[];
   readonly holds: readonly RetentionHold[];
 }
 
@@ -99,13 +101,14 @@ export function planRetention(
 
   for (const u of facts.unfinishedRemovals) {
     // A hold placed after a run was killed mid-removal still protects the (detached) partition.
-    const hold = facts.holds.find((h) => h.partition === u.partition && h.until > now);
+    const shown = displayRelation(u.partition);
+    const hold = facts.holds.find((h) => h.partition === shown && h.until > now);
     if (hold) {
       findings.push({
         severity: "info",
         code: "held",
-        partition: u.partition,
-        message: `${u.partition} is held until ${hold.until.toISOString()} (${hold.reason}); a killed run had started removing it (mode ${u.mode}): it stays detached and is not ${u.mode === "drop" ? "dropped" : "moved"} until the hold ends`,
+        partition: shown,
+        message: `${shown} is held until ${hold.until.toISOString()} (${hold.reason}); a killed run had started removing it (mode ${u.mode}): it stays detached and is not ${u.mode === "drop" ? "dropped" : "moved"} until the hold ends`,
       });
       continue;
     }
@@ -114,11 +117,12 @@ export function planRetention(
 
   const catalog = facts.catalog;
   if (!catalog) {
-    const rows = facts.expiredRows.get(policy.table) ?? 0;
+    const table = policyTable(policy);
+    const rows = facts.expiredRows.get(displayRelation(table)) ?? 0;
     if (rows > 0)
       actions.push({
         kind: "delete_rows",
-        relation: policy.table,
+        relation: table,
         reason: "plain_table",
         before: cutoff,
         rows,
@@ -127,9 +131,10 @@ export function planRetention(
     const holdByPartition = new Map(facts.holds.map((h) => [h.partition, h]));
     const removals: Extract<RetentionAction, { kind: "remove_partition" }>[] = [];
     for (const child of catalog.children) {
-      const qualified = `${child.schema}.${child.name}`;
+      const relation: Relation = { schema: child.schema, name: child.name };
+      const qualified = displayRelation(relation);
       if (child.detachPending) {
-        actions.push({ kind: "finalize_detach", partition: qualified });
+        actions.push({ kind: "finalize_detach", partition: relation });
         continue;
       }
       if (child.bound.kind !== "range" || !(child.bound.to instanceof Date)) continue; // MAXVALUE never expires
@@ -156,7 +161,7 @@ export function planRetention(
         }
         removals.push({
           kind: "remove_partition",
-          partition: qualified,
+          partition: relation,
           from,
           to,
           rowsEstimate: child.rowEstimate,
@@ -179,7 +184,7 @@ export function planRetention(
         } else if (rows > 0) {
           actions.push({
             kind: "delete_rows",
-            relation: qualified,
+            relation,
             reason: "straddling_partition",
             before: cutoff,
             rows,
@@ -189,18 +194,18 @@ export function planRetention(
     }
     if (removals.length > retention.maxDropsPerRun) {
       refusals.push(
-        `it would remove ${removals.length} partitions, more than maxDropsPerRun (${retention.maxDropsPerRun}): ${removals.map((r) => r.partition).join(", ")}`,
+        `it would remove ${removals.length} partitions, more than maxDropsPerRun (${retention.maxDropsPerRun}): ${removals.map((r) => displayRelation(r.partition)).join(", ")}`,
       );
     }
     const withRows = [...facts.childHasRows].filter(([, has]) => has).map(([name]) => name);
-    const removed = new Set(removals.map((r) => r.partition));
+    const removed = new Set(removals.map((r) => displayRelation(r.partition)));
     if (withRows.length > 0 && withRows.every((name) => removed.has(name))) {
       refusals.push(`it would remove every partition that holds data (${withRows.join(", ")})`);
     }
     actions.push(...removals.sort((a, b) => a.to.getTime() - b.to.getTime()));
     if (catalog.defaultPartition) {
-      const def = `${catalog.defaultPartition.schema}.${catalog.defaultPartition.name}`;
-      const rows = facts.expiredRows.get(def) ?? 0;
+      const def: Relation = { schema: catalog.defaultPartition.schema, name: catalog.defaultPartition.name };
+      const rows = facts.expiredRows.get(displayRelation(def)) ?? 0;
       if (rows > 0)
         actions.push({
           kind: "delete_rows",

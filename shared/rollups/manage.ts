@@ -4,6 +4,8 @@
 // of history, in batches of whole hours, each its own transaction, within the time budget.
 import { type Kysely, sql } from "kysely";
 import { parseDuration, subtractDuration } from "../config/duration.ts";
+import { policyTable } from "../config/policy.ts";
+import { columnSql, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import type { TableContext, TableReport } from "../run/runner.ts";
@@ -221,7 +223,9 @@ async function firstSnapshot(db: Kysely<any>, policy: TableContext["policy"]) {
     .execute(async (trx) => {
       const snap = await sql<{ seen: string }>`SELECT pg_current_snapshot()::text AS seen`.execute(trx);
       const min = await sql<{ t: Date | null }>`
-        SELECT min(${sql.ref(policy.timeColumn)}) AS t FROM ${sql.table(policy.table)}`.execute(trx);
+        SELECT min(${columnSql(policy.timeColumn)}) AS t FROM ${relationSql(policyTable(policy))}`.execute(
+        trx,
+      );
       return { seen: snap.rows[0]!.seen, earliest: min.rows[0]?.t ?? null };
     });
 }
@@ -230,7 +234,7 @@ async function countNewRows(db: Kysely<any>, policy: TableContext["policy"], see
   if (!seen) return 0;
   const { xmax, xip } = parseSnapshot(seen);
   const r = await sql<{ n: string }>`
-    SELECT count(*) AS n FROM ${sql.table(policy.table)}
+    SELECT count(*) AS n FROM ${relationSql(policyTable(policy))}
      WHERE ingest_xid >= ${xmax}::xid8 OR ingest_xid = ANY(${xip}::xid8[])`.execute(db);
   return Number(r.rows[0]?.n ?? 0);
 }

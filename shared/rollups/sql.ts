@@ -1,7 +1,8 @@
 // SQL fragments for one rollup policy. Identifiers come from the validated policy (lower-case
-// identifiers only) and are still quoted through sql.ref/sql.table.
+// identifiers only) and are still quoted, each part on its own (relation.ts).
 import { type RawBuilder, sql } from "kysely";
-import type { TablePolicy } from "../config/policy.ts";
+import { policyTable, rollupTarget, type TablePolicy } from "../config/policy.ts";
+import { columnSql, relationSql } from "../db/relation.ts";
 
 export interface RollupSql {
   source: RawBuilder<unknown>;
@@ -21,19 +22,19 @@ export function rollupSql(policy: TablePolicy): RollupSql {
   const metrics = rollup.metrics;
   let metricPairs: RawBuilder<unknown>;
   if ("jsonb" in metrics) {
-    metricPairs = sql`telemetry_jobs.numeric_metrics(s.${sql.ref(metrics.jsonb)}) AS m (key, value)`;
+    metricPairs = sql`telemetry_jobs.numeric_metrics(s.${columnSql(metrics.jsonb)}) AS m (key, value)`;
   } else {
     // NULL, NaN and infinities are not measurements.
-    const rows = metrics.columns.map((c) => sql`(${sql.lit(c)}::text, s.${sql.ref(c)}::double precision)`);
+    const rows = metrics.columns.map((c) => sql`(${sql.lit(c)}::text, s.${columnSql(c)}::double precision)`);
     metricPairs = sql`(SELECT v.key, v.value FROM (VALUES ${sql.join(rows)}) AS v (key, value)
        WHERE v.value IS NOT NULL AND v.value NOT IN ('NaN', 'Infinity', '-Infinity')) AS m`;
   }
   return {
-    source: sql.table(policy.table),
-    target: sql.table(rollup.target),
-    time: sql`s.${sql.ref(policy.timeColumn)}`,
-    group: sql`s.${sql.ref(rollup.groupBy)}`,
-    targetGroup: sql.ref(rollup.groupColumn),
+    source: relationSql(policyTable(policy)),
+    target: relationSql(rollupTarget(rollup)),
+    time: sql`s.${columnSql(policy.timeColumn)}`,
+    group: sql`s.${columnSql(rollup.groupBy)}`,
+    targetGroup: columnSql(rollup.groupColumn),
     metricPairs,
   };
 }

@@ -156,7 +156,7 @@ describe("resuming a batched delete", () => {
       },
       {
         kind: "delete_rows",
-        relation: "public.legacy_readings",
+        relation: { schema: "public", name: "legacy_readings" },
         reason: "plain_table",
         before: new Date(CUTOFF),
         rows: 1001,

@@ -20,12 +20,12 @@ const facts = (over: Partial<RetentionFacts>): RetentionFacts => ({
 });
 
 describe("planRetention: finishing a removal a killed run started", () => {
-  const unfinished = [{ partition: "public.legacy_p202512", mode: "drop" as const }];
+  const unfinished = [{ partition: { schema: "public", name: "legacy_p202512" }, mode: "drop" as const }];
 
   it("is finished when nothing holds the partition", () => {
     const plan = planRetention(policy, facts({ unfinishedRemovals: unfinished }), NOW, { force: false });
     expect(plan.actions).toEqual([
-      { kind: "finish_removal", partition: "public.legacy_p202512", mode: "drop" },
+      { kind: "finish_removal", partition: { schema: "public", name: "legacy_p202512" }, mode: "drop" },
     ]);
   });
 

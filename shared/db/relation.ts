@@ -1,0 +1,45 @@
+// Relations are carried as their two parts, schema and name, exactly as pg_catalog spells them, and
+// turned into SQL only at the last moment, each part quoted on its own. A name PostgreSQL allows can
+// hold dots, quotes, spaces and upper case: joining "public" and "victim.old" with a dot and splitting
+// the result again (or letting a helper such as Kysely's sql.table / sql.ref split it) names a
+// different relation, public.victim, and a DROP meant for one table lands on another.
+import { type RawBuilder, sql } from "kysely";
+import type { QualifiedName } from "../config/identifiers.ts";
+
+export type Relation = QualifiedName;
+
+/** The relation as one SQL identifier, `"schema"."name"`, each part quoted and escaped. */
+export function relationSql(r: Relation): RawBuilder<unknown> {
+  return sql.id(r.schema, r.name);
+}
+
+/** One column (or other single identifier) as SQL, quoted; never split on dots. */
+export function columnSql(name: string): RawBuilder<unknown> {
+  return sql.id(name);
+}
+
+/** A subquery yielding the relation's oid (NULL when it does not exist), without parsing text. */
+export function relationOidSql(r: Relation): RawBuilder<unknown> {
+  return sql`(SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = ${r.schema} AND c.relname = ${r.name})`;
+}
+
+const PLAIN_IDENTIFIER = /^[a-z_][a-z0-9_$]*$/;
+
+/** quote_ident's rule: double-quoted (quotes doubled) unless it is a plain lower-case identifier. */
+export function quoteIdent(part: string): string {
+  return PLAIN_IDENTIFIER.test(part) ? part : `"${part.replaceAll('"', '""')}"`;
+}
+
+/**
+ * How a relation is shown in logs, audit rows and hold names: `schema.name`, each part quoted the way
+ * quote_ident would (`public."victim.old"`). Distinct relations always render differently, so the
+ * text also serves as a map key; it is never split back into parts.
+ */
+export function displayRelation(r: Relation): string {
+  return `${quoteIdent(r.schema)}.${quoteIdent(r.name)}`;
+}
+
+export function sameRelation(a: Relation, b: Relation): boolean {
+  return a.schema === b.schema && a.name === b.name;
+}
