@@ -175,26 +175,31 @@ export const TablePolicySchema = z
   })
   .strict()
   .superRefine((policy, ctx) => {
-    if (policy.naming === undefined) return;
-    const missing = requiredPlaceholders(policy.interval).filter((p) => !policy.naming!.includes(p));
-    if (missing.length > 0) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["naming"],
-        message: `a ${policy.interval} template needs ${missing.join(", ")} so that every partition gets its own name`,
-      });
-      return;
+    // Runs even when `table` failed its own check (reported there): nothing to render then.
+    if (typeof policy.table !== "string" || parseQualifiedName(policy.table) === undefined) return;
+    const template = policy.naming ?? defaultNamingTemplate(policy.interval);
+    if (policy.naming !== undefined) {
+      const missing = requiredPlaceholders(policy.interval).filter((p) => !template.includes(p));
+      if (missing.length > 0) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["naming"],
+          message: `a ${policy.interval} template needs ${missing.join(", ")} so that every partition gets its own name`,
+        });
+        return;
+      }
     }
-    const sample = partitionName(
-      policy.naming,
-      "x".repeat(tableName(policy.table).length),
-      new Date(Date.UTC(2026, 11, 31, 23)),
-    );
+    // The default template too: PostgreSQL silently truncates a longer name to 63 bytes, so a long
+    // table name would make every child of a year collide in one truncated name.
+    const sample = partitionName(template, tableName(policy.table), new Date(Date.UTC(2026, 11, 31, 23)));
     if (!isIdentifier(sample)) {
       ctx.addIssue({
         code: "custom",
         path: ["naming"],
-        message: `renders names like "${sample}", which is not a lower-case identifier of at most 63 characters`,
+        message:
+          policy.naming === undefined
+            ? `the default template "${template}" renders names like "${sample}" (${sample.length} characters), longer than PostgreSQL's 63; set "naming" to a shorter template, e.g. "${shortTemplateHint(policy.interval)}"`
+            : `renders names like "${sample}", which is not a lower-case identifier of at most 63 characters`,
       });
     }
   })
@@ -232,6 +237,10 @@ export function policyTable(policy: { readonly table: string }): QualifiedName {
 /** The policy's rollup target as parts (validated like `table`). */
 export function rollupTarget(rollup: { readonly target: string }): QualifiedName {
   return parseQualifiedName(rollup.target)!;
+}
+
+function shortTemplateHint(interval: (typeof INTERVALS)[number]): string {
+  return defaultNamingTemplate(interval).replace("{table}", "t");
 }
 
 function tableName(qualified: string): string {

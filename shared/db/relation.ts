@@ -8,6 +8,9 @@ import type { QualifiedName } from "../config/identifiers.ts";
 
 export type Relation = QualifiedName;
 
+/** NAMEDATALEN - 1: PostgreSQL silently truncates longer identifiers. */
+export const MAX_IDENTIFIER_BYTES = 63;
+
 /** The relation as one SQL identifier, `"schema"."name"`, each part quoted and escaped. */
 export function relationSql(r: Relation): RawBuilder<unknown> {
   return sql.id(r.schema, r.name);

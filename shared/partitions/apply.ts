@@ -12,10 +12,16 @@
 import { type Kysely, sql, type Transaction } from "kysely";
 import type { TablePolicy } from "../config/policy.ts";
 import { withLockRetry } from "../db/lock-retry.ts";
-import { columnSql, displayRelation, type Relation, relationSql } from "../db/relation.ts";
+import {
+  columnSql,
+  displayRelation,
+  MAX_IDENTIFIER_BYTES,
+  type Relation,
+  relationSql,
+} from "../db/relation.ts";
 import type { Logger } from "../log/logger.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
-import { boundLiteral } from "./bounds.ts";
+import { boundLiteral, parsePartitionBound } from "./bounds.ts";
 import type { TableCatalog } from "./catalog.ts";
 import { DEFAULT_PARTITION_MARKER } from "./naming.ts";
 import type { PartitionAction } from "./plan.ts";
@@ -55,24 +61,43 @@ export async function applyPartitionAction(
 interface RelationState {
   exists: boolean;
   isPartition: boolean;
+  /** When a partition: the oid and name of its parent, and its bound as PostgreSQL prints it. */
+  parentOid: number | null;
+  parentName: string | null;
+  partitionBound: string | null;
   hasBoundConstraint: boolean;
   boundConstraintDef: string | null;
   comment: string | null;
 }
 
-async function relationState(db: Kysely<any>, schema: string, name: string): Promise<RelationState> {
-  const r = await sql<{ relispartition: boolean; def: string | null; comment: string | null }>`
-    SELECT c.relispartition,
+async function relationState(db: Kysely<any>, rel: Relation): Promise<RelationState> {
+  const r = await sql<{
+    relispartition: boolean;
+    parent_oid: number | null;
+    parent_schema: string | null;
+    parent_name: string | null;
+    bound: string | null;
+    def: string | null;
+    comment: string | null;
+  }>`
+    SELECT c.relispartition, i.inhparent::int AS parent_oid, pn.nspname::text AS parent_schema,
+           p.relname::text AS parent_name, pg_get_expr(c.relpartbound, c.oid) AS bound,
            (SELECT pg_get_constraintdef(k.oid) FROM pg_constraint k
              WHERE k.conrelid = c.oid AND k.conname = ${BOUND_CONSTRAINT}) AS def,
            obj_description(c.oid, 'pg_class') AS comment
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE n.nspname = ${schema} AND c.relname = ${name}`.execute(db);
+      LEFT JOIN pg_inherits i ON i.inhrelid = c.oid AND c.relispartition
+      LEFT JOIN pg_class p ON p.oid = i.inhparent
+      LEFT JOIN pg_namespace pn ON pn.oid = p.relnamespace
+     WHERE n.nspname = ${rel.schema} AND c.relname = ${rel.name}`.execute(db);
   const row = r.rows[0];
   if (!row)
     return {
       exists: false,
       isPartition: false,
+      parentOid: null,
+      parentName: null,
+      partitionBound: null,
       hasBoundConstraint: false,
       boundConstraintDef: null,
       comment: null,
@@ -80,10 +105,29 @@ async function relationState(db: Kysely<any>, schema: string, name: string): Pro
   return {
     exists: true,
     isPartition: row.relispartition,
+    parentOid: row.parent_oid,
+    parentName:
+      row.parent_schema !== null && row.parent_name !== null
+        ? displayRelation({ schema: row.parent_schema, name: row.parent_name })
+        : null,
+    partitionBound: row.bound,
     hasBoundConstraint: row.def !== null,
     boundConstraintDef: row.def,
     comment: row.comment,
   };
+}
+
+/** True when `bound` (as pg_get_expr prints it) is exactly FROM (from) TO (to). */
+function isPlannedBound(bound: string | null, from: Date, to: Date): boolean {
+  if (bound === null) return false;
+  const parsed = parsePartitionBound(bound);
+  return (
+    parsed.kind === "range" &&
+    parsed.from instanceof Date &&
+    parsed.to instanceof Date &&
+    parsed.from.getTime() === from.getTime() &&
+    parsed.to.getTime() === to.getTime()
+  );
 }
 
 /** How long the attach transaction may queue for the parent lock while writers queue behind it. */
@@ -116,8 +160,25 @@ async function createPartition(
       log.warn("lock not available, retrying", { partition: action.partition, attempt, waitMs, error }),
   };
 
-  const before = await relationState(db, schema, action.partition);
-  if (before.isPartition) return { rows: 0, lockRetries: 0, alreadyDone: true };
+  if (Buffer.byteLength(action.partition) > MAX_IDENTIFIER_BYTES) {
+    // PostgreSQL would silently truncate it, and the truncated name would then stand for several
+    // intervals. The policy check refuses such templates; this guards every other way in.
+    throw new Error(
+      `${childText} is longer than ${MAX_IDENTIFIER_BYTES} bytes and PostgreSQL would truncate it; set a shorter "naming" template. Nothing was changed.`,
+    );
+  }
+  const before = await relationState(db, child);
+  if (before.isPartition) {
+    // Done only when it is this table's partition with exactly the planned bound.
+    if (before.parentOid === catalog.oid && isPlannedBound(before.partitionBound, action.from, action.to)) {
+      return { rows: 0, lockRetries: 0, alreadyDone: true };
+    }
+    throw new Error(
+      `${childText} already exists as a partition of ${before.parentName ?? "another table"} (${before.partitionBound}), ` +
+        `not as the partition of ${displayRelation(parent)} for [${action.from.toISOString()}, ${action.to.toISOString()}); ` +
+        "rename it or change the naming template. Nothing was changed.",
+    );
+  }
   if (before.exists && !before.hasBoundConstraint) {
     throw new Error(
       `${childText} already exists as a plain table that telemetry-jobs did not create (no ${BOUND_CONSTRAINT} constraint); ` +
@@ -223,8 +284,15 @@ async function createDefaultPartition(ctx: ApplyContext, name: string): Promise<
   const parent = catalog.table;
   const rel: Relation = { schema, name };
   const relText = displayRelation(rel);
-  const before = await relationState(db, schema, name);
-  if (before.isPartition) return { rows: 0, lockRetries: 0, alreadyDone: true };
+  const before = await relationState(db, rel);
+  if (before.isPartition) {
+    if (before.parentOid === catalog.oid && before.partitionBound === "DEFAULT") {
+      return { rows: 0, lockRetries: 0, alreadyDone: true };
+    }
+    throw new Error(
+      `${relText} already exists as a partition of ${before.parentName ?? "another table"} (${before.partitionBound}); rename it or turn defaultPartition off. Nothing was changed.`,
+    );
+  }
   if (before.exists && before.comment !== DEFAULT_PARTITION_MARKER) {
     throw new Error(
       `${relText} already exists and was not created by telemetry-jobs; rename it or turn defaultPartition off`,
