@@ -207,9 +207,28 @@ async function createPartition(
     lockRetries += made.attempts - 1;
     log.debug("standalone table created", { partition: action.partition });
   } else {
-    log.info("resuming an interrupted creation: standalone table already exists", {
+    // A killed run's leftover. It is empty by construction (rows only move inside the attach
+    // transaction), but it has the parent's columns as they were then: rebuild it from the parent
+    // as it is now, or an application migration in between (a new column) would make ATTACH refuse
+    // it on every later run.
+    log.info("resuming an interrupted creation: rebuilding the leftover standalone table", {
       partition: action.partition,
     });
+    const rebuilt = await withLockRetry(db, { ...retry, what: `rebuild ${childText}` }, async (trx) => {
+      const has = await sql<{ has: boolean }>`
+        SELECT EXISTS (SELECT 1 FROM ONLY ${relationSql(child)}) AS has`.execute(trx);
+      if (has.rows[0]?.has) {
+        throw new Error(
+          `${childText} is a standalone table left by an interrupted creation, but it holds rows that telemetry-jobs did not put there; ` +
+            "move them into the parent table and drop it (or rename it), then run again. Nothing was changed.",
+        );
+      }
+      await sql`DROP TABLE ${relationSql(child)}`.execute(trx);
+      await sql`CREATE TABLE ${relationSql(child)} ${likeParent(parent)}`.execute(trx);
+      await sql`ALTER TABLE ${relationSql(child)} ADD CONSTRAINT ${sql.id(BOUND_CONSTRAINT)}
+        CHECK (${col} IS NOT NULL AND ${col} >= ${from} AND ${col} < ${to})`.execute(trx);
+    });
+    lockRetries += rebuilt.attempts - 1;
   }
   await pauseAtFaultPoint("after-create-table", log);
 
