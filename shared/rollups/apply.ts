@@ -2,7 +2,7 @@
 // in one transaction with the watermark update, so a kill at any point leaves either the old or
 // the new state (recomputing a bucket from raw rows is idempotent: a rerun converges).
 import { type Kysely, type RawBuilder, sql, type Transaction } from "kysely";
-import type { TablePolicy } from "../config/policy.ts";
+import { policyTable, type TablePolicy } from "../config/policy.ts";
 import type { HourRange, ShardSpec, Watermark } from "./plan.ts";
 import { rollupSql, shardPredicate } from "./sql.ts";
 
@@ -117,12 +117,71 @@ export async function dropObsoleteLayouts(
   return Number(r.numAffectedRows ?? 0n);
 }
 
+/**
+ * Raw rows whose group value is NULL belong to no (group, metric key, hour) bucket: the target's
+ * group column is part of its key and NOT NULL. They are left out of every bucket and counted, so
+ * one such row cannot fail every run (and stop final_before) forever. The count of a run lives here,
+ * per policy object; the job reports it. A source whose group column is NOT NULL (validated) adds
+ * nothing to any query.
+ */
+export interface NullGroupTally {
+  readonly mayBeNull: boolean;
+  /**
+   * Rows skipped by this run: in the hours it recomputed whole and among the late rows it rolled up.
+   * A NULL group has no shard, so in a sharded run only task 0 counts them.
+   */
+  rows: number;
+}
+
+const nullGroupTallies = new WeakMap<TablePolicy, NullGroupTally>();
+
+/** Starts the tally of a run (the policy check knows from the catalog whether NULL can occur). */
+export function startNullGroupTally(policy: TablePolicy, mayBeNull: boolean): NullGroupTally {
+  const tally: NullGroupTally = { mayBeNull, rows: 0 };
+  nullGroupTallies.set(policy, tally);
+  return tally;
+}
+
+export function nullGroupTally(policy: TablePolicy): NullGroupTally | undefined {
+  return nullGroupTallies.get(policy);
+}
+
+/**
+ * True when column `a` (pg_attribute) of relation `c` (pg_class) cannot hold NULL: attnotnull, and not
+ * merely a PostgreSQL 18 NOT NULL constraint added NOT VALID (attnotnull is set, yet existing rows
+ * may still be NULL). Earlier versions keep no not-null rows in pg_constraint: the test is then
+ * attnotnull alone.
+ */
+export const VALIDATED_NOT_NULL = sql<boolean>`(a.attnotnull AND NOT EXISTS (
+  SELECT 1 FROM pg_catalog.pg_constraint k
+   WHERE k.conrelid = c.oid AND k.contype = 'n' AND NOT k.convalidated AND k.conkey = ARRAY[a.attnum]))`;
+
+/** Whether the source's group column may hold NULL (a missing column counts as nullable). */
+export async function groupMayBeNull(db: Kysely<any>, policy: TablePolicy): Promise<boolean> {
+  const source = policyTable(policy);
+  const r = await sql<{ not_null: boolean }>`
+    SELECT ${VALIDATED_NOT_NULL} AS not_null
+      FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND NOT a.attisdropped
+     WHERE n.nspname = ${source.schema} AND c.relname = ${source.name}
+       AND a.attname = ${policy.rollup!.groupBy}`.execute(db);
+  return r.rows[0]?.not_null !== true;
+}
+
+/** The run's tally; a caller that did not start one gets one from the catalog. */
+async function tallyFor(db: Kysely<any>, policy: TablePolicy): Promise<NullGroupTally> {
+  return nullGroupTallies.get(policy) ?? startNullGroupTally(policy, await groupMayBeNull(db, policy));
+}
+
 export interface RecomputeResult {
   buckets: number;
   /** Metric values aggregated (rows x numeric keys). */
   samples: number;
   upserted: number;
   deleted: number;
+  /** Rows of the recomputed hours skipped because their group is NULL (scope "hours" only). */
+  nullGroupRows: number;
 }
 
 /**
@@ -148,6 +207,10 @@ export async function recomputeBuckets(
   scope: Scope,
 ): Promise<RecomputeResult> {
   const q = rollupSql(policy);
+  const tally = await tallyFor(trx, policy);
+  // (Scope "touched" needs no filter: its join on the group never matches a NULL.)
+  const groupKnown = tally.mayBeNull ? sql`AND ${q.group} IS NOT NULL` : sql``;
+  const countNulls = tally.mayBeNull && scope.kind === "hours" && shard.index === 0;
   const agg =
     scope.kind === "touched"
       ? sql`SELECT t.g, m.key, t.h, count(*)::bigint AS n, sum(m.value) AS total, min(m.value) AS lo, max(m.value) AS hi
@@ -160,14 +223,28 @@ export async function recomputeBuckets(
               FROM ${q.source} AS s
               CROSS JOIN LATERAL ${q.metricPairs}
              WHERE ${q.time} >= ${scope.range.from} AND ${q.time} < ${scope.range.to} AND ${shardPredicate(q.group, shard)}
+                   ${groupKnown}
              GROUP BY 1, 2, 3`;
+  const nulls =
+    countNulls && scope.kind === "hours"
+      ? sql`nulls AS (
+          SELECT count(*) AS n FROM ${q.source} AS s
+           WHERE ${q.group} IS NULL AND ${q.time} >= ${scope.range.from} AND ${q.time} < ${scope.range.to}),`
+      : sql``;
   const inScope =
     scope.kind === "touched"
       ? sql`EXISTS (SELECT 1 FROM rollup_touched t WHERE t.g::text = r.${q.targetGroup} AND t.h = r.bucket_ts)`
       : sql`r.bucket_ts >= ${scope.range.from} AND r.bucket_ts < ${scope.range.to}
             AND ${shardPredicate(sql`r.${q.targetGroup}`, shard)}`;
-  const r = await sql<{ buckets: string; samples: string; upserted: string; deleted: string }>`
+  const r = await sql<{
+    buckets: string;
+    samples: string;
+    upserted: string;
+    deleted: string;
+    null_groups: string;
+  }>`
     WITH agg AS MATERIALIZED (${agg}),
+    ${nulls}
     upserted AS (
       INSERT INTO ${q.target} AS r (${q.targetGroup}, metric_key, bucket_ts, sample_count, sum, min, max, avg, updated_at)
       SELECT g::text, key, h, n, total, lo, hi, total / n, now() FROM agg
@@ -187,13 +264,17 @@ export async function recomputeBuckets(
     )
     SELECT (SELECT count(*) FROM agg) AS buckets, (SELECT coalesce(sum(n), 0) FROM agg) AS samples,
            (SELECT count(*) FROM upserted) AS upserted,
-           (SELECT count(*) FROM deleted) AS deleted`.execute(trx);
+           (SELECT count(*) FROM deleted) AS deleted,
+           ${countNulls ? sql`(SELECT n FROM nulls)` : sql`0`} AS null_groups`.execute(trx);
   const row = r.rows[0]!;
+  const nullGroupRows = Number(row.null_groups);
+  tally.rows += nullGroupRows;
   return {
     buckets: Number(row.buckets),
     samples: Number(row.samples),
     upserted: Number(row.upserted),
     deleted: Number(row.deleted),
+    nullGroupRows,
   };
 }
 
@@ -202,7 +283,8 @@ export async function recomputeBuckets(
  * visible since `prev` (the saved snapshot): rows of transactions that were still running then
  * (its xip list) or that started after it (xid >= its xmax). Runs in the caller's REPEATABLE READ
  * transaction, so "visible" means committed in that transaction's snapshot. Also counts new rows
- * before the horizon (left alone).
+ * before the horizon (left alone). New rows with a NULL group touch no bucket: they are counted
+ * (nullGroupRows) and left out of rollup_touched and of `rows`.
  */
 export async function collectTouchedBuckets(
   trx: Transaction<any>,
@@ -211,8 +293,15 @@ export async function collectTouchedBuckets(
   prev: string,
   ranges: readonly HourRange[],
   horizon: Date | null,
-): Promise<{ rows: number; buckets: number; skippedBeforeHorizon: number }> {
+): Promise<{ rows: number; buckets: number; skippedBeforeHorizon: number; nullGroupRows: number }> {
   const q = rollupSql(policy);
+  const tally = await tallyFor(trx, policy);
+  // A NULL group has no shard (shard_of is STRICT): task 0 of a sharded run picks those rows up
+  // too, only to count them.
+  const inShard =
+    tally.mayBeNull && shard.count > 1 && shard.index === 0
+      ? sql`(${shardPredicate(q.group, shard)} OR ${q.group} IS NULL)`
+      : shardPredicate(q.group, shard);
   const { xmax, xip } = parseSnapshot(prev);
   const isNew = sql`(s.ingest_xid >= ${xmax}::xid8 OR s.ingest_xid = ANY(${xip}::xid8[]))`;
   // One scan per range and per half of the "new" condition, so each is an index range scan on
@@ -220,7 +309,7 @@ export async function collectTouchedBuckets(
   const scans = ranges.flatMap((r) =>
     [sql`s.ingest_xid >= ${xmax}::xid8`, sql`s.ingest_xid = ANY(${xip}::xid8[])`].map(
       (cond) => sql`SELECT ${q.group} AS g, date_trunc('hour', ${q.time}, 'UTC') AS h FROM ${q.source} AS s
-        WHERE ${cond} AND ${q.time} >= ${r.from} AND ${q.time} < ${r.to} AND ${shardPredicate(q.group, shard)}`,
+        WHERE ${cond} AND ${q.time} >= ${r.from} AND ${q.time} < ${r.to} AND ${inShard}`,
     ),
   );
   // The planner treats "new" and "in these hours" as independent; when most new rows sit in the
@@ -235,6 +324,14 @@ export async function collectTouchedBuckets(
     CREATE TEMP TABLE rollup_touched ON COMMIT DROP AS
     SELECT x.g, x.h, count(*) AS n FROM (${union}) AS x GROUP BY x.g, x.h`.execute(trx);
   await sql`SET LOCAL enable_seqscan = on`.execute(trx);
+  let nullGroupRows = 0;
+  if (tally.mayBeNull) {
+    const removed = await sql<{ n: string }>`
+      WITH d AS (DELETE FROM rollup_touched WHERE g IS NULL RETURNING n)
+      SELECT coalesce(sum(n), 0) AS n FROM d`.execute(trx);
+    nullGroupRows = Number(removed.rows[0]?.n ?? 0);
+    tally.rows += nullGroupRows;
+  }
   // The planner must know how few buckets there are, or it may hash-join the whole raw table.
   await sql`ANALYZE rollup_touched`.execute(trx);
   const skipped = horizon
@@ -248,5 +345,6 @@ export async function collectTouchedBuckets(
     rows: Number(c.rows),
     buckets: Number(c.buckets),
     skippedBeforeHorizon: Number(skipped?.rows[0]?.n ?? 0),
+    nullGroupRows,
   };
 }

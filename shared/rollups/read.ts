@@ -14,6 +14,12 @@ export interface HourlyPoint {
   source: "rollup" | "raw";
 }
 
+/**
+ * One device's hourly series of one metric key over [from, to), in whole hours. Rows whose device_id
+ * is NULL are in no series, exactly as rollup-hourly skips them (a NULL group is no bucket): the
+ * function matches rows by `device_id = p_device_id`, which never holds for NULL, whether the hour
+ * is served from the rollups or from raw rows.
+ */
 export async function readHourlySeries(
   db: Kysely<any>,
   query: { deviceId: string; metricKey: string; from: Date; to: Date },
