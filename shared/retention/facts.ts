@@ -98,6 +98,7 @@ export async function readRetentionFacts(
       expiredRows: new Map([[displayRelation(table), expired.result]]),
       unfinishedRemovals,
       holds,
+      archiveClashes: new Map(),
     };
   }
 
@@ -135,5 +136,40 @@ export async function readRetentionFacts(
       return { childHasRows, expiredRows };
     },
   );
-  return { table: policy.table, catalog, ...result, unfinishedRemovals, holds };
+  const candidates = [
+    ...catalog.children.map((c) => ({ schema: c.schema, name: c.name })),
+    ...unfinishedRemovals.map((u) => u.partition),
+  ];
+  const archiveClashes =
+    policy.retention?.mode === "archive"
+      ? await findArchiveClashes(db, candidates, policy.retention.archiveSchema)
+      : new Map<string, string[]>();
+  return { table: policy.table, catalog, ...result, unfinishedRemovals, holds, archiveClashes };
+}
+
+/**
+ * For each relation, the names that moving it into `archiveSchema` would need (its own and its
+ * indexes': ALTER TABLE ... SET SCHEMA moves the indexes along) and that the schema already holds.
+ */
+async function findArchiveClashes(
+  db: Kysely<any>,
+  relations: readonly Relation[],
+  archiveSchema: string,
+): Promise<Map<string, string[]>> {
+  const clashes = new Map<string, string[]>();
+  if (relations.length === 0) return clashes;
+  const r = await sql<{ schema: string; name: string; taken: string[] }>`
+    SELECT n.nspname::text AS schema, c.relname::text AS name, array_agg(moved.relname::text ORDER BY moved.relname) AS taken
+      FROM unnest(${relations.map((x) => x.schema)}::text[], ${relations.map((x) => x.name)}::text[]) AS want(schema, name)
+      JOIN pg_namespace n ON n.nspname = want.schema
+      JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = want.name
+      JOIN LATERAL (SELECT c.relname
+                    UNION ALL
+                    SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid)
+           AS moved(relname) ON true
+     WHERE EXISTS (SELECT 1 FROM pg_class a JOIN pg_namespace an ON an.oid = a.relnamespace
+                    WHERE an.nspname = ${archiveSchema} AND a.relname = moved.relname)
+     GROUP BY 1, 2`.execute(db);
+  for (const row of r.rows) clashes.set(displayRelation({ schema: row.schema, name: row.name }), row.taken);
+  return clashes;
 }

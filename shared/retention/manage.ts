@@ -39,7 +39,9 @@ export async function manageRetention(
       partitioned: policy.partitioned,
     },
   );
-  for (const f of plan.findings) log.info(f.message, { finding: f.code, partition: f.partition });
+  for (const f of plan.findings) {
+    (f.severity === "warn" ? log.warn : log.info)(f.message, { finding: f.code, partition: f.partition });
+  }
   for (const a of plan.actions)
     log.info(`${options.dryRun ? "would " : "plan: "}${describeRetentionAction(a)}`, { action: a.kind });
   const counts: Record<string, number> = {};

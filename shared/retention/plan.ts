@@ -44,7 +44,7 @@ export type RetentionAction =
 
 export interface RetentionFinding {
   readonly severity: "info" | "warn";
-  readonly code: "held" | "hold_expired" | "nothing_expired";
+  readonly code: "held" | "hold_expired" | "nothing_expired" | "archive_name_taken";
   readonly message: string;
   /** The partition as displayRelation renders it. */
   readonly partition?: string;
@@ -71,6 +71,35 @@ export interface RetentionFacts {
   /** Tables a killed run detached but did not yet drop or archive (marked by comment). */
   readonly unfinishedRemovals: readonly { partition: Relation; mode: RetentionMode }[];
   readonly holds: readonly RetentionHold[];
+  /**
+   * Archive mode: displayRelation(partition) -> the names its move would need (its own and its
+   * indexes', which SET SCHEMA moves along) that the archive schema already holds. Empty otherwise.
+   */
+  readonly archiveClashes: ReadonlyMap<string, readonly string[]>;
+}
+
+/**
+ * Archive mode moves a partition, with its indexes, into the archive schema under their own names.
+ * When one is taken (another managed table of the same name in another schema archived its child
+ * first), the move would fail after the detach and strand the partition: find it before anything
+ * is done, and leave that partition as it is.
+ */
+function archiveClash(
+  retention: { archiveSchema: string },
+  mode: RetentionMode,
+  partition: Relation,
+  facts: RetentionFacts,
+): RetentionFinding | undefined {
+  const shown = displayRelation(partition);
+  const clashes = mode === "archive" ? facts.archiveClashes.get(shown) : undefined;
+  if (!clashes || clashes.length === 0) return undefined;
+  const taken = clashes.map((name) => displayRelation({ schema: retention.archiveSchema, name })).join(", ");
+  return {
+    severity: "warn",
+    code: "archive_name_taken",
+    partition: shown,
+    message: `${shown} is expired, but the archive already has ${taken}, which moving it there needs (archived from another table of the same name?). ${shown} is left as it is; rename what is in the way, or give this table an archiveSchema of its own.`,
+  };
 }
 
 export function retentionCutoff(policy: TablePolicy, now: Date): Date {
@@ -110,6 +139,11 @@ export function planRetention(
         partition: shown,
         message: `${shown} is held until ${hold.until.toISOString()} (${hold.reason}); a killed run had started removing it (mode ${u.mode}): it stays detached and is not ${u.mode === "drop" ? "dropped" : "moved"} until the hold ends`,
       });
+      continue;
+    }
+    const clash = archiveClash(retention, u.mode, u.partition, facts);
+    if (clash) {
+      findings.push(clash);
       continue;
     }
     actions.push({ kind: "finish_removal", partition: u.partition, mode: u.mode });
@@ -158,6 +192,11 @@ export function planRetention(
             partition: qualified,
             message: `the hold on ${qualified} expired at ${hold.until.toISOString()} (${hold.reason}); it is removed now`,
           });
+        }
+        const clash = archiveClash(retention, retention.mode, relation, facts);
+        if (clash) {
+          findings.push(clash);
+          continue;
         }
         removals.push({
           kind: "remove_partition",

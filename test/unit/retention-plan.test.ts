@@ -16,6 +16,7 @@ const facts = (over: Partial<RetentionFacts>): RetentionFacts => ({
   expiredRows: new Map(),
   unfinishedRemovals: [],
   holds: [],
+  archiveClashes: new Map(),
   ...over,
 });
 
@@ -92,6 +93,7 @@ describe("planRetention: a held partition that straddles the cutoff (exactCutoff
     childHasRows: new Map([["public.points_p202601", true]]),
     expiredRows: new Map([["public.points_p202601", 40]]),
     unfinishedRemovals: [],
+    archiveClashes: new Map<string, string[]>(),
   };
 
   it("keeps its expired rows while the hold lasts, deletes them without one", () => {
