@@ -133,6 +133,13 @@ describe("partition creation and other sessions' locks", () => {
       expect(code).toBe(1);
       const failure = lines.find((l) => l.message === "table failed");
       expect(failure?.error).toMatch(/gave up after \d+ attempts .*AccessExclusiveLock/);
+      // Each attempt waited at most lock_timeout (100 ms), so several fit in the 1.5 s budget and
+      // the job gave up about when the budget ran out. Without lock_timeout on the attempt, the
+      // first one would wait for the session's 30 s backstop and be the only one.
+      const [, attempts, seconds] =
+        /gave up after (\d+) attempts in (\d+) s/.exec(failure?.error ?? "") ?? [];
+      expect(Number(attempts), failure?.error).toBeGreaterThanOrEqual(2);
+      expect(Number(seconds), failure?.error).toBeLessThanOrEqual(5);
       expect(lines.at(-1)?.event).toBe("run_summary");
       expect(lines.at(-1)?.status).toBe("failed");
     } finally {
