@@ -238,7 +238,7 @@ async function createPartition(
   // DEFAULT's lock while we attach would, once we commit, fail with "new row for relation ... violates
   // partition constraint" (PostgreSQL rechecks DEFAULT's constraint because of concurrent attaches;
   // our locking test hit exactly this). So in that case we also hold SHARE ROW EXCLUSIVE on the
-  // parent for this short transaction: readers go on, writers wait for it, and no insert fails.
+  // parent for this short transaction: writers wait for it, and no insert fails.
   // Lock order, chosen by the benchmark:
   //   1. ACCESS EXCLUSIVE on DEFAULT, waiting up to lock_timeout: only DEFAULT's readers and rows
   //      routed to DEFAULT wait for us, never ordinary inserts. (Taking the parent first and then
@@ -247,14 +247,26 @@ async function createPartition(
   //   2. SHARE ROW EXCLUSIVE on the parent with a short wait (PARENT_LOCK_WAIT_MS): inserts queue
   //      behind us only that long. An insert routed to DEFAULT holds the parent and waits for DEFAULT:
   //      our short wait times out long before deadlock_timeout, we roll back, and it goes on.
+  // When rows do move, the parent lock is ACCESS EXCLUSIVE instead, so that readers wait too. A
+  // READ COMMITTED statement plans with the partition list it sees when it locks the parent; one
+  // that locked the parent before us and then waited for DEFAULT would, after our commit, read
+  // DEFAULT without the moved rows and not read the new partition at all: rows that exist would be
+  // missing from its answer (a rollup that read them so would keep an empty hour for good). Under
+  // ACCESS EXCLUSIVE such a statement cannot be half-way: either it holds the parent and we time
+  // out and retry after it, or it waits for our commit and plans with the new partition.
   // Without a DEFAULT the attach needs only SHARE UPDATE EXCLUSIVE, which writers do not notice.
   const def = catalog.defaultPartition;
   const attached = await withLockRetry(db, { ...retry, what: `attach ${childText}` }, async (trx) => {
     if (def) {
       await sql`LOCK TABLE ${relationSql(def)} IN ACCESS EXCLUSIVE MODE`.execute(trx);
+      const rowsToMove = await sql<{ any: boolean }>`
+        SELECT EXISTS (SELECT 1 FROM ONLY ${relationSql(def)} WHERE ${col} >= ${from} AND ${col} < ${to}) AS any`.execute(
+        trx,
+      );
+      const parentMode = rowsToMove.rows[0]?.any ? sql`ACCESS EXCLUSIVE` : sql`SHARE ROW EXCLUSIVE`;
       const wait = Math.min(policy.lockTimeoutMs, PARENT_LOCK_WAIT_MS);
       await sql`SELECT set_config('lock_timeout', ${`${wait}ms`}, true)`.execute(trx);
-      await sql`LOCK TABLE ${relationSql(parent)} IN SHARE ROW EXCLUSIVE MODE`.execute(trx);
+      await sql`LOCK TABLE ${relationSql(parent)} IN ${parentMode} MODE`.execute(trx);
       await sql`SELECT set_config('lock_timeout', ${`${policy.lockTimeoutMs}ms`}, true)`.execute(trx);
     } else {
       await sql`LOCK TABLE ${relationSql(parent)} IN SHARE UPDATE EXCLUSIVE MODE`.execute(trx);
