@@ -1,9 +1,8 @@
 import { sql } from "kysely";
-import pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { partitionsOf } from "../support/catalog-snapshot.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
-import { makeConfig, runPartitionManager } from "../support/jobs.ts";
+import { makeConfig, runPartitionManager, startCli } from "../support/jobs.ts";
 
 let t: TestDatabase;
 beforeAll(async () => {
@@ -177,13 +176,22 @@ describe("partition-manager", () => {
   });
 
   it("a run that finds the advisory lock held skips the table and exits 0", async () => {
-    const holder = new pg.Client({ connectionString: t.url });
-    await holder.connect();
+    // The holder is a real run, frozen between two of its transactions (its first table is made,
+    // not attached): a lock that lasted only as long as a transaction would be free by now.
+    const holder = startCli(["partition-manager", "--now", "2026-11-21T00:00:00Z"], {
+      DATABASE_URL: t.url,
+      TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify({ tables: [POINTS] }),
+      TELEMETRY_JOBS_FAULT_PAUSE: "after-create-table",
+    });
     try {
-      await holder.query("SELECT pg_advisory_lock($1, hashtext($2))", [
-        0x746a,
-        "partition-manager:public.telemetry_points",
-      ]);
+      await holder.waitFor("paused at fault point");
+      const held = await t.pool.query(
+        `SELECT a.state FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1
+            AND l.objid = hashtext($2)::oid AND a.application_name = 'telemetry-jobs/partition-manager'`,
+        [0x746a, "partition-manager:public.telemetry_points"],
+      );
+      expect(held.rows).toEqual([{ state: "idle" }]); // held by the session, outside any transaction
       const run = await runPartitionManager(
         t.db,
         makeConfig(t.url, [POINTS], { now: "2026-11-21T00:00:00Z" }),
@@ -193,8 +201,25 @@ describe("partition-manager", () => {
       expect(run.logs.some((l) => l.message.includes("another run holds the lock"))).toBe(true);
       expect((await partitionsOf(t.url, "public.telemetry_points")).length).toBe(1);
     } finally {
-      await holder.end();
+      holder.child.kill("SIGKILL");
+      await holder.done;
     }
+    // Once the killed run's session is gone, the next run takes the lock and finishes its work.
+    for (let i = 0; ; i++) {
+      const left = await t.pool.query(
+        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objid = hashtext($2)::oid",
+        [0x746a, "partition-manager:public.telemetry_points"],
+      );
+      if (left.rows.length === 0) break;
+      if (i > 200) throw new Error("the killed run's session still holds its advisory lock");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const next = await runPartitionManager(
+      t.db,
+      makeConfig(t.url, [POINTS], { now: "2026-11-21T00:00:00Z" }),
+    );
+    expect(next.status).toBe("ok");
+    expect((await partitionsOf(t.url, "public.telemetry_points")).length).toBe(5);
   });
 
   it("two runs started together: one does the work, the other skips", async () => {
