@@ -34,6 +34,8 @@ export interface ApplyContext {
   policy: TablePolicy;
   catalog: TableCatalog;
   log: Logger;
+  /** The run's logical now: whether a range is still in the future decides the parent's lock. */
+  now: Date;
   signal?: AbortSignal;
 }
 
@@ -247,13 +249,22 @@ async function createPartition(
   //   2. SHARE ROW EXCLUSIVE on the parent with a short wait (PARENT_LOCK_WAIT_MS): inserts queue
   //      behind us only that long. An insert routed to DEFAULT holds the parent and waits for DEFAULT:
   //      our short wait times out long before deadlock_timeout, we roll back, and it goes on.
-  // When rows do move, the parent lock is ACCESS EXCLUSIVE instead, so that readers wait too. A
+  // The parent lock, by case (parentLockFor):
+  // - Rows move: ACCESS EXCLUSIVE, so that readers wait too. A
   // READ COMMITTED statement plans with the partition list it sees when it locks the parent; one
   // that locked the parent before us and then waited for DEFAULT would, after our commit, read
   // DEFAULT without the moved rows and not read the new partition at all: rows that exist would be
   // missing from its answer (a rollup that read them so would keep an empty hour for good). Under
   // ACCESS EXCLUSIVE such a statement cannot be half-way: either it holds the parent and we time
   // out and retry after it, or it waits for our commit and plans with the new partition.
+  // - Nothing moves and the range lies wholly in the future (premaking): SHARE UPDATE EXCLUSIVE,
+  //   ATTACH's own lock, which writers do not notice. ATTACH still scans all of DEFAULT to prove the
+  //   range absent, but only under DEFAULT's lock: ordinary inserts no longer wait for that scan,
+  //   however many rows DEFAULT keeps (rows dated years ahead stay there by design). The price: an
+  //   insert of a row dated in that future range, routed to DEFAULT during the scan, fails after our
+  //   commit ("violates partition constraint") instead of waiting; such rows are rare (a device
+  //   clock at least one interval ahead) and the application sees an error, not a lost row.
+  // - Otherwise (a current or past range, where inserts are likely): SHARE ROW EXCLUSIVE.
   // Without a DEFAULT the attach needs only SHARE UPDATE EXCLUSIVE, which writers do not notice.
   const def = catalog.defaultPartition;
   const attached = await withLockRetry(db, { ...retry, what: `attach ${childText}` }, async (trx) => {
@@ -263,7 +274,7 @@ async function createPartition(
         SELECT EXISTS (SELECT 1 FROM ONLY ${relationSql(def)} WHERE ${col} >= ${from} AND ${col} < ${to}) AS any`.execute(
         trx,
       );
-      const parentMode = rowsToMove.rows[0]?.any ? sql`ACCESS EXCLUSIVE` : sql`SHARE ROW EXCLUSIVE`;
+      const parentMode = parentLockFor(rowsToMove.rows[0]?.any === true, action.from, ctx.now);
       const wait = Math.min(policy.lockTimeoutMs, PARENT_LOCK_WAIT_MS);
       await sql`SELECT set_config('lock_timeout', ${`${wait}ms`}, true)`.execute(trx);
       await sql`LOCK TABLE ${relationSql(parent)} IN ${parentMode} MODE`.execute(trx);
@@ -279,6 +290,12 @@ async function createPartition(
   });
   lockRetries += attached.attempts - 1;
   return { rows: attached.result, lockRetries, alreadyDone: false };
+}
+
+/** The parent's lock mode for an attach beside a DEFAULT partition (the cases are explained above). */
+function parentLockFor(rowsMove: boolean, from: Date, now: Date) {
+  if (rowsMove) return sql`ACCESS EXCLUSIVE`;
+  return from.getTime() > now.getTime() ? sql`SHARE UPDATE EXCLUSIVE` : sql`SHARE ROW EXCLUSIVE`;
 }
 
 /**

@@ -51,7 +51,10 @@ export async function managePartitions(
     const startedAt = new Date();
     const range = action.kind === "create_partition" ? { from: action.from, to: action.to } : {};
     try {
-      const outcome = await applyPartitionAction({ db, policy, catalog, log, signal: ctx.signal }, action);
+      const outcome = await applyPartitionAction(
+        { db, policy, catalog, log, now: options.now, signal: ctx.signal },
+        action,
+      );
       counts[action.kind] = (counts[action.kind] ?? 0) + 1;
       await ctx.record({
         kind: action.kind,
