@@ -1,14 +1,16 @@
 // Reads what the retention planner needs: the partition catalog (real bounds), which children hold
 // any row, how many rows older than the cutoff each row-delete target has (counted, not estimated:
-// the dry run promises counts), unfinished removals from a killed run, and the holds.
+// the dry run promises counts), unfinished removals from a killed run, the holds, and for a table
+// with a rollup block, the rollup frontier and how many of those expired rows are not final yet.
 import { type Kysely, sql } from "kysely";
 import { policyTable, type TablePolicy } from "../config/policy.ts";
 import { withLockRetry } from "../db/lock-retry.ts";
 import { columnSql, displayRelation, type Relation, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { readCatalog, type TableProblem } from "../partitions/catalog.ts";
+import { readRollupFrontier } from "../rollups/frontier.ts";
 import { listHolds } from "./holds.ts";
-import type { RetentionFacts, RetentionMode } from "./plan.ts";
+import { type RetentionFacts, type RetentionMode, rowDeleteLimit } from "./plan.ts";
 
 /** Comment put on a partition before it is detached, so that a killed run's leftover is finished. */
 export function removalMarker(parent: string, mode: RetentionMode): string {
@@ -52,17 +54,29 @@ export async function inspectPlainTable(
   return undefined;
 }
 
+/**
+ * Rows older than the cutoff, and among them those at or after `limit` (the row-delete limit of a
+ * rolled-up table: rows there must stay). `limit` undefined: no such limit (0 kept); null: every
+ * expired row is kept.
+ */
 async function countExpired(
   db: Kysely<any>,
   relation: Relation,
   column: string,
   cutoff: Date,
-): Promise<number> {
-  const r = await sql<{ n: string }>`
-    SELECT count(*) AS n FROM ONLY ${relationSql(relation)} WHERE ${columnSql(column)} < ${cutoff}`.execute(
-    db,
-  );
-  return Number(r.rows[0]?.n ?? 0);
+  limit: Date | null | undefined,
+): Promise<{ expired: number; notFinal: number }> {
+  const col = columnSql(column);
+  const notFinal =
+    limit === undefined
+      ? sql`0`
+      : limit === null
+        ? sql`count(*)`
+        : sql`count(*) FILTER (WHERE ${col} >= ${limit})`;
+  const r = await sql<{ n: string; not_final: string }>`
+    SELECT count(*) AS n, ${notFinal} AS not_final
+      FROM ONLY ${relationSql(relation)} WHERE ${col} < ${cutoff}`.execute(db);
+  return { expired: Number(r.rows[0]?.n ?? 0), notFinal: Number(r.rows[0]?.not_final ?? 0) };
 }
 
 export async function readRetentionFacts(
@@ -73,6 +87,11 @@ export async function readRetentionFacts(
 ): Promise<RetentionFacts> {
   const table = policyTable(policy);
   const holds = await listHolds(db);
+  const frontier = policy.rollup ? await readRollupFrontier(db, policy.rollup.target) : undefined;
+  // Rows at or after this stay whatever the cutoff says (undefined: the table is not rolled up).
+  const limit = frontier ? rowDeleteLimit(cutoff, frontier) : undefined;
+  const notFinalRows = new Map<string, number>();
+  const rollup = frontier ? { frontier, notFinalRows } : undefined;
   const unfinished = await sql<{ schema: string; name: string; comment: string }>`
     SELECT n.nspname::text AS schema, c.relname::text AS name, obj_description(c.oid, 'pg_class') AS comment
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -89,16 +108,18 @@ export async function readRetentionFacts(
     const expired = await withLockRetry(
       db,
       { ...lock, what: `count expired rows of ${policy.table}`, contended: table },
-      (trx) => countExpired(trx, table, policy.timeColumn, cutoff),
+      (trx) => countExpired(trx, table, policy.timeColumn, cutoff, limit),
     );
+    notFinalRows.set(displayRelation(table), expired.result.notFinal);
     return {
       table: policy.table,
       catalog: undefined,
       childHasRows: new Map(),
-      expiredRows: new Map([[displayRelation(table), expired.result]]),
+      expiredRows: new Map([[displayRelation(table), expired.result.expired]]),
       unfinishedRemovals,
       holds,
       archiveClashes: new Map(),
+      rollup,
     };
   }
 
@@ -123,7 +144,9 @@ export async function readRetentionFacts(
           (b.from === "MINVALUE" || (b.from instanceof Date && b.from.getTime() < cutoff.getTime())) &&
           (b.to === "MAXVALUE" || (b.to instanceof Date && b.to.getTime() > cutoff.getTime()));
         if (policy.retention?.exactCutoff && straddles) {
-          expiredRows.set(name, await countExpired(trx, relation, policy.timeColumn, cutoff));
+          const n = await countExpired(trx, relation, policy.timeColumn, cutoff, limit);
+          expiredRows.set(name, n.expired);
+          notFinalRows.set(name, n.notFinal);
         }
       }
       if (catalog.defaultPartition) {
@@ -131,7 +154,9 @@ export async function readRetentionFacts(
           schema: catalog.defaultPartition.schema,
           name: catalog.defaultPartition.name,
         };
-        expiredRows.set(displayRelation(def), await countExpired(trx, def, policy.timeColumn, cutoff));
+        const n = await countExpired(trx, def, policy.timeColumn, cutoff, limit);
+        expiredRows.set(displayRelation(def), n.expired);
+        notFinalRows.set(displayRelation(def), n.notFinal);
       }
       return { childHasRows, expiredRows };
     },
@@ -144,7 +169,7 @@ export async function readRetentionFacts(
     policy.retention?.mode === "archive"
       ? await findArchiveClashes(db, candidates, policy.retention.archiveSchema)
       : new Map<string, string[]>();
-  return { table: policy.table, catalog, ...result, unfinishedRemovals, holds, archiveClashes };
+  return { table: policy.table, catalog, ...result, unfinishedRemovals, holds, archiveClashes, rollup };
 }
 
 /**

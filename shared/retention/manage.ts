@@ -1,5 +1,7 @@
 // The retention job's work for one table: read the facts, plan, refuse or print the plan, apply it
-// action by action (each audited and logged), and report counts and bytes freed.
+// action by action (each audited and logged), and report counts and bytes freed. For a table that is
+// rolled up, the health record also says how far the rollups are final and whether that kept
+// expired data this run (rollupFrontier, rollupBlocked), so that an alert can see a stalled rollup.
 import type { Kysely } from "kysely";
 import { displayRelation } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
@@ -32,6 +34,9 @@ export async function manageRetention(
   const lock = { lockTimeoutMs: policy.lockTimeoutMs, budgetMs: policy.retryBudgetMs };
   const facts = await readRetentionFacts(db, policy, cutoff, lock);
   const plan = planRetention(policy, facts, options.now, { force: options.force });
+  const rollupHealth = plan.rollup
+    ? { rollupFrontier: plan.rollup.frontier?.toISOString() ?? null, rollupBlocked: plan.rollup.blocked }
+    : {};
   log.info(
     `cutoff ${cutoff.toISOString()} (keep ${policy.retention!.keep}, mode ${policy.retention!.mode})`,
     {
@@ -40,7 +45,11 @@ export async function manageRetention(
     },
   );
   for (const f of plan.findings) {
-    (f.severity === "warn" ? log.warn : log.info)(f.message, { finding: f.code, partition: f.partition });
+    (f.severity === "warn" ? log.warn : log.info)(f.message, {
+      finding: f.code,
+      partition: f.partition,
+      ...(f.code === "rollup_not_final" ? { rollupFrontier: plan.rollup?.frontier ?? null } : {}),
+    });
   }
   for (const a of plan.actions)
     log.info(`${options.dryRun ? "would " : "plan: "}${describeRetentionAction(a)}`, { action: a.kind });
@@ -54,7 +63,7 @@ export async function manageRetention(
     return {
       status: "ok",
       actions: counts,
-      health: { cutoff: cutoff.toISOString(), planned: plan.actions.length },
+      health: { cutoff: cutoff.toISOString(), planned: plan.actions.length, ...rollupHealth },
     };
   }
 
@@ -132,13 +141,19 @@ export async function manageRetention(
         status: "failed",
         actions: counts,
         error: message,
-        health: { cutoff: cutoff.toISOString(), bytesFreed, rowsDeleted },
+        health: { cutoff: cutoff.toISOString(), bytesFreed, rowsDeleted, ...rollupHealth },
       };
     }
   }
   return {
     status: "ok",
     actions: counts,
-    health: { cutoff: cutoff.toISOString(), bytesFreed, rowsDeleted, rowDeletesIncomplete: incomplete },
+    health: {
+      cutoff: cutoff.toISOString(),
+      bytesFreed,
+      rowsDeleted,
+      rowDeletesIncomplete: incomplete,
+      ...rollupHealth,
+    },
   };
 }

@@ -1,6 +1,8 @@
 // The retention planner: pure, like the partition planner. From the policy, what the database
-// holds (children with real bounds, holds, counted expired rows) and `now`, it decides what to
-// remove, what to delete row by row, and whether the run must be refused.
+// holds (children with real bounds, holds, counted expired rows, and for a table that is rolled up,
+// how far its rollups are final) and `now`, it decides what to remove, what to delete row by row,
+// and whether the run must be refused. Raw rows of hours the rollup has not made final are never
+// removed: such partitions and rows are kept, with a warning, and the rest of the plan goes ahead.
 import {
   approximateMs,
   type Duration,
@@ -11,6 +13,7 @@ import {
 import { policyTable, type TablePolicy } from "../config/policy.ts";
 import { displayRelation, type Relation } from "../db/relation.ts";
 import type { TableCatalog } from "../partitions/catalog.ts";
+import { describeRollupFrontier, type RollupFrontier } from "../rollups/frontier.ts";
 import type { RetentionHold } from "./holds.ts";
 
 export const KEEP_FLOOR_MS = 86_400_000; // 1 day: a shorter keep is almost certainly a typo
@@ -44,7 +47,7 @@ export type RetentionAction =
 
 export interface RetentionFinding {
   readonly severity: "info" | "warn";
-  readonly code: "held" | "hold_expired" | "nothing_expired" | "archive_name_taken";
+  readonly code: "held" | "hold_expired" | "nothing_expired" | "archive_name_taken" | "rollup_not_final";
   readonly message: string;
   /** The partition as displayRelation renders it. */
   readonly partition?: string;
@@ -57,6 +60,11 @@ export interface RetentionPlan {
   readonly findings: readonly RetentionFinding[];
   /** Why the run must not go ahead without --force; undefined when it may. */
   readonly refusal?: string;
+  /**
+   * Tables with a rollup block: the rollup frontier (null: no hour is final yet) and whether it kept
+   * any expired partition or row this run.
+   */
+  readonly rollup?: { readonly frontier: Date | null; readonly blocked: boolean };
 }
 
 /** What the retention planner needs to know about a table, read by facts.ts. */
@@ -76,6 +84,68 @@ export interface RetentionFacts {
    * indexes', which SET SCHEMA moves along) that the archive schema already holds. Empty otherwise.
    */
   readonly archiveClashes: ReadonlyMap<string, readonly string[]>;
+  /**
+   * Tables whose policy has a rollup block: how far rollup-hourly has made hours final, and per
+   * row-delete target (displayRelation(leaf)), how many of its expiredRows are at or after the row
+   * delete limit (rowDeleteLimit) and so must stay. Undefined for tables without a rollup block.
+   */
+  readonly rollup: RetentionRollupFacts | undefined;
+}
+
+export interface RetentionRollupFacts {
+  readonly frontier: RollupFrontier;
+  readonly notFinalRows: ReadonlyMap<string, number>;
+}
+
+/**
+ * The instant before which rows may be deleted row by row: the cutoff, or the rollup frontier when
+ * that is earlier (raw rows of hours the rollup has not made final are still to be rolled up).
+ * null: no row may be deleted (no hour is final yet). Without rollup facts: the cutoff.
+ */
+export function rowDeleteLimit(cutoff: Date, rollup: RollupFrontier | undefined): Date | null {
+  if (!rollup) return cutoff;
+  if (rollup.frontier === null) return null;
+  return rollup.frontier < cutoff ? rollup.frontier : cutoff;
+}
+
+const ROLLUP_ADVICE = "Check rollup-hourly: its last executions and their errors (docs/runbooks/rollups.md)";
+
+/** An expired partition whose upper bound is after the rollup frontier: its hours are not final. */
+function partitionNotFinal(
+  rollup: RetentionRollupFacts | undefined,
+  partition: string,
+  from: Date | null,
+  to: Date,
+): RetentionFinding | undefined {
+  if (!rollup) return undefined;
+  const frontier = rollup.frontier.frontier;
+  if (frontier !== null && to.getTime() <= frontier.getTime()) return undefined;
+  return {
+    severity: "warn",
+    code: "rollup_not_final",
+    partition,
+    message: `kept ${partition} [${from?.toISOString() ?? "MINVALUE"}, ${to.toISOString()}) past its cutoff: its hours are not rolled up for good yet (${describeRollupFrontier(rollup.frontier)}). ${ROLLUP_ADVICE}; the first retention run after it has caught up removes the partition.`,
+  };
+}
+
+/** Expired rows of a row-delete target kept because they are at or after the rollup frontier. */
+function rowsNotFinal(
+  rollup: RetentionRollupFacts | undefined,
+  relation: string,
+  cutoff: Date,
+  limit: Date | null,
+): { finding?: RetentionFinding; kept: number } {
+  const kept = rollup?.notFinalRows.get(relation) ?? 0;
+  if (!rollup || kept === 0) return { kept: 0 };
+  return {
+    kept,
+    finding: {
+      severity: "warn",
+      code: "rollup_not_final",
+      partition: relation,
+      message: `kept ${kept} rows of ${relation} older than the cutoff ${cutoff.toISOString()}: their hours are not rolled up for good yet (${describeRollupFrontier(rollup.frontier)}), so this run deletes ${limit ? `only rows before ${limit.toISOString()}` : "none"}. ${ROLLUP_ADVICE}; the first retention run after it has caught up deletes them.`,
+    },
+  };
 }
 
 /**
@@ -121,6 +191,10 @@ export function planRetention(
   const retention = policy.retention!;
   const keep = keepOf(policy);
   const cutoff = subtractDuration(now, keep);
+  if (policy.rollup && !facts.rollup)
+    throw new Error(`${policy.table} has a rollup block, but the retention facts lack its rollup frontier`);
+  const rollup = facts.rollup;
+  const limit = rowDeleteLimit(cutoff, rollup?.frontier);
   const actions: RetentionAction[] = [];
   const findings: RetentionFinding[] = [];
   const refusals: string[] = [];
@@ -152,13 +226,16 @@ export function planRetention(
   const catalog = facts.catalog;
   if (!catalog) {
     const table = policyTable(policy);
-    const rows = facts.expiredRows.get(displayRelation(table)) ?? 0;
-    if (rows > 0)
+    const shown = displayRelation(table);
+    const notFinal = rowsNotFinal(rollup, shown, cutoff, limit);
+    if (notFinal.finding) findings.push(notFinal.finding);
+    const rows = (facts.expiredRows.get(shown) ?? 0) - notFinal.kept;
+    if (rows > 0 && limit)
       actions.push({
         kind: "delete_rows",
         relation: table,
         reason: "plain_table",
-        before: cutoff,
+        before: limit,
         rows,
       });
   } else {
@@ -183,6 +260,11 @@ export function planRetention(
             partition: qualified,
             message: `kept ${qualified} past its cutoff: held until ${hold.until.toISOString()} by ${hold.createdBy} (${hold.reason})`,
           });
+          continue;
+        }
+        const notFinal = partitionNotFinal(rollup, qualified, from, to);
+        if (notFinal) {
+          findings.push(notFinal);
           continue;
         }
         if (hold) {
@@ -221,13 +303,16 @@ export function planRetention(
             message: `${qualified} is held until ${hold.until.toISOString()} (${hold.reason}): its ${rows} rows before the cutoff are kept`,
           });
         } else if (rows > 0) {
-          actions.push({
-            kind: "delete_rows",
-            relation,
-            reason: "straddling_partition",
-            before: cutoff,
-            rows,
-          });
+          const notFinal = rowsNotFinal(rollup, qualified, cutoff, limit);
+          if (notFinal.finding) findings.push(notFinal.finding);
+          if (rows - notFinal.kept > 0 && limit)
+            actions.push({
+              kind: "delete_rows",
+              relation,
+              reason: "straddling_partition",
+              before: limit,
+              rows: rows - notFinal.kept,
+            });
         }
       }
     }
@@ -244,18 +329,21 @@ export function planRetention(
     actions.push(...removals.sort((a, b) => a.to.getTime() - b.to.getTime()));
     if (catalog.defaultPartition) {
       const def: Relation = { schema: catalog.defaultPartition.schema, name: catalog.defaultPartition.name };
-      const rows = facts.expiredRows.get(displayRelation(def)) ?? 0;
-      if (rows > 0)
+      const shown = displayRelation(def);
+      const notFinal = rowsNotFinal(rollup, shown, cutoff, limit);
+      if (notFinal.finding) findings.push(notFinal.finding);
+      const rows = (facts.expiredRows.get(shown) ?? 0) - notFinal.kept;
+      if (rows > 0 && limit)
         actions.push({
           kind: "delete_rows",
           relation: def,
           reason: "default_partition",
-          before: cutoff,
+          before: limit,
           rows,
         });
     }
   }
-  if (actions.length === 0) {
+  if (actions.length === 0 && !findings.some((f) => f.code === "rollup_not_final")) {
     findings.push({
       severity: "info",
       code: "nothing_expired",
@@ -266,5 +354,16 @@ export function planRetention(
     refusals.length > 0 && !options.force
       ? `refused: ${refusals.join("; and ")}. Check retention.keep and maxDropsPerRun; run with --dry-run to see the plan, and with --force if this is really intended.`
       : undefined;
-  return { table: policy.table, cutoff, actions, findings, ...(refusal ? { refusal } : {}) };
+  const rollupState = rollup && {
+    frontier: rollup.frontier.frontier,
+    blocked: findings.some((f) => f.code === "rollup_not_final"),
+  };
+  return {
+    table: policy.table,
+    cutoff,
+    actions,
+    findings,
+    ...(refusal ? { refusal } : {}),
+    ...(rollupState ? { rollup: rollupState } : {}),
+  };
 }

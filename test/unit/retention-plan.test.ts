@@ -17,6 +17,7 @@ const facts = (over: Partial<RetentionFacts>): RetentionFacts => ({
   unfinishedRemovals: [],
   holds: [],
   archiveClashes: new Map(),
+  rollup: undefined,
   ...over,
 });
 
@@ -94,6 +95,7 @@ describe("planRetention: a held partition that straddles the cutoff (exactCutoff
     expiredRows: new Map([["public.points_p202601", 40]]),
     unfinishedRemovals: [],
     archiveClashes: new Map<string, string[]>(),
+    rollup: undefined,
   };
 
   it("keeps its expired rows while the hold lasts, deletes them without one", () => {
