@@ -316,10 +316,11 @@ export async function collectTouchedBuckets(
   // newly final hours (excluded here) it could overestimate and scan a whole partition. Only the
   // (ingest_xid, time) index keeps this proportional to new rows: no sequential scans here.
   await sql`SET LOCAL enable_seqscan = off`.execute(trx);
+  // With no scan, the columns still get the source's types: g is joined with the group column.
   const union =
     scans.length > 0
       ? sql.join(scans, sql` UNION ALL `)
-      : sql`SELECT NULL::text AS g, NULL::timestamptz AS h WHERE false`;
+      : sql`SELECT ${q.group} AS g, date_trunc('hour', ${q.time}, 'UTC') AS h FROM ${q.source} AS s WHERE false`;
   await sql`
     CREATE TEMP TABLE rollup_touched ON COMMIT DROP AS
     SELECT x.g, x.h, count(*) AS n FROM (${union}) AS x GROUP BY x.g, x.h`.execute(trx);
