@@ -7,6 +7,7 @@ import * as m0003 from "./0003_retention_holds.ts";
 import * as m0004 from "./0004_rollups.ts";
 import * as m0005 from "./0005_refused_runs.ts";
 import * as m0006 from "./0006_conversions.ts";
+import * as m0007 from "./0007_rollup_changes.ts";
 
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   "0001_bookkeeping": m0001,
@@ -15,4 +16,5 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   "0004_rollups": m0004,
   "0005_refused_runs": m0005,
   "0006_conversions": m0006,
+  "0007_rollup_changes": m0007,
 });

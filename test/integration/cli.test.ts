@@ -65,11 +65,12 @@ describe("telemetry-jobs CLI", () => {
       "applied 0004_rollups",
       "applied 0005_refused_runs",
       "applied 0006_conversions",
-      "6 applied, 0 pending",
+      "applied 0007_rollup_changes",
+      "7 applied, 0 pending",
     ]);
     const dry = await runCli(["migrate", "down", "--dry-run"], { DATABASE_URL: t.url });
     expect(dry.code).toBe(0);
-    expect(dry.lines.at(-1)?.message).toBe("dry run: would migrate down: 0006_conversions");
+    expect(dry.lines.at(-1)?.message).toBe("dry run: would migrate down: 0007_rollup_changes");
     const bad = await runCli(["migrate", "sideways"], { DATABASE_URL: t.url });
     expect(bad.code).toBe(2);
   });
