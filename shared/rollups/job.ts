@@ -8,6 +8,7 @@ import type { Logger } from "../log/logger.ts";
 import type { TableProblem } from "../partitions/catalog.ts";
 import { type RunResult, runJob, type TableContext, type TableReport } from "../run/runner.ts";
 import { nullGroupTally, startNullGroupTally, VALIDATED_NOT_NULL } from "./apply.ts";
+import { CHANGE_FUNCTION } from "./changes.ts";
 import { manageRollup } from "./manage.ts";
 import type { HourRange, ShardSpec } from "./plan.ts";
 
@@ -131,6 +132,16 @@ export async function inspectRollupSource(
     return {
       field: "table",
       message: `${policy.table} has no ingest_xid xid8 column, which rollup-hourly uses to find new rows. Add it without a rewrite: ALTER TABLE ${policy.table} ADD COLUMN ingest_xid xid8; ALTER TABLE ${policy.table} ALTER COLUMN ingest_xid SET DEFAULT pg_current_xact_id(); then an index on (ingest_xid, ${policy.timeColumn}) built without blocking writes: CREATE INDEX CONCURRENTLY on a plain table; on a partitioned one, per partition and then attached (docs/runbooks/rollups.md)`,
+    };
+  const tracker = await sql<{ ok: boolean }>`
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                    WHERE n.nspname = ${CHANGE_FUNCTION.schema} AND p.proname = ${CHANGE_FUNCTION.name}) AS ok`.execute(
+    db,
+  );
+  if (!tracker.rows[0]?.ok)
+    return {
+      field: "table",
+      message: `${CHANGE_FUNCTION.schema}.${CHANGE_FUNCTION.name}() does not exist: the database lacks migration 0007_rollup_changes (change tracking for UPDATE and DELETE). Run \`migrate up\` first`,
     };
   const target = await columnsOf(db, rollup.target);
   if (!target) return { field: "rollup.target", message: `${rollup.target} does not exist` };

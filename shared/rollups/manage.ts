@@ -1,7 +1,9 @@
-// rollup-hourly's work for one source table (one shard of it): plan from the saved watermark,
-// then (1) the incremental step in one REPEATABLE READ transaction: recompute the hours that became
-// final and the final buckets touched by newly visible rows, save the snapshot; (2) the rebuild
-// of history, in batches of whole hours, each its own transaction, within the time budget.
+// rollup-hourly's work for one source table (one shard of it): make sure the source records its
+// UPDATEs and DELETEs (change triggers), plan from the saved watermark, then (1) the incremental
+// step in one REPEATABLE READ transaction: recompute the hours that became final and the final
+// buckets touched by newly visible rows or by committed updates and deletes, save the snapshot;
+// (2) the rebuild of history, in batches of whole hours, each its own transaction, within the
+// time budget.
 import { type Kysely, sql } from "kysely";
 import { parseDuration, subtractDuration } from "../config/duration.ts";
 import { policyTable } from "../config/policy.ts";
@@ -18,6 +20,7 @@ import {
   recomputeBuckets,
   saveWatermark,
 } from "./apply.ts";
+import { consumeChanges, ensureChangeTracking, pendingChangeBuckets } from "./changes.ts";
 import {
   ceilHour,
   HOUR_MS,
@@ -46,6 +49,7 @@ export async function manageRollup(
   const rollup = policy.rollup!;
   const { shard } = options;
   const target = rollup.target;
+  const tracking = await ensureChangeTracking(db, ctx, options.dryRun);
   let watermark = await loadWatermark(db, target, shard);
   let inherited = false;
   if (!watermark) {
@@ -84,9 +88,10 @@ export async function manageRollup(
 
   if (options.dryRun) {
     const pending = await countNewRows(db, policy, watermark?.seen);
+    const changed = await pendingChangeBuckets(db, policy);
     log.info(
-      `would recompute ${plan.newlyFinal ? `${(plan.newlyFinal.to.getTime() - plan.newlyFinal.from.getTime()) / HOUR_MS} newly final hours and ` : ""}the buckets of ${pending} newly visible rows${plan.startBackfill ? `, then rebuild ${iso(plan.startBackfill.from)} .. ${iso(plan.startBackfill.to)}` : ""}`,
-      { newRows: pending },
+      `would recompute ${plan.newlyFinal ? `${(plan.newlyFinal.to.getTime() - plan.newlyFinal.from.getTime()) / HOUR_MS} newly final hours and ` : ""}the buckets of ${pending} newly visible rows and of ${changed} (group, hour) buckets with updated or deleted rows${plan.startBackfill ? `, then rebuild ${iso(plan.startBackfill.from)} .. ${iso(plan.startBackfill.to)}` : ""}`,
+      { newRows: pending, changedBuckets: changed },
     );
     return {
       status: "ok",
@@ -145,6 +150,13 @@ export async function manageRollup(
         ...(newlyFinal ? [newlyFinal] : []),
       ]);
       const touched = await collectTouchedBuckets(trx, policy, shard, saved.seen, ranges, plan.horizon);
+      // Updated and deleted rows: their buckets join the ones recomputed one by one.
+      const changes = await consumeChanges(trx, policy, shard, {
+        ranges,
+        finalBefore: plan.finalBefore,
+        horizon: plan.horizon,
+        pending: pendingRebuild[0] ?? null,
+      });
       const fromTouched = await recomputeBuckets(trx, policy, shard, { kind: "touched" });
       const fromHours = newlyFinal
         ? await recomputeBuckets(trx, policy, shard, {
@@ -159,7 +171,7 @@ export async function manageRollup(
         backfillNext: saved.backfillNext,
         backfillTo: saved.backfillTo,
       });
-      return { seen, touched, fromTouched, fromHours };
+      return { seen, touched, changes, fromTouched, fromHours };
     });
   const incrementalMs = Date.now() - started;
   counts.incremental = 1;
@@ -168,12 +180,19 @@ export async function manageRollup(
       `${step.touched.skippedBeforeHorizon} new rows belong to hours before the raw-data horizon ${iso(plan.horizon!)}; their rollups are left as they are (raw rows there may already be gone)`,
       { rows: step.touched.skippedBeforeHorizon },
     );
+  if (step.changes.beforeHorizon > 0)
+    log.info(
+      `${step.changes.beforeHorizon} (group, hour) records of updated or deleted rows belong to hours before the raw-data horizon ${iso(plan.horizon!)}; their rollups are left as they are`,
+      { records: step.changes.beforeHorizon },
+    );
   const buckets = step.fromTouched.buckets + step.fromHours.buckets;
   log.notice(
-    `incremental: ${step.touched.rows} new rows outside the newly final hours touched ${step.touched.buckets} (group, hour) buckets; ${buckets} metric buckets recomputed, ${step.fromTouched.upserted + step.fromHours.upserted} written, ${step.fromTouched.deleted + step.fromHours.deleted} removed`,
+    `incremental: ${step.touched.rows} new rows outside the newly final hours touched ${step.touched.buckets} (group, hour) buckets, updated or deleted rows ${step.changes.buckets}; ${buckets} metric buckets recomputed, ${step.fromTouched.upserted + step.fromHours.upserted} written, ${step.fromTouched.deleted + step.fromHours.deleted} removed`,
     {
       lateRows: step.touched.rows,
       touchedBuckets: step.touched.buckets,
+      changedBuckets: step.changes.buckets,
+      changeRecords: step.changes.records,
       newlyFinalHours: plan.newlyFinal
         ? (plan.newlyFinal.to.getTime() - plan.newlyFinal.from.getTime()) / HOUR_MS
         : 0,
@@ -188,7 +207,13 @@ export async function manageRollup(
     to: plan.finalBefore,
     rows: step.touched.rows,
     outcome: "ok",
-    detail: { shard, buckets, seen: step.seen, durationMs: incrementalMs },
+    detail: {
+      shard,
+      buckets,
+      changedBuckets: step.changes.buckets,
+      seen: step.seen,
+      durationMs: incrementalMs,
+    },
     startedAt: new Date(started),
     finishedAt: new Date(),
   });
@@ -211,6 +236,8 @@ export async function manageRollup(
       rollupLagSeconds: Math.max(0, Math.round((options.now.getTime() - after.finalBefore.getTime()) / 1000)),
       rebuildPendingHours: pendingHours,
       lateRows: step.touched.rows,
+      changedBuckets: step.changes.buckets,
+      changeTracking: tracking,
       unsettledTransactions: parseSnapshot(step.seen).xip.length,
     },
   };

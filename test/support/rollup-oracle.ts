@@ -93,3 +93,52 @@ export function bucketDiff(expected: Map<string, Bucket>, actual: Map<string, Bu
   for (const k of actual.keys()) if (!expected.has(k)) problems.push(`unexpected ${k}`);
   return problems.slice(0, 10);
 }
+
+/** A raw row a test can address again later: `key` is stored in message_id. */
+export interface KeyedRow extends RawRow {
+  key: string;
+}
+
+export async function insertKeyedRows(pool: pg.Pool | pg.Client, rows: readonly KeyedRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  await pool.query(
+    `INSERT INTO public.telemetry_points (device_id, ts, metrics, message_id)
+     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::jsonb[], $4::text[])`,
+    [
+      rows.map((r) => r.device),
+      rows.map((r) => r.ts.toISOString()),
+      rows.map((r) => JSON.stringify(r.metrics)),
+      rows.map((r) => r.key),
+    ],
+  );
+}
+
+/**
+ * The model of one device's hourly series of one metric key over the whole hours touching
+ * [from, to), every hour included whether final or open (what the real-time read returns).
+ */
+export function expectedSeries(
+  rows: readonly RawRow[],
+  device: string,
+  metricKey: string,
+  from: Date,
+  to: Date,
+): Map<string, Bucket> {
+  const last = hourOf(new Date(to.getTime() - 1));
+  const all = expectedBuckets(rows, new Date(last.getTime() + HOUR), hourOf(from));
+  return new Map([...all].filter(([k]) => k.startsWith(`${device}|${metricKey}|`)));
+}
+
+/** What readHourlySeries returned, keyed like the model. */
+export function seriesBuckets(
+  device: string,
+  metricKey: string,
+  points: readonly { bucketTs: Date; sampleCount: number; sum: number; min: number; max: number }[],
+): Map<string, Bucket> {
+  return new Map(
+    points.map((p) => [
+      bucketKey(device, metricKey, p.bucketTs),
+      { count: p.sampleCount, sum: p.sum, min: p.min, max: p.max },
+    ]),
+  );
+}
