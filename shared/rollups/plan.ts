@@ -70,10 +70,12 @@ export function planRollup(input: RollupPlanInput): RollupPlan {
 
   let newlyFinal: HourRange | null = null;
   if (prev && prev.finalBefore < finalBefore) {
-    // Hours before the horizon may have lost raw rows: recomputing them would overwrite a full
-    // aggregate with a partial one (the rollups outlive the raw data on purpose).
-    const from = horizon && prev.finalBefore < horizon ? horizon : prev.finalBefore;
-    if (from < finalBefore) newlyFinal = { from, to: finalBefore };
+    // From where the last run stopped, even when that is before the raw-data horizon (rollups that
+    // stalled longer than the source's keep): these hours were never final, so no rollup row of
+    // theirs exists to be overwritten, and retention keeps the raw rows of hours that are not final
+    // yet. Skipping to the horizon would leave them without rollups for good once retention,
+    // seeing them final, removes their raw rows.
+    newlyFinal = { from: prev.finalBefore, to: finalBefore };
   }
 
   let startBackfill: HourRange | null = null;

@@ -50,11 +50,12 @@ describe("planRollup", () => {
     expect(plan.finalBefore).toEqual(d("2026-11-21T12:00:00Z"));
   });
 
-  it("with a raw retention keep, newly final hours before the horizon are not recomputed", () => {
+  it("after a stall longer than the raw keep, newly final hours start where the last run stopped", () => {
+    // Those hours were never final (no rollup row to overwrite), and retention keeps their raw rows.
     const watermark = { finalBefore: d("2026-08-01T00:00:00Z"), backfillNext: null, backfillTo: null };
     const plan = planRollup({ now: NOW, watermark, earliestRow: null, rawKeep: { amount: 90, unit: "day" } });
     expect(plan.horizon).toEqual(d("2026-08-23T11:00:00Z")); // ceil(now - 90 days)
-    expect(plan.newlyFinal?.from).toEqual(d("2026-08-23T11:00:00Z"));
+    expect(plan.newlyFinal?.from).toEqual(d("2026-08-01T00:00:00Z"));
   });
 
   it("--from/--to: whole hours, clipped to final hours; refused before the horizon or when empty", () => {
