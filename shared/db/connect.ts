@@ -21,15 +21,32 @@ export interface ConnectOptions {
 }
 
 /**
- * Session settings for every connection. lock_timeout is a backstop so that no statement of ours
- * can queue forever behind someone else's lock (DDL sets its own, shorter, per transaction).
+ * Session settings for every connection, so that no result depends on the database's or the
+ * role's defaults:
+ * - TimeZone=UTC: timestamps without a zone and date_trunc() mean UTC;
+ * - DateStyle=ISO, IntervalStyle=postgres: partition bounds (pg_get_expr) and timestamps come back
+ *   in the one format the parsers here read (under "SQL, DMY" a bound reads '01/11/2026 00:00:00
+ *   UTC' and was taken for one this tool does not interpret);
+ * - extra_float_digits=3: float8 values (rollup sums) round-trip exactly;
+ * - lock_timeout: a backstop so that no statement of ours can queue forever behind someone else's
+ *   lock (DDL sets its own, shorter, per transaction);
+ * - client_connection_check_interval: a session whose job was killed mid-statement (SIGKILL,
+ *   Cloud Run's task timeout) notices the dead client within a second and rolls back, instead of
+ *   finishing a long move while holding its locks.
  */
 export const SESSION_LOCK_TIMEOUT_MS = 30_000;
 
 export function sessionOptions(job: string): { application_name: string; options: string } {
   return {
     application_name: `telemetry-jobs/${job}`.slice(0, 63),
-    options: `-c TimeZone=UTC -c lock_timeout=${SESSION_LOCK_TIMEOUT_MS}`,
+    options: [
+      "-c TimeZone=UTC",
+      "-c DateStyle=ISO,MDY",
+      "-c IntervalStyle=postgres",
+      "-c extra_float_digits=3",
+      `-c lock_timeout=${SESSION_LOCK_TIMEOUT_MS}`,
+      "-c client_connection_check_interval=1000",
+    ].join(" "),
   };
 }
 

@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import { inject } from "vitest";
+import { sessionOptions } from "../../shared/db/connect.ts";
 import type { DB } from "../../shared/db/schema.ts";
 import { databaseUrl } from "./global-setup.ts";
 
@@ -32,7 +33,8 @@ export async function createTestDatabase(options: { migrated?: boolean } = {}): 
   // listener that surfaces as an uncaught exception.
   const pool = new pg.Pool({ connectionString: url, max: 10, options: "-c TimeZone=UTC" });
   pool.on("error", () => {});
-  const kyselyPool = new pg.Pool({ connectionString: url, max: 5, options: "-c TimeZone=UTC" });
+  // The jobs' connection, with the session settings production uses.
+  const kyselyPool = new pg.Pool({ connectionString: url, max: 5, ...sessionOptions("test") });
   kyselyPool.on("error", () => {});
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: kyselyPool }) });
   return {
