@@ -313,7 +313,14 @@ async function moveFromDefault(
   const def = ctx.catalog.defaultPartition!;
   const defaultRel = relationSql(def);
   const col = columnSql(ctx.catalog.keyColumn);
-  const cols = sql.join(ctx.catalog.columns.map((c) => columnSql(c)));
+  // The columns as they are now, under our lock on the parent (which keeps ALTER TABLE out), not as
+  // the catalog read at the start of the run saw them: a column the application added since would
+  // otherwise be left out of the copy and take its default in every moved row.
+  const current = await sql<{ name: string }>`
+    SELECT attname::text AS name FROM pg_catalog.pg_attribute
+     WHERE attrelid = ${ctx.catalog.oid} AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+     ORDER BY attnum`.execute(trx);
+  const cols = sql.join(current.rows.map((c) => columnSql(c.name)));
   const r = await sql`
     WITH moved AS (
       DELETE FROM ${defaultRel} WHERE ${col} >= ${from} AND ${col} < ${to} RETURNING ${cols}
