@@ -17,8 +17,10 @@ import {
   displayRelation,
   MAX_IDENTIFIER_BYTES,
   type Relation,
+  relationOidSql,
   relationSql,
 } from "../db/relation.ts";
+import { SQLSTATE } from "../db/sqlstate.ts";
 import type { Logger } from "../log/logger.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import { boundLiteral, parsePartitionBound } from "./bounds.ts";
@@ -256,26 +258,34 @@ async function createPartition(
   // DEFAULT without the moved rows and not read the new partition at all: rows that exist would be
   // missing from its answer (a rollup that read them so would keep an empty hour for good). Under
   // ACCESS EXCLUSIVE such a statement cannot be half-way: either it holds the parent and we time
-  // out and retry after it, or it waits for our commit and plans with the new partition.
-  // - Nothing moves and the range lies wholly in the future (premaking): SHARE UPDATE EXCLUSIVE,
-  //   ATTACH's own lock, which writers do not notice. ATTACH still scans all of DEFAULT to prove the
-  //   range absent, but only under DEFAULT's lock: ordinary inserts no longer wait for that scan,
-  //   however many rows DEFAULT keeps (rows dated years ahead stay there by design). The price: an
-  //   insert of a row dated in that future range, routed to DEFAULT during the scan, fails after our
-  //   commit ("violates partition constraint") instead of waiting; such rows are rare (a device
-  //   clock at least one interval ahead) and the application sees an error, not a lost row.
-  // - Otherwise (a current or past range, where inserts are likely): SHARE ROW EXCLUSIVE.
+  // out and retry after it, or it waits for our commit and plans with the new partition. Every
+  // attempt makes new reads and writes queue behind it for up to PARENT_LOCK_WAIT_MS, so it is not
+  // made at all while a transaction that has held the parent longer than that is still open (an
+  // idle-in-transaction session, a long report): we back off instead, without joining the queue.
+  // - Nothing moves and the range starts at least FUTURE_MARGIN_MS after both the run's now and the
+  //   server's clock (premaking): SHARE UPDATE EXCLUSIVE, ATTACH's own lock, which writers do not
+  //   notice. ATTACH still scans all of DEFAULT to prove the range absent, but only under DEFAULT's
+  //   lock: ordinary inserts no longer wait for that scan, however many rows DEFAULT keeps (rows
+  //   dated years ahead stay there by design). The price: an insert of a row dated in that range,
+  //   routed to DEFAULT during the scan, fails after our commit ("violates partition constraint")
+  //   instead of waiting. The margin keeps that to device clocks more than a day ahead (a device
+  //   set to the wrong time zone is at most 14 hours off); the application sees an error, no row
+  //   is lost silently.
+  // - Otherwise (a range that starts within the margin, where inserts are likely): SHARE ROW
+  //   EXCLUSIVE: writers wait for the scan, none fails.
   // Without a DEFAULT the attach needs only SHARE UPDATE EXCLUSIVE, which writers do not notice.
   const def = catalog.defaultPartition;
   const attached = await withLockRetry(db, { ...retry, what: `attach ${childText}` }, async (trx) => {
     if (def) {
       await sql`LOCK TABLE ${relationSql(def)} IN ACCESS EXCLUSIVE MODE`.execute(trx);
-      const rowsToMove = await sql<{ any: boolean }>`
-        SELECT EXISTS (SELECT 1 FROM ONLY ${relationSql(def)} WHERE ${col} >= ${from} AND ${col} < ${to}) AS any`.execute(
-        trx,
-      );
-      const parentMode = parentLockFor(rowsToMove.rows[0]?.any === true, action.from, ctx.now);
+      const probe = await sql<{ any: boolean; server_now: Date }>`
+        SELECT EXISTS (SELECT 1 FROM ONLY ${relationSql(def)} WHERE ${col} >= ${from} AND ${col} < ${to}) AS any,
+               clock_timestamp() AS server_now`.execute(trx);
+      const rowsMove = probe.rows[0]?.any === true;
+      const latestNow = Math.max(ctx.now.getTime(), probe.rows[0]!.server_now.getTime());
+      const parentMode = parentLockFor(rowsMove, action.from, latestNow);
       const wait = Math.min(policy.lockTimeoutMs, PARENT_LOCK_WAIT_MS);
+      if (rowsMove) await refuseWhileLongHoldersOf(trx, parent, wait);
       await sql`SELECT set_config('lock_timeout', ${`${wait}ms`}, true)`.execute(trx);
       await sql`LOCK TABLE ${relationSql(parent)} IN ${parentMode} MODE`.execute(trx);
       await sql`SELECT set_config('lock_timeout', ${`${policy.lockTimeoutMs}ms`}, true)`.execute(trx);
@@ -292,10 +302,38 @@ async function createPartition(
   return { rows: attached.result, lockRetries, alreadyDone: false };
 }
 
+/** How far ahead of now a range must start for premaking it to leave inserts alone (see above). */
+export const FUTURE_MARGIN_MS = 86_400_000;
+
 /** The parent's lock mode for an attach beside a DEFAULT partition (the cases are explained above). */
-function parentLockFor(rowsMove: boolean, from: Date, now: Date) {
+function parentLockFor(rowsMove: boolean, from: Date, latestNowMs: number) {
   if (rowsMove) return sql`ACCESS EXCLUSIVE`;
-  return from.getTime() > now.getTime() ? sql`SHARE UPDATE EXCLUSIVE` : sql`SHARE ROW EXCLUSIVE`;
+  return from.getTime() >= latestNowMs + FUTURE_MARGIN_MS
+    ? sql`SHARE UPDATE EXCLUSIVE`
+    : sql`SHARE ROW EXCLUSIVE`;
+}
+
+/**
+ * Throws a retryable "lock not available" (the retry loop backs off) while another transaction
+ * that has been open longer than `waitMs` holds any lock on `relation`: our ACCESS EXCLUSIVE request
+ * would only time out after making every new reader and writer queue behind it.
+ */
+async function refuseWhileLongHoldersOf(trx: Transaction<any>, relation: Relation, waitMs: number) {
+  const r = await sql<{ pid: number; mode: string; state: string | null }>`
+    SELECT l.pid, l.mode, a.state
+      FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+     WHERE l.locktype = 'relation' AND l.relation = ${relationOidSql(relation)} AND l.granted
+       AND l.pid <> pg_backend_pid()
+       AND a.xact_start < clock_timestamp() - make_interval(secs => ${waitMs / 1000})
+     LIMIT 1`.execute(trx);
+  const holder = r.rows[0];
+  if (!holder) return;
+  throw Object.assign(
+    new Error(
+      `${displayRelation(relation)} is held by pid ${holder.pid} (${holder.mode}, ${holder.state ?? "?"}) in a transaction older than ${waitMs} ms; not queueing for ACCESS EXCLUSIVE behind it`,
+    ),
+    { code: SQLSTATE.lockNotAvailable },
+  );
 }
 
 /**

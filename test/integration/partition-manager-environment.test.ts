@@ -92,6 +92,56 @@ describe("partition-manager and a changing or unusual database", () => {
     ]);
   });
 
+  it("a rescue does not queue behind a long-open transaction on the parent: it backs off, names it, and finishes later", async () => {
+    await t.pool.query(
+      "CREATE TABLE public.st (id int NOT NULL, ts timestamptz NOT NULL) PARTITION BY RANGE (ts)",
+    );
+    await t.pool.query(
+      "CREATE TABLE public.st_p202610 PARTITION OF public.st FOR VALUES FROM ('2026-10-01Z') TO ('2026-11-01Z')",
+    );
+    await t.pool.query("CREATE TABLE public.st_default PARTITION OF public.st DEFAULT");
+    await t.pool.query("INSERT INTO public.st VALUES (1, '2026-10-05Z'), (2, '2026-11-05Z')");
+    const policy = { table: "public.st", timeColumn: "ts", premake: 0, retryBudgetMs: 3_000 };
+    // A report that read October (pruned: it holds only the parent and October) and stays open.
+    const report = new pg.Client({ connectionString: t.url });
+    await report.connect();
+    let sampling = true;
+    let waitersSeen = 0;
+    try {
+      await report.query("BEGIN");
+      await report.query("SELECT count(*) FROM public.st WHERE ts >= '2026-10-01Z' AND ts < '2026-11-01Z'");
+      // Any session that waits on the parent while the job runs would be queued behind the job.
+      const sampler = (async () => {
+        while (sampling) {
+          const r = await t.pool.query(
+            "SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'public.st'::regclass AND NOT granted",
+          );
+          waitersSeen += r.rows[0].n;
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 300)); // the report's transaction is now "long"
+      const run = await runPartitionManager(t.db, makeConfig(t.url, [policy], { now: NOW }));
+      sampling = false;
+      await sampler;
+      expect(run.exitCode).toBe(1);
+      const errors = run.logs
+        .filter((l) => l.severity === "ERROR")
+        .map((l) => `${l.message} ${l.error ?? ""}`);
+      expect(errors.join("\n")).toMatch(/in a transaction older than/);
+      expect(waitersSeen).toBe(0);
+    } finally {
+      sampling = false;
+      await report.query("ROLLBACK");
+      await report.end();
+    }
+    expectOk(await runPartitionManager(t.db, makeConfig(t.url, [policy], { now: NOW })));
+    const rows = await t.pool.query("SELECT tableoid::regclass::text AS part, id FROM public.st ORDER BY id");
+    expect(rows.rows).toEqual([
+      { part: "st_p202610", id: 1 },
+      { part: "st_p202611", id: 2 },
+    ]);
+  });
+
   it("a standalone table with the bound marker that holds rows is refused, never dropped", async () => {
     await t.pool.query(
       "CREATE TABLE public.lo (id int NOT NULL, ts timestamptz NOT NULL) PARTITION BY RANGE (ts)",
