@@ -66,7 +66,7 @@ describe("archive mode, two tables of the same name in two schemas", () => {
     expect(second.exitCode, JSON.stringify(second.logs.filter((l) => l.severity === "ERROR"))).toBe(0);
     const warned = second.logs.filter((l) => l.severity === "WARNING").map((l) => l.message);
     expect(warned.join("\n")).toMatch(
-      /the archive already has cold\.readings_p202601, cold\.readings_p202601_pkey/,
+      /the archive already has .*cold\.readings_p202601, cold\.readings_p202601_pkey/,
     );
     // Nothing was detached for the clash: January is still a partition, its rows readable.
     expect((await partitionsOf(t.url, "site_b.readings")).map((p) => p.name)).toEqual([
@@ -104,5 +104,32 @@ describe("archive mode, two tables of the same name in two schemas", () => {
     );
     expect(await names("site_c")).toEqual(["readings_p202601", "readings_p202603"]);
     expect(await names("cold")).toContain("readings_feb_c");
+  });
+
+  it("a type in the archive schema named like the partition (SET SCHEMA moves its row type too) is a clash found first", async () => {
+    await monthlyTable("site_d");
+    await t.pool.query("CREATE SCHEMA IF NOT EXISTS cold_d");
+    await t.pool.query("CREATE TYPE cold_d.readings_p202601 AS ENUM ('x')");
+    const withOwnSchema = {
+      ...policy("site_d"),
+      retention: { keep: "1 month", mode: "archive", archiveSchema: "cold_d" },
+    };
+    for (let i = 0; i < 2; i++) {
+      const run = await runRetention(t.db, makeConfig(t.url, [withOwnSchema], { now: NOW }));
+      expect(run.exitCode, JSON.stringify(run.logs.filter((l) => l.severity === "ERROR"))).toBe(0);
+      expect(
+        run.logs.some(
+          (l) =>
+            l.severity === "WARNING" &&
+            /the archive already has .*cold_d\.readings_p202601\b/.test(l.message),
+        ),
+      ).toBe(true);
+    }
+    // January stays attached; February was archived.
+    expect((await partitionsOf(t.url, "site_d.readings")).map((p) => p.name)).toEqual([
+      "readings_p202601",
+      "readings_p202603",
+    ]);
+    expect(await names("cold_d")).toEqual(["readings_p202602"]);
   });
 });
