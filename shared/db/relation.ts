@@ -46,3 +46,46 @@ export function displayRelation(r: Relation): string {
 export function sameRelation(a: Relation, b: Relation): boolean {
   return a.schema === b.schema && a.name === b.name;
 }
+
+/**
+ * Reads a relation name as an operator types it, the way PostgreSQL reads SQL: `schema.name`, each
+ * part either plain (folded to lower case) or double-quoted (kept exactly, "" for a quote), e.g.
+ * `public."victim.old"` or `Public.Readings` (= public.readings). The schema is required. Returns
+ * undefined for anything else. This reads user input once; names the tool renders itself are never
+ * parsed back.
+ */
+export function parseRelationText(text: string): Relation | undefined {
+  const parts: string[] = [];
+  let i = 0;
+  while (i <= text.length) {
+    let part = "";
+    if (text[i] === '"') {
+      i++;
+      for (;;) {
+        if (i >= text.length) return undefined;
+        if (text[i] === '"') {
+          if (text[i + 1] === '"') {
+            part += '"';
+            i += 2;
+            continue;
+          }
+          i++;
+          break;
+        }
+        part += text[i++];
+      }
+      if (part === "") return undefined;
+    } else {
+      const m = /^[A-Za-z_][A-Za-z0-9_$]*/.exec(text.slice(i));
+      if (!m) return undefined;
+      part = m[0].toLowerCase();
+      i += m[0].length;
+    }
+    if (Buffer.byteLength(part) > MAX_IDENTIFIER_BYTES) return undefined;
+    parts.push(part);
+    if (i === text.length) break;
+    if (text[i] !== ".") return undefined;
+    i++;
+  }
+  return parts.length === 2 ? { schema: parts[0]!, name: parts[1]! } : undefined;
+}
