@@ -84,8 +84,10 @@ async function runTransaction(ctx: ExecContext, step: Step): Promise<Omit<StepOu
         const n = Number(r.numAffectedRows ?? BigInt(r.rows.length));
         if (s.expectRows !== undefined && n !== s.expectRows)
           throw new StepGuardError(
-            `${step.id}: the conversion is not in the state this step expects (statement affected ${n} rows, expected ${s.expectRows}); ` +
-              "nothing of this step was changed. Run `migrate convert status` to see where it stands.",
+            s.guard
+              ? `${step.id}: ${s.guard}; nothing of this step was changed`
+              : `${step.id}: the conversion is not in the state this step expects (statement affected ${n} rows, expected ${s.expectRows}); ` +
+                  "nothing of this step was changed. Run `migrate convert status` to see where it stands.",
           );
         rows.push(n);
       }

@@ -5,6 +5,8 @@
 import { type Kysely, sql } from "kysely";
 import type { QualifiedName } from "../config/identifiers.ts";
 import "../db/pg-types.ts";
+import { type Relation, relationOidSql } from "../db/relation.ts";
+import { CHANGE_FUNCTION, CHANGE_TRIGGERS } from "../rollups/changes.ts";
 import { CONVERT_BOUND_CONSTRAINT, type ConvertNames } from "./names.ts";
 
 export interface ColumnFacts {
@@ -55,6 +57,19 @@ export interface ObjectRef {
   detail?: string;
 }
 
+/**
+ * One of rollup-hourly's two change-tracking triggers (shared/rollups/changes.ts), recognised by
+ * its name and its function, telemetry_jobs.record_rollup_changes. Convert moves these with the
+ * table instead of refusing it.
+ */
+export interface ChangeTriggerFacts {
+  name: string;
+  /** The trigger's arguments as stored (the time column, the group column). */
+  args: string[];
+  /** pg_trigger.tgenabled: O fires, D disabled, R only as a replica, A always. */
+  enabled: "O" | "D" | "R" | "A";
+}
+
 export interface OwnedSequence {
   sequence: string;
   column: string;
@@ -86,7 +101,9 @@ export interface TableFacts {
   indexes: IndexFacts[];
   incomingForeignKeys: ObjectRef[];
   dependentViews: ObjectRef[];
+  /** Triggers, rollup-hourly's change triggers excepted (those are in changeTriggers). */
   triggers: ObjectRef[];
+  changeTriggers: ChangeTriggerFacts[];
   rules: ObjectRef[];
   publications: ObjectRef[];
   ownedSequences: OwnedSequence[];
@@ -163,6 +180,7 @@ export async function readTableFacts(
     incomingForeignKeys: [],
     dependentViews: [],
     triggers: [],
+    changeTriggers: [],
     rules: [],
     publications: [],
     ownedSequences: [],
@@ -228,7 +246,9 @@ export async function readTableFacts(
   const triggers = await sql<ObjectRef>`
     SELECT 'trigger' AS kind, quote_ident(t.tgname) || ' ON ' || t.tgrelid::regclass::text AS name,
            pg_get_triggerdef(t.oid) AS detail
-      FROM pg_trigger t WHERE t.tgrelid = ${oid} AND NOT t.tgisinternal ORDER BY t.tgname`.execute(db);
+      FROM pg_trigger t WHERE t.tgrelid = ${oid} AND NOT t.tgisinternal AND NOT ${isChangeTrigger}
+     ORDER BY t.tgname`.execute(db);
+  const changeTriggers = await readChangeTriggers(db, table);
 
   const rules = await sql<ObjectRef>`
     SELECT 'rule' AS kind, quote_ident(r.rulename) || ' ON ' || r.ev_class::regclass::text AS name,
@@ -316,6 +336,7 @@ export async function readTableFacts(
     incomingForeignKeys: incoming.rows,
     dependentViews: views.rows,
     triggers: triggers.rows,
+    changeTriggers,
     rules: rules.rows,
     publications: publications.rows,
     ownedSequences: owned.rows,
@@ -324,6 +345,27 @@ export async function readTableFacts(
     maxTime,
     rowsAtOrAfterBoundary,
   };
+}
+
+/** pg_trigger row `t` is one of rollup-hourly's change triggers: its name and its function (never NULL). */
+const isChangeTrigger = sql`coalesce(t.tgname = ANY(${CHANGE_TRIGGERS.map((c) => c.name)}::text[])
+  AND t.tgfoid = (SELECT p.oid FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                   WHERE n.nspname = ${CHANGE_FUNCTION.schema} AND p.proname = ${CHANGE_FUNCTION.name}
+                     AND p.pronargs = 0), false)`;
+
+/** rollup-hourly's change triggers on the relation (none when it does not exist). */
+export async function readChangeTriggers(db: Kysely<any>, relation: Relation): Promise<ChangeTriggerFacts[]> {
+  const r = await sql<{ name: string; nargs: number; args: Buffer; enabled: ChangeTriggerFacts["enabled"] }>`
+    SELECT t.tgname AS name, t.tgnargs::int AS nargs, t.tgargs AS args, t.tgenabled::text AS enabled
+      FROM pg_catalog.pg_trigger t
+     WHERE t.tgrelid = ${relationOidSql(relation)} AND NOT t.tgisinternal AND ${isChangeTrigger}
+     ORDER BY t.tgname`.execute(db);
+  // tgargs: each argument followed by a NUL byte
+  return r.rows.map((row) => ({
+    name: row.name,
+    args: row.args.toString("utf8").split("\0").slice(0, row.nargs),
+    enabled: row.enabled,
+  }));
 }
 
 /**

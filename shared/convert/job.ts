@@ -7,7 +7,7 @@ import { type Kysely, sql } from "kysely";
 import { ConfigError } from "../config/errors.ts";
 import { parseQualifiedName } from "../config/identifiers.ts";
 import type { TablePolicy } from "../config/policy.ts";
-import { relationOidSql, relationSql } from "../db/relation.ts";
+import { displayRelation, relationOidSql, relationSql } from "../db/relation.ts";
 import type { Logger } from "../log/logger.ts";
 import { withAdvisoryLocks } from "../run/advisory-lock.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
@@ -15,6 +15,7 @@ import { type ExecContext, runStep } from "./apply.ts";
 import {
   type ConversionState,
   existingRelations,
+  readChangeTriggers,
   readConversionState,
   readTableFacts,
   type TableFacts,
@@ -154,6 +155,8 @@ async function runPhase(
 ): Promise<PhaseOutcome> {
   const table = parseQualifiedName(options.policy.table)!;
   const names = convertNames(table.name);
+  // How the table is named in messages: `schema.name`, each part quoted as quote_ident would.
+  const shown = displayRelation(table);
   const state = await readConversionState(db, table, names);
   const record = state.record;
   const storedDesign = record ? (record.plan as ConversionDesign) : null;
@@ -183,8 +186,8 @@ async function runPhase(
     case "status": {
       log.notice(
         record
-          ? `conversion of ${exec.table}: ${record.phase}, boundary ${record.boundary.toISOString()}`
-          : `no conversion of ${exec.table} recorded`,
+          ? `conversion of ${shown}: ${record.phase}, boundary ${record.boundary.toISOString()}`
+          : `no conversion of ${shown} recorded`,
         {
           event: "convert_status",
           phase: record?.phase ?? null,
@@ -254,11 +257,14 @@ async function runPhase(
         // A dry run before (or in the middle of) prepare shows the swap prepare is heading for.
         if (options.dryRun && (options.phase === "all" || active?.phase === "preparing")) {
           const facts = await readTableFacts(db, table, options.policy.timeColumn, null);
-          await runStep(exec, swapStep(active && storedDesign ? storedDesign : design(facts, input)));
+          await runStep(
+            exec,
+            swapStep(active && storedDesign ? storedDesign : design(facts, input), facts.changeTriggers),
+          );
           return { exitCode: 0 };
         }
         throw new Refusal(
-          `${exec.table} is not prepared (${active?.phase ?? "no conversion recorded"}): run \`migrate convert prepare\` first`,
+          `${shown} is not prepared (${active?.phase ?? "no conversion recorded"}): run \`migrate convert prepare\` first`,
         );
       }
       // Re-check what could have changed since prepare: a view or a foreign key created on the table
@@ -276,7 +282,7 @@ async function runPhase(
       const drift = designDrift(facts, storedDesign);
       if (drift.length > 0)
         throw new Refusal(
-          `${exec.table} changed since prepare (${drift.join("; ")}); the prepared partitioned table no longer matches it. ` +
+          `${shown} changed since prepare (${drift.join("; ")}); the prepared partitioned table no longer matches it. ` +
             "Run `migrate convert revert` (it removes what prepare built), then prepare again",
         );
       const left = active.boundary.getTime() - Date.now();
@@ -294,14 +300,15 @@ async function runPhase(
           `prepare is not complete (${missing.map((s) => s.id).join(", ")}): run \`migrate convert prepare\` again`,
         );
       await pauseAtFaultPoint("convert-before-swap", log);
-      const outcome = await runStep(exec, swapStep(storedDesign));
+      // The facts were read just now: rollup-hourly may have installed its triggers since prepare.
+      const outcome = await runStep(exec, swapStep(storedDesign, facts.changeTriggers));
       if (!options.dryRun && !options.policy.partitioned)
         log.warn(
-          `the policy still says "partitioned": false for ${exec.table}: remove it now, or retention refuses the table and partition-manager ignores it`,
+          `the policy still says "partitioned": false for ${shown}: remove it now, or retention refuses the table and partition-manager ignores it`,
         );
       if (!options.dryRun)
         log.notice(
-          `swapped in ${outcome.durationMs} ms (${outcome.attempts} attempt${outcome.attempts === 1 ? "" : "s"}): ${exec.table} is partitioned`,
+          `swapped in ${outcome.durationMs} ms (${outcome.attempts} attempt${outcome.attempts === 1 ? "" : "s"}): ${shown} is partitioned`,
           {
             event: "convert_swap",
             durationMs: outcome.durationMs,
@@ -320,7 +327,7 @@ async function runPhase(
       }
       if (!storedDesign || (active?.phase !== "swapped" && active?.phase !== "finalized"))
         throw new Refusal(
-          `${exec.table} is not swapped (${record?.phase ?? "no conversion recorded"}): nothing to verify yet`,
+          `${shown} is not swapped (${record?.phase ?? "no conversion recorded"}): nothing to verify yet`,
         );
       const report = await verifyConversion(db, storedDesign, options.policy.interval);
       for (const c of report.checks)
@@ -344,7 +351,7 @@ async function runPhase(
       }
       if (record.phase === "finalized")
         throw new Refusal(
-          `${exec.table} was finalized: revert is no longer possible (the objects it needs were dropped)`,
+          `${shown} was finalized: revert is no longer possible (the objects it needs were dropped)`,
         );
       if (!storedDesign) throw new Refusal("the conversion record has no design; cannot revert");
       if (record.phase === "preparing" || record.phase === "prepared") {
@@ -359,7 +366,7 @@ async function runPhase(
       }
       if (!state.historyAttached)
         throw new Refusal(
-          `${storedDesign.names.history} is no longer a partition of ${exec.table} (did retention drop or detach it?): revert needs it`,
+          `${storedDesign.names.history} is no longer a partition of ${shown} (did retention drop or detach it?): revert needs it`,
         );
       // Rows the new partitions hold (pruned by the bound: the historical partition is not read).
       const pending = await sql<{ n: number }>`
@@ -373,9 +380,10 @@ async function runPhase(
         },
       );
       const columns = await copyableColumns(db, table.schema, table.name, storedDesign.names.history);
+      const changeTriggers = await readChangeTriggers(db, table);
       let outcome: Awaited<ReturnType<typeof runStep>>;
       try {
-        outcome = await runStep(exec, revertStep(storedDesign, columns));
+        outcome = await runStep(exec, revertStep(storedDesign, columns, changeTriggers));
       } catch (error) {
         if ((error as { code?: string }).code === "23505")
           throw new Refusal(
@@ -385,7 +393,7 @@ async function runPhase(
         throw error;
       }
       if (!options.dryRun)
-        log.notice(`reverted in ${outcome.durationMs} ms: ${exec.table} is one plain table again`, {
+        log.notice(`reverted in ${outcome.durationMs} ms: ${shown} is one plain table again`, {
           event: "convert_revert",
           durationMs: outcome.durationMs,
           rowsCopied: outcome.rows[4] ?? null,
@@ -400,7 +408,7 @@ async function runPhase(
       }
       if (record?.phase !== "swapped" || !storedDesign)
         throw new Refusal(
-          `${exec.table} is not swapped (${record?.phase ?? "no conversion recorded"}): nothing to finalize`,
+          `${shown} is not swapped (${record?.phase ?? "no conversion recorded"}): nothing to finalize`,
         );
       const present = new Set(
         await existingRelations(db, table.schema, [
@@ -409,8 +417,7 @@ async function runPhase(
         ]),
       );
       await runSteps(exec, finalizeSteps(storedDesign, present), signal, "convert-after-prepare-step");
-      if (!options.dryRun)
-        log.notice(`finalized: ${exec.table} is an ordinary managed partitioned table now`);
+      if (!options.dryRun) log.notice(`finalized: ${shown} is an ordinary managed partitioned table now`);
       return { exitCode: 0 };
     }
   }
@@ -522,6 +529,10 @@ function reportPreflight(log: Logger, facts: TableFacts, verdict: Assessment, bo
       ...facts.publications,
     ])
       log.info(`${r.kind} ${r.name}${r.detail ? `: ${r.detail}` : ""}`);
+    for (const tg of facts.changeTriggers)
+      log.info(
+        `change tracking trigger ${tg.name} (rollup-hourly's${tg.enabled === "O" ? "" : `, tgenabled ${tg.enabled}`}): the swap moves it to the partitioned table, revert moves it back`,
+      );
     for (const c of facts.columns.filter((x) => x.identity !== "" || x.defaultExpr?.startsWith("nextval(")))
       log.info(
         `column ${c.name}: ${c.identity ? `identity (${c.identity === "a" ? "ALWAYS" : "BY DEFAULT"}) ${c.identitySequence}` : c.defaultExpr}`,

@@ -14,7 +14,8 @@ import { boundLiteral } from "../partitions/bounds.ts";
 import { DEFAULT_PARTITION_MARKER, partitionName } from "../partitions/naming.ts";
 import { defaultPartitionName } from "../partitions/plan.ts";
 import { addIntervals, floorToInterval, isAligned } from "../partitions/time.ts";
-import type { ConversionState, ObjectRef, OwnedSequence, TableFacts } from "./facts.ts";
+import { CHANGE_FUNCTION, CHANGE_TRIGGERS, changeTriggerStatement } from "../rollups/changes.ts";
+import type { ChangeTriggerFacts, ConversionState, ObjectRef, OwnedSequence, TableFacts } from "./facts.ts";
 import { quoteIdent as qi, quoteLiteral as ql } from "./facts.ts";
 import {
   CONVERT_BOUND_CONSTRAINT,
@@ -106,6 +107,8 @@ export interface Statement {
   sql: string;
   /** The statement must affect exactly this many rows, or the step rolls back (state guards). */
   expectRows?: number;
+  /** What a guard's failure means, for the error message. */
+  guard?: string;
 }
 
 export interface Step {
@@ -725,7 +728,62 @@ function continueSequence(
   return `SELECT setval(${targetSeq}, greatest(v, 1), v >= 1) FROM (SELECT greatest(coalesce(pg_sequence_last_value(${sourceSeq}::regclass), 0), ${largest}) AS v) AS last`;
 }
 
-export function swapStep(d: ConversionDesign): Step {
+const TRIGGER_STATE = { O: null, D: "DISABLE", R: "ENABLE REPLICA", A: "ENABLE ALWAYS" } as const;
+
+/**
+ * rollup-hourly's change triggers as found on the table, created on the relation `name` with the
+ * same definition (rollup-hourly's own statement, shared/rollups/changes.ts) and the same
+ * arguments, and left disabled (or replica-only) as they were.
+ */
+function createChangeTriggers(
+  d: ConversionDesign,
+  name: string,
+  triggers: readonly ChangeTriggerFacts[],
+): Statement[] {
+  const out: Statement[] = [];
+  for (const found of triggers) {
+    const trigger = CHANGE_TRIGGERS.find((c) => c.name === found.name);
+    if (!trigger) continue;
+    out.push({ sql: changeTriggerStatement({ schema: d.schema, name }, trigger, found.args) });
+    const state = TRIGGER_STATE[found.enabled];
+    if (state) out.push({ sql: `ALTER TABLE ${rel(d, name)} ${state} TRIGGER ${qi(found.name)}` });
+  }
+  return out;
+}
+
+/**
+ * Guard: rollup-hourly's change triggers on the relation `name` are still exactly `triggers` (names,
+ * enabled state, arguments; the function is theirs). They were read before the step's lock; run
+ * after it, this sees the catalog the step changes. rollup-hourly may have installed them in
+ * between: the step then rolls back, and the same command again reads them anew.
+ */
+function changeTriggersGuard(
+  d: ConversionDesign,
+  name: string,
+  triggers: readonly ChangeTriggerFacts[],
+): Statement {
+  const hex = (args: readonly string[]) =>
+    Buffer.concat(args.flatMap((a) => [Buffer.from(a, "utf8"), Buffer.from([0])])).toString("hex");
+  const expected = [...triggers]
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    .map((t) => `${t.name}/${t.enabled}/t/${hex(t.args)}`)
+    .join(" ");
+  const fn = ql(`${qi(CHANGE_FUNCTION.schema)}.${qi(CHANGE_FUNCTION.name)}()`);
+  const names = CHANGE_TRIGGERS.map((c) => ql(c.name)).join(", ");
+  return {
+    sql: `SELECT 1 WHERE (SELECT coalesce(string_agg(t.tgname::text || '/' || t.tgenabled::text || '/' || CASE WHEN t.tgfoid = to_regprocedure(${fn}) THEN 't' ELSE 'f' END || '/' || encode(t.tgargs, 'hex'), ' ' ORDER BY t.tgname::text COLLATE "C"), '') FROM pg_catalog.pg_trigger t WHERE t.tgrelid = ${ql(rel(d, name))}::regclass AND t.tgname IN (${names})) = ${ql(expected)}`,
+    expectRows: 1,
+    guard: `rollup-hourly's change triggers on ${d.schema}.${name} changed since they were read (expected: ${triggers.map((t) => t.name).join(", ") || "none"}); run the same command again`,
+  };
+}
+
+/**
+ * The swap. `changeTriggers`: rollup-hourly's change triggers on the table, read when the swap
+ * runs; they move to the partitioned parent in the same transaction (a statement trigger on the
+ * historical partition would see only statements naming that partition), so every UPDATE and
+ * DELETE through the table's name is recorded before, during and after the swap.
+ */
+export function swapStep(d: ConversionDesign, changeTriggers: readonly ChangeTriggerFacts[] = []): Step {
   const t = rel(d, d.table);
   const p = rel(d, d.names.parent);
   const h = rel(d, d.names.history);
@@ -749,6 +807,8 @@ export function swapStep(d: ConversionDesign): Step {
   }
   for (const s of d.ownedSequences)
     sqls.push({ sql: `ALTER SEQUENCE ${s.sequence} OWNED BY ${p}.${qi(s.column)}` });
+  sqls.push(changeTriggersGuard(d, d.table, changeTriggers));
+  for (const tg of changeTriggers) sqls.push({ sql: `DROP TRIGGER ${qi(tg.name)} ON ${t}` });
   for (const i of d.parentIndexes) {
     if (i.replacesKey && d.primaryKey) {
       sqls.push({ sql: `ALTER TABLE ${t} DROP CONSTRAINT ${qi(d.primaryKey.name)}` });
@@ -762,6 +822,7 @@ export function swapStep(d: ConversionDesign): Step {
   }
   sqls.push({ sql: `ALTER TABLE ${t} RENAME TO ${qi(d.names.history)}` });
   sqls.push({ sql: `ALTER TABLE ${p} RENAME TO ${qi(d.table)}` });
+  sqls.push(...createChangeTriggers(d, d.table, changeTriggers));
   sqls.push({
     sql: `COMMENT ON TABLE ${h} IS ${ql(`${HISTORY_COMMENT_PREFIX} historical partition of ${d.schema}.${d.table} (rows before ${d.boundary}); retention drops it whole once ${d.boundary} is past the cutoff`)}`,
   });
@@ -778,8 +839,16 @@ export function swapStep(d: ConversionDesign): Step {
   };
 }
 
-/** `columns`: read from the catalog when revert runs (a column added since the swap is copied too). */
-export function revertStep(d: ConversionDesign, columns: readonly string[] = d.columns): Step {
+/**
+ * `columns`: read from the catalog when revert runs (a column added since the swap is copied too).
+ * `changeTriggers`: rollup-hourly's change triggers on the partitioned table, read when revert
+ * runs; the plain table gets them back in the same transaction (they go with the partitioned table).
+ */
+export function revertStep(
+  d: ConversionDesign,
+  columns: readonly string[] = d.columns,
+  changeTriggers: readonly ChangeTriggerFacts[] = [],
+): Step {
   const t = rel(d, d.table);
   const h = rel(d, d.names.history);
   const cols = columns.map(qi).join(", ");
@@ -807,6 +876,7 @@ export function revertStep(d: ConversionDesign, columns: readonly string[] = d.c
   }
   for (const s of d.ownedSequences)
     sqls.push({ sql: `ALTER SEQUENCE ${s.sequence} OWNED BY ${h}.${qi(s.column)}` });
+  sqls.push(changeTriggersGuard(d, d.table, changeTriggers));
   sqls.push({ sql: `DROP TABLE ${t}` });
   for (const i of d.parentIndexes) {
     if (i.replacesKey && d.primaryKey) {
@@ -819,6 +889,7 @@ export function revertStep(d: ConversionDesign, columns: readonly string[] = d.c
     }
   }
   sqls.push({ sql: `ALTER TABLE ${h} RENAME TO ${qi(d.table)}` });
+  sqls.push(...createChangeTriggers(d, d.table, changeTriggers));
   sqls.push({ sql: `COMMENT ON TABLE ${t} IS ${d.comment === null ? "NULL" : ql(d.comment)}` });
   return {
     id: "revert",

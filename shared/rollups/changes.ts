@@ -29,7 +29,7 @@
 import { type Kysely, type RawBuilder, sql, type Transaction } from "kysely";
 import { policyTable, type TablePolicy } from "../config/policy.ts";
 import { LockBudgetExceededError, withLockRetry } from "../db/lock-retry.ts";
-import { displayRelation, relationOidSql, relationSql } from "../db/relation.ts";
+import { displayRelation, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
 import { sqlState } from "../db/sqlstate.ts";
 import type { TableContext } from "../run/runner.ts";
 import type { HourRange, ShardSpec } from "./plan.ts";
@@ -38,7 +38,7 @@ import { shardPredicate } from "./sql.ts";
 /** The trigger function (migration 0007_rollup_changes). */
 export const CHANGE_FUNCTION = { schema: "telemetry_jobs", name: "record_rollup_changes" } as const;
 
-interface ChangeTrigger {
+export interface ChangeTrigger {
   name: string;
   event: "UPDATE" | "DELETE";
   /** pg_trigger.tgtype: AFTER, FOR EACH STATEMENT, this event only. */
@@ -58,13 +58,30 @@ function triggerArgs(policy: TablePolicy): [string, string] {
   return [policy.timeColumn, policy.rollup!.groupBy];
 }
 
-/** CREATE OR REPLACE TRIGGER for one of the two triggers: idempotent, SHARE ROW EXCLUSIVE. */
-export function changeTriggerSql(policy: TablePolicy, trigger: ChangeTrigger): RawBuilder<unknown> {
-  const [time, group] = triggerArgs(policy);
+const quotedId = (part: string) => `"${part.replaceAll('"', '""')}"`;
+const quotedLiteral = (value: string) => `'${value.replaceAll("'", "''")}'`;
+
+/**
+ * CREATE OR REPLACE TRIGGER for one of the two triggers on `relation`, recording `args` (the time
+ * column, then the group column): idempotent, SHARE ROW EXCLUSIVE on the relation. Pure text, the
+ * one definition of the triggers: rollup-hourly installs them with it, and `migrate convert` moves
+ * them with it between the plain table and the partitioned one. Every identifier is quoted, each
+ * part of the relation on its own.
+ */
+export function changeTriggerStatement(
+  relation: Relation,
+  trigger: ChangeTrigger,
+  args: readonly string[],
+): string {
   const transition = trigger.newTable
-    ? sql`OLD TABLE AS ${sql.id(OLD_TABLE)} NEW TABLE AS ${sql.id(NEW_TABLE)}`
-    : sql`OLD TABLE AS ${sql.id(OLD_TABLE)}`;
-  return sql`CREATE OR REPLACE TRIGGER ${sql.id(trigger.name)} AFTER ${sql.raw(trigger.event)} ON ${relationSql(policyTable(policy))} REFERENCING ${transition} FOR EACH STATEMENT EXECUTE FUNCTION ${sql.id(CHANGE_FUNCTION.schema, CHANGE_FUNCTION.name)}(${sql.lit(time)}, ${sql.lit(group)})`;
+    ? `OLD TABLE AS ${quotedId(OLD_TABLE)} NEW TABLE AS ${quotedId(NEW_TABLE)}`
+    : `OLD TABLE AS ${quotedId(OLD_TABLE)}`;
+  return `CREATE OR REPLACE TRIGGER ${quotedId(trigger.name)} AFTER ${trigger.event} ON ${quotedId(relation.schema)}.${quotedId(relation.name)} REFERENCING ${transition} FOR EACH STATEMENT EXECUTE FUNCTION ${quotedId(CHANGE_FUNCTION.schema)}.${quotedId(CHANGE_FUNCTION.name)}(${args.map(quotedLiteral).join(", ")})`;
+}
+
+/** The policy's trigger on its source, as SQL. */
+export function changeTriggerSql(policy: TablePolicy, trigger: ChangeTrigger): RawBuilder<unknown> {
+  return sql.raw(changeTriggerStatement(policyTable(policy), trigger, triggerArgs(policy)));
 }
 
 /** The statements as an operator would type them (for dry runs and for a DBA when we may not). */

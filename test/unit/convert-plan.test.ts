@@ -15,6 +15,7 @@ import {
   revertStep,
   swapStep,
 } from "../../shared/convert/plan.ts";
+import { CHANGE_TRIGGERS, changeTriggerStatement } from "../../shared/rollups/changes.ts";
 
 const utc = (s: string) => new Date(s);
 const policy = (extra: Record<string, unknown> = {}) =>
@@ -71,6 +72,7 @@ function facts(over: Partial<TableFacts> = {}): TableFacts {
     incomingForeignKeys: [],
     dependentViews: [],
     triggers: [],
+    changeTriggers: [],
     rules: [],
     publications: [],
     ownedSequences: [],
@@ -158,6 +160,17 @@ describe("preflight verdict", () => {
     expect(verdict.warnings).toEqual([
       expect.stringMatching(/primary key becomes \(id, ts\): INSERT \.\.\. ON CONFLICT \(id\) fails/),
     ]);
+  });
+  it("rollup-hourly's change triggers do not block (the swap moves them); any other trigger does", () => {
+    const tracked = facts({
+      changeTriggers: [{ name: "telemetry_jobs_rollup_update", args: ["ts", "device_id"], enabled: "O" }],
+    });
+    expect(assess(tracked, input(), noState).blockers).toEqual([]);
+    const other = facts({
+      changeTriggers: tracked.changeTriggers,
+      triggers: [{ kind: "trigger", name: "audit ON ew.telemetry_points" }],
+    });
+    expect(reasons(other)).toEqual([expect.stringMatching(/^the table has triggers/)]);
   });
   it("names each kind of unsupported object", () => {
     const ref = (kind: string, name: string) => ({ kind, name });
@@ -363,6 +376,66 @@ describe("statement order", () => {
     );
     expect(list.at(-1)).toMatch(
       /ATTACH PARTITION "ew"."telemetry_points_history" FOR VALUES FROM \(MINVALUE\) TO \('2026-12-01 00:00:00.000\+00'\)$/,
+    );
+  });
+  it("swap: rollup-hourly's change triggers leave the old table and are created on the parent, as they were", () => {
+    const found = [
+      { name: "telemetry_jobs_rollup_delete", args: ["ts", "device_id"], enabled: "D" as const },
+      { name: "telemetry_jobs_rollup_update", args: ["ts", "device_id"], enabled: "O" as const },
+    ];
+    const list = sqls(swapStep(d, found));
+    const renamed = at(list, /"telemetry_points_partitioned" RENAME TO "telemetry_points"/);
+    const dropDelete = at(list, /^DROP TRIGGER "telemetry_jobs_rollup_delete" ON "ew"."telemetry_points"$/);
+    const dropUpdate = at(list, /^DROP TRIGGER "telemetry_jobs_rollup_update" ON "ew"."telemetry_points"$/);
+    // Under the lock, before anything changes: the triggers are still the ones read before it.
+    const guard = at(
+      list,
+      /^SELECT 1 WHERE .* FROM pg_catalog\.pg_trigger t WHERE t\.tgrelid = '"ew"\."telemetry_points"'::regclass/,
+    );
+    expect(guard).toBeGreaterThan(1);
+    expect(list[guard]).toContain(
+      `= 'telemetry_jobs_rollup_delete/D/t/${Buffer.from("ts\0device_id\0").toString("hex")} telemetry_jobs_rollup_update/O/t/${Buffer.from("ts\0device_id\0").toString("hex")}'`,
+    );
+    expect(guard).toBeLessThan(dropDelete);
+    expect(dropDelete).toBeLessThan(at(list, /RENAME TO "telemetry_points_history"/));
+    expect(dropUpdate).toBeLessThan(at(list, /RENAME TO "telemetry_points_history"/));
+    const created = list.filter((x) => x.startsWith("CREATE OR REPLACE TRIGGER"));
+    // rollup-hourly's own statements (shared/rollups/changes.ts), on the relation given as parts
+    expect(created).toEqual(
+      found.map((f) =>
+        changeTriggerStatement(
+          { schema: "ew", name: "telemetry_points" },
+          CHANGE_TRIGGERS.find((c) => c.name === f.name)!,
+          f.args,
+        ),
+      ),
+    );
+    expect(created[1]).toBe(
+      `CREATE OR REPLACE TRIGGER "telemetry_jobs_rollup_update" AFTER UPDATE ON "ew"."telemetry_points" REFERENCING OLD TABLE AS "rollup_old_rows" NEW TABLE AS "rollup_new_rows" FOR EACH STATEMENT EXECUTE FUNCTION "telemetry_jobs"."record_rollup_changes"('ts', 'device_id')`,
+    );
+    expect(at(list, /^CREATE OR REPLACE TRIGGER/)).toBeGreaterThan(renamed);
+    expect(
+      at(list, /^ALTER TABLE "ew"."telemetry_points" DISABLE TRIGGER "telemetry_jobs_rollup_delete"$/),
+    ).toBe(at(list, /^CREATE OR REPLACE TRIGGER "telemetry_jobs_rollup_delete"/) + 1);
+    expect(list.filter((x) => /ENABLE|DISABLE/.test(x))).toHaveLength(1);
+    expect(list.at(-1)).toMatch(/ATTACH PARTITION/);
+    // Without them, no trigger statement at all.
+    expect(sqls(swapStep(d)).filter((x) => /TRIGGER/.test(x))).toEqual([]);
+  });
+  it("revert: the change triggers of the partitioned table are created on the plain table once it has the name", () => {
+    const found = [
+      { name: "telemetry_jobs_rollup_update", args: ["ts", "device_id"], enabled: "O" as const },
+    ];
+    const list = sqls(revertStep(d, d.columns, found));
+    expect(
+      at(
+        list,
+        /^CREATE OR REPLACE TRIGGER "telemetry_jobs_rollup_update" AFTER UPDATE ON "ew"."telemetry_points" /,
+      ),
+    ).toBeGreaterThan(at(list, /^ALTER TABLE "ew"."telemetry_points_history" RENAME TO "telemetry_points"$/));
+    expect(list.filter((x) => /TRIGGER/.test(x))).toHaveLength(1);
+    expect(at(list, /^SELECT 1 WHERE .*pg_trigger.*= 'telemetry_jobs_rollup_update\/O\/t\//)).toBe(
+      at(list, /^DROP TABLE "ew"."telemetry_points"$/) - 1,
     );
   });
   it("revert: rows are copied, and the identity and sequences re-homed, before the partitioned table is dropped", () => {
