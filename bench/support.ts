@@ -7,7 +7,7 @@ import pg from "pg";
 import "../shared/db/pg-types.ts";
 import { sessionOptions } from "../shared/db/connect.ts";
 import type { DB } from "../shared/db/schema.ts";
-import { createMigrator, throwIfFailed } from "../shared/migrate/migrator.ts";
+import { migrateToLatest } from "../shared/migrate/migrator.ts";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "../test/support/embedded-postgres.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -71,7 +71,7 @@ export async function createMigratedDatabase(server: EmbeddedPostgres, name: str
   const url = server.url(name);
   const db = openKysely(url, "bench-migrate", 2);
   try {
-    throwIfFailed(await createMigrator(db).migrateToLatest());
+    await migrateToLatest(db, { starterSchema: true });
   } finally {
     await db.destroy();
   }

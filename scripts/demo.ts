@@ -1,5 +1,6 @@
 // npm run demo: the whole product on a throwaway PostgreSQL, in under two minutes.
-//   1. start an embedded PostgreSQL (binaries from the npm registry), apply the migrations;
+//   1. start an embedded PostgreSQL (binaries from the npm registry), apply the migrations with the
+//      starter telemetry schema (`migrate up --with-starter-schema`);
 //   2. run partition-manager on the empty schema (current month + 3 ahead);
 //   3. load a synthetic fleet: 50 devices, 14 months, ~1M rows, plus late rows and rows from a
 //      device whose clock is years ahead; history lands in the DEFAULT partition;
@@ -12,7 +13,7 @@ import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import { runCommand } from "../jobs/commands/index.ts";
 import { createLogger } from "../shared/log/logger.ts";
-import { createMigrator, throwIfFailed } from "../shared/migrate/migrator.ts";
+import { migrateToLatest } from "../shared/migrate/migrator.ts";
 import { readHourlySeries } from "../shared/rollups/read.ts";
 import { startEmbeddedPostgres } from "../test/support/embedded-postgres.ts";
 
@@ -59,11 +60,11 @@ const run = async (command: string, args: string[]) => {
 };
 
 try {
-  banner("migrate up");
+  banner("migrate up --with-starter-schema");
   const db = new Kysely<unknown>({
     dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url }) }),
   });
-  throwIfFailed(await createMigrator(db).migrateToLatest());
+  await migrateToLatest(db, { starterSchema: true });
   await db.destroy();
   console.log(
     "schema ready: devices, telemetry_points (partitioned, DEFAULT), telemetry_rollups_hourly, telemetry_jobs.*",

@@ -1,26 +1,40 @@
+import type { MigrationResultSet } from "kysely/migration";
 import { ConfigError } from "../../shared/config/errors.ts";
 import { loadDatabaseSettings } from "../../shared/config/load.ts";
-import { createMigrator, migrationStatus, throwIfFailed } from "../../shared/migrate/migrator.ts";
+import {
+  createMigrator,
+  type MigrationSet,
+  migrationStatus,
+  throwIfFailed,
+} from "../../shared/migrate/migrator.ts";
 import type { MainContext } from "../process.ts";
 import { parseCommandArgs } from "./args.ts";
 import { convert } from "./convert.ts";
 import { openDatabase } from "./environment.ts";
 
-export const HELP = `Usage: telemetry-jobs migrate <up|down|status> [--dry-run] [--json]
+export const HELP = `Usage: telemetry-jobs migrate <up|down|status> [--with-starter-schema] [--dry-run] [--json]
        telemetry-jobs migrate convert [PHASE] --table NAME [options]
 
-  up       apply every pending migration (Kysely Migrator; its lock serialises concurrent deploys)
-  down     revert the most recent migration
+  up       apply every pending migration of the product's own schema, telemetry_jobs (bookkeeping,
+           functions); nothing outside it is created, altered or dropped (Kysely Migrator; its lock
+           serialises concurrent deploys)
+  down     revert the most recent migration of telemetry_jobs
   status   list migrations and when each was applied
   convert  turn a live unpartitioned table into a partitioned one (\`migrate convert --help\`)
 
-  --dry-run   with up/down: list what would run, change nothing
+  --with-starter-schema  also the starter telemetry tables in public (devices, telemetry_points,
+                         telemetry_rollups_hourly, telemetry_hourly_series()), for a new project
+                         with no telemetry tables of its own, and the demo. up: after telemetry_jobs;
+                         down: reverts the most recent starter migration first (reverting
+                         starter_0001_tables drops those tables and their rows)
+  --dry-run              with up/down: list what would run, change nothing
 
 Database from the environment (DATABASE_URL, or INSTANCE_CONNECTION_NAME + DB_USER + DB_NAME).
 Exit codes: 0 done, 1 a migration failed, 2 bad usage or configuration.`;
 
 const FLAGS = {
   "dry-run": { type: "boolean", default: false },
+  "with-starter-schema": { type: "boolean", default: false },
   json: { type: "boolean", default: false },
   verbose: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
@@ -43,39 +57,75 @@ export async function migrate(argv: readonly string[], ctx: MainContext): Promis
   }
   const database = await openDatabase({ database: loadDatabaseSettings(process.env) }, "migrate", log);
   try {
-    const before = await migrationStatus(database.db);
-    const pending = before.filter((m) => !m.executedAt).map((m) => m.name);
-    const applied = before.filter((m) => m.executedAt).map((m) => m.name);
+    const starterSchema = values["with-starter-schema"];
+    const product = await migrationStatus(database.db, "product");
+    const starter = await migrationStatus(database.db, "starter");
+    const starterInstalled = starter.some((m) => m.executedAt);
+    const pendingOf = (list: typeof product) => list.filter((m) => !m.executedAt).map((m) => m.name);
+    const appliedOf = (list: typeof product) => list.filter((m) => m.executedAt).map((m) => m.name);
     if (verb === "status") {
-      for (const m of before)
+      const listed = starterSchema || starterInstalled ? [...product, ...starter] : product;
+      for (const m of listed)
         log.info(`${m.executedAt ? "applied" : "pending"} ${m.name}`, {
           migration: m.name,
           executedAt: m.executedAt,
         });
-      log.notice(`${applied.length} applied, ${pending.length} pending`, {
-        applied: applied.length,
-        pending: pending.length,
-      });
+      if (!starterSchema && !starterInstalled)
+        log.info(
+          "starter schema not installed (migrate up --with-starter-schema makes it, for a new project)",
+        );
+      const applied = appliedOf(listed).length;
+      const pending = pendingOf(listed).length;
+      log.notice(`${applied} applied, ${pending} pending`, { applied, pending });
       return 0;
     }
+    // down reverts the starter schema's migrations first (they use the product's), and only when asked.
+    const downSet: MigrationSet = starterSchema && appliedOf(starter).length > 0 ? "starter" : "product";
     if (values["dry-run"]) {
-      const would = verb === "up" ? pending : applied.slice(-1);
+      const would =
+        verb === "up"
+          ? [...pendingOf(product), ...(starterSchema ? pendingOf(starter) : [])]
+          : appliedOf(downSet === "starter" ? starter : product).slice(-1);
       log.notice(`dry run: would migrate ${verb}: ${would.join(", ") || "nothing"}`, { migrations: would });
       return 0;
     }
-    const migrator = createMigrator(database.db);
-    const result = verb === "up" ? await migrator.migrateToLatest() : await migrator.migrateDown();
-    for (const r of result.results ?? [])
-      log.info(`${r.direction} ${r.migrationName}: ${r.status}`, {
-        migration: r.migrationName,
-        status: r.status,
-      });
-    throwIfFailed(result);
+    const ran: string[] = [];
+    const apply = async (
+      set: MigrationSet,
+      run: (m: ReturnType<typeof createMigrator>) => Promise<MigrationResultSet>,
+    ) => {
+      const result = await run(createMigrator(database.db, set));
+      for (const r of result.results ?? []) {
+        log.info(`${r.direction} ${r.migrationName}: ${r.status}`, {
+          migration: r.migrationName,
+          status: r.status,
+        });
+        if (r.status === "Success") ran.push(r.migrationName);
+      }
+      throwIfFailed(result);
+    };
+    if (verb === "up") {
+      await apply("product", (m) => m.migrateToLatest());
+      if (starterSchema) await apply("starter", (m) => m.migrateToLatest());
+      else {
+        // A starter schema that is installed but behind (a release added a starter migration, or
+        // the database was migrated by a release before 0007): it is not changed without the option.
+        const now = await migrationStatus(database.db, "starter");
+        const behind = now.filter((m) => !m.executedAt);
+        if (behind.length > 0 && behind.length < now.length)
+          log.warn(
+            `the starter schema is installed but ${behind.length} of its migrations are pending (${behind.map((m) => m.name).join(", ")}): run migrate up --with-starter-schema to apply them`,
+            { pending: behind.map((m) => m.name) },
+          );
+      }
+    } else {
+      await apply(downSet, (m) => m.migrateDown());
+    }
     log.notice(`migrate ${verb} done`, {
       event: "run_summary",
       job: "migrate",
       status: "ok",
-      migrations: (result.results ?? []).map((r) => r.migrationName),
+      migrations: ran,
     });
     return 0;
   } finally {

@@ -1,16 +1,41 @@
-// Kysely's Migrator over the static migration list. Its lock table (in our bookkeeping schema)
-// serialises concurrent `migrate` runs, e.g. two deploys racing.
+// Kysely's Migrator over the static migration lists. Two sets, each with its own history table in
+// the bookkeeping schema:
+//   product   telemetry_jobs only (bookkeeping, functions); history telemetry_jobs.kysely_migration.
+//             `migrate up` applies it, always.
+//   starter   the starter telemetry tables in public, for a new project and the demo; history
+//             telemetry_jobs.kysely_starter_migration. Only on request (--with-starter-schema),
+//             after the product set (its read function uses the product's rollup state).
+// The migrator's lock (a PostgreSQL advisory lock) serialises concurrent `migrate` runs, e.g. two
+// deploys racing.
 import type { Kysely } from "kysely";
-import { type MigrationResultSet, Migrator } from "kysely/migration";
+import { type Migration, type MigrationResult, type MigrationResultSet, Migrator } from "kysely/migration";
 import { MIGRATIONS } from "../../migrations/index.ts";
+import { STARTER_MIGRATIONS } from "../../migrations/starter/index.ts";
 
 export const BOOKKEEPING_SCHEMA = "telemetry_jobs";
 
-export function createMigrator(db: Kysely<any>): Migrator {
+export type MigrationSet = "product" | "starter";
+
+const SETS: Record<
+  MigrationSet,
+  { migrations: Readonly<Record<string, Migration>>; table: string; lock: string }
+> = {
+  product: { migrations: MIGRATIONS, table: "kysely_migration", lock: "kysely_migration_lock" },
+  starter: {
+    migrations: STARTER_MIGRATIONS,
+    table: "kysely_starter_migration",
+    lock: "kysely_starter_migration_lock",
+  },
+};
+
+export function createMigrator(db: Kysely<any>, set: MigrationSet = "product"): Migrator {
+  const { migrations, table, lock } = SETS[set];
   return new Migrator({
     db,
-    provider: { getMigrations: async () => ({ ...MIGRATIONS }) },
+    provider: { getMigrations: async () => ({ ...migrations }) },
     migrationTableSchema: BOOKKEEPING_SCHEMA,
+    migrationTableName: table,
+    migrationLockTableName: lock,
   });
 }
 
@@ -19,9 +44,28 @@ export interface MigrationStatus {
   executedAt: Date | undefined;
 }
 
-export async function migrationStatus(db: Kysely<any>): Promise<MigrationStatus[]> {
-  const list = await createMigrator(db).getMigrations();
+export async function migrationStatus(
+  db: Kysely<any>,
+  set: MigrationSet = "product",
+): Promise<MigrationStatus[]> {
+  const list = await createMigrator(db, set).getMigrations();
   return list.map((m) => ({ name: m.name, executedAt: m.executedAt }));
+}
+
+/**
+ * Applies every pending product migration, then, with `starterSchema`, every pending starter one.
+ * Throws at the first failure (that set's run is rolled back whole); returns what ran.
+ */
+export async function migrateToLatest(
+  db: Kysely<any>,
+  options: { starterSchema: boolean },
+): Promise<MigrationResult[]> {
+  const product = await createMigrator(db, "product").migrateToLatest();
+  throwIfFailed(product);
+  if (!options.starterSchema) return [...(product.results ?? [])];
+  const starter = await createMigrator(db, "starter").migrateToLatest();
+  throwIfFailed(starter);
+  return [...(product.results ?? []), ...(starter.results ?? [])];
 }
 
 /** Throws with the failing migration named; Kysely reports per-migration results. */

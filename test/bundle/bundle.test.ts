@@ -101,8 +101,8 @@ describe("the image's contents", () => {
 describe("each job bundle with plain node against PostgreSQL", () => {
   const env = { TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify(POLICY) };
 
-  it("migrate up: creates the schema (exit 0, JSON logs)", () => {
-    const result = run("migrate.mjs", ["up"]);
+  it("migrate up --with-starter-schema: creates the schema (exit 0, JSON logs)", () => {
+    const result = run("migrate.mjs", ["up", "--with-starter-schema"]);
     expectSuccess(result, "migrate up");
     const records = logRecords(result);
     expect(records.at(-1)).toMatchObject({ event: "run_summary", job: "migrate", status: "ok" });

@@ -55,7 +55,7 @@ describe("telemetry-jobs CLI", () => {
     expect((warn.lines[0] as any).tables[0]).toMatchObject({ verdict: "WARN", defaultRows: 1 });
   });
 
-  it("migrate status lists every migration as applied; migrate --dry-run down changes nothing", async () => {
+  it("migrate status lists every migration (telemetry_jobs', then the starter schema's) as applied; --dry-run changes nothing", async () => {
     const status = await runCli(["migrate", "status"], { DATABASE_URL: t.url });
     expect(status.code).toBe(0);
     expect(status.lines.map((l) => l.message)).toEqual([
@@ -66,11 +66,24 @@ describe("telemetry-jobs CLI", () => {
       "applied 0005_refused_runs",
       "applied 0006_conversions",
       "applied 0007_rollup_changes",
-      "7 applied, 0 pending",
+      "applied 0008_starter_schema_history",
+      "applied starter_0001_tables",
+      "applied starter_0002_ingest_xid",
+      "applied starter_0003_hourly_series",
+      "11 applied, 0 pending",
     ]);
     const dry = await runCli(["migrate", "down", "--dry-run"], { DATABASE_URL: t.url });
     expect(dry.code).toBe(0);
-    expect(dry.lines.at(-1)?.message).toBe("dry run: would migrate down: 0007_rollup_changes");
+    expect(dry.lines.at(-1)?.message).toBe("dry run: would migrate down: 0008_starter_schema_history");
+    const starterDry = await runCli(["migrate", "down", "--with-starter-schema", "--dry-run"], {
+      DATABASE_URL: t.url,
+    });
+    expect(starterDry.code).toBe(0);
+    expect(starterDry.lines.at(-1)?.message).toBe("dry run: would migrate down: starter_0003_hourly_series");
+    const upDry = await runCli(["migrate", "up", "--with-starter-schema", "--dry-run"], {
+      DATABASE_URL: t.url,
+    });
+    expect(upDry.lines.at(-1)?.message).toBe("dry run: would migrate up: nothing");
     const bad = await runCli(["migrate", "sideways"], { DATABASE_URL: t.url });
     expect(bad.code).toBe(2);
   });

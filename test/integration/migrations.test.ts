@@ -2,7 +2,13 @@ import { Kysely, PostgresDialect, sql } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MIGRATIONS } from "../../migrations/index.ts";
-import { createMigrator, migrationStatus, throwIfFailed } from "../../shared/migrate/migrator.ts";
+import { STARTER_MIGRATIONS } from "../../migrations/starter/index.ts";
+import {
+  createMigrator,
+  migrateToLatest,
+  migrationStatus,
+  throwIfFailed,
+} from "../../shared/migrate/migrator.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
 
 let t: TestDatabase;
@@ -28,25 +34,36 @@ async function tables(): Promise<string[]> {
 }
 
 describe("migrations", () => {
-  it("each migration goes up and down, and up again, on a real PostgreSQL", async () => {
-    const migrator = createMigrator(db);
-    const names = Object.keys(MIGRATIONS);
+  it("each migration goes up and down, and up again: the product's (nothing in public), then the starter schema's", async () => {
+    const product = createMigrator(db, "product");
+    const starter = createMigrator(db, "starter");
+    const steps = [
+      ...Object.keys(MIGRATIONS).map(() => product),
+      ...Object.keys(STARTER_MIGRATIONS).map(() => starter),
+    ];
     const snapshots: string[][] = [await tables()];
-    for (const _ of names) {
+    for (const migrator of steps) {
       throwIfFailed(await migrator.migrateUp());
       snapshots.push(await tables());
     }
+    const productOnly = snapshots[Object.keys(MIGRATIONS).length]!;
+    expect(productOnly).toContain("telemetry_jobs.job_runs");
+    expect(productOnly.filter((x) => !x.startsWith("telemetry_jobs."))).toEqual([]);
     expect(snapshots.at(-1)).toContain("public.telemetry_points");
-    expect(snapshots.at(-1)).toContain("telemetry_jobs.job_runs");
-    expect((await migrationStatus(db)).every((m) => m.executedAt !== undefined)).toBe(true);
-    for (let i = names.length - 1; i >= 0; i--) {
-      throwIfFailed(await migrator.migrateDown());
+    expect(snapshots.at(-1)).toContain("public.telemetry_rollups_hourly");
+    expect((await migrationStatus(db, "product")).every((m) => m.executedAt !== undefined)).toBe(true);
+    expect((await migrationStatus(db, "starter")).every((m) => m.executedAt !== undefined)).toBe(true);
+    for (let i = steps.length - 1; i >= 0; i--) {
+      throwIfFailed(await steps[i]!.migrateDown());
       // Kysely's own bookkeeping tables stay; everything a migration made goes.
       expect((await tables()).filter((x) => !x.startsWith("telemetry_jobs.kysely_"))).toEqual(
         snapshots[i]!.filter((x) => !x.startsWith("telemetry_jobs.kysely_")),
       );
     }
-    throwIfFailed(await migrator.migrateToLatest());
+    await migrateToLatest(db, { starterSchema: false });
+    expect(await tables()).toEqual(expect.arrayContaining(productOnly));
+    expect((await tables()).filter((x) => x.startsWith("public."))).toEqual([]);
+    await migrateToLatest(db, { starterSchema: true });
     expect(await tables()).toEqual(snapshots.at(-1));
   });
 

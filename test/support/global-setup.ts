@@ -3,7 +3,7 @@
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import type { TestProject } from "vitest/node";
-import { createMigrator, throwIfFailed } from "../../shared/migrate/migrator.ts";
+import { migrateToLatest } from "../../shared/migrate/migrator.ts";
 import { startTestServer } from "./server.ts";
 
 export const TEMPLATE_DB = "tj_template";
@@ -34,7 +34,7 @@ export default async function setup(project: TestProject) {
       pool: new pg.Pool({ connectionString: databaseUrl(server.adminUrl, template) }),
     }),
   });
-  throwIfFailed(await createMigrator(db).migrateToLatest());
+  await migrateToLatest(db, { starterSchema: true });
   await db.destroy();
   project.provide("adminUrl", server.adminUrl);
   project.provide("templateDb", template);

@@ -5,7 +5,7 @@
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import type { DB } from "../../shared/db/schema.ts";
-import { createMigrator, throwIfFailed } from "../../shared/migrate/migrator.ts";
+import { migrateToLatest } from "../../shared/migrate/migrator.ts";
 import { majorFromEnv, startEmbeddedPostgres } from "./embedded-postgres.ts";
 
 export interface PrivateDatabase {
@@ -33,7 +33,7 @@ export async function startPrivateDatabase(): Promise<PrivateDatabase> {
       dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 1 }) }),
     });
     try {
-      throwIfFailed(await createMigrator(migrating).migrateToLatest());
+      await migrateToLatest(migrating, { starterSchema: true });
     } finally {
       await migrating.destroy();
     }
