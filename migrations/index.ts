@@ -13,6 +13,7 @@ import * as m0005 from "./0005_refused_runs.ts";
 import * as m0006 from "./0006_conversions.ts";
 import * as m0007 from "./0007_rollup_changes.ts";
 import * as m0008 from "./0008_starter_schema_history.ts";
+import * as m0009 from "./0009_hold_any_relation_name.ts";
 
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   "0001_bookkeeping": m0001,
@@ -23,4 +24,5 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   "0006_conversions": m0006,
   "0007_rollup_changes": m0007,
   "0008_starter_schema_history": m0008,
+  "0009_hold_any_relation_name": m0009,
 });

@@ -1,6 +1,6 @@
 import { ConfigError } from "../../shared/config/errors.ts";
-import { parseQualifiedName } from "../../shared/config/identifiers.ts";
 import { loadDatabaseSettings, parseNow } from "../../shared/config/load.ts";
+import { displayRelation, parseRelationText } from "../../shared/db/relation.ts";
 import { listHolds, placeHold, releaseHold } from "../../shared/retention/holds.ts";
 import type { MainContext } from "../process.ts";
 import { parseCommandArgs } from "./args.ts";
@@ -9,6 +9,9 @@ import { openDatabase } from "./environment.ts";
 export const HELP = `Usage:
   telemetry-jobs hold <schema.partition> --until <ISO date> --reason <text>
   telemetry-jobs unhold <schema.partition>
+
+<schema.partition> is read as SQL reads it: quote a part that has upper case, dots or spaces,
+e.g. 'public."Readings 2025"'.
   telemetry-jobs holds [--json]
 
 A held partition is kept by retention past its cutoff until the hold expires; each run logs that it
@@ -23,15 +26,16 @@ const FLAGS = {
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
+/** The partition as retention names it (displayRelation), read from SQL-style text. */
 function partitionArg(command: string, positionals: string[]): string {
   const raw = positionals[0];
-  const q = raw === undefined ? undefined : parseQualifiedName(raw);
+  const q = raw === undefined ? undefined : parseRelationText(raw);
   if (!q || positionals.length !== 1) {
     throw new ConfigError(
-      `${command}: give exactly one partition as schema.name (e.g. public.telemetry_points_p202501)`,
+      `${command}: give exactly one partition as schema.name, quoting a part the way SQL does when it has upper case, dots or spaces (e.g. public.telemetry_points_p202501, 'public."Readings 2025"')`,
     );
   }
-  return `${q.schema}.${q.name}`;
+  return displayRelation(q);
 }
 
 export async function holds(

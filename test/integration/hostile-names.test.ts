@@ -5,7 +5,7 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
-import { makeConfig, runPartitionManager, runRetention } from "../support/jobs.ts";
+import { makeConfig, runCli, runPartitionManager, runRetention } from "../support/jobs.ts";
 
 let t: TestDatabase;
 beforeAll(async () => {
@@ -122,6 +122,30 @@ describe("relations with names that contain dots, quotes, spaces and upper case"
     await expectBystandersUntouched(s);
     // The expired DEFAULT row (id 3) and the expired child's row (id 1) are gone; the rest stays.
     expect(await ids(s)).toEqual([2, 4]);
+  });
+
+  it('a hold placed on "Victim.Old" by the CLI keeps exactly that partition', async () => {
+    const s = await scene("Victim.Old", "live", "def");
+    const env = { DATABASE_URL: t.url };
+    const held = await runCli(
+      ["hold", `${s.schema}."Victim.Old"`, "--until", "2027-01-01T00:00:00Z", "--reason", "audit"],
+      env,
+    );
+    expect(
+      held.code,
+      `${held.stderr}${JSON.stringify(held.lines.map((l) => [l.severity, l.message, l.error]))}`,
+    ).toBe(0);
+    const run = await runRetention(t.db, makeConfig(t.url, [policy(s, { mode: "drop" })], { now: NOW }));
+    expect(run.exitCode, JSON.stringify(run.logs.map((l) => [l.severity, l.message]))).toBe(0);
+    expect(await exists(s.schema, "Victim.Old")).toBe(true);
+    expect(run.logs.some((l) => l.finding === "held")).toBe(true);
+    expect((await runCli(["unhold", `${s.schema}."Victim.Old"`], env)).code).toBe(0);
+    expect(
+      await runRetention(t.db, makeConfig(t.url, [policy(s, { mode: "drop" })], { now: NOW })).then(
+        (r) => r.exitCode,
+      ),
+    ).toBe(0);
+    expect(await exists(s.schema, "Victim.Old")).toBe(false);
   });
 
   it("partition-manager rescues rows from a DEFAULT partition with a dotted name", async () => {
