@@ -2,6 +2,7 @@
 // convergence, raw retention leaves rollups alone, bad rollup policies exit 2.
 import pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { CHANGE_TRIGGERS, changeTriggerSql } from "../../shared/rollups/changes.ts";
 import { catalogSnapshot } from "../support/catalog-snapshot.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
 import {
@@ -73,6 +74,11 @@ async function mismatches(): Promise<number> {
 describe("rollup-hourly operations", () => {
   it("a concurrent writer never waits on a lock held by the job (rebuild and incremental runs)", async () => {
     await load(150_000, 40);
+    // Change tracking is installed first, as the first run of a deployment does: CREATE TRIGGER
+    // takes SHARE ROW EXCLUSIVE for a moment (under lock_timeout), once. What this test holds the
+    // job to is every run after that.
+    const policy = makeConfig(t.url, [POLICY], { now: NOW }).policies[0]!;
+    for (const trigger of CHANGE_TRIGGERS) await changeTriggerSql(policy, trigger).execute(t.db);
     const writer = new pg.Client({ connectionString: t.url, application_name: "test-writer" });
     const monitor = new pg.Client({ connectionString: t.url });
     await writer.connect();
