@@ -1,4 +1,4 @@
-// The greenfield telemetry schema (DESIGN.md section 4). telemetry_points is RANGE-partitioned by
+// The greenfield telemetry schema as release 0007 made it. telemetry_points is RANGE-partitioned by
 // month on ts; partition-manager creates the children. Its primary key includes ts because a
 // partitioned table's unique keys must include the partition key. The DEFAULT partitions are made
 // here, while the tables are new and empty (CREATE ... PARTITION OF takes ACCESS EXCLUSIVE on the
