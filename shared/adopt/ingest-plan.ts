@@ -1,0 +1,270 @@
+// Planning rollup change-tracking for an application's existing table: the ingest_xid column that
+// rollup-hourly uses to find new rows, and an index on (ingest_xid, time) so that finding them costs
+// in proportion to the new rows. The planner is pure: it turns what the catalog says (IngestFacts)
+// into the statements still missing, so a run killed at any point is finished by the next run, which
+// reads the catalog again and plans only what is left.
+//
+// What PostgreSQL does to a partitioned index that is still INVALID (built ON ONLY, some partitions
+// not yet attached), checked on 14 and 18: a partition created with CREATE TABLE ... PARTITION OF,
+// or attached with ALTER TABLE ... ATTACH PARTITION, gets an index of its own built and attached at
+// once (named by PostgreSQL, e.g. t_p1_ingest_xid_ts_idx; on ATTACH it reuses a matching valid index
+// the table already has, and builds one, non-concurrently, under the ATTACH's lock otherwise). The
+// parent index stays INVALID: only ALTER INDEX ... ATTACH PARTITION re-checks it. So the state "every
+// partition attached, parent still invalid" can occur (also when the one partition that was missing
+// an index is detached); re-running ATTACH PARTITION for an index that is already attached changes
+// nothing but makes PostgreSQL re-check and mark the parent valid, which is what the plan does then.
+// An invalid index (a killed CREATE INDEX CONCURRENTLY) is never attached by PostgreSQL, and ALTER
+// INDEX ... ATTACH PARTITION refuses one, so our invalid leftovers are dropped and rebuilt.
+import { derivedName } from "../convert/names.ts";
+import { displayRelation, quoteIdent, type Relation } from "../db/relation.ts";
+
+export const INGEST_COLUMN = "ingest_xid";
+export const INGEST_INDEX_SUFFIX = "_ingest_xid_idx";
+/** The default as PostgreSQL prints it back (pg_get_expr). */
+export const INGEST_DEFAULT = "pg_current_xact_id()";
+
+export interface IngestIndexFact {
+  /** Index name; it lives in the schema of the table it indexes. */
+  name: string;
+  /** indisvalid and indisready: usable by queries (an interrupted concurrent build leaves false). */
+  valid: boolean;
+  /** relkind 'I': the index of a partitioned table. */
+  partitioned: boolean;
+  /** btree, no predicate or expressions, first two key columns (ingest_xid, time): serves rollups. */
+  leading: boolean;
+  /** Exactly what we would build, (ingest_xid, time), not unique: the only shape ATTACH accepts. */
+  exact: boolean;
+  /** Name of the partitioned index this one is attached to (same schema as the parent table). */
+  attachedTo: string | null;
+}
+
+export interface IngestPartitionFact {
+  relation: Relation;
+  /** 'r' plain, 'p' partitioned (a second level), 'f' foreign, anything else as relkind. */
+  relkind: string;
+  isDefault: boolean;
+  indexes: IngestIndexFact[];
+  /** The name we would give this partition's index is used by a relation that is not its index. */
+  childNameTaken: boolean;
+}
+
+export interface IngestFacts {
+  table: Relation;
+  timeColumn: string;
+  /** relkind of the table; undefined when it does not exist. */
+  relkind: string | undefined;
+  timeColumnExists: boolean;
+  /** The ingest_xid column, if any: its type (format_type) and default (pg_get_expr), if any. */
+  column: { type: string; default: string | null } | null;
+  /** Indexes of the table itself (for a partitioned table: the partitioned indexes). */
+  indexes: IngestIndexFact[];
+  /** The name we would give the table's index is used by a relation that is not its index. */
+  indexNameTaken: boolean;
+  /** Direct partitions, in a stable order; empty for a plain table. */
+  partitions: IngestPartitionFact[];
+}
+
+export type IngestAction =
+  | { kind: "add_column"; table: Relation }
+  | { kind: "set_default"; table: Relation }
+  | { kind: "create_parent_index"; table: Relation; index: string; timeColumn: string }
+  | {
+      kind: "drop_invalid_index";
+      /** The table (or partition) the index belongs to. */
+      on: Relation;
+      index: Relation;
+    }
+  | {
+      kind: "build_index_concurrently";
+      /** The plain table, or one partition of a partitioned table. */
+      on: Relation;
+      index: string;
+      timeColumn: string;
+      /** For a partition: its place among the partitions still to be indexed ("3 of 12"). */
+      step?: { n: number; of: number };
+    }
+  | {
+      kind: "attach_index";
+      parentIndex: Relation;
+      childIndex: Relation;
+      partition: Relation;
+      /** Already attached: re-attaching only makes PostgreSQL mark the parent index valid. */
+      revalidate?: boolean;
+    };
+
+export interface IngestPlan {
+  actions: IngestAction[];
+  /** Why nothing may be done; when set, actions is empty (nothing is begun half way). */
+  refusal?: string;
+}
+
+export function ingestIndexName(table: string): string {
+  return derivedName(table, INGEST_INDEX_SUFFIX);
+}
+
+export function planIngestTracking(facts: IngestFacts): IngestPlan {
+  const t = facts.table;
+  const shown = displayRelation(t);
+  const refuse = (refusal: string): IngestPlan => ({ actions: [], refusal });
+  if (facts.relkind === undefined) return refuse(`${shown} does not exist`);
+  if (facts.relkind !== "r" && facts.relkind !== "p")
+    return refuse(
+      `${shown} is neither a plain table nor a partitioned one (relkind '${facts.relkind}'); change tracking can only be added to a table`,
+    );
+  if (!facts.timeColumnExists) return refuse(`${shown} has no column ${quoteIdent(facts.timeColumn)}`);
+
+  const actions: IngestAction[] = [];
+  if (facts.column === null) {
+    actions.push({ kind: "add_column", table: t });
+  } else if (facts.column.type !== "xid8") {
+    return refuse(
+      `${shown} already has a column ${INGEST_COLUMN} of type ${facts.column.type}, not xid8; rollup-hourly ` +
+        `cannot use it. Rename or drop that column (ALTER TABLE ${shown} RENAME COLUMN ${INGEST_COLUMN} TO ...), then run adoption again`,
+    );
+  } else if (facts.column.default === null) {
+    actions.push({ kind: "set_default", table: t });
+  } else if (facts.column.default !== INGEST_DEFAULT) {
+    return refuse(
+      `${shown}.${INGEST_COLUMN} has the default ${facts.column.default}, not ${INGEST_DEFAULT}, so new rows would not ` +
+        `carry their transaction id; set it (ALTER TABLE ${shown} ALTER COLUMN ${INGEST_COLUMN} SET DEFAULT ${INGEST_DEFAULT}) or drop the default, then run adoption again`,
+    );
+  }
+
+  const ourName = ingestIndexName(t.name);
+  const columns = `(${INGEST_COLUMN}, ${quoteIdent(facts.timeColumn)})`;
+  if (facts.relkind === "r") {
+    if (facts.indexes.some((i) => i.valid && i.leading)) return { actions };
+    const ours = facts.indexes.find((i) => i.name === ourName);
+    if (ours) {
+      if (ours.valid || !ours.leading)
+        return refuse(
+          `${shown} has an index ${quoteIdent(ourName)} that is not an index on ${columns}; rename it, then run adoption again`,
+        );
+      actions.push({ kind: "drop_invalid_index", on: t, index: { schema: t.schema, name: ourName } });
+    } else if (facts.indexNameTaken) {
+      return refuse(
+        `the name ${quoteIdent(t.schema)}.${quoteIdent(ourName)} is already used by another relation; rename it`,
+      );
+    }
+    actions.push({ kind: "build_index_concurrently", on: t, index: ourName, timeColumn: facts.timeColumn });
+    return { actions };
+  }
+
+  // Partitioned.
+  const nested = facts.partitions.filter((p) => p.relkind === "p");
+  if (nested.length > 0)
+    return refuse(
+      `${shown} has partitions that are themselves partitioned (${nested.map((p) => displayRelation(p.relation)).join(", ")}); ` +
+        "adding change tracking to multi-level partitioning is not supported: add the column and indexes by hand",
+    );
+  const other = facts.partitions.filter((p) => p.relkind !== "r");
+  if (other.length > 0)
+    return refuse(
+      `${shown} has partitions that cannot be indexed (${other.map((p) => `${displayRelation(p.relation)}, relkind '${p.relkind}'`).join("; ")}); ` +
+        "adding change tracking is not supported there",
+    );
+  if (facts.indexes.some((i) => i.partitioned && i.valid && i.leading)) return { actions };
+
+  let parent = facts.indexes.find((i) => i.name === ourName);
+  if (parent && !(parent.partitioned && parent.exact))
+    return refuse(
+      `${shown} has an index ${quoteIdent(ourName)} that is not a partitioned index on exactly ${columns}; rename it, then run adoption again`,
+    );
+  // An invalid partitioned index of exactly our shape under another name (someone began this by
+  // hand) is finished rather than duplicated.
+  parent ??= facts.indexes.find((i) => i.partitioned && i.exact && !i.valid);
+  const parentName = parent?.name ?? ourName;
+  const parentIndex: Relation = { schema: t.schema, name: parentName };
+  if (!parent) {
+    if (facts.indexNameTaken)
+      return refuse(
+        `the name ${quoteIdent(t.schema)}.${quoteIdent(ourName)} is already used by another relation; rename it`,
+      );
+    actions.push({ kind: "create_parent_index", table: t, index: ourName, timeColumn: facts.timeColumn });
+  }
+
+  const missing = facts.partitions.filter((p) => !p.indexes.some((i) => i.attachedTo === parentName));
+  const toBuild = missing.filter((p) => !attachable(p)).length;
+  let n = 0;
+  for (const p of missing) {
+    const existing = attachable(p);
+    if (existing) {
+      actions.push({
+        kind: "attach_index",
+        parentIndex,
+        childIndex: { schema: p.relation.schema, name: existing.name },
+        partition: p.relation,
+      });
+      continue;
+    }
+    const childName = ingestIndexName(p.relation.name);
+    const child: Relation = { schema: p.relation.schema, name: childName };
+    const leftover = p.indexes.find((i) => i.name === childName);
+    if (leftover) {
+      if (leftover.valid || !leftover.leading || leftover.attachedTo !== null)
+        return refuse(
+          `partition ${displayRelation(p.relation)} has an index ${quoteIdent(childName)} that cannot be attached to ${quoteIdent(parentName)} ` +
+            `(it is not exactly ${columns}, or is attached elsewhere); rename it, then run adoption again`,
+        );
+      actions.push({ kind: "drop_invalid_index", on: p.relation, index: child });
+    } else if (p.childNameTaken) {
+      return refuse(
+        `the name ${displayRelation(child)} is already used by another relation; rename it, then run adoption again`,
+      );
+    }
+    n++;
+    actions.push({
+      kind: "build_index_concurrently",
+      on: p.relation,
+      index: childName,
+      timeColumn: facts.timeColumn,
+      step: { n, of: toBuild },
+    });
+    actions.push({ kind: "attach_index", parentIndex, childIndex: child, partition: p.relation });
+  }
+
+  if (parent && !parent.valid && missing.length === 0) {
+    // Every partition has an attached index yet the parent is still invalid (see the note at the top).
+    const first = facts.partitions[0];
+    const attached = first?.indexes.find((i) => i.attachedTo === parentName);
+    if (!first || !attached)
+      return refuse(
+        `${shown}'s index ${quoteIdent(parentName)} is invalid and the table has no partitions to re-check it with; ` +
+          `DROP INDEX ${displayRelation(parentIndex)}, then run adoption again`,
+      );
+    actions.push({
+      kind: "attach_index",
+      parentIndex,
+      childIndex: { schema: first.relation.schema, name: attached.name },
+      partition: first.relation,
+      revalidate: true,
+    });
+  }
+  return { actions };
+}
+
+/** A valid index of exactly our shape that no partitioned index has claimed yet. */
+function attachable(p: IngestPartitionFact): IngestIndexFact | undefined {
+  return p.indexes.find((i) => i.valid && i.exact && !i.partitioned && i.attachedTo === null);
+}
+
+/** The statement an operator would type for this action (dry runs and logs). */
+export function describeIngestAction(a: IngestAction): string {
+  switch (a.kind) {
+    case "add_column":
+      return (
+        `ALTER TABLE ${displayRelation(a.table)} ADD COLUMN ${INGEST_COLUMN} xid8; ` +
+        `ALTER TABLE ${displayRelation(a.table)} ALTER COLUMN ${INGEST_COLUMN} SET DEFAULT ${INGEST_DEFAULT}`
+      );
+    case "set_default":
+      return `ALTER TABLE ${displayRelation(a.table)} ALTER COLUMN ${INGEST_COLUMN} SET DEFAULT ${INGEST_DEFAULT}`;
+    case "create_parent_index":
+      return `CREATE INDEX IF NOT EXISTS ${quoteIdent(a.index)} ON ONLY ${displayRelation(a.table)} (${INGEST_COLUMN}, ${quoteIdent(a.timeColumn)})`;
+    case "drop_invalid_index":
+      return `DROP INDEX CONCURRENTLY IF EXISTS ${displayRelation(a.index)}`;
+    case "build_index_concurrently":
+      return `CREATE INDEX CONCURRENTLY ${quoteIdent(a.index)} ON ${displayRelation(a.on)} (${INGEST_COLUMN}, ${quoteIdent(a.timeColumn)})`;
+    case "attach_index":
+      return `ALTER INDEX ${displayRelation(a.parentIndex)} ATTACH PARTITION ${displayRelation(a.childIndex)}`;
+  }
+}
