@@ -68,14 +68,15 @@ describe("telemetry-jobs CLI", () => {
       "applied 0007_rollup_changes",
       "applied 0008_starter_schema_history",
       "applied 0009_hold_any_relation_name",
+      "applied 0010_rollup_reads",
       "applied starter_0001_tables",
       "applied starter_0002_ingest_xid",
       "applied starter_0003_hourly_series",
-      "12 applied, 0 pending",
+      "13 applied, 0 pending",
     ]);
     const dry = await runCli(["migrate", "down", "--dry-run"], { DATABASE_URL: t.url });
     expect(dry.code).toBe(0);
-    expect(dry.lines.at(-1)?.message).toBe("dry run: would migrate down: 0009_hold_any_relation_name");
+    expect(dry.lines.at(-1)?.message).toBe("dry run: would migrate down: 0010_rollup_reads");
     const starterDry = await runCli(["migrate", "down", "--with-starter-schema", "--dry-run"], {
       DATABASE_URL: t.url,
     });
