@@ -9,12 +9,14 @@
 //   afterwards rewrite nothing (a volatile default given in ADD COLUMN would rewrite every row); the
 //   existing rows keep NULL, which rollups read as "older than any snapshot". Run under SET LOCAL
 //   lock_timeout and retried (withLockRetry), so writers queue behind us for at most lock_timeout.
-// - create_parent_index (CREATE INDEX ... ON ONLY): SHARE on the partitioned parent only, catalog
-//   only, for milliseconds; same lock_timeout and retries.
+// - create_parent_index (CREATE INDEX ... ON ONLY): SHARE on the partitioned parent only (not on
+//   its partitions), catalog only, for milliseconds; same lock_timeout and retries. SHARE conflicts
+//   with inserts through the parent, so this too must not wait long.
 // - build_index_concurrently / drop_invalid_index: SHARE UPDATE EXCLUSIVE on the table or partition,
 //   which does not conflict with INSERT/UPDATE/DELETE. See runConcurrently for the timeout.
-// - attach_index (ALTER INDEX ... ATTACH PARTITION): SHARE UPDATE EXCLUSIVE on the partition and
-//   ACCESS EXCLUSIVE on the two indexes, catalog only; same lock_timeout and retries.
+// - attach_index (ALTER INDEX ... ATTACH PARTITION): ACCESS SHARE on the parent and the partition,
+//   SHARE UPDATE EXCLUSIVE on the parent index and ACCESS EXCLUSIVE on the partition's index (which
+//   inserts into that partition need), catalog only; same lock_timeout and retries.
 import { type Kysely, sql } from "kysely";
 import { withLockRetry } from "../db/lock-retry.ts";
 import { displayRelation, quoteIdent, type Relation, relationOidSql, relationSql } from "../db/relation.ts";

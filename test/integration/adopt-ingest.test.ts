@@ -294,6 +294,25 @@ describe("adoptIngestTracking", () => {
     expect((await indexesOf(p3)).map((i) => i.name)).toEqual(["by_hand_idx"]);
   });
 
+  it("(h) stopped by its signal between actions: stops cleanly, and the next run finishes", async () => {
+    const r = { schema: "public", name: "stopped_readings" };
+    await partitionedTable(r, 500);
+    const controller = new AbortController();
+    const { o, lines } = options(r, { signal: controller.signal });
+    // Abort once the first partition's index is built (after column, parent index, build).
+    let n = 0;
+    o.record = async () => {
+      if (++n === 3) controller.abort();
+    };
+    const first = await adoptIngestTracking(t.db, o);
+    expect(first).toMatchObject({ done: 3, complete: false });
+    expect(lines.some((l) => /^stopping: 3 of 16 actions done/.test(l.message))).toBe(true);
+    expect(await ingestTrackingReady(t.db, r, "ts")).toBe(false);
+    const second = await adoptIngestTracking(t.db, options(r).o);
+    expect(second).toMatchObject({ done: 1 + 6 * 2, complete: true });
+    await expectPartitionedDone(r);
+  });
+
   it("(c2) every partition attached but the parent left invalid: re-attaching marks it valid", async () => {
     const r = { schema: "public", name: "stuck_readings" };
     await t.pool.query(
