@@ -16,8 +16,9 @@
 // - otherwise as an aggregate of the raw rows, with the rule rollup-hourly aggregates by: finite
 //   numbers only, rows whose group is NULL in no series.
 // The group is given as text, the form the target and the change records hold; raw rows match it
-// by the source column's own equality (the text cast to the column's type), as rollup-hourly
-// groups them. Text that is not a value of that type matches no raw row.
+// by the source column's own equality (the text cast to the column's type, so an index on the
+// column serves), as rollup-hourly groups them. Text that is not a value of that type, or not in
+// the form such a value prints as, matches no raw row (and no rollup row either).
 //
 // Its result does not depend on the caller's session:
 // - search_path is pg_catalog, pg_temp, and every relation, column and type in the statements it
@@ -29,10 +30,10 @@
 //   its index and partition bounds still apply, and its hour becomes an instant with
 //   date_trunc('hour', t) AT TIME ZONE 'UTC'. No step converts between the two through the
 //   session's zone;
-// - TimeZone, DateStyle and IntervalStyle are still fixed for the call (SET clauses, restored on
-//   return), as rollup-hourly's sessions and the change trigger have them: the group text is
-//   parsed by the group column's input function, which reads dates and times by those settings
-//   (a date or timestamptz group written without an offset, or in a non-ISO style).
+// - TimeZone, DateStyle, IntervalStyle and extra_float_digits are still fixed for the call (SET
+//   clauses, restored on return) to what rollup-hourly's sessions use: the group text is parsed by
+//   the group column's input function and printed again to check that it is in the form the job
+//   stores, and both read and print dates, times, intervals and floats by those settings.
 // It runs with the caller's privileges (not SECURITY DEFINER): the caller needs SELECT on the
 // source, the target and telemetry_jobs' rollup state, as for the starter read.
 import { type Kysely, sql } from "kysely";
@@ -74,6 +75,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     SET "TimeZone" = 'UTC'
     SET "DateStyle" = 'ISO, MDY'
     SET "IntervalStyle" = 'postgres'
+    SET extra_float_digits = 3
     AS $fn$
     DECLARE
       v_reg telemetry_jobs.rollup_reads%ROWTYPE;
@@ -134,9 +136,12 @@ export async function up(db: Kysely<unknown>): Promise<void> {
                         quote_ident(p_target_name), quote_ident(v_reg.group_column)
           USING ERRCODE = 'undefined_column';
       END IF;
-      -- Text that is no value of that type is no group of any raw row.
+      -- The group as rollup-hourly writes it is the column's value as text (in its sessions'
+      -- settings, which this function has too). Text that is no value of the type, or not in the
+      -- form the value prints as ('01' for the integer 1), names no group: it matches no raw row,
+      -- as it matches no rollup row.
       BEGIN
-        EXECUTE format('SELECT $1::%s', v_group_type) USING p_group;
+        EXECUTE format('SELECT $1::%s::text = $1', v_group_type) INTO v_group_matches USING p_group;
       EXCEPTION WHEN data_exception THEN
         v_group_matches := false;
       END;
@@ -203,7 +208,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
         ORDER BY 1
       $q$,
         v_hour, v_reg.source_schema, v_reg.source_name,
-        CASE WHEN v_group_matches THEN format('s.%I = $1::%s', v_reg.group_column, v_group_type) ELSE 'false' END,
+        CASE WHEN coalesce(v_group_matches, false) THEN format('s.%I = $1::%s', v_reg.group_column, v_group_type) ELSE 'false' END,
         v_reg.time_column, v_lo, v_hi, v_final, v_metric, v_bf_lo, v_bf_hi,
         v_reg.target_schema, v_reg.target_name, v_reg.target_group_column)
       USING p_group, p_metric_key, v_from, v_to, v_final_before, v_min_xmin, v_snapshots, v_bf_from, v_bf_to,

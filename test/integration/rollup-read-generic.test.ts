@@ -507,6 +507,75 @@ describe.each([PLANT, METER])("readRollupSeries: $label", (source) => {
   }, 50_000);
 });
 
+describe("a group column that is not text", () => {
+  const GAUGE: Source["policy"] = {
+    table: "public.gauge_log",
+    timeColumn: "ts",
+    partitioned: false,
+    rollup: {
+      target: "public.gauge_hourly",
+      groupBy: "gauge",
+      groupColumn: "gauge",
+      metrics: { columns: ["reading"] },
+      batchPauseMs: 0,
+    },
+  };
+  const read = (group: string) =>
+    readRollupSeries(t.db, {
+      target: { schema: "public", name: "gauge_hourly" },
+      group,
+      metricKey: "reading",
+      from: new Date(BASE - 4 * HOUR),
+      to: new Date(BASE + 2 * HOUR),
+    });
+
+  it("matches the value the job stores as text; other spellings and non-values name no group", async () => {
+    await t.pool.query(`
+      CREATE TABLE public.gauge_log (
+        gauge integer,
+        ts timestamptz NOT NULL,
+        reading smallint,
+        ingest_xid xid8 DEFAULT pg_current_xact_id()
+      );
+      CREATE INDEX gauge_log_ingest_xid_idx ON public.gauge_log (ingest_xid, ts);
+      CREATE TABLE public.gauge_hourly (
+        gauge text NOT NULL, metric_key text NOT NULL, bucket_ts timestamptz NOT NULL,
+        sample_count bigint NOT NULL, sum double precision NOT NULL, min double precision NOT NULL,
+        max double precision NOT NULL, avg double precision NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (gauge, metric_key, bucket_ts)
+      );
+      -- three final hours and an open one, for gauges 1 and 2 and a row without a gauge
+      INSERT INTO public.gauge_log (gauge, ts, reading)
+      SELECT g, '2026-06-01 00:00+00'::timestamptz + make_interval(mins => m), (m % 50)::smallint
+        FROM unnest(ARRAY[1, 2, NULL]) AS g, generate_series(-180, 50, 20) AS m;`);
+    const config = makeConfig(t.url, [GAUGE], { now: new Date(BASE + 10 * MINUTE) });
+    expectOk(await runRollup(t.db, config));
+    await registerRollupRead(t.db, config.policies[0]!);
+    const one = await read("1");
+    // readings are (minute % 50) for the minutes -180, -160, ... 40 around BASE, three per hour
+    const sumOf = (minutes: number[]) => minutes.reduce((a, m) => a + (m % 50), 0);
+    expect(one.map((p) => [p.bucketTs.toISOString(), p.sampleCount, p.sum, p.source])).toEqual([
+      ["2026-05-31T21:00:00.000Z", 3, sumOf([-180, -160, -140]), "rollup"],
+      ["2026-05-31T22:00:00.000Z", 3, sumOf([-120, -100, -80]), "rollup"],
+      ["2026-05-31T23:00:00.000Z", 3, sumOf([-60, -40, -20]), "rollup"],
+      ["2026-06-01T00:00:00.000Z", 3, sumOf([0, 20, 40]), "raw"],
+    ]);
+    // An update not rolled up yet: the hour comes from raw rows, for gauge 1 only.
+    await t.pool.query(
+      `UPDATE public.gauge_log SET reading = 99 WHERE gauge = 1 AND ts = '2026-05-31 22:00+00'`,
+    );
+    const updated = await read("1");
+    expect(updated.find((p) => p.bucketTs.getTime() === BASE - 2 * HOUR)).toMatchObject({
+      source: "raw",
+      max: 99,
+    });
+    expect((await read("2")).every((p) => p.bucketTs.getTime() >= BASE || p.source === "rollup")).toBe(true);
+    // '01' is the integer 1, but the job stores it as '1': no group, whether final or open hours.
+    for (const other of ["01", " 1", "abc", "99999999999", ""]) expect(await read(other), other).toEqual([]);
+  });
+});
+
 describe("the registry", () => {
   it("a second registration leaves the row as it is; the row records the policy's shape", async () => {
     await register(PLANT);
