@@ -2,6 +2,7 @@
 // (ingest_xid, time)) to an application's existing table, on a real PostgreSQL: plain and
 // partitioned tables, a run killed half way, writers that must never fail or wait long, a long
 // transaction that must not make adoption hang, hostile names, and dry runs that change nothing.
+import { spawn } from "node:child_process";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { IngestAdoptionOptions } from "../../shared/adopt/ingest.ts";
@@ -292,6 +293,77 @@ describe("adoptIngestTracking", () => {
     expect(result.planned.some((s) => s.includes("ON ONLY"))).toBe(false);
     await expectPartitionedDone(r);
     expect((await indexesOf(p3)).map((i) => i.name)).toEqual(["by_hand_idx"]);
+  });
+
+  it("(i) SIGKILL of a real process during a concurrent build: the next run drops the leftover and finishes", async () => {
+    const r = { schema: "public", name: "killed_readings" };
+    const parts = await partitionedTable(r, 2000);
+    const victim = parts.find((p) => p.name === "killed_readings_p202603") as Relation;
+    // The column is in already (ADD COLUMN would wait for the transaction below, not the build).
+    await t.pool.query("ALTER TABLE killed_readings ADD COLUMN ingest_xid xid8");
+    await t.pool.query(
+      "ALTER TABLE killed_readings ALTER COLUMN ingest_xid SET DEFAULT pg_current_xact_id()",
+    );
+    // An open transaction that wrote to one partition: the concurrent build of that partition's
+    // index waits for it to end (it holds no snapshot while idle, so the other builds do not).
+    const holder = await t.pool.connect();
+    await holder.query("BEGIN");
+    await holder.query(`INSERT INTO ${await qr(victim)} (ts, sensor) VALUES ('2026-03-05', 1)`);
+    const script = `
+      import pg from "pg";
+      import { Kysely, PostgresDialect } from "kysely";
+      import { sessionOptions } from "./shared/db/connect.ts";
+      import { adoptIngestTracking } from "./shared/adopt/ingest.ts";
+      const db = new Kysely({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: process.env.ADOPT_URL, ...sessionOptions("adopt-test") }) }) });
+      const say = (m) => console.log(m);
+      const log = { debug: say, info: say, notice: say, warn: say, error: say, child: () => log };
+      await adoptIngestTracking(db, { source: { schema: "public", name: "killed_readings" }, timeColumn: "ts",
+        lockTimeoutMs: 500, retryBudgetMs: 60000, dryRun: false, log, signal: new AbortController().signal });`;
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      env: { ...process.env, ADOPT_URL: t.url },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const exited = new Promise<NodeJS.Signals | null>((res) =>
+      child.on("exit", (_code, signal) => res(signal)),
+    );
+    try {
+      // Wait until a build is waiting for the open transaction.
+      for (let i = 0; ; i++) {
+        const w = await t.pool.query(
+          "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%' AND wait_event_type = 'Lock'",
+        );
+        if (w.rowCount === 1) break;
+        if (i > 400) throw new Error("the build never started waiting");
+        await new Promise((res) => setTimeout(res, 25));
+      }
+      child.kill("SIGKILL");
+      expect(await exited).toBe("SIGKILL");
+      // The server notices the dead client (client_connection_check_interval) and abandons the
+      // build, leaving an INVALID index behind.
+      for (let i = 0; ; i++) {
+        const busy = await t.pool.query(
+          "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%' AND state = 'active'",
+        );
+        if (busy.rowCount === 0) break;
+        if (i > 200) throw new Error("the killed build is still running");
+        await new Promise((res) => setTimeout(res, 25));
+      }
+      const invalid: string[] = [];
+      for (const p of parts)
+        for (const i of await indexesOf(p)) if (!i.valid) invalid.push(`${p.name}: ${i.name}`);
+      expect(invalid).toEqual([`${victim.name}: ${derivedName(victim.name, "_ingest_xid_idx")}`]);
+    } finally {
+      child.kill("SIGKILL");
+      await holder.query("COMMIT");
+      holder.release();
+    }
+    const { o } = options(r);
+    const result = await adoptIngestTracking(t.db, o);
+    expect(result.complete).toBe(true);
+    expect(result.planned[0]).toBe(
+      `DROP INDEX CONCURRENTLY IF EXISTS public.${derivedName(victim.name, "_ingest_xid_idx")}`,
+    );
+    await expectPartitionedDone(r);
   });
 
   it("(h) stopped by its signal between actions: stops cleanly, and the next run finishes", async () => {
