@@ -235,46 +235,70 @@ export async function adoptIngestTracking(
   }
 
   let done = 0;
-  for (const action of plan.actions) {
-    if (o.signal.aborted) {
-      log.notice(`stopping: ${done} of ${planned.length} actions done; the next run finishes the rest`);
+  let actions = plan.actions;
+  // The table can change under us: a partition created after the catalog was read, but before the
+  // parent index existed, has no index, and the parent stays invalid. So the catalog is read again
+  // after the plan and whatever is still missing is done too, a few rounds at most (a table that
+  // keeps changing is left to the next run).
+  for (let round = 1; ; round++) {
+    for (const action of actions) {
+      if (o.signal.aborted) {
+        log.notice(`stopping: ${done} of ${planned.length} actions done; the next run finishes the rest`);
+        return { planned, done, complete: false };
+      }
+      await runAction(db, o, log, action);
+      done++;
+    }
+    const after = planIngestTracking(await readIngestFacts(db, o.source, o.timeColumn));
+    if (after.refusal !== undefined) throw new AdoptionRefusedError(after.refusal);
+    if (after.actions.length === 0) return { planned, done, complete: true };
+    const remaining = after.actions.map(describeIngestAction);
+    if (round === MAX_ROUNDS || o.signal.aborted) {
+      log.warn(
+        `change tracking on ${shown} is not complete yet (the table keeps changing); the next run continues`,
+        {
+          remaining,
+        },
+      );
       return { planned, done, complete: false };
     }
-    const text = describeIngestAction(action);
-    const title = titleOf(action);
-    log.notice(`${title}: ${text}`);
-    const startedAt = new Date();
-    try {
-      await execute(db, o, action);
-    } catch (error) {
-      const finishedAt = new Date();
-      log.error(
-        `${title} failed after ${finishedAt.getTime() - startedAt.getTime()} ms: ${(error as Error).message}`,
-      );
-      await o.record?.({
-        ...auditOf(action),
-        outcome: "failed",
-        error: (error as Error).message,
-        startedAt,
-        finishedAt,
-      });
-      throw error;
-    }
-    const finishedAt = new Date();
-    done++;
-    log.notice(`${title}: done in ${finishedAt.getTime() - startedAt.getTime()} ms`);
-    await o.record?.({ ...auditOf(action), outcome: "ok", startedAt, finishedAt });
+    log.notice(`${shown} changed while adoption ran; ${remaining.length} more actions`, { remaining });
+    planned.push(...remaining);
+    actions = after.actions;
   }
-  const after = planIngestTracking(await readIngestFacts(db, o.source, o.timeColumn));
-  const complete = after.refusal === undefined && after.actions.length === 0;
-  if (!complete)
-    log.warn(
-      `change tracking on ${shown} is not complete yet (something changed meanwhile); the next run continues`,
-      {
-        remaining: after.refusal ?? after.actions.map(describeIngestAction),
-      },
+}
+
+const MAX_ROUNDS = 3;
+
+/** One action: logged at notice before and after (with its duration) and recorded, failed or not. */
+async function runAction(
+  db: Kysely<any>,
+  o: IngestAdoptionOptions,
+  log: Logger,
+  action: IngestAction,
+): Promise<void> {
+  const title = titleOf(action);
+  log.notice(`${title}: ${describeIngestAction(action)}`);
+  const startedAt = new Date();
+  try {
+    await execute(db, o, action);
+  } catch (error) {
+    const finishedAt = new Date();
+    log.error(
+      `${title} failed after ${finishedAt.getTime() - startedAt.getTime()} ms: ${(error as Error).message}`,
     );
-  return { planned, done, complete };
+    await o.record?.({
+      ...auditOf(action),
+      outcome: "failed",
+      error: (error as Error).message,
+      startedAt,
+      finishedAt,
+    });
+    throw error;
+  }
+  const finishedAt = new Date();
+  log.notice(`${title}: done in ${finishedAt.getTime() - startedAt.getTime()} ms`);
+  await o.record?.({ ...auditOf(action), outcome: "ok", startedAt, finishedAt });
 }
 
 function titleOf(a: IngestAction): string {

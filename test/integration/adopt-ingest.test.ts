@@ -366,6 +366,29 @@ describe("adoptIngestTracking", () => {
     await expectPartitionedDone(r);
   });
 
+  it("(j) a partition created while adoption runs, before the parent index exists, is indexed too", async () => {
+    const r = { schema: "public", name: "growing_readings" };
+    await partitionedTable(r, 500);
+    const { o, audit } = options(r);
+    let created = false;
+    o.record = async (a) => {
+      audit.push(a);
+      if (created) return;
+      created = true; // right after the column: the parent index is not there yet
+      await t.pool.query(
+        "CREATE TABLE growing_2027 PARTITION OF growing_readings FOR VALUES FROM ('2027-01-01') TO ('2027-02-01')",
+      );
+    };
+    const result = await adoptIngestTracking(t.db, o);
+    expect(result.complete).toBe(true);
+    expect(result.done).toBe(2 + 7 * 2 + 2);
+    expect(result.planned.slice(-2)).toEqual([
+      "CREATE INDEX CONCURRENTLY growing_2027_ingest_xid_idx ON public.growing_2027 (ingest_xid, ts)",
+      "ALTER INDEX public.growing_readings_ingest_xid_idx ATTACH PARTITION public.growing_2027_ingest_xid_idx",
+    ]);
+    await expectPartitionedDone(r);
+  });
+
   it("(h) stopped by its signal between actions: stops cleanly, and the next run finishes", async () => {
     const r = { schema: "public", name: "stopped_readings" };
     await partitionedTable(r, 500);
