@@ -9,7 +9,7 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rollupTarget } from "../../shared/config/policy.ts";
-import { type HourlyPoint, readRollupSeries } from "../../shared/rollups/read.ts";
+import { type HourlyPoint, readHourlySeries, readRollupSeries } from "../../shared/rollups/read.ts";
 import { registerRollupRead } from "../../shared/rollups/registry.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
 import { type LogRecord, makeConfig, runRollup } from "../support/jobs.ts";
@@ -573,6 +573,54 @@ describe("a group column that is not text", () => {
     expect((await read("2")).every((p) => p.bucketTs.getTime() >= BASE || p.source === "rollup")).toBe(true);
     // '01' is the integer 1, but the job stores it as '1': no group, whether final or open hours.
     for (const other of ["01", " 1", "abc", "99999999999", ""]) expect(await read(other), other).toEqual([]);
+  });
+});
+
+describe("the starter table", () => {
+  it("the generic read answers as the starter read does", async () => {
+    const policy = { table: "public.telemetry_points", timeColumn: "ts", rollup: { batchPauseMs: 0 } };
+    await t.pool.query(`INSERT INTO public.devices (id) VALUES ('d1'), ('d2')`);
+    const insert = (from: string, to: string) =>
+      t.pool.query(
+        `INSERT INTO public.telemetry_points (device_id, ts, metrics)
+         SELECT d, ts, jsonb_build_object('temp', extract(epoch FROM ts)::bigint % 97, 'hum', 'n/a')
+           FROM unnest(ARRAY['d1', 'd2']) AS d, generate_series($1::timestamptz, $2::timestamptz, interval '7 minutes') AS ts`,
+        [from, to],
+      );
+    await insert("2026-05-31T20:00:00Z", "2026-06-01T01:30:00Z");
+    const config = makeConfig(t.url, [policy], { now: new Date(BASE + 45 * MINUTE) });
+    expectOk(await runRollup(t.db, config));
+    await registerRollupRead(t.db, config.policies[0]!);
+    // pending work of every kind: a late insert, an update, a delete
+    await insert("2026-05-31T21:03:00Z", "2026-05-31T21:20:00Z");
+    await t.pool.query(
+      `UPDATE public.telemetry_points SET metrics = '{"temp": 1000}' WHERE device_id = 'd2' AND ts < '2026-05-31T22:30:00Z' AND ts >= '2026-05-31T22:00:00Z'`,
+    );
+    await t.pool.query(
+      `DELETE FROM public.telemetry_points WHERE device_id = 'd1' AND ts < '2026-05-31T20:30:00Z'`,
+    );
+    for (const deviceId of ["d1", "d2", "d3"])
+      for (const metricKey of ["temp", "hum"]) {
+        const query = { metricKey, from: new Date(BASE - 5 * HOUR), to: new Date(BASE + 3 * HOUR) };
+        const starter = await readHourlySeries(t.db, { ...query, deviceId });
+        const generic = await readRollupSeries(t.db, {
+          ...query,
+          target: { schema: "public", name: "telemetry_rollups_hourly" },
+          group: deviceId,
+        });
+        expect(generic, `${deviceId}/${metricKey}`).toEqual(starter);
+      }
+    const sources = (
+      await readRollupSeries(t.db, {
+        target: { schema: "public", name: "telemetry_rollups_hourly" },
+        group: "d2",
+        metricKey: "temp",
+        from: new Date(BASE - 5 * HOUR),
+        to: new Date(BASE + 3 * HOUR),
+      })
+    ).map((p) => p.source);
+    expect(sources).toContain("raw");
+    expect(sources).toContain("rollup");
   });
 });
 
