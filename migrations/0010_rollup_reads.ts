@@ -100,10 +100,10 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       SELECT * INTO v_reg FROM telemetry_jobs.rollup_reads r
        WHERE r.target_schema = p_target_schema AND r.target_name = p_target_name;
       IF NOT FOUND THEN
-        RAISE EXCEPTION 'no rollup read is registered for target %.%', quote_ident(p_target_schema),
-                        quote_ident(p_target_name)
+        RAISE EXCEPTION 'no rollup read is registered for target %.%: rollup-hourly registers each rollup target of its policy on its runs',
+                        quote_ident(p_target_schema), quote_ident(p_target_name)
           USING ERRCODE = 'undefined_object',
-                HINT = 'rollup-hourly registers the rollup targets of its policy on its runs: run it for the table that rolls up into this target (and check the target''s schema and name).';
+                HINT = 'Check the target''s schema and name, or run rollup-hourly for the table that rolls up into this target.';
       END IF;
 
       -- Only task layouts whose every shard has saved its state: a shard that has not run yet has
@@ -122,8 +122,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
         v_final_before := '-infinity';
       END IF;
 
-      -- The group column's type (without typmod: a cast to char(1) or varchar(n) would cut the
-      -- text); format_type() qualifies and quotes a type not visible from pg_catalog.
+      -- The group column's type without its typmod (a cast to varchar(n) or char(n) would cut the
+      -- text; typmod -1 names char as bpchar, not as character, which means char(1)). format_type()
+      -- qualifies and quotes a type not visible from pg_catalog.
       SELECT format_type(a.atttypid, -1) INTO v_group_type
         FROM pg_catalog.pg_attribute a
         JOIN pg_catalog.pg_class c ON c.oid = a.attrelid

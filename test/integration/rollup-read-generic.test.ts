@@ -672,6 +672,6 @@ describe("the registry", () => {
     );
     expect(error?.code).toBe("42704");
     expect(error?.message).toContain("no rollup read is registered for target public.no_such_rollups");
-    expect(error?.hint).toContain("rollup-hourly registers");
+    expect(error?.message).toContain("rollup-hourly registers each rollup target");
   });
 });
