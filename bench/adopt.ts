@@ -100,7 +100,12 @@ interface AdoptWriterParams {
   monthEnd: number;
 }
 
-async function writerMain(p: AdoptWriterParams): Promise<WriterStats> {
+/** WriterStats plus, per statement, when it was sent (nowMs() clock, shared by the threads). */
+interface AdoptWriterStats extends WriterStats {
+  sent: number[];
+}
+
+async function writerMain(p: AdoptWriterParams): Promise<AdoptWriterStats> {
   let stop = false;
   let onGo: (go: Extract<WriterCommand, { type: "go" }>) => void = () => {};
   const go = new Promise<Extract<WriterCommand, { type: "go" }>>((resolve) => {
@@ -113,7 +118,15 @@ async function writerMain(p: AdoptWriterParams): Promise<WriterStats> {
     } else onGo(m);
   });
   parentPort!.unref();
-  const stats: WriterStats = { rows: 0, statements: 0, errors: 0, errorSamples: [], latencies: [], lags: [] };
+  const stats: AdoptWriterStats = {
+    rows: 0,
+    statements: 0,
+    errors: 0,
+    errorSamples: [],
+    latencies: [],
+    lags: [],
+    sent: [],
+  };
   const errors = new Map<string, number>();
   const text = `
     INSERT INTO ${TABLE} (device_id, ts, metrics)
@@ -145,6 +158,7 @@ async function writerMain(p: AdoptWriterParams): Promise<WriterStats> {
       stats.statements++;
       stats.latencies.push(done - sent);
       stats.lags.push(done - due);
+      stats.sent.push(sent);
       if (failed) {
         stats.errors++;
         errors.set(failed, (errors.get(failed) ?? 0) + 1);
@@ -173,10 +187,10 @@ async function startWriter(params: AdoptWriterParams) {
     onReady = resolve;
     onFail = reject;
   });
-  const done = new Promise<WriterStats>((resolve, reject) => {
+  const done = new Promise<AdoptWriterStats>((resolve, reject) => {
     worker.on("message", (m: WriterMessage) => {
       if (m.type === "ready") onReady();
-      else if (m.type === "done") resolve(m.stats);
+      else if (m.type === "done") resolve(m.stats as AdoptWriterStats);
       else {
         const e = new Error(`writer thread failed: ${m.error}`);
         onFail(e);
@@ -478,7 +492,11 @@ interface AdoptRun {
 interface Scenario {
   key: "a" | "b";
   windowMs: number;
-  writer: WriterStats;
+  measureFrom: number;
+  /** (b): when runAdoptJob was called and when it returned (nowMs() clock). */
+  adoptFrom?: number;
+  adoptTo?: number;
+  writer: AdoptWriterStats;
   monitor: MonitorStats;
   adopt?: AdoptRun;
 }
@@ -550,7 +568,9 @@ async function underLoad(
   const monitor = startMonitor(monitorClient, measureFrom);
   writer.go(measureFrom, measureFrom + ADOPT_TIMEOUT_MS + 60_000);
   let adopt: AdoptRun | undefined;
-  let stats: WriterStats;
+  let adoptFrom: number | undefined;
+  let adoptTo: number | undefined;
+  let stats: AdoptWriterStats;
   let monitorStats: MonitorStats;
   let windowMs: number;
   try {
@@ -558,7 +578,9 @@ async function underLoad(
     if ("adopt" in work) {
       await sleep(SETTLE_MS);
       console.log(`[${LABEL}] (b): adopt starts`);
+      adoptFrom = nowMs();
       adopt = await runAdopt(url);
+      adoptTo = nowMs();
       console.log(`[${LABEL}] (b): adopt ${adopt.status} in ${(adopt.wallMs / 1000).toFixed(1)} s`);
       await sleep(Math.max(SETTLE_MS, measureFrom + MIN_WINDOW_MS - nowMs()));
     } else {
@@ -576,7 +598,14 @@ async function underLoad(
       await closeClient(monitorClient);
     }
   }
-  return { key, windowMs, writer: stats, monitor: monitorStats, ...(adopt ? { adopt } : {}) };
+  return {
+    key,
+    windowMs,
+    measureFrom,
+    writer: stats,
+    monitor: monitorStats,
+    ...(adopt ? { adopt, adoptFrom, adoptTo } : {}),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -640,6 +669,8 @@ interface Step {
   step: string;
   relation: string;
   durationMs: number;
+  /** When its log line was written (nowMs() clock): the step ran in [end - durationMs, end]. */
+  end: number;
   rows?: number;
 }
 
@@ -666,7 +697,7 @@ function stepsOf(run: AdoptRun, partitionRows: Map<string, number>): Step[] {
               ? "add ingest_xid + default"
               : done[1]!;
       const name = on.replace(/^public\./, "");
-      const step: Step = { step: kind, relation: on || TABLE, durationMs: Number(done[2]) };
+      const step: Step = { step: kind, relation: on || TABLE, durationMs: Number(done[2]), end: l.t };
       if (kind === "build index concurrently") {
         step.rows = partitionRows.get(name) ?? 0;
       }
@@ -679,12 +710,14 @@ function stepsOf(run: AdoptRun, partitionRows: Map<string, number>): Step[] {
           step: "create target (from the previous log line)",
           relation: TARGET,
           durationMs: l.t - prevT,
+          end: l.t,
         });
       else if (m.startsWith("installed change tracking") && prevT !== undefined)
         steps.push({
           step: "install triggers (from the previous log line)",
           relation: TABLE,
           durationMs: l.t - prevT,
+          end: l.t,
         });
     }
     prevT = l.t;
@@ -695,9 +728,17 @@ function stepsOf(run: AdoptRun, partitionRows: Map<string, number>): Step[] {
 // ---------------------------------------------------------------------------------------------
 // The benchmark
 
+/** The statements sent in [from, to) ms after the start of the recorded window. */
+function slice(s: Scenario, from: number, to: number): Scenario {
+  const keep = s.writer.sent.map((t) => t - s.measureFrom >= from && t - s.measureFrom < to);
+  const pick = <T>(xs: T[]) => xs.filter((_, i) => keep[i]);
+  return { ...s, writer: { ...s.writer, latencies: pick(s.writer.latencies), lags: pick(s.writer.lags) } };
+}
+
 function writerFigures(s: Scenario) {
   const w = s.writer;
   return {
+    n: w.latencies.length,
     p50: median(w.latencies),
     p99: percentile(w.latencies, 99),
     worst: max(w.latencies),
@@ -761,6 +802,11 @@ export async function runAdoptBench(): Promise<BenchResult> {
     const fa = writerFigures(a);
     const fb = writerFigures(b);
     const adopt = b.adopt!;
+    // The inserts sent while runAdoptJob ran, and those sent in the same slice of (a)'s window.
+    const from = (b.adoptFrom ?? b.measureFrom) - b.measureFrom;
+    const to = (b.adoptTo ?? b.measureFrom) - b.measureFrom;
+    const da = writerFigures(slice(a, from, to));
+    const db = writerFigures(slice(b, from, to));
     const steps = stepsOf(adopt, checks.partitionRows);
     const builds = steps.filter((s) => s.step === "build index concurrently");
     const buildRows = builds.reduce((n, s) => n + (s.rows ?? 0), 0);
@@ -780,7 +826,7 @@ export async function runAdoptBench(): Promise<BenchResult> {
       .sort((x, y) => y.waitMs - x.waitMs)[0];
     const cpu = cpus();
     const table = markdownTable(
-      ["measure", "(a) baseline, no adoption", "(b) during adopt", "ratio (b)/(a)"],
+      ["measure", "(a) baseline, no adoption", "(b) with adopt", "ratio (b)/(a)"],
       [
         ["recorded window", secs(a.windowMs), secs(b.windowMs), ""],
         ["INSERT statements (10 rows each)", String(a.writer.statements), String(b.writer.statements), ""],
@@ -790,6 +836,21 @@ export async function runAdoptBench(): Promise<BenchResult> {
         ["worst insert latency", ms(fa.worst), ms(fb.worst), ratio(fb.worst, fa.worst)],
         ["p99 behind schedule", ms(fa.lagP99), ms(fb.lagP99), ratio(fb.lagP99, fa.lagP99)],
         ["worst behind schedule", ms(fa.lagWorst), ms(fb.lagWorst), ratio(fb.lagWorst, fa.lagWorst)],
+        [
+          "while adopt ran: INSERTs sent",
+          `${da.n} (same slice of the window)`,
+          `${db.n} (${secs(to - from)})`,
+          "",
+        ],
+        ["while adopt ran: median", ms(da.p50), ms(db.p50), ratio(db.p50, da.p50)],
+        ["while adopt ran: p99", ms(da.p99), ms(db.p99), ratio(db.p99, da.p99)],
+        ["while adopt ran: worst", ms(da.worst), ms(db.worst), ratio(db.worst, da.worst)],
+        [
+          "while adopt ran: worst behind schedule",
+          ms(da.lagWorst),
+          ms(db.lagWorst),
+          ratio(db.lagWorst, da.lagWorst),
+        ],
         ["writer's longest lock wait (sampled)", waitText(aWriterWait), waitText(bWriterWait), ""],
         [
           "samples with the writer waiting on a lock",
@@ -817,6 +878,28 @@ export async function runAdoptBench(): Promise<BenchResult> {
         s.rows === undefined || s.durationMs <= 0 ? "" : String(Math.round(s.rows / (s.durationMs / 1000))),
       ]),
     );
+    // The slowest inserts of (b) and the adoption steps that ran while each was in flight.
+    const slowest = b.writer.latencies
+      .map((latency, i) => ({ latency, sent: b.writer.sent[i]! }))
+      .sort((x, y) => y.latency - x.latency)
+      .slice(0, 5);
+    const adoptFrom = b.adoptFrom ?? b.measureFrom;
+    const adoptTo = b.adoptTo ?? b.measureFrom;
+    const slowTable = markdownTable(
+      ["insert latency", "sent (from adopt's start)", "adopt steps in flight meanwhile"],
+      slowest.map(({ latency, sent }) => {
+        const during = steps.filter((st) => st.end - st.durationMs <= sent + latency && st.end >= sent);
+        const where =
+          during.length > 0
+            ? during.map((st) => `${st.step} ${st.relation.replace(/^public\./, "")}`).join("; ")
+            : sent + latency < adoptFrom
+              ? "(before adopt)"
+              : sent > adoptTo
+                ? "(after adopt)"
+                : "(between logged steps)";
+        return [ms(latency), `${((sent - adoptFrom) / 1000).toFixed(2)} s`, where];
+      }),
+    );
     const checkTable = markdownTable(
       ["check after (b)", "found", "ok"],
       checks.rows.map(([c, v, ok]) => [c, v, ok ? "yes" : "**NO**"]),
@@ -840,6 +923,9 @@ export async function runAdoptBench(): Promise<BenchResult> {
       "- Ratios are (b)/(a): how much worse inserts are while adoption runs. The worst latency of (a) is the machine's noise floor (with fsync on, mostly the disk's flush time), so read the worst ratio with the absolute figures beside it.",
       '- "behind schedule" counts each insert from when the fixed schedule wanted it sent: a stall delays the inserts queued behind it too, which the statement latencies of a one-at-a-time writer count once.',
       "- Lock waits are sampled: one shorter than 50 ms can be missed; the writer's latencies do not miss it.",
+      "- The whole-window rows compare (b)'s window (1 s, adopt, load until the window is at least 10 s) with an (a) window as long; after adopt, (b)'s inserts also maintain the new index. The \"while adopt ran\" rows keep only the inserts sent between runAdoptJob's call and its return, and the same slice of (a)'s window: few inserts when adopt is quick, so their p99 is close to their worst.",
+      "- The column is added without a rewrite, so every existing row has ingest_xid NULL: the concurrent builds sort (NULL, ts) keys, which is why they run at about a million rows a second; each still scans its partition twice (CREATE INDEX CONCURRENTLY) and waits for the transactions in flight.",
+      "- (a) runs after (b), on the original database (same rows, byte for byte, as (b)'s copy had); CHECKPOINT before each scenario.",
       "",
       "Longest lock waits and their blockers:",
       "",
@@ -847,6 +933,10 @@ export async function runAdoptBench(): Promise<BenchResult> {
         ([who, w]) =>
           `- ${who}: ${w ? `${Math.round(w.waitMs)} ms for ${w.mode} on ${w.relation}, blocked by ${w.blockedBy || "?"}` : "none seen"}`,
       ),
+      "",
+      "### (b): the five slowest inserts",
+      "",
+      slowTable,
       "",
       "### adopt: steps (from its log)",
       "",
