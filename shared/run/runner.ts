@@ -3,11 +3,12 @@
 // (job, table), do the table's work in isolation: one table's failure never undoes or stops
 // another's. SIGTERM stops between actions. Ends with one summary record.
 import { hostname } from "node:os";
-import type { Kysely } from "kysely";
+import { type Kysely, sql } from "kysely";
 import { ConfigError } from "../config/errors.ts";
 import { parseQualifiedName } from "../config/identifiers.ts";
 import type { Config } from "../config/load.ts";
-import type { TablePolicy } from "../config/policy.ts";
+import { policyTable, type TablePolicy } from "../config/policy.ts";
+import { relationOidSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import { inspectTable, type TableProblem } from "../partitions/catalog.ts";
@@ -84,7 +85,9 @@ export async function validatePolicies(
   const selected = selectedPolicies(config).filter((p) => spec.appliesTo?.(p) ?? true);
   const inspect = spec.inspect ?? inspectPartitionedTable;
   const problems: string[] = [];
+  const awaited = await awaitedRollupTargets(db, config, selected);
   for (const policy of selected) {
+    if (awaited.includes(policy)) continue;
     const index = config.policies.indexOf(policy);
     const problem = await inspect(db, policy);
     if (problem) problems.push(`  - tables[${index}].${problem.field}: ${problem.message}`);
@@ -94,7 +97,28 @@ export async function validatePolicies(
       `policy does not match the database (nothing was changed):\n${problems.join("\n")}`,
     );
   }
-  return selected;
+  return selected.filter((p) => !awaited.includes(p));
+}
+
+/**
+ * Policy entries of rollup targets that do not exist yet: adoption (the adopt command, or
+ * rollup-hourly's first step) creates them from the policy. Until then there is nothing to manage,
+ * which is not a configuration error: every other table of the run is still managed.
+ */
+export async function awaitedRollupTargets(
+  db: Kysely<any>,
+  config: Config,
+  policies: readonly TablePolicy[],
+): Promise<TablePolicy[]> {
+  const targets = new Set(config.policies.flatMap((p) => (p.rollup ? [p.rollup.target] : [])));
+  const awaited: TablePolicy[] = [];
+  for (const policy of policies) {
+    if (!targets.has(policy.table)) continue;
+    const r = await sql<{ exists: boolean }>`
+      SELECT ${relationOidSql(policyTable(policy))} IS NOT NULL AS exists`.execute(db);
+    if (!r.rows[0]?.exists) awaited.push(policy);
+  }
+  return awaited;
 }
 
 export function selectedPolicies(config: Config): TablePolicy[] {
@@ -112,6 +136,12 @@ export async function runJob(spec: JobSpec): Promise<RunResult> {
     );
   }
   const policies = await validatePolicies(db, config, spec);
+  for (const policy of await awaitedRollupTargets(db, config, selectedPolicies(config)))
+    if (spec.appliesTo?.(policy) ?? true)
+      log.notice(
+        `${policy.table} does not exist yet: it is a rollup target, which \`telemetry-jobs adopt\` (or rollup-hourly's first run) creates from the policy; ${job} manages it from then on`,
+        { table: policy.table },
+      );
   if (policies.length === 0) log.notice(`no table in the policy is managed by ${job}`);
   const runId = dryRun
     ? undefined
