@@ -1,6 +1,7 @@
 // The command table shared by the telemetry-jobs CLI and the per-job entrypoints.
 
 import { EXIT_USAGE, type MainContext } from "../process.ts";
+import { adopt } from "./adopt.ts";
 import { holds } from "./holds.ts";
 import { migrate } from "./migrate.ts";
 import { partitionManager } from "./partition-manager.ts";
@@ -19,6 +20,10 @@ export const COMMANDS: Record<string, { run: Command; summary: string }> = {
   "rollup-hourly": {
     run: rollupHourly,
     summary: "hourly rollups: incremental, late data included; --from/--to rebuilds",
+  },
+  adopt: {
+    run: adopt,
+    summary: "prepare the policy's tables for rollups online (target, ingest_xid, index, triggers)",
   },
   migrate: {
     run: migrate,

@@ -39,14 +39,14 @@ export function targetShape(policy: TablePolicy, policies: readonly TablePolicy[
   const rollup = policy.rollup!;
   const target = rollupTarget(rollup);
   const own = policies.find((p) => p.table === rollup.target);
-  const partitioned = own !== undefined && own.partitioned;
+  const partitioned = own?.partitioned === true;
   return {
     target,
     groupColumn: rollup.groupColumn,
     source: policyTable(policy),
     partitioned,
     defaultPartition:
-      partitioned && own.defaultPartition
+      partitioned && own?.defaultPartition
         ? { schema: target.schema, name: defaultPartitionName(target.name) }
         : null,
   };
@@ -82,6 +82,10 @@ export function createTargetStatements(shape: TargetShape): RawBuilder<unknown>[
 }
 
 export type TargetState = "present" | "missing" | "schema_missing";
+
+export function schemaMissingMessage(target: Relation): string {
+  return `${displayRelation(target)}: schema "${target.schema}" does not exist, and the product creates no schema but its own. Create it (CREATE SCHEMA ...) or name a target in an existing schema`;
+}
 
 export async function readTargetState(db: Kysely<any>, target: Relation): Promise<TargetState> {
   const r = await sql<{ schema: boolean; table: boolean }>`

@@ -92,7 +92,14 @@ export async function runConvert(
     if (problem) throw new ConfigError(problem);
   }
   const qualified = `${table.schema}.${table.name}`;
-  const keys = [`convert:${qualified}`, `partition-manager:${qualified}`, `retention:${qualified}`];
+  // Adoption (the adopt command, rollup-hourly's first step) is kept out too: it adds the same
+  // ingest_xid column and index that prepare adds, and must not build them beside a phase.
+  const keys = [
+    `convert:${qualified}`,
+    `partition-manager:${qualified}`,
+    `retention:${qualified}`,
+    `adopt:${qualified}`,
+  ];
   const result: ConvertResult = { exitCode: 0, phases: [] };
   const locked = await withAdvisoryLocks(db, keys, async () => {
     const phases: Exclude<ConvertPhase, "all">[] =

@@ -1,11 +1,15 @@
 // The rollup-hourly job: the runner with rollup's table selection, checks and work.
 import { type Kysely, sql } from "kysely";
-import { parseQualifiedName } from "../config/identifiers.ts";
+import { adoptionReady, adoptRollupSource } from "../adopt/adopt.ts";
+import { INGEST_COLUMN } from "../adopt/ingest-plan.ts";
+import { readTargetState, schemaMissingMessage } from "../adopt/target.ts";
 import type { Config } from "../config/load.ts";
-import type { TablePolicy } from "../config/policy.ts";
+import { policyTable, rollupTarget, type TablePolicy } from "../config/policy.ts";
+import type { Relation } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import type { TableProblem } from "../partitions/catalog.ts";
+import { withAdvisoryLock } from "../run/advisory-lock.ts";
 import { type RunResult, runJob, type TableContext, type TableReport } from "../run/runner.ts";
 import { nullGroupTally, startNullGroupTally, VALIDATED_NOT_NULL } from "./apply.ts";
 import { CHANGE_FUNCTION } from "./changes.ts";
@@ -39,8 +43,10 @@ export async function runRollupJob(
     lockScope: `shard ${options.shard.index}/${options.shard.count}`,
     appliesTo: (policy) => policy.rollup !== undefined,
     inspect: inspectRollupSource,
-    processTable: async (ctx) =>
-      reportNullGroups(
+    processTable: async (ctx) => {
+      const adopted = await adoptFirst(db, ctx, config);
+      if (adopted) return adopted;
+      return reportNullGroups(
         ctx,
         await manageRollup(db, ctx, {
           now: config.options.now,
@@ -49,8 +55,50 @@ export async function runRollupJob(
           rebuild: options.rebuild,
         }),
         config.options.dryRun,
-      ),
+      );
+    },
   });
+}
+
+/**
+ * rollup-hourly's first step: adopt the source (shared/adopt/adopt.ts) unless it is adopted already,
+ * under the adoption's own advisory lock (an `adopt` command or another shard's task may be at it).
+ * Returns the table's report when the run cannot go on to the rollups: adoption refused, incomplete,
+ * busy elsewhere, or planned only (a dry run, which cannot count new rows without ingest_xid).
+ */
+async function adoptFirst(
+  db: Kysely<DB>,
+  ctx: TableContext,
+  config: Config,
+): Promise<TableReport | undefined> {
+  const dryRun = config.options.dryRun;
+  const locked = await withAdvisoryLock(db, "adopt", ctx.policy.table, () =>
+    adoptRollupSource(db, ctx, { dryRun, policies: config.policies }),
+  );
+  if (!locked.acquired) {
+    // Another shard's task checks the same table at the same time (or an `adopt` is running): go
+    // on if what the rollups need is there, else leave this table to the next run.
+    if (await adoptionReady(db, ctx.policy)) return undefined;
+    ctx.log.notice("another run is adopting this table; its rollups wait for the next run", {
+      table: ctx.policy.table,
+    });
+    return { status: "ok", actions: {} };
+  }
+  const outcome = locked.value;
+  if (outcome.refusal) return { status: "refused", actions: outcome.actions, error: outcome.refusal };
+  if (dryRun && !outcome.complete) {
+    ctx.log.info("the rollups start once the table is adopted (the steps above); nothing more to plan", {
+      table: ctx.policy.table,
+    });
+    return { status: "ok", actions: { ...outcome.actions } };
+  }
+  if (!outcome.complete)
+    return {
+      status: ctx.signal.aborted ? "interrupted" : "failed",
+      actions: outcome.actions,
+      error: "adoption is not complete (see the messages above); the next run goes on with it",
+    };
+  return undefined;
 }
 
 /**
@@ -76,8 +124,7 @@ interface ColumnFacts {
   notNull: boolean;
 }
 
-async function columnsOf(db: Kysely<any>, table: string): Promise<Map<string, ColumnFacts> | undefined> {
-  const q = parseQualifiedName(table)!;
+async function columnsOf(db: Kysely<any>, q: Relation): Promise<Map<string, ColumnFacts> | undefined> {
   const r = await sql<{ attname: string; type: string; not_null: boolean }>`
     SELECT a.attname, format_type(a.atttypid, NULL) AS type, ${VALIDATED_NOT_NULL} AS not_null
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -94,7 +141,7 @@ export async function inspectRollupSource(
   policy: TablePolicy,
 ): Promise<TableProblem | undefined> {
   const rollup = policy.rollup!;
-  const source = await columnsOf(db, policy.table);
+  const source = await columnsOf(db, policyTable(policy));
   if (!source) return { field: "table", message: `${policy.table} does not exist` };
   const time = source.get(policy.timeColumn)?.type;
   if (!time?.startsWith("timestamp"))
@@ -128,10 +175,13 @@ export async function inspectRollupSource(
         message: `column "${c}" of ${policy.table} is ${type}, not numeric`,
       };
   }
-  if (source.get("ingest_xid")?.type !== "xid8")
+  // ingest_xid and the target are made by adoption (shared/adopt) when missing; what is there
+  // already must be usable as it is.
+  const ingest = source.get(INGEST_COLUMN)?.type;
+  if (ingest !== undefined && ingest !== "xid8")
     return {
       field: "table",
-      message: `${policy.table} has no ingest_xid xid8 column, which rollup-hourly uses to find new rows. Add it without a rewrite: ALTER TABLE ${policy.table} ADD COLUMN ingest_xid xid8; ALTER TABLE ${policy.table} ALTER COLUMN ingest_xid SET DEFAULT pg_current_xact_id(); then an index on (ingest_xid, ${policy.timeColumn}) built without blocking writes: CREATE INDEX CONCURRENTLY on a plain table; on a partitioned one, per partition and then attached (docs/runbooks/rollups.md)`,
+      message: `column "${INGEST_COLUMN}" of ${policy.table} is ${ingest}; rollup-hourly needs it to be xid8 DEFAULT pg_current_xact_id() (the inserting transaction). Rename the application's column, or leave this table out of rollups`,
     };
   const tracker = await sql<{ ok: boolean }>`
     SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
@@ -143,8 +193,14 @@ export async function inspectRollupSource(
       field: "table",
       message: `${CHANGE_FUNCTION.schema}.${CHANGE_FUNCTION.name}() does not exist: the database lacks migration 0007_rollup_changes (change tracking for UPDATE and DELETE). Run \`migrate up\` first`,
     };
-  const target = await columnsOf(db, rollup.target);
-  if (!target) return { field: "rollup.target", message: `${rollup.target} does not exist` };
+  const target = await columnsOf(db, rollupTarget(rollup));
+  if (!target) {
+    // Adoption creates a missing target, but no schema: the product creates none but its own.
+    const state = await readTargetState(db, rollupTarget(rollup));
+    return state === "schema_missing"
+      ? { field: "rollup.target", message: schemaMissingMessage(rollupTarget(rollup)) }
+      : undefined;
+  }
   const missing = [rollup.groupColumn, ...ROLLUP_TARGET_COLUMNS].filter((c) => !target.has(c));
   if (missing.length > 0)
     return { field: "rollup.target", message: `${rollup.target} lacks column(s) ${missing.join(", ")}` };

@@ -259,7 +259,11 @@ describe("bad rollup policies exit 2 before changing anything", () => {
       /rollup\.metrics\.columns.*not numeric/,
     ],
     ["an unknown group column", { groupBy: "sensor" }, /rollup\.groupBy.*"sensor" does not exist/],
-    ["a missing target", { target: "public.nope" }, /rollup\.target.*does not exist/],
+    [
+      "a target in a schema that does not exist",
+      { target: "nope.rollups" },
+      /rollup\.target: nope\.rollups: schema "nope" does not exist/,
+    ],
     ["an unknown key", { keep: "1 year" }, /tables\[0\]\.rollup/],
   ];
   it.each(cases)("%s", async (_name, rollup, message) => {
@@ -275,10 +279,11 @@ describe("bad rollup policies exit 2 before changing anything", () => {
     expect(await catalogSnapshot(t.url)).toEqual(before);
   });
 
-  it("a table without ingest_xid: exit 2 and the ALTERs that add it without a rewrite", async () => {
+  it("a table whose ingest_xid is not xid8: exit 2, naming the column and its type", async () => {
     await t.pool.query(
-      "CREATE TABLE IF NOT EXISTS public.legacy (device_id text, ts timestamptz NOT NULL, metrics jsonb)",
+      "CREATE TABLE IF NOT EXISTS public.legacy (device_id text, ts timestamptz NOT NULL, metrics jsonb, ingest_xid bigint)",
     );
+    const before = await catalogSnapshot(t.url);
     const { code, lines } = await runCli(["rollup-hourly", "--now", NOW], {
       DATABASE_URL: t.url,
       TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify({
@@ -286,7 +291,8 @@ describe("bad rollup policies exit 2 before changing anything", () => {
       }),
     });
     expect(code).toBe(2);
-    expect(lines.map((l) => l.message).join("\n")).toMatch(/ADD COLUMN ingest_xid xid8/);
+    expect(lines.map((l) => l.message).join("\n")).toMatch(/column "ingest_xid" of public\.legacy is bigint/);
+    expect(await catalogSnapshot(t.url)).toEqual(before);
   });
 
   it("--from without --to, and a bad CLOUD_RUN_TASK_INDEX, are usage errors", async () => {

@@ -1,0 +1,133 @@
+// Adoption of one rollup source: everything rollup-hourly needs on an application's table, made
+// online, idempotently, in this order:
+//   1. the rollup target, when missing (target.ts): a new table, nothing the application uses;
+//   2. insert tracking on the source (ingest.ts): the ingest_xid column (catalog only) and its
+//      (ingest_xid, time) index, built CONCURRENTLY (per partition on a partitioned table);
+//   3. UPDATE/DELETE tracking on the source (the two statement triggers, rollups/changes.ts);
+//   4. the source's entry for the real-time read (rollups/registry.ts).
+// Each step reads the catalog first and does only what is missing, so a run killed anywhere is
+// completed by the next one, and a run over an adopted table changes nothing. Every DDL runs under
+// the policy's lock_timeout with retries. The `adopt` command runs this ahead of time; rollup-hourly
+// runs it as its first step, so a table added to the policy is adopted by the scheduled job too.
+import type { Kysely } from "kysely";
+import { policyTable, rollupTarget, type TablePolicy } from "../config/policy.ts";
+import { displayRelation } from "../db/relation.ts";
+import { SQLSTATE, sqlState } from "../db/sqlstate.ts";
+import { ensureChangeTracking } from "../rollups/changes.ts";
+import { registerRollupRead } from "../rollups/registry.ts";
+import type { TableContext } from "../run/runner.ts";
+import { AdoptionRefusedError, adoptIngestTracking, ingestTrackingReady } from "./ingest.ts";
+import {
+  createTarget,
+  createTargetStatements,
+  readTargetState,
+  schemaMissingMessage,
+  targetShape,
+} from "./target.ts";
+
+export interface AdoptionOutcome {
+  /** Everything rollup-hourly needs is in place (false in a dry run that found work to do). */
+  complete: boolean;
+  /** Actions taken (planned, in a dry run), by kind. */
+  actions: Record<string, number>;
+  /** Why the table cannot be adopted as it is (the operator must act); nothing was changed by that step. */
+  refusal?: string;
+}
+
+export async function adoptRollupSource(
+  db: Kysely<any>,
+  ctx: TableContext,
+  options: { dryRun: boolean; policies: readonly TablePolicy[] },
+): Promise<AdoptionOutcome> {
+  const { policy, log, signal } = ctx;
+  const { dryRun } = options;
+  const actions: Record<string, number> = {};
+  const count = (kind: string, n = 1) => {
+    if (n > 0) actions[kind] = (actions[kind] ?? 0) + n;
+  };
+
+  // 1. The target.
+  const shape = targetShape(policy, options.policies);
+  const shown = displayRelation(shape.target);
+  const state = await readTargetState(db, shape.target);
+  if (state === "schema_missing")
+    return {
+      complete: false,
+      actions,
+      refusal: `rollup.target ${schemaMissingMessage(shape.target)}`,
+    };
+  if (state === "missing") {
+    const statements = createTargetStatements(shape).map((s) => `${s.compile(db).sql};`);
+    if (dryRun) {
+      log.info(`would create the rollup target ${shown}: ${statements.join(" ")}`, { target: shown });
+    } else {
+      const started = new Date();
+      await createTarget(db, shape, {
+        lockTimeoutMs: policy.lockTimeoutMs,
+        retryBudgetMs: policy.retryBudgetMs,
+        signal,
+      });
+      log.notice(
+        `created the rollup target ${shown}${shape.partitioned ? " (partitioned by bucket_ts; partition-manager makes its partitions)" : ""}`,
+        { target: shown, partitioned: shape.partitioned },
+      );
+      await ctx.record({
+        kind: "adopt_create_target",
+        partition: shown,
+        outcome: "ok",
+        detail: { partitioned: shape.partitioned, statements },
+        startedAt: started,
+        finishedAt: new Date(),
+      });
+    }
+    count("create_target");
+  }
+
+  // 2. Insert tracking.
+  let ingest: Awaited<ReturnType<typeof adoptIngestTracking>>;
+  try {
+    ingest = await adoptIngestTracking(db, {
+      source: shape.source,
+      timeColumn: policy.timeColumn,
+      lockTimeoutMs: policy.lockTimeoutMs,
+      retryBudgetMs: policy.retryBudgetMs,
+      dryRun,
+      log,
+      signal,
+      record: ctx.record,
+    });
+  } catch (error) {
+    if (error instanceof AdoptionRefusedError) return { complete: false, actions, refusal: error.message };
+    throw error;
+  }
+  count("ingest_tracking", ingest.planned.length);
+  if (!ingest.complete && !dryRun) return { complete: false, actions };
+
+  // 3. UPDATE/DELETE tracking: a run without it still rolls inserts up (ensureChangeTracking warns).
+  const tracking = await ensureChangeTracking(db, ctx, dryRun);
+  if (tracking === "installed" || tracking === "would_install") count("change_tracking");
+
+  // 4. The real-time read's registry entry (bookkeeping in the product's own schema). A database
+  // whose telemetry_jobs predates it (jobs of a new release before its `migrate up`) still gets
+  // its rollups; only the generic read waits for the migration.
+  if (!dryRun) {
+    try {
+      await registerRollupRead(db, policy);
+    } catch (error) {
+      if (sqlState(error) !== SQLSTATE.undefinedTable) throw error;
+      log.warn(
+        "telemetry_jobs.rollup_reads is missing (migration 0010_rollup_reads): the real-time read telemetry_jobs.hourly_series() does not know this table yet. Run `telemetry-jobs migrate up`",
+      );
+    }
+  }
+
+  return { complete: !dryRun || Object.keys(actions).length === 0, actions };
+}
+
+/** What the rollups cannot run without is in place: the target, and ingest_xid with its index. */
+export async function adoptionReady(db: Kysely<any>, policy: TablePolicy): Promise<boolean> {
+  return (
+    (await readTargetState(db, rollupTarget(policy.rollup!))) === "present" &&
+    (await ingestTrackingReady(db, policyTable(policy), policy.timeColumn))
+  );
+}

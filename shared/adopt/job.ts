@@ -1,0 +1,46 @@
+// The adopt job: the runner with adoption as each table's work, for every table with a rollup
+// block (the only tables whose adoption changes anything: partition-manager and retention work on
+// an application's table as it is).
+import type { Kysely } from "kysely";
+import type { Config } from "../config/load.ts";
+import type { DB } from "../db/schema.ts";
+import type { Logger } from "../log/logger.ts";
+import { inspectRollupSource } from "../rollups/job.ts";
+import { type RunResult, runJob } from "../run/runner.ts";
+import { adoptRollupSource } from "./adopt.ts";
+
+export async function runAdoptJob(
+  db: Kysely<DB>,
+  config: Config,
+  log: Logger,
+  signal: AbortSignal,
+): Promise<RunResult> {
+  const dryRun = config.options.dryRun;
+  return await runJob({
+    job: "adopt",
+    config,
+    db,
+    log,
+    signal,
+    appliesTo: (policy) => policy.rollup !== undefined,
+    inspect: inspectRollupSource,
+    processTable: async (ctx) => {
+      const outcome = await adoptRollupSource(db, ctx, { dryRun, policies: config.policies });
+      if (outcome.refusal) return { status: "refused", actions: outcome.actions, error: outcome.refusal };
+      if (!outcome.complete && !dryRun)
+        return {
+          status: ctx.signal.aborted ? "interrupted" : "failed",
+          actions: outcome.actions,
+          error: "adoption is not complete (see the messages above); run it again to go on",
+        };
+      if (!dryRun)
+        ctx.log.notice(
+          Object.keys(outcome.actions).length === 0
+            ? "already adopted: nothing to do"
+            : "adopted: rollup-hourly can roll this table up",
+          { actions: outcome.actions },
+        );
+      return { status: "ok", actions: outcome.actions, health: { adopted: outcome.complete } };
+    },
+  });
+}
