@@ -1,8 +1,10 @@
 // Adoption of EdgeWatch's database, end to end through the CLI: its unpartitioned
 // public.telemetry_points (varchar uuid key, FK to devices, unique (device_id, message_id)) with about
 // 14 months of rows. telemetry-jobs installs beside it without touching public, converts the table
-// online while the application keeps inserting, then partition-manager and retention (12 months,
-// exact cutoff) manage it. The application's queries answer as before, less the expired rows.
+// online while the application keeps inserting, adopts it for hourly rollups (the target table made
+// by the product from the policy), then partition-manager, rollup-hourly and retention (12 months,
+// exact cutoff) manage it. The rollups equal a GROUP BY over the raw rows; the application's queries
+// answer as before, less the expired rows.
 //
 // The steps share state and run in order; a step that needs the earlier ones' results reads them
 // from the variables below.
@@ -17,6 +19,13 @@ const ROWS = 40_000;
 const DAYS = 425;
 const DEVICE = "dev-7";
 const WEEK_MS = 7 * 86_400_000;
+/** The rollup target's own entry: the product creates it partitioned, partition-manager manages it. */
+const ROLLUP_TARGET = {
+  table: "public.telemetry_points_hourly",
+  timeColumn: "bucket_ts",
+  interval: "monthly",
+  premake: 3,
+};
 
 let t: TestDatabase;
 // The job's clock: fixed when the rows are made (they are dated back from the database's now()).
@@ -30,6 +39,31 @@ let before: AppAnswers;
 /** The rows that were there before conversion and are not expired: count and checksum. */
 let kept: { rows: number; checksum: string };
 let expiredBefore: number;
+let rollupsBeforeRetention: { buckets: number; missing: string[]; extra: string[] };
+
+/**
+ * The rollup table against a GROUP BY over the raw rows of the final hours (numbers in the metrics
+ * document only), each side rounded the same way: the buckets one has and the other lacks.
+ */
+async function rollupsVersusRaw(finalBefore: Date) {
+  const r = await t.pool.query(
+    `WITH raw AS (
+       SELECT p.device_id AS g, e.key, date_trunc('hour', p.ts AT TIME ZONE 'UTC') AS h, count(*) AS n,
+              round(sum(e.value::text::numeric), 4) AS s, min(e.value::text::float8) AS lo, max(e.value::text::float8) AS hi
+         FROM public.telemetry_points p, jsonb_each(p.metrics) e
+        WHERE jsonb_typeof(e.value) = 'number' AND p.ts < $1
+        GROUP BY 1, 2, 3),
+     rolled AS (
+       SELECT device_id AS g, metric_key AS key, bucket_ts AT TIME ZONE 'UTC' AS h, sample_count AS n,
+              round(sum::numeric, 4) AS s, min AS lo, max AS hi
+         FROM public.telemetry_points_hourly)
+     SELECT (SELECT count(*)::int FROM rolled) AS buckets,
+            (SELECT coalesce(array_agg(format('%s|%s|%s', g, key, h)), '{}') FROM (SELECT * FROM raw EXCEPT SELECT * FROM rolled) x) AS missing,
+            (SELECT coalesce(array_agg(format('%s|%s|%s', g, key, h)), '{}') FROM (SELECT * FROM rolled EXCEPT SELECT * FROM raw) x) AS extra`,
+    [finalBefore],
+  );
+  return r.rows[0] as { buckets: number; missing: string[]; extra: string[] };
+}
 
 interface AppAnswers {
   lastWeek: Row[];
@@ -97,8 +131,9 @@ beforeAll(async () => {
     interval: "monthly",
     premake: 3,
     retention: { keep: "12 months", exactCutoff: true },
+    rollup: { target: "public.telemetry_points_hourly", backfillBatchHours: 744 },
   };
-  env = cliEnv(t.url, [policy]);
+  env = cliEnv(t.url, [policy, ROLLUP_TARGET]);
 }, 60_000);
 afterAll(async () => {
   await t?.drop();
@@ -217,7 +252,27 @@ describe("adopting EdgeWatch's telemetry_points in public", () => {
     expect(where.rows[0].part).toBe(`telemetry_points_p${month(2)}`);
   }, 60_000);
 
-  // (rollup-hourly goes here, once the policy can roll up an adopted table.)
+  it("4b. adopt creates the rollup target; rollup-hourly's rollups equal a GROUP BY over the raw rows", async () => {
+    const publicBefore = await schemaCatalog(t.url, "public");
+    await cliOk(["adopt", "--dry-run", "--now", now.toISOString()], env);
+    expect(await schemaCatalog(t.url, "public")).toEqual(publicBefore);
+    await cliOk(["adopt", "--now", now.toISOString()], env);
+    const kind = await t.pool.query(
+      "SELECT relkind::text AS k FROM pg_class WHERE oid = 'public.telemetry_points_hourly'::regclass",
+    );
+    expect(kind.rows[0].k).toBe("p");
+    await cliOk(["partition-manager", "--now", now.toISOString()], env);
+    await cliOk(["rollup-hourly", "--now", now.toISOString()], env);
+    // History before the target's first partition went to its DEFAULT: partition-manager moves it.
+    await cliOk(["partition-manager", "--now", now.toISOString()], env);
+    const left = await t.pool.query("SELECT count(*)::int AS n FROM public.telemetry_points_hourly_default");
+    expect(left.rows[0].n).toBe(0);
+    const finalBefore = new Date(Math.floor(now.getTime() / 3_600_000) * 3_600_000);
+    rollupsBeforeRetention = await rollupsVersusRaw(finalBefore);
+    expect(rollupsBeforeRetention.missing).toEqual([]);
+    expect(rollupsBeforeRetention.extra).toEqual([]);
+    expect(rollupsBeforeRetention.buckets).toBeGreaterThan(10_000);
+  }, 180_000);
 
   it("5. retention with exactCutoff removes every row older than 12 months and only those", async () => {
     // Late data from a device that was offline for a year: one reading at the cutoff itself (kept)
@@ -227,6 +282,9 @@ describe("adopting EdgeWatch's telemetry_points in public", () => {
     written.delete(justBefore);
     const total = (await tableChecksum(t.pool, table)).rows;
     await cliOk(["retention", "--now", now.toISOString()], env);
+    // Retention removes raw rows only: the rollups of the expired hours stay.
+    const rollups = await t.pool.query("SELECT count(*)::int AS n FROM public.telemetry_points_hourly");
+    expect(rollups.rows[0].n).toBe(rollupsBeforeRetention.buckets);
     const left = await t.pool.query(
       "SELECT count(*) FILTER (WHERE ts < $1)::int AS old, count(*)::int AS n FROM public.telemetry_points",
       [cutoff],
