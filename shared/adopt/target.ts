@@ -5,9 +5,9 @@
 // with the key (group, metric_key, bucket_ts) its upserts name in ON CONFLICT. How it is stored
 // comes from the policy file: when the target has a policy entry of its own (timeColumn bucket_ts),
 // partition-manager and retention manage it like any other table, so it is made RANGE-partitioned
-// on bucket_ts (unless that entry says partitioned: false), with its DEFAULT partition when the
-// entry keeps one, so the first rollup run has somewhere to write before partition-manager has made
-// the monthly children (partition-manager moves those rows into them on its next run). Without an
+// on bucket_ts (unless that entry says partitioned: false), with its DEFAULT partition, so the
+// first rollup run has somewhere to write before partition-manager has made the monthly children
+// (partition-manager moves those rows into them on its next run). Without an
 // entry of its own the target is a plain table: rollups are small (one row per group, metric and
 // hour) and nothing expires them.
 //
@@ -30,7 +30,7 @@ export interface TargetShape {
   source: Relation;
   /** RANGE-partitioned on bucket_ts (the target has a partitioned policy entry of its own). */
   partitioned: boolean;
-  /** The DEFAULT partition to make with it (its policy entry keeps one), by partition-manager's name. */
+  /** The DEFAULT partition to make with it, by partition-manager's name. */
   defaultPartition: Relation | null;
 }
 
@@ -45,10 +45,8 @@ export function targetShape(policy: TablePolicy, policies: readonly TablePolicy[
     groupColumn: rollup.groupColumn,
     source: policyTable(policy),
     partitioned,
-    defaultPartition:
-      partitioned && own?.defaultPartition
-        ? { schema: target.schema, name: defaultPartitionName(target.name) }
-        : null,
+    // The policy requires a partitioned target to keep its DEFAULT partition (checkRollupTargets).
+    defaultPartition: partitioned ? { schema: target.schema, name: defaultPartitionName(target.name) } : null,
   };
 }
 

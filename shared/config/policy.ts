@@ -228,7 +228,13 @@ export const PolicyFileSchema = z
  * it), that entry's time column is the target's hour column.
  */
 function checkRollupTargets(
-  tables: readonly { table: string; timeColumn: string; rollup?: { target: string } | undefined }[],
+  tables: readonly {
+    table: string;
+    timeColumn: string;
+    partitioned: boolean;
+    defaultPartition: boolean;
+    rollup?: { target: string } | undefined;
+  }[],
   ctx: z.RefinementCtx,
 ): void {
   const writers = new Map<string, number>();
@@ -265,6 +271,15 @@ function checkRollupTargets(
         code: "custom",
         path: ["tables", i, "timeColumn"],
         message: `${t.table} is a rollup target, whose hours are in column bucket_ts: set "timeColumn": "bucket_ts"`,
+      });
+    // rollup-hourly writes the buckets of every hour that has raw rows, history included, while
+    // partition-manager makes partitions from the current interval on: without a DEFAULT partition
+    // the older buckets have nowhere to go and every run fails.
+    if (t.partitioned && !t.defaultPartition)
+      ctx.addIssue({
+        code: "custom",
+        path: ["tables", i, "defaultPartition"],
+        message: `${t.table} is a partitioned rollup target: it needs its DEFAULT partition for the hours before its first partition (rollup-hourly writes history); remove "defaultPartition": false`,
       });
   });
 }

@@ -50,6 +50,27 @@ describe("rollup targets in the policy file", () => {
     ]);
   });
 
+  it("refuses a partitioned target's entry without a DEFAULT partition (history would have nowhere to go)", () => {
+    expect(
+      messages({
+        tables: [
+          source("public.a", "public.h"),
+          { table: "public.h", timeColumn: "bucket_ts", defaultPartition: false },
+        ],
+      }),
+    ).toEqual([
+      'tables.1.defaultPartition: public.h is a partitioned rollup target: it needs its DEFAULT partition for the hours before its first partition (rollup-hourly writes history); remove "defaultPartition": false',
+    ]);
+    expect(
+      messages({
+        tables: [
+          source("public.a", "public.h"),
+          { table: "public.h", timeColumn: "bucket_ts", partitioned: false, defaultPartition: false },
+        ],
+      }),
+    ).toEqual([]);
+  });
+
   it("matches a target written without its schema to the same entry (both read as public)", () => {
     expect(messages({ tables: [source("a", "h"), { table: "public.h", timeColumn: "ts" }] })).toHaveLength(1);
   });
@@ -80,15 +101,7 @@ describe("the shape of a target adoption creates", () => {
     });
   });
 
-  it("has no DEFAULT partition when its entry keeps none, and is plain when its entry says partitioned: false", () => {
-    const noDefault = parse([
-      source("public.a", "public.h"),
-      { table: "public.h", timeColumn: "bucket_ts", defaultPartition: false },
-    ]);
-    expect(targetShape(noDefault[0]!, noDefault)).toMatchObject({
-      partitioned: true,
-      defaultPartition: null,
-    });
+  it("is plain when its entry says partitioned: false", () => {
     const plain = parse([
       source("public.a", "public.h"),
       { table: "public.h", timeColumn: "bucket_ts", partitioned: false },
