@@ -131,3 +131,17 @@ export async function adoptionReady(db: Kysely<any>, policy: TablePolicy): Promi
     (await ingestTrackingReady(db, policyTable(policy), policy.timeColumn))
   );
 }
+
+/**
+ * The advisory keys an adoption holds. Always its own; while it still has work to do on the
+ * source (the ingest column or index), partition-manager's and retention's too, as migrate convert
+ * does: a concurrent index build holds each partition's SHARE UPDATE EXCLUSIVE lock while it waits
+ * for older transactions (up to retryBudgetMs), and partition-manager's DDL on that partition would
+ * queue behind it at each retry, with every insert queued behind partition-manager. They leave the
+ * table to their next run instead.
+ */
+export function adoptionLockKeys(policy: TablePolicy, ready: boolean): string[] {
+  return ready
+    ? [`adopt:${policy.table}`]
+    : [`adopt:${policy.table}`, `partition-manager:${policy.table}`, `retention:${policy.table}`];
+}

@@ -6,8 +6,9 @@ import type { Config } from "../config/load.ts";
 import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import { inspectRollupSource } from "../rollups/job.ts";
+import { withAdvisoryLocks } from "../run/advisory-lock.ts";
 import { type RunResult, runJob } from "../run/runner.ts";
-import { adoptRollupSource } from "./adopt.ts";
+import { adoptionLockKeys, adoptionReady, adoptRollupSource } from "./adopt.ts";
 
 export async function runAdoptJob(
   db: Kysely<DB>,
@@ -25,7 +26,20 @@ export async function runAdoptJob(
     appliesTo: (policy) => policy.rollup !== undefined,
     inspect: inspectRollupSource,
     processTable: async (ctx) => {
-      const outcome = await adoptRollupSource(db, ctx, { dryRun, policies: config.policies });
+      // The job's own key (adopt:<table>) is held by the runner; the others only while there is
+      // work that must keep partition-manager and retention away (adoptionLockKeys).
+      const ready = await adoptionReady(db, ctx.policy);
+      const others = adoptionLockKeys(ctx.policy, ready).filter((k) => !k.startsWith("adopt:"));
+      const locked = await withAdvisoryLocks(db, others, () =>
+        adoptRollupSource(db, ctx, { dryRun, policies: config.policies }),
+      );
+      if (!locked.acquired)
+        return {
+          status: "failed",
+          actions: {},
+          error: `${locked.busy?.startsWith("retention:") ? "retention" : "partition-manager"} is working on this table, which adoption must change; nothing was changed: run adopt again when it has finished`,
+        };
+      const outcome = locked.value;
       if (outcome.refusal) return { status: "refused", actions: outcome.actions, error: outcome.refusal };
       if (!outcome.complete && !dryRun)
         return {

@@ -1,6 +1,6 @@
 // The rollup-hourly job: the runner with rollup's table selection, checks and work.
 import { type Kysely, sql } from "kysely";
-import { adoptionReady, adoptRollupSource } from "../adopt/adopt.ts";
+import { adoptionLockKeys, adoptionReady, adoptRollupSource } from "../adopt/adopt.ts";
 import { INGEST_COLUMN } from "../adopt/ingest-plan.ts";
 import { readTargetState, schemaMissingMessage } from "../adopt/target.ts";
 import type { Config } from "../config/load.ts";
@@ -9,7 +9,7 @@ import type { Relation } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import type { TableProblem } from "../partitions/catalog.ts";
-import { withAdvisoryLock } from "../run/advisory-lock.ts";
+import { withAdvisoryLocks } from "../run/advisory-lock.ts";
 import { type RunResult, runJob, type TableContext, type TableReport } from "../run/runner.ts";
 import { nullGroupTally, startNullGroupTally, VALIDATED_NOT_NULL } from "./apply.ts";
 import { CHANGE_FUNCTION } from "./changes.ts";
@@ -72,16 +72,19 @@ async function adoptFirst(
   config: Config,
 ): Promise<TableReport | undefined> {
   const dryRun = config.options.dryRun;
-  const locked = await withAdvisoryLock(db, "adopt", ctx.policy.table, () =>
+  const ready = await adoptionReady(db, ctx.policy);
+  const locked = await withAdvisoryLocks(db, adoptionLockKeys(ctx.policy, ready), () =>
     adoptRollupSource(db, ctx, { dryRun, policies: config.policies }),
   );
   if (!locked.acquired) {
-    // Another shard's task checks the same table at the same time (or an `adopt` is running): go
-    // on if what the rollups need is there, else leave this table to the next run.
-    if (await adoptionReady(db, ctx.policy)) return undefined;
-    ctx.log.notice("another run is adopting this table; its rollups wait for the next run", {
-      table: ctx.policy.table,
-    });
+    // Another shard's task checks the same table at the same time (or an `adopt` is running, or
+    // partition-manager or retention is at work on a table adoption must change): go on if what
+    // the rollups need is there, else leave this table to the next run.
+    if (ready) return undefined;
+    ctx.log.notice(
+      `${locked.busy?.startsWith("adopt:") ? "another run is adopting this table" : "partition-manager or retention is working on this table, which adoption must change"}; its rollups wait for the next run`,
+      { table: ctx.policy.table },
+    );
     return { status: "ok", actions: {} };
   }
   const outcome = locked.value;
