@@ -13,8 +13,10 @@ what is missing (a second run does nothing):
   2. adds ingest_xid xid8 DEFAULT pg_current_xact_id() to the table: catalog only, no rewrite
      (ACCESS EXCLUSIVE for milliseconds, under the policy's lockTimeoutMs, retried);
   3. builds the (ingest_xid, time) index with CREATE INDEX CONCURRENTLY, on a partitioned table
-     one partition at a time, attached to an index made ON ONLY the parent (writers never wait for
-     the build; it waits for transactions older than it, up to retryBudgetMs);
+     one partition at a time, attached to an index made ON ONLY the parent (the build blocks no
+     writer and waits for transactions older than it, up to retryBudgetMs; the ON ONLY index and
+     each attach lock the parent or the partition for milliseconds, under lockTimeoutMs; while
+     builds remain, partition-manager and retention skip the table);
   4. installs the UPDATE/DELETE change-tracking triggers (SHARE ROW EXCLUSIVE, briefly);
   5. registers the table for the real-time read telemetry_jobs.hourly_series().
 rollup-hourly runs the same steps first on every run, so this command is optional: run it to do

@@ -6,9 +6,12 @@
 //   3. UPDATE/DELETE tracking on the source (the two statement triggers, rollups/changes.ts);
 //   4. the source's entry for the real-time read (rollups/registry.ts).
 // Each step reads the catalog first and does only what is missing, so a run killed anywhere is
-// completed by the next one, and a run over an adopted table changes nothing. Every DDL runs under
-// the policy's lock_timeout with retries. The `adopt` command runs this ahead of time; rollup-hourly
-// runs it as its first step, so a table added to the policy is adopted by the scheduled job too.
+// completed by the next one, and a run over an adopted table changes nothing. Every DDL that can
+// make writers wait runs under the policy's lock_timeout with retries; CREATE/DROP INDEX
+// CONCURRENTLY, which blocks no writer, waits for older transactions up to retryBudgetMs instead
+// (ingest.ts), while partition-manager and retention are kept away (adoptionLockKeys).
+// The `adopt` command runs this ahead of time; rollup-hourly runs it as its first step, so a table
+// added to the policy is adopted by the scheduled job too.
 import type { Kysely } from "kysely";
 import { policyTable, rollupTarget, type TablePolicy } from "../config/policy.ts";
 import { displayRelation } from "../db/relation.ts";
