@@ -15,6 +15,20 @@
 // nothing but makes PostgreSQL re-check and mark the parent valid, which is what the plan does then.
 // An invalid index (a killed CREATE INDEX CONCURRENTLY) is never attached by PostgreSQL, and ALTER
 // INDEX ... ATTACH PARTITION refuses one, so our invalid leftovers are dropped and rebuilt.
+//
+// Each partition has a default of its own: a row inserted into the parent takes the parent's, a row
+// inserted directly into a partition takes the partition's. ALTER TABLE parent ALTER COLUMN ... SET
+// DEFAULT (and so ADD COLUMN followed by it) sets every partition's too, but a table attached later
+// keeps what it had, none for one made with CREATE TABLE ... (LIKE parent) without INCLUDING
+// DEFAULTS; its directly inserted rows would get a NULL ingest_xid, never new to rollups. So each
+// partition's default is checked and set on its own.
+//
+// A partition whose DETACH ... CONCURRENTLY was interrupted (pg_inherits.inhdetachpending) is leaving
+// the table, and checked on 14 and 18: ADD COLUMN and SET DEFAULT on the parent do not reach it, it
+// cannot be altered itself, ALTER INDEX ... ATTACH PARTITION refuses its indexes, and a parent index
+// becomes valid without it. It is left out. But once the parent has a column the partition lacks,
+// PostgreSQL 18 refuses to FINALIZE that detach ("could not convert row type"; 14 to 17 finish it),
+// so while such a partition exists the column is not added: adoption waits for the detach to finish.
 import { derivedName } from "../convert/names.ts";
 import { displayRelation, quoteIdent, type Relation } from "../db/relation.ts";
 
@@ -46,6 +60,17 @@ export interface IngestPartitionFact {
   indexes: IngestIndexFact[];
   /** The name we would give this partition's index is used by a relation that is not its index. */
   childNameTaken: boolean;
+  /** The partition's own default for ingest_xid (pg_get_expr); null without one or without the column. */
+  columnDefault: string | null;
+  /** Its partition bound as PostgreSQL prints it ("FOR VALUES FROM (...) TO (...)"), for messages. */
+  bound: string | null;
+}
+
+/** A partition whose DETACH ... CONCURRENTLY was interrupted: leaving the table, so left out. */
+export interface IngestDetachPendingFact {
+  relation: Relation;
+  /** It has an ingest_xid column (it had one before the detach began). */
+  hasColumn: boolean;
 }
 
 export interface IngestFacts {
@@ -60,13 +85,23 @@ export interface IngestFacts {
   indexes: IngestIndexFact[];
   /** The name we would give the table's index is used by a relation that is not its index. */
   indexNameTaken: boolean;
-  /** Direct partitions, in a stable order; empty for a plain table. */
+  /** Direct partitions, in a stable order; empty for a plain table. Not those being detached. */
   partitions: IngestPartitionFact[];
+  /** Direct partitions with an interrupted DETACH ... CONCURRENTLY, in a stable order. */
+  detachPending: IngestDetachPendingFact[];
 }
 
 export type IngestAction =
   | { kind: "add_column"; table: Relation }
-  | { kind: "set_default"; table: Relation }
+  | {
+      kind: "set_default";
+      /** The table, or one partition whose own default is missing. */
+      table: Relation;
+      /** For a partition: the table it belongs to, which has the default already. */
+      partitionOf?: Relation;
+      /** For a partition: its bound, so that a warning can say which hours to rebuild. */
+      bound?: string | null;
+    }
   | { kind: "create_parent_index"; table: Relation; index: string; timeColumn: string }
   | {
       kind: "drop_invalid_index";
@@ -96,6 +131,11 @@ export interface IngestPlan {
   actions: IngestAction[];
   /** Why nothing may be done; when set, actions is empty (nothing is begun half way). */
   refusal?: string;
+  /**
+   * Why nothing is done yet though nothing is wrong with the table: a partition's interrupted detach
+   * must be finished first. When set, actions is empty; a later run goes on by itself.
+   */
+  postponed?: string;
 }
 
 export function ingestIndexName(table: string): string {
@@ -103,6 +143,21 @@ export function ingestIndexName(table: string): string {
 }
 
 export function planIngestTracking(facts: IngestFacts): IngestPlan {
+  const plan = planActions(facts);
+  if (plan.refusal !== undefined || facts.column !== null || facts.detachPending.length === 0) return plan;
+  const shown = displayRelation(facts.table);
+  const names = facts.detachPending.map((p) => displayRelation(p.relation));
+  return {
+    actions: [],
+    postponed:
+      `${shown} has ${names.length === 1 ? "a partition" : "partitions"} whose DETACH PARTITION ... CONCURRENTLY was interrupted ` +
+      `(${names.join(", ")}). Adding ${INGEST_COLUMN} now would not reach ${names.length === 1 ? "it" : "them"}, and PostgreSQL 18 ` +
+      "could then never finish the detach, so change tracking waits until it is finished: retention does that, or run " +
+      `${names.map((n) => `ALTER TABLE ${shown} DETACH PARTITION ${n} FINALIZE`).join("; ")}. Rollups of ${shown} start after that.`,
+  };
+}
+
+function planActions(facts: IngestFacts): IngestPlan {
   const t = facts.table;
   const shown = displayRelation(t);
   const refuse = (refusal: string): IngestPlan => ({ actions: [], refusal });
@@ -163,6 +218,22 @@ export function planIngestTracking(facts: IngestFacts): IngestPlan {
       `${shown} has partitions that cannot be indexed (${other.map((p) => `${displayRelation(p.relation)}, relkind '${p.relkind}'`).join("; ")}); ` +
         "adding change tracking is not supported there",
     );
+  const otherDefault = facts.partitions.find(
+    (p) => p.columnDefault !== null && p.columnDefault !== INGEST_DEFAULT,
+  );
+  if (otherDefault) {
+    const p = displayRelation(otherDefault.relation);
+    return refuse(
+      `partition ${p}.${INGEST_COLUMN} has the default ${otherDefault.columnDefault}, not ${INGEST_DEFAULT}, so rows inserted ` +
+        `directly into it would not carry their transaction id; set it (ALTER TABLE ${p} ALTER COLUMN ${INGEST_COLUMN} SET DEFAULT ${INGEST_DEFAULT}) ` +
+        "or drop the default, then run adoption again",
+    );
+  }
+  // The parent's ADD COLUMN / SET DEFAULT sets every partition's default as well.
+  if (facts.column?.default === INGEST_DEFAULT)
+    for (const p of facts.partitions)
+      if (p.columnDefault === null)
+        actions.push({ kind: "set_default", table: p.relation, partitionOf: t, bound: p.bound });
   if (facts.indexes.some((i) => i.partitioned && i.valid && i.leading)) return { actions };
 
   let parent = facts.indexes.find((i) => i.name === ourName);

@@ -9,6 +9,7 @@
 //   afterwards rewrite nothing (a volatile default given in ADD COLUMN would rewrite every row); the
 //   existing rows keep NULL, which rollups read as "older than any snapshot". Run under SET LOCAL
 //   lock_timeout and retried (withLockRetry), so writers queue behind us for at most lock_timeout.
+//   set_default on one partition (one attached later without the default) locks that partition only.
 // - create_parent_index (CREATE INDEX ... ON ONLY): SHARE on the partitioned parent only (not on
 //   its partitions), catalog only, for milliseconds; same lock_timeout and retries. SHARE conflicts
 //   with inserts through the parent, so this too must not wait long.
@@ -28,6 +29,7 @@ import {
   INGEST_COLUMN,
   INGEST_DEFAULT,
   type IngestAction,
+  type IngestDetachPendingFact,
   type IngestFacts,
   type IngestIndexFact,
   type IngestPartitionFact,
@@ -113,26 +115,43 @@ export async function readIngestFacts(
     indexes: [],
     indexNameTaken: false,
     partitions: [],
+    detachPending: [],
   };
   if (!row?.oid || !row.relkind) return empty;
 
-  const parts = await sql<{
+  // Each partition's own ingest_xid default (a row inserted directly into it takes that one), and
+  // whether a DETACH ... CONCURRENTLY of it was interrupted (such a partition is left out).
+  const all = await sql<{
     oid: string;
     schema: string;
     name: string;
     relkind: string;
     is_default: boolean;
+    detach_pending: boolean;
+    has_column: boolean;
+    col_default: string | null;
+    bound: string | null;
   }>`
     SELECT c.oid::text AS oid, n.nspname AS schema, c.relname AS name, c.relkind::text AS relkind,
-           COALESCE(pt.partdefid = c.oid, false) AS is_default
+           COALESCE(pt.partdefid = c.oid, false) AS is_default, i.inhdetachpending AS detach_pending,
+           col.attnum IS NOT NULL AS has_column,
+           (SELECT pg_catalog.pg_get_expr(d.adbin, 0) FROM pg_catalog.pg_attrdef d
+             WHERE d.adrelid = c.oid AND d.adnum = col.attnum) AS col_default,
+           pg_catalog.pg_get_expr(c.relpartbound, 0) AS bound
       FROM pg_catalog.pg_inherits i
       JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       LEFT JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = i.inhparent
+      LEFT JOIN pg_catalog.pg_attribute col
+             ON col.attrelid = c.oid AND col.attname = ${INGEST_COLUMN} AND col.attnum > 0 AND NOT col.attisdropped
      WHERE i.inhparent = ${row.oid}::oid
      ORDER BY n.nspname, c.relname`.execute(db);
+  const parts = all.rows.filter((p) => !p.detach_pending);
+  const detachPending: IngestDetachPendingFact[] = all.rows
+    .filter((p) => p.detach_pending)
+    .map((p) => ({ relation: { schema: p.schema, name: p.name }, hasColumn: p.has_column }));
 
-  const oids = [row.oid, ...parts.rows.map((p) => p.oid)];
+  const oids = [row.oid, ...parts.map((p) => p.oid)];
   // For each index of the table and its partitions: usable for rollups (leading), exactly our shape
   // (exact; ATTACH demands identical definitions), and which partitioned index it is attached to.
   const indexes = await sql<IndexRow>`
@@ -169,7 +188,7 @@ export async function readIngestFacts(
   }
 
   const partitions: IngestPartitionFact[] = [];
-  for (const p of parts.rows) {
+  for (const p of parts) {
     const relation = { schema: p.schema, name: p.name };
     const own = byTable.get(p.oid) ?? [];
     const childName = ingestIndexName(p.name);
@@ -179,6 +198,8 @@ export async function readIngestFacts(
       isDefault: p.is_default,
       indexes: own,
       childNameTaken: !own.some((i) => i.name === childName) && (await nameUsed(db, p.schema, childName)),
+      columnDefault: p.col_default,
+      bound: p.bound,
     });
   }
   const own = byTable.get(row.oid) ?? [];
@@ -191,6 +212,7 @@ export async function readIngestFacts(
     indexes: own,
     indexNameTaken: !own.some((i) => i.name === ourName) && (await nameUsed(db, source.schema, ourName)),
     partitions,
+    detachPending,
   };
 }
 
@@ -201,7 +223,10 @@ async function nameUsed(db: Kysely<any>, schema: string, name: string): Promise<
   return r.rows[0]?.used === true;
 }
 
-/** The table has an xid8 ingest_xid with its default and a valid index usable by rollup-hourly. */
+/**
+ * The table has an xid8 ingest_xid with its default, on every partition too (partitions being
+ * detached aside), and a valid index usable by rollup-hourly.
+ */
 export async function ingestTrackingReady(
   db: Kysely<any>,
   source: Relation,
@@ -210,8 +235,24 @@ export async function ingestTrackingReady(
   const f = await readIngestFacts(db, source, timeColumn);
   if (f.column?.type !== "xid8" || f.column.default !== INGEST_DEFAULT) return false;
   if (f.relkind === "r") return f.indexes.some((i) => i.valid && i.leading);
-  if (f.relkind === "p") return f.indexes.some((i) => i.partitioned && i.valid && i.leading);
+  if (f.relkind === "p")
+    return (
+      f.partitions.every((p) => p.columnDefault === INGEST_DEFAULT) &&
+      f.indexes.some((i) => i.partitioned && i.valid && i.leading)
+    );
   return false;
+}
+
+/**
+ * Why adoption would refuse this table, if it would; reads the catalog only and changes nothing,
+ * so a table can be refused before anything else is done to it.
+ */
+export async function ingestRefusal(
+  db: Kysely<any>,
+  source: Relation,
+  timeColumn: string,
+): Promise<string | undefined> {
+  return planIngestTracking(await readIngestFacts(db, source, timeColumn)).refusal;
 }
 
 export async function adoptIngestTracking(
@@ -223,6 +264,13 @@ export async function adoptIngestTracking(
   const facts = await readIngestFacts(db, o.source, o.timeColumn);
   const plan = planIngestTracking(facts);
   if (plan.refusal !== undefined) throw new AdoptionRefusedError(plan.refusal);
+  if (plan.postponed !== undefined) {
+    log.warn(plan.postponed, { detachPending: facts.detachPending.map((p) => displayRelation(p.relation)) });
+    return { planned: [], done: 0, complete: false };
+  }
+  logDetachPending(log, facts);
+  // Rollups may already have run on this table: rows that slipped past them are worth a warning.
+  const adoptedBefore = facts.column?.default === INGEST_DEFAULT;
   const planned = plan.actions.map(describeIngestAction);
   if (o.dryRun) {
     for (const text of planned) log.info(`would run: ${text}`);
@@ -248,9 +296,14 @@ export async function adoptIngestTracking(
       }
       await runAction(db, o, log, action);
       done++;
+      if (action.kind === "set_default" && action.partitionOf && adoptedBefore) warnNullRows(log, action);
     }
     const after = planIngestTracking(await readIngestFacts(db, o.source, o.timeColumn));
     if (after.refusal !== undefined) throw new AdoptionRefusedError(after.refusal);
+    if (after.postponed !== undefined) {
+      log.warn(after.postponed);
+      return { planned, done, complete: false };
+    }
     if (after.actions.length === 0) return { planned, done, complete: true };
     const remaining = after.actions.map(describeIngestAction);
     if (round === MAX_ROUNDS || o.signal.aborted) {
@@ -269,6 +322,43 @@ export async function adoptIngestTracking(
 }
 
 const MAX_ROUNDS = 3;
+
+/**
+ * Partitions with an interrupted DETACH ... CONCURRENTLY are left out (they are leaving the table).
+ * One without ingest_xid (the column was added after the detach began) keeps PostgreSQL 18 from
+ * finishing the detach, which the operator has to hear about.
+ */
+function logDetachPending(log: Logger, facts: IngestFacts): void {
+  if (facts.detachPending.length === 0) return;
+  const shown = displayRelation(facts.table);
+  const finalize = (p: IngestDetachPendingFact) =>
+    `ALTER TABLE ${shown} DETACH PARTITION ${displayRelation(p.relation)} FINALIZE`;
+  log.info(
+    `skipping ${facts.detachPending.map((p) => displayRelation(p.relation)).join(", ")}: an interrupted DETACH ... CONCURRENTLY ` +
+      "is taking them out of the table (retention finishes it with FINALIZE)",
+  );
+  for (const p of facts.detachPending.filter((d) => !d.hasColumn))
+    log.warn(
+      `partition ${displayRelation(p.relation)} of ${shown} is half detached (DETACH ... CONCURRENTLY was interrupted) and has no ` +
+        `${INGEST_COLUMN}: the column was added after the detach began. Finish the detach: ${finalize(p)}. PostgreSQL 18 ` +
+        `refuses that FINALIZE ("could not convert row type") while ${shown} has ${INGEST_COLUMN} and the partition has not, and ` +
+        `the partition cannot be altered meanwhile; there the way out is ALTER TABLE ${shown} DROP COLUMN ${INGEST_COLUMN}, the ` +
+        "FINALIZE, adoption again, and rollup-hourly --from/--to over the hours not rolled up yet",
+      { partition: displayRelation(p.relation) },
+    );
+}
+
+/** A partition of an adopted table was found without the default, now set: say what was missed. */
+function warnNullRows(log: Logger, a: Extract<IngestAction, { kind: "set_default" }>): void {
+  const p = displayRelation(a.table);
+  log.warn(
+    `partition ${p} had no default for ${INGEST_COLUMN} (attached without it, e.g. made with CREATE TABLE ... (LIKE ...)); ` +
+      `set now. Rows inserted directly into ${p} since it was attached have NULL ${INGEST_COLUMN}, which rollup-hourly never ` +
+      "takes for new: those that arrived after their hour had been rolled up were not rolled up. Rebuild those hours with " +
+      `rollup-hourly --from <start> --to <end>${a.bound ? ` (the partition holds ${a.bound})` : ""}`,
+    { partition: p },
+  );
+}
 
 /** One action: logged at notice before and after (with its duration) and recorded, failed or not. */
 async function runAction(
@@ -306,7 +396,7 @@ function titleOf(a: IngestAction): string {
     case "add_column":
       return `adding column ${INGEST_COLUMN} to ${displayRelation(a.table)}`;
     case "set_default":
-      return `setting the default of ${displayRelation(a.table)}.${INGEST_COLUMN}`;
+      return `setting the default of ${a.partitionOf ? "partition " : ""}${displayRelation(a.table)}.${INGEST_COLUMN}`;
     case "create_parent_index":
       return `creating partitioned index ${quoteIdent(a.index)} on ${displayRelation(a.table)}`;
     case "drop_invalid_index":
@@ -326,8 +416,15 @@ function auditOf(a: IngestAction): Pick<AuditAction, "kind" | "partition" | "det
   const statement = describeIngestAction(a);
   switch (a.kind) {
     case "add_column":
-    case "set_default":
       return { kind: "adopt_ingest_column", detail: { action: a.kind, statement } };
+    case "set_default":
+      return a.partitionOf
+        ? {
+            kind: "adopt_ingest_column",
+            partition: displayRelation(a.table),
+            detail: { action: a.kind, statement },
+          }
+        : { kind: "adopt_ingest_column", detail: { action: a.kind, statement } };
     case "create_parent_index":
       return { kind: "adopt_ingest_index", detail: { action: a.kind, statement } };
     case "drop_invalid_index":

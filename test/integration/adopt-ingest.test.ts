@@ -9,6 +9,7 @@ import type { IngestAdoptionOptions } from "../../shared/adopt/ingest.ts";
 import {
   AdoptionRefusedError,
   adoptIngestTracking,
+  ingestRefusal,
   ingestTrackingReady,
   readIngestFacts,
 } from "../../shared/adopt/ingest.ts";
@@ -111,7 +112,8 @@ async function partitionsOf(r: Relation): Promise<Relation[]> {
     `SELECT n.nspname AS schema, c.relname AS name FROM pg_inherits i
        JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE i.inhparent = (SELECT c2.oid FROM pg_class c2 JOIN pg_namespace n2 ON n2.oid = c2.relnamespace
-                            WHERE n2.nspname = $1 AND c2.relname = $2) ORDER BY 2`,
+                            WHERE n2.nspname = $1 AND c2.relname = $2)
+        AND NOT i.inhdetachpending ORDER BY 2`,
     [r.schema, r.name],
   );
   return res.rows;
@@ -171,6 +173,47 @@ async function expectPartitionedDone(r: Relation): Promise<void> {
     ).toEqual([]);
   }
   expect(await ingestTrackingReady(t.db, r, "ts")).toBe(true);
+}
+
+/**
+ * Leaves `partition` of `parent` half detached (pg_inherits.inhdetachpending): DETACH ... CONCURRENTLY
+ * waits for a transaction that has read the table, and is cancelled while it waits.
+ */
+async function interruptedDetach(parent: Relation, partition: Relation): Promise<void> {
+  const holder = await t.pool.connect();
+  const detacher = await t.pool.connect();
+  try {
+    await holder.query("BEGIN");
+    await holder.query(`SELECT count(*) FROM ${await qr(parent)}`);
+    const pid = (await detacher.query("SELECT pg_backend_pid() AS pid")).rows[0].pid;
+    const detach = detacher
+      .query(`ALTER TABLE ${await qr(parent)} DETACH PARTITION ${await qr(partition)} CONCURRENTLY`)
+      .then(
+        () => "finished",
+        (e: Error) => e.message,
+      );
+    let settled: string | undefined;
+    void detach.then((outcome) => {
+      settled = outcome;
+    });
+    for (let i = 0; ; i++) {
+      const w = await t.pool.query("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", [pid]);
+      if (w.rows[0]?.wait_event_type === "Lock") break;
+      if (settled !== undefined || i > 400) throw new Error(`the detach never started waiting: ${settled}`);
+      await new Promise((res) => setTimeout(res, 25));
+    }
+    await t.pool.query("SELECT pg_cancel_backend($1)", [pid]);
+    expect(await detach).toMatch(/canceling statement/);
+  } finally {
+    await holder.query("COMMIT");
+    holder.release();
+    detacher.release();
+  }
+  const pending = await t.pool.query(
+    "SELECT inhdetachpending AS p FROM pg_inherits WHERE inhrelid = $1::regclass",
+    [await qr(partition)],
+  );
+  expect(pending.rows[0]?.p).toBe(true);
 }
 
 describe("adoptIngestTracking", () => {
@@ -594,12 +637,16 @@ describe("adoptIngestTracking", () => {
       16,
     );
     expect(audit).toEqual([]);
+    expect(await ingestRefusal(t.db, r, "ts")).toBeUndefined();
     expect(await catalogSnapshot()).toEqual(before);
 
     await t.pool.query("CREATE TABLE wrong_type (ts timestamptz NOT NULL, ingest_xid bigint)");
     const refused = options({ schema: "public", name: "wrong_type" });
     await expect(adoptIngestTracking(t.db, refused.o)).rejects.toBeInstanceOf(AdoptionRefusedError);
     await expect(adoptIngestTracking(t.db, refused.o)).rejects.toThrow(/ingest_xid of type bigint, not xid8/);
+    expect(await ingestRefusal(t.db, { schema: "public", name: "wrong_type" }, "ts")).toMatch(
+      /ingest_xid of type bigint, not xid8/,
+    );
 
     await t.pool.query(
       "CREATE TABLE nested (ts timestamptz NOT NULL, k int NOT NULL) PARTITION BY RANGE (ts)",
@@ -614,5 +661,145 @@ describe("adoptIngestTracking", () => {
     expect(await catalogSnapshot()).toEqual(beforeNested);
     const facts = await readIngestFacts(t.db, { schema: "public", name: "nested" }, "ts");
     expect(facts.partitions.map((p) => p.relkind)).toEqual(["p"]);
+  });
+
+  it("(k) a partition attached later without the default: set on the partition, with a warning; another default is refused", async () => {
+    const r = { schema: "public", name: "like_readings" };
+    await partitionedTable(r, 500);
+    expect((await adoptIngestTracking(t.db, options(r).o)).complete).toBe(true);
+    // CREATE TABLE (LIKE parent) copies no defaults; ATTACH keeps the partition's own (none).
+    await t.pool.query("CREATE TABLE public.like_readings_p10 (LIKE public.like_readings)");
+    await t.pool.query(
+      "ALTER TABLE public.like_readings ATTACH PARTITION public.like_readings_p10 FOR VALUES FROM ('2027-01-01') TO ('2027-02-01')",
+    );
+    // Routed through the parent: the parent's default. Directly into the partition: its own, none.
+    const routed = await t.pool.query(
+      "INSERT INTO public.like_readings (ts, sensor) VALUES ('2027-01-02', 1) RETURNING ingest_xid",
+    );
+    expect(routed.rows[0].ingest_xid).not.toBeNull();
+    const direct = await t.pool.query(
+      "INSERT INTO public.like_readings_p10 (ts, sensor) VALUES ('2027-01-02', 2) RETURNING ingest_xid",
+    );
+    expect(direct.rows[0].ingest_xid).toBeNull();
+    expect(await ingestTrackingReady(t.db, r, "ts")).toBe(false);
+
+    const { o, lines, audit } = options(r);
+    const result = await adoptIngestTracking(t.db, o);
+    expect(result).toMatchObject({ done: 1, complete: true });
+    expect(result.planned).toEqual([
+      "ALTER TABLE public.like_readings_p10 ALTER COLUMN ingest_xid SET DEFAULT pg_current_xact_id()",
+    ]);
+    expect(audit.map((a) => [a.kind, a.partition, a.outcome])).toEqual([
+      ["adopt_ingest_column", "public.like_readings_p10", "ok"],
+    ]);
+    const warning = lines.filter((l) => l.severity === "WARNING");
+    expect(warning).toHaveLength(1);
+    expect(warning[0]?.message).toMatch(/public\.like_readings_p10/);
+    expect(warning[0]?.message).toMatch(/NULL ingest_xid/);
+    expect(warning[0]?.message).toMatch(/were not rolled up/);
+    expect(warning[0]?.message).toMatch(/rollup-hourly --from .* --to/);
+    expect(warning[0]?.message).toContain("FOR VALUES FROM ('2027-01-01");
+    expect(await columnOf({ schema: "public", name: "like_readings_p10" })).toEqual({
+      type: "xid8",
+      def: "pg_current_xact_id()",
+    });
+    const fixed = await t.pool.query(
+      "INSERT INTO public.like_readings_p10 (ts, sensor) VALUES ('2027-01-03', 3) RETURNING ingest_xid",
+    );
+    expect(fixed.rows[0].ingest_xid).not.toBeNull();
+    await expectPartitionedDone(r);
+    expect(await adoptIngestTracking(t.db, options(r).o)).toEqual({ planned: [], done: 0, complete: true });
+
+    // A partition whose ingest_xid has a default of its own making: refused, nothing changed.
+    await t.pool.query("CREATE TABLE public.like_readings_p11 (LIKE public.like_readings)");
+    await t.pool.query("ALTER TABLE public.like_readings_p11 ALTER COLUMN ingest_xid SET DEFAULT '0'::xid8");
+    await t.pool.query(
+      "ALTER TABLE public.like_readings ATTACH PARTITION public.like_readings_p11 FOR VALUES FROM ('2027-02-01') TO ('2027-03-01')",
+    );
+    const before = await catalogSnapshot();
+    // The same refusal, read before anything is done (the config check asks this way).
+    expect(await ingestRefusal(t.db, r, "ts")).toMatch(
+      /public\.like_readings_p11\.ingest_xid has the default/,
+    );
+    await expect(adoptIngestTracking(t.db, options(r).o)).rejects.toThrow(AdoptionRefusedError);
+    await expect(adoptIngestTracking(t.db, options(r).o)).rejects.toThrow(
+      /public\.like_readings_p11\.ingest_xid has the default '0'::xid8/,
+    );
+    expect(await catalogSnapshot()).toEqual(before);
+    expect(await ingestTrackingReady(t.db, r, "ts")).toBe(false);
+  });
+
+  it("(l) a partition with an interrupted DETACH CONCURRENTLY: adoption waits for the detach, changing nothing", async () => {
+    const r = { schema: "public", name: "pend_readings" };
+    await partitionedTable(r, 500);
+    // DETACH CONCURRENTLY is not allowed beside a DEFAULT partition.
+    await t.pool.query("DROP TABLE public.pend_readings_default");
+    const leaving = { schema: "public", name: "pend_readings_p202602" };
+    await interruptedDetach(r, leaving);
+    const before = await catalogSnapshot();
+    const { o, lines } = options(r);
+    const result = await adoptIngestTracking(t.db, o);
+    expect(result).toMatchObject({ done: 0, complete: false });
+    const warning = lines.filter((l) => l.severity === "WARNING").map((l) => l.message);
+    expect(warning).toHaveLength(1);
+    expect(warning[0]).toContain(
+      "ALTER TABLE public.pend_readings DETACH PARTITION public.pend_readings_p202602 FINALIZE",
+    );
+    // Adding the column now would keep PostgreSQL 18 from finishing that detach: nothing is changed.
+    expect(await catalogSnapshot()).toEqual(before);
+    expect(await ingestTrackingReady(t.db, r, "ts")).toBe(false);
+    // Waiting for a detach is no refusal: the table is fine.
+    expect(await ingestRefusal(t.db, r, "ts")).toBeUndefined();
+
+    // Once the detach is finished (retention does it), adoption goes through.
+    await t.pool.query(
+      "ALTER TABLE public.pend_readings DETACH PARTITION public.pend_readings_p202602 FINALIZE",
+    );
+    expect((await adoptIngestTracking(t.db, options(r).o)).complete).toBe(true);
+    await expectPartitionedDone(r);
+  });
+
+  it("(m) a half-detached partition without ingest_xid once the column is there: left out, the parent index still becomes valid", async () => {
+    const r = { schema: "public", name: "half_readings" };
+    await partitionedTable(r, 500);
+    // DETACH CONCURRENTLY is not allowed beside a DEFAULT partition.
+    await t.pool.query("DROP TABLE public.half_readings_default");
+    const leaving = { schema: "public", name: "half_readings_p202603" };
+    await interruptedDetach(r, leaving);
+    // The column added after the detach began (by hand, or by an earlier release): ADD COLUMN on
+    // the parent does not reach a half-detached partition.
+    await t.pool.query("ALTER TABLE public.half_readings ADD COLUMN ingest_xid xid8");
+    await t.pool.query(
+      "ALTER TABLE public.half_readings ALTER COLUMN ingest_xid SET DEFAULT pg_current_xact_id()",
+    );
+    expect(await columnOf(leaving)).toBeUndefined();
+    const { o, lines } = options(r);
+    const result = await adoptIngestTracking(t.db, o);
+    expect(result.complete).toBe(true);
+    expect(result.planned.some((s) => s.includes(leaving.name))).toBe(false);
+    expect(
+      lines.some(
+        (l) =>
+          l.severity === "INFO" &&
+          l.message.includes("public.half_readings_p202603") &&
+          /skip/.test(l.message),
+      ),
+    ).toBe(true);
+    const warning = lines.filter((l) => l.severity === "WARNING").map((l) => l.message);
+    expect(warning).toHaveLength(1);
+    expect(warning[0]).toContain(
+      "ALTER TABLE public.half_readings DETACH PARTITION public.half_readings_p202603 FINALIZE",
+    );
+    expect(warning[0]).toMatch(/could not convert row type/);
+    // PostgreSQL marks the parent index valid without the half-detached partition (14 to 18).
+    await expectPartitionedDone(r);
+    expect(await adoptIngestTracking(t.db, options(r).o)).toEqual({ planned: [], done: 0, complete: true });
+    // What the warning says about FINALIZE, checked.
+    const major = Number((await t.pool.query("SHOW server_version_num")).rows[0].server_version_num) / 10000;
+    const finalize = t.pool.query(
+      "ALTER TABLE public.half_readings DETACH PARTITION public.half_readings_p202603 FINALIZE",
+    );
+    if (major >= 18) await expect(finalize).rejects.toThrow(/could not convert row type/);
+    else await expect(finalize).resolves.toBeDefined();
   });
 });

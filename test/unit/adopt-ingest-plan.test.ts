@@ -28,6 +28,8 @@ function part(
     isDefault: false,
     indexes,
     childNameTaken: false,
+    columnDefault: "pg_current_xact_id()",
+    bound: "FOR VALUES FROM ('2026-01-01') TO ('2026-02-01')",
     ...over,
   };
 }
@@ -42,6 +44,7 @@ function facts(over: Partial<IngestFacts> = {}): IngestFacts {
     indexes: [],
     indexNameTaken: false,
     partitions: [],
+    detachPending: [],
     ...over,
   };
 }
@@ -299,5 +302,103 @@ describe("partitioned table", () => {
     expect(text[2]).toMatch(
       /^ALTER INDEX public\."Odd\.Name ""x""_ingest_xid_idx" ATTACH PARTITION "Other S"\./,
     );
+  });
+});
+
+describe("partitions' own ingest_xid default", () => {
+  const P = "readings_ingest_xid_idx";
+  const done = (over: Partial<IngestPartitionFact> = {}) =>
+    part("readings_p1", [idx("readings_p1_ingest_xid_idx", { attachedTo: P })], over);
+  const adopted = (partitions: IngestPartitionFact[], over: Partial<IngestFacts> = {}) =>
+    facts({ relkind: "p", column: XID, indexes: [idx(P, { partitioned: true })], partitions, ...over });
+
+  it("a partition attached later without it, on an adopted table: set on that partition", () => {
+    const p = planIngestTracking(
+      adopted([done(), part("readings_p10", [idx("x", { attachedTo: P })], { columnDefault: null })]),
+    );
+    expect(p.refusal).toBeUndefined();
+    expect(p.actions.map(describeIngestAction)).toEqual([
+      "ALTER TABLE app.readings_p10 ALTER COLUMN ingest_xid SET DEFAULT pg_current_xact_id()",
+    ]);
+    expect(p.actions[0]).toMatchObject({
+      kind: "set_default",
+      table: { schema: "app", name: "readings_p10" },
+      partitionOf: T,
+      bound: "FOR VALUES FROM ('2026-01-01') TO ('2026-02-01')",
+    });
+  });
+
+  it("set before the index work, which still follows", () => {
+    expect(
+      kinds(
+        adopted([part("readings_p1", [], { columnDefault: null })], {
+          indexes: [idx(P, { partitioned: true, valid: false })],
+        }),
+      ),
+    ).toEqual(["set_default", "build_index_concurrently", "attach_index"]);
+  });
+
+  it("the parent's own SET DEFAULT (or ADD COLUMN) reaches every partition: nothing per partition then", () => {
+    const lacking = part("readings_p1", [], { columnDefault: null });
+    expect(kinds(adopted([lacking], { column: { type: "xid8", default: null }, indexes: [] }))).toEqual([
+      "set_default",
+      "create_parent_index",
+      "build_index_concurrently",
+      "attach_index",
+    ]);
+    const p = planIngestTracking(adopted([lacking], { column: { type: "xid8", default: null } }));
+    expect(p.actions.map(describeIngestAction)).toEqual([
+      "ALTER TABLE app.readings ALTER COLUMN ingest_xid SET DEFAULT pg_current_xact_id()",
+    ]);
+  });
+
+  it("a partition with another default: refused, naming it, whatever the parent has", () => {
+    for (const column of [XID, { type: "xid8", default: null }]) {
+      const p = planIngestTracking(
+        adopted([done(), part("readings_p2", [], { columnDefault: "'0'::xid8" })], { column }),
+      );
+      expect(p.actions).toEqual([]);
+      expect(p.refusal).toMatch(/app\.readings_p2\.ingest_xid has the default '0'::xid8/);
+      expect(p.refusal).toContain(
+        "ALTER TABLE app.readings_p2 ALTER COLUMN ingest_xid SET DEFAULT pg_current_xact_id()",
+      );
+    }
+  });
+});
+
+describe("partitions with an interrupted DETACH CONCURRENTLY", () => {
+  const pending = [{ relation: { schema: "app", name: "readings_old" }, hasColumn: false }];
+
+  it("the column still to add: postponed, nothing done, naming the FINALIZE to run", () => {
+    const p = planIngestTracking(
+      facts({
+        relkind: "p",
+        partitions: [part("readings_p1", [], { columnDefault: null })],
+        detachPending: pending,
+      }),
+    );
+    expect(p.refusal).toBeUndefined();
+    expect(p.actions).toEqual([]);
+    expect(p.postponed).toContain("ALTER TABLE app.readings DETACH PARTITION app.readings_old FINALIZE");
+  });
+
+  it("the column already there: they are left out and the rest goes on", () => {
+    const p = planIngestTracking(
+      facts({ relkind: "p", column: XID, partitions: [part("readings_p1")], detachPending: pending }),
+    );
+    expect(p.postponed).toBeUndefined();
+    expect(p.actions.map((a) => a.kind)).toEqual([
+      "create_parent_index",
+      "build_index_concurrently",
+      "attach_index",
+    ]);
+  });
+
+  it("a refusal still wins over waiting", () => {
+    const p = planIngestTracking(
+      facts({ relkind: "p", column: { type: "bigint", default: null }, detachPending: pending }),
+    );
+    expect(p.refusal).toMatch(/not xid8/);
+    expect(p.postponed).toBeUndefined();
   });
 });
