@@ -104,7 +104,9 @@ export async function adoptRollupSource(
     throw error;
   }
   count("ingest_tracking", ingest.planned.length);
-  if (!ingest.complete && !dryRun) return { complete: false, actions };
+  // A real run stops here until insert tracking is complete; a dry run goes on listing the rest
+  // unless adoption is waiting (nothing planned, not complete: e.g. a detach to be finished first).
+  if (!ingest.complete && (!dryRun || ingest.planned.length === 0)) return { complete: false, actions };
 
   // 3. UPDATE/DELETE tracking: a run without it still rolls inserts up (ensureChangeTracking warns).
   const tracking = await ensureChangeTracking(db, ctx, dryRun);

@@ -1,6 +1,7 @@
 // The rollup-hourly job: the runner with rollup's table selection, checks and work.
 import { type Kysely, sql } from "kysely";
 import { adoptionLockKeys, adoptionReady, adoptRollupSource } from "../adopt/adopt.ts";
+import { ingestRefusal } from "../adopt/ingest.ts";
 import { INGEST_COLUMN } from "../adopt/ingest-plan.ts";
 import { readTargetState, schemaMissingMessage } from "../adopt/target.ts";
 import type { Config } from "../config/load.ts";
@@ -186,6 +187,10 @@ export async function inspectRollupSource(
       field: "table",
       message: `column "${INGEST_COLUMN}" of ${policy.table} is ${ingest}; rollup-hourly needs it to be xid8 DEFAULT pg_current_xact_id() (the inserting transaction). Rename the application's column, or leave this table out of rollups`,
     };
+  // What adoption would refuse (another default on ingest_xid, a foreign or multi-level partition,
+  // its index name taken...) is refused here, before adoption changes anything.
+  const refusal = await ingestRefusal(db, policyTable(policy), policy.timeColumn);
+  if (refusal) return { field: "table", message: refusal };
   const tracker = await sql<{ ok: boolean }>`
     SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
                     WHERE n.nspname = ${CHANGE_FUNCTION.schema} AND p.proname = ${CHANGE_FUNCTION.name}) AS ok`.execute(

@@ -295,6 +295,30 @@ describe("bad rollup policies exit 2 before changing anything", () => {
     expect(await catalogSnapshot(t.url)).toEqual(before);
   });
 
+  it("an ingest_xid with another default: exit 2 before adoption creates anything", async () => {
+    await t.pool.query(
+      "CREATE TABLE IF NOT EXISTS public.zero_xid (device_id text, ts timestamptz NOT NULL, metrics jsonb, ingest_xid xid8 DEFAULT '0')",
+    );
+    const before = await catalogSnapshot(t.url);
+    const { code, lines } = await runCli(["rollup-hourly", "--now", NOW], {
+      DATABASE_URL: t.url,
+      TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify({
+        tables: [
+          {
+            table: "public.zero_xid",
+            timeColumn: "ts",
+            partitioned: false,
+            rollup: { target: "public.zero_xid_hourly" },
+          },
+        ],
+      }),
+    });
+    expect(code).toBe(2);
+    expect(lines.map((l) => l.message).join("\n")).toMatch(/tables\[0\]\.table: .*default/);
+    // Not even the target: a refusal leaves the database as it was.
+    expect(await catalogSnapshot(t.url)).toEqual(before);
+  });
+
   it("--from without --to, and a bad CLOUD_RUN_TASK_INDEX, are usage errors", async () => {
     const env = { DATABASE_URL: t.url, TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify({ tables: [POLICY] }) };
     expect((await runCli(["rollup-hourly", "--from", "2026-05-01T00:00:00Z"], env)).code).toBe(2);
