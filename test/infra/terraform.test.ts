@@ -427,3 +427,46 @@ describe("the example environment (infra/environments/example)", () => {
     }
   });
 });
+
+describe("one apply creates the log-based metrics before the alert policies that use them", () => {
+  const usesLogMetric = (policy: Block) =>
+    /logging\.googleapis\.com\/user\/|logging_googleapis_com:user_|google_logging_metric\./.test(
+      JSON.stringify(policy.conditions ?? []),
+    );
+
+  it("a time_sleep waits after every log-based metric (Cloud Monitoring accepts a new one only minutes later)", () => {
+    const sleep = tf.resources.time_sleep?.log_metrics_propagation as Block;
+    expect(sleep, "resource time_sleep.log_metrics_propagation (monitoring.tf)").toBeDefined();
+    const metrics = Object.keys(tf.resources.google_logging_metric ?? {});
+    expect(metrics.length).toBeGreaterThan(0);
+    for (const metric of metrics)
+      expect(sleep.depends_on, `time_sleep waits for google_logging_metric.${metric}`).toContain(
+        `\${google_logging_metric.${metric}}`,
+      );
+    const wait = String(tf.variables.log_metric_propagation_wait?.default ?? "");
+    expect(sleep.create_duration).toBe("${var.log_metric_propagation_wait}");
+    expect(wait).toMatch(/^\d+[sm]$/);
+    const seconds = wait.endsWith("m") ? Number.parseInt(wait, 10) * 60 : Number.parseInt(wait, 10);
+    expect(seconds, "a few minutes").toBeGreaterThanOrEqual(120);
+    // A renamed or new metric sleeps again: the triggers follow the metric names.
+    expect(JSON.stringify(sleep.triggers)).toContain("google_logging_metric.");
+  });
+
+  it("every alert policy on a log-based metric depends on the time_sleep", () => {
+    const onLogMetrics = Object.entries(tf.resources.google_monitoring_alert_policy ?? {}).filter(([, p]) =>
+      usesLogMetric(p),
+    );
+    expect(onLogMetrics.map(([name]) => name).sort()).toEqual(["no_successful_run", "table_health"]);
+    for (const [name, policy] of onLogMetrics)
+      expect(policy.depends_on, `google_monitoring_alert_policy.${name}`).toContain(
+        "${time_sleep.log_metrics_propagation}",
+      );
+  });
+
+  it("the module and the example declare the hashicorp/time provider", () => {
+    for (const dir of [MODULE_DIR, EXAMPLE_DIR]) {
+      const versions = readFileSync(`${dir}/versions.tf`, "utf8");
+      expect(versions, `${dir}/versions.tf`).toMatch(/time\s*=\s*\{\s*source\s*=\s*"hashicorp\/time"/);
+    }
+  });
+});

@@ -167,6 +167,27 @@ resource "google_logging_metric" "health_threshold" {
   depends_on = [google_project_service.enabled]
 }
 
+# Cloud Monitoring accepts an alert policy on a new log-based metric only some minutes after the
+# metric was created ("Cannot find metric(s)"): without this wait the first apply fails there.
+# The triggers follow the metric names, so a new or renamed metric waits again.
+resource "time_sleep" "log_metrics_propagation" {
+  create_duration = var.log_metric_propagation_wait
+  triggers = {
+    metrics = join(",", concat(
+      [google_logging_metric.run_summaries.name, google_logging_metric.run_duration.name],
+      [for m in google_logging_metric.table_health : m.name],
+      [for m in google_logging_metric.health_threshold : m.name],
+    ))
+  }
+
+  depends_on = [
+    google_logging_metric.run_summaries,
+    google_logging_metric.run_duration,
+    google_logging_metric.table_health,
+    google_logging_metric.health_threshold,
+  ]
+}
+
 # --- alert policies ---------------------------------------------------------------------------
 
 # Cloud Run's own count of finished executions: also catches crashes, OOM kills and task timeouts,
@@ -237,7 +258,7 @@ resource "google_monitoring_alert_policy" "no_successful_run" {
     content   = "No successful ${each.key} run for ${var.success_windows[each.key]}. See docs/alerts.md, section \"No successful run\"."
   }
 
-  depends_on = [google_logging_metric.run_summaries]
+  depends_on = [time_sleep.log_metrics_propagation]
 }
 
 resource "google_monitoring_alert_policy" "table_health" {
@@ -289,6 +310,8 @@ resource "google_monitoring_alert_policy" "table_health" {
     mime_type = "text/markdown"
     content   = "${each.value.title}. See docs/alerts.md, section \"${each.value.doc}\"."
   }
+
+  depends_on = [time_sleep.log_metrics_propagation]
 }
 
 # --- dashboard --------------------------------------------------------------------------------

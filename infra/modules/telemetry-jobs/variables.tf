@@ -170,6 +170,12 @@ variable "rollup_lag_alert_seconds" {
   default     = 7200
 }
 
+variable "log_metric_propagation_wait" {
+  description = "How long the first apply waits between creating the log-based metrics and the alert policies on them (Cloud Monitoring needs minutes to accept a new metric). Waits again only when a metric is added or renamed."
+  type        = string
+  default     = "240s"
+}
+
 variable "operators" {
   description = "Members (user:..., group:...) allowed to execute any job by hand, with --args overrides (roles/run.jobsExecutorWithOverrides on each job)."
   type        = list(string)
