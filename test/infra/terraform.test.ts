@@ -470,3 +470,28 @@ describe("one apply creates the log-based metrics before the alert policies that
     }
   });
 });
+
+describe("dry runs and runs with --now never reach the metrics", () => {
+  /** A filter with its ${local.NAME} references replaced by the locals' text. */
+  const expand = (filter: string): string =>
+    filter.replace(/\$\{local\.([a-z_]+)\}/g, (_, name: string) => expand(String(tf.locals[name])));
+
+  it("every log-based metric's filter leaves out records with dryRun or clockShifted true", () => {
+    const metrics = Object.entries(tf.resources.google_logging_metric ?? {});
+    expect(metrics.length).toBeGreaterThan(0);
+    for (const [name, metric] of metrics) {
+      const filter = expand(String(metric.filter));
+      expect(filter, `google_logging_metric.${name}`).toContain("NOT jsonPayload.dryRun=true");
+      expect(filter, `google_logging_metric.${name}`).toContain("NOT jsonPayload.clockShifted=true");
+      // Negated equality, not "!=": records written before the fields existed (no field) still count.
+      expect(filter, `google_logging_metric.${name}`).not.toMatch(/jsonPayload\.(dryRun|clockShifted)\s*!=/);
+    }
+  });
+
+  it("docs/alerts.md says which runs are left out, by the same field names", () => {
+    const alertsDoc = readFileSync(`${ROOT}docs/alerts.md`, "utf8");
+    expect(alertsDoc).toMatch(/`dryRun`/);
+    expect(alertsDoc).toMatch(/`clockShifted`/);
+    expect(alertsDoc).toMatch(/--now/);
+  });
+});

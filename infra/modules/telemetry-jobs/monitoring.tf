@@ -1,15 +1,20 @@
 # Log-based metrics from the jobs' structured logs, alert policies and a dashboard.
 #
-# Every run ends with one record {event: "run_summary", job, status, dryRun, durationMs, ...} and
-# writes one flat {event: "table_health", job, table, ...} record per table (shared/run/runner.ts):
+# Every run ends with one record {event: "run_summary", job, status, dryRun, clockShifted, durationMs,
+# ...} and writes one flat {event: "table_health", job, table, dryRun, clockShifted, ...} record per
+# table (shared/run/runner.ts):
 # partition-manager reports futureBufferIntervals and defaultRows, rollup-hourly rollupLagSeconds.
 # The Cloud Run job name is the resource label job_name; metrics carry the table as a label.
 
 locals {
-  job_names   = keys(local.jobs)
-  log_base    = "resource.type=\"cloud_run_job\" AND resource.labels.job_name=(${join(" OR ", [for j in local.job_names : "\"${j}\""])})"
-  run_summary = "${local.log_base} AND jsonPayload.event=\"run_summary\" AND NOT jsonPayload.dryRun=true"
-  health      = "${local.log_base} AND jsonPayload.event=\"table_health\""
+  job_names = keys(local.jobs)
+  log_base  = "resource.type=\"cloud_run_job\" AND resource.labels.job_name=(${join(" OR ", [for j in local.job_names : "\"${j}\""])})"
+  # Dry runs (--dry-run) and runs planned as of another instant (--now) report what would be, not
+  # what is: their records carry dryRun: true / clockShifted: true and are left out of every metric.
+  # "NOT field=true" (not "field!=true"): a record without the field still counts.
+  real_runs   = "NOT jsonPayload.dryRun=true AND NOT jsonPayload.clockShifted=true"
+  run_summary = "${local.log_base} AND jsonPayload.event=\"run_summary\" AND ${local.real_runs}"
+  health      = "${local.log_base} AND jsonPayload.event=\"table_health\" AND ${local.real_runs}"
 
   # Threshold counters: one point per table_health record that crosses the line.
   health_thresholds = {
@@ -64,7 +69,7 @@ resource "google_monitoring_notification_channel" "email" {
 resource "google_logging_metric" "run_summaries" {
   project     = var.project
   name        = "telemetry_jobs/run_summaries"
-  description = "Job runs (run_summary records, dry runs excluded) by status: ok, skipped, failed, interrupted, refused."
+  description = "Job runs (run_summary records, dry runs and --now runs excluded) by status: ok, skipped, failed, interrupted, refused."
   filter      = local.run_summary
   metric_descriptor {
     metric_kind = "DELTA"
