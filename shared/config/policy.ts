@@ -3,7 +3,7 @@
 import { z } from "zod";
 import { defaultNamingTemplate, partitionName, requiredPlaceholders } from "../partitions/naming.ts";
 import { INTERVALS } from "../partitions/time.ts";
-import { parseDuration } from "./duration.ts";
+import { type Duration, parseDuration } from "./duration.ts";
 import { IDENTIFIER_PATTERN, isIdentifier, parseQualifiedName, type QualifiedName } from "./identifiers.ts";
 
 const identifier = z
@@ -23,7 +23,7 @@ const qualifiedTable = z
 
 export const RETENTION_MODES = ["drop", "detach", "archive"] as const;
 
-const keepDuration = z
+const keepText = z
   .string()
   .refine((v) => parseDuration(v) !== undefined, {
     message:
@@ -41,9 +41,7 @@ const timeBudgetMs = z
 
 export const RetentionPolicySchema = z
   .object({
-    keep: keepDuration.describe(
-      'How long rows are kept: "90 days", "24 months"... Cutoff = now - keep, in UTC.',
-    ),
+    keep: keepText.describe('How long rows are kept: "90 days", "24 months"... Cutoff = now - keep, in UTC.'),
     mode: z
       .enum(RETENTION_MODES)
       .default("drop")
@@ -76,7 +74,16 @@ export const RetentionPolicySchema = z
       "Row deletes of one run (all of them together) stop after this long; the next run resumes.",
     ),
   })
-  .strict();
+  .strict()
+  // `keep` is parsed here, once: everything that needs the window reads keepDuration.
+  .transform((retention) => ({ ...retention, keepDuration: checkedDuration(retention.keep) }));
+
+/** A window that passed keepText's checks, as a Duration. */
+function checkedDuration(text: string): Duration {
+  const parsed = parseDuration(text);
+  if (!parsed) throw new Error(`retention.keep "${text}" passed validation but does not parse`);
+  return parsed;
+}
 
 const metricColumns = z
   .array(identifier)

@@ -54,3 +54,21 @@ export function boundLiteral(instant: Date, keyType: "timestamptz" | "timestamp"
   const iso = instant.toISOString().replace("T", " ").replace("Z", "");
   return keyType === "timestamptz" ? `${iso}+00` : iso;
 }
+
+/** A range bound in epoch ms: MINVALUE is -Infinity, MAXVALUE is +Infinity. */
+export interface BoundRange {
+  readonly from: number;
+  readonly to: number;
+}
+
+/** The range a bound covers, [from, to); undefined for DEFAULT and bounds this tool does not read. */
+export function boundRange(bound: PartitionBound): BoundRange | undefined {
+  if (bound.kind !== "range") return undefined;
+  return { from: boundMs(bound.from), to: boundMs(bound.to) };
+}
+
+function boundMs(v: BoundValue): number {
+  if (v === "MINVALUE") return Number.NEGATIVE_INFINITY;
+  if (v === "MAXVALUE") return Number.POSITIVE_INFINITY;
+  return v.getTime();
+}

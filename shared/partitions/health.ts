@@ -1,6 +1,7 @@
 // Health of one managed table, from its catalog snapshot: what an operator (and an alert) needs to
 // know at a glance. Pure, like the planner.
 import type { TablePolicy } from "../config/policy.ts";
+import { boundRange } from "./bounds.ts";
 import type { TableCatalog } from "./catalog.ts";
 import { planPartitions } from "./plan.ts";
 import { addIntervals, floorToInterval } from "./time.ts";
@@ -24,16 +25,7 @@ export interface TableHealth {
 }
 
 export function assessHealth(policy: TablePolicy, catalog: TableCatalog, now: Date): TableHealth {
-  const ranges = catalog.children
-    .filter((c) => c.bound.kind === "range")
-    .map((c) => {
-      const b = c.bound as { from: Date | string; to: Date | string };
-      return {
-        from: b.from instanceof Date ? b.from.getTime() : -Infinity,
-        to: b.to instanceof Date ? b.to.getTime() : Infinity,
-      };
-    })
-    .sort((a, b) => a.from - b.from);
+  const ranges = catalog.children.flatMap((c) => boundRange(c.bound) ?? []).sort((a, b) => a.from - b.from);
   const covers = (t: number) => ranges.some((r) => r.from <= t && r.to > t);
   const current = floorToInterval(now, policy.interval);
   let buffer = 0;

@@ -1,10 +1,10 @@
 // The partition planner: a pure function of (policy, catalog snapshot, now). No database, no clock.
 // It decides which children must exist (the current interval through `premake` ahead, holes between
 // children, and intervals whose rows sit in the DEFAULT partition) and reports what it will not touch.
-import { parseDuration, subtractDuration } from "../config/duration.ts";
 import type { TablePolicy } from "../config/policy.ts";
 import { displayRelation } from "../db/relation.ts";
-import type { BoundValue } from "./bounds.ts";
+import { cutoffOrNone, isExpired } from "../retention/expiry.ts";
+import { type BoundRange, boundRange } from "./bounds.ts";
 import type { ChildPartition, TableCatalog } from "./catalog.ts";
 import { partitionName } from "./naming.ts";
 import { addIntervals, floorToInterval } from "./time.ts";
@@ -61,30 +61,13 @@ export const MAX_GAP_SCAN_INTERVALS = 20_000;
  */
 export const MAX_CREATES_PER_RUN = 120;
 
-interface Range {
-  from: number;
-  to: number;
-}
-
-function boundMs(v: BoundValue, side: "from" | "to"): number {
-  if (v === "MINVALUE") return Number.NEGATIVE_INFINITY;
-  if (v === "MAXVALUE") return Number.POSITIVE_INFINITY;
-  void side;
-  return v.getTime();
-}
-
-function childRange(c: ChildPartition): Range | undefined {
-  if (c.bound.kind !== "range") return undefined;
-  return { from: boundMs(c.bound.from, "from"), to: boundMs(c.bound.to, "to") };
-}
-
 export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: Date): PartitionPlan {
   const table = policy.table;
   const findings: Finding[] = [];
   const actions: PartitionAction[] = [];
   const { interval } = policy;
 
-  const ranged: { child: ChildPartition; range: Range }[] = [];
+  const ranged: { child: ChildPartition; range: BoundRange }[] = [];
 
   const historicalChildren = new Set<string>();
   for (const child of catalog.children) {
@@ -96,7 +79,7 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
         message: `${child.name} has an interrupted DETACH CONCURRENTLY; finish it with ALTER TABLE ${table} DETACH PARTITION ${displayRelation(child)} FINALIZE (retention does this)`,
       });
     }
-    const range = childRange(child);
+    const range = boundRange(child.bound);
     if (!range) {
       findings.push({
         severity: "warn",
@@ -148,9 +131,9 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
   // retention cutoff. Expired DEFAULT rows stay where they are and retention deletes them; a
   // partition retention detached keeps its name, and re-creating the range would bring it back.
   // (Decided before the gap fill: one ancient DEFAULT row must not stretch the gap scan.)
-  const keep = policy.retention ? parseDuration(policy.retention.keep) : undefined;
-  const cutoff = keep ? subtractDuration(now, keep).getTime() : Number.NEGATIVE_INFINITY;
-  const expired = (start: number) => addIntervals(new Date(start), interval, 1).getTime() <= cutoff;
+  const cutoff = cutoffOrNone(policy, now);
+  const expired = (start: number) =>
+    cutoff !== undefined && isExpired(addIntervals(new Date(start), interval, 1), cutoff);
   let expiredDefaultRows = 0;
   const defaultRowsAt = new Map<number, number>();
   for (const bucket of catalog.defaultBuckets) {
@@ -166,7 +149,7 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
     findings.push({
       severity: "info",
       code: "default_rows_expired",
-      message: `${expiredDefaultRows} rows in the DEFAULT partition are older than the retention cutoff ${new Date(cutoff).toISOString()}: no partition is made for them; retention deletes them`,
+      message: `${expiredDefaultRows} rows in the DEFAULT partition are older than the retention cutoff ${cutoff?.toISOString()}: no partition is made for them; retention deletes them`,
     });
   if (catalog.defaultNullKeyRows > 0) {
     findings.push({

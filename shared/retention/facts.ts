@@ -7,8 +7,10 @@ import { policyTable, type TablePolicy } from "../config/policy.ts";
 import { withLockRetry } from "../db/lock-retry.ts";
 import { columnSql, displayRelation, type Relation, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
+import { boundRange } from "../partitions/bounds.ts";
 import { readCatalog, type TableProblem } from "../partitions/catalog.ts";
 import { readRollupFrontier } from "../rollups/frontier.ts";
+import { straddlesCutoff } from "./expiry.ts";
 import { listHolds } from "./holds.ts";
 import { type RetentionFacts, type RetentionMode, rowDeleteLimit } from "./plan.ts";
 
@@ -138,12 +140,8 @@ export async function readRetentionFacts(
           has: boolean;
         }>`SELECT EXISTS (SELECT 1 FROM ONLY ${relationSql(relation)}) AS has`.execute(trx);
         childHasRows.set(name, r.rows[0]?.has === true);
-        const b = child.bound;
-        const straddles =
-          b.kind === "range" &&
-          (b.from === "MINVALUE" || (b.from instanceof Date && b.from.getTime() < cutoff.getTime())) &&
-          (b.to === "MAXVALUE" || (b.to instanceof Date && b.to.getTime() > cutoff.getTime()));
-        if (policy.retention?.exactCutoff && straddles) {
+        const range = boundRange(child.bound);
+        if (policy.retention?.exactCutoff && range && straddlesCutoff(range, cutoff)) {
           const n = await countExpired(trx, relation, policy.timeColumn, cutoff, limit);
           expiredRows.set(name, n.expired);
           notFinalRows.set(name, n.notFinal);

@@ -3,18 +3,16 @@
 // how far its rollups are final) and `now`, it decides what to remove, what to delete row by row,
 // and whether the run must be refused. Raw rows of hours the rollup has not made final are never
 // removed: such partitions and rows are kept, with a warning, and the rest of the plan goes ahead.
-import {
-  approximateMs,
-  type Duration,
-  formatDuration,
-  parseDuration,
-  subtractDuration,
-} from "../config/duration.ts";
+import { approximateMs, formatDuration } from "../config/duration.ts";
 import { policyTable, type TablePolicy } from "../config/policy.ts";
 import { displayRelation, type Relation } from "../db/relation.ts";
+import { boundRange } from "../partitions/bounds.ts";
 import type { TableCatalog } from "../partitions/catalog.ts";
 import { describeRollupFrontier, type RollupFrontier } from "../rollups/frontier.ts";
+import { cutoffAt, isExpired, keepOf, straddlesCutoff } from "./expiry.ts";
 import type { RetentionHold } from "./holds.ts";
+
+export { keepOf, retentionCutoff } from "./expiry.ts";
 
 export const KEEP_FLOOR_MS = 86_400_000; // 1 day: a shorter keep is almost certainly a typo
 
@@ -172,16 +170,6 @@ function archiveClash(
   };
 }
 
-export function retentionCutoff(policy: TablePolicy, now: Date): Date {
-  return subtractDuration(now, keepOf(policy));
-}
-
-export function keepOf(policy: TablePolicy): Duration {
-  const keep = policy.retention ? parseDuration(policy.retention.keep) : undefined;
-  if (!keep) throw new Error(`${policy.table} has no valid retention.keep`);
-  return keep;
-}
-
 export function planRetention(
   policy: TablePolicy,
   facts: RetentionFacts,
@@ -190,7 +178,7 @@ export function planRetention(
 ): RetentionPlan {
   const retention = policy.retention!;
   const keep = keepOf(policy);
-  const cutoff = subtractDuration(now, keep);
+  const cutoff = cutoffAt(keep, now);
   if (policy.rollup && !facts.rollup)
     throw new Error(`${policy.table} has a rollup block, but the retention facts lack its rollup frontier`);
   const rollup = facts.rollup;
@@ -248,10 +236,11 @@ export function planRetention(
         actions.push({ kind: "finalize_detach", partition: relation });
         continue;
       }
-      if (child.bound.kind !== "range" || !(child.bound.to instanceof Date)) continue; // MAXVALUE never expires
-      const to = child.bound.to;
-      const from = child.bound.from instanceof Date ? child.bound.from : null;
-      if (to.getTime() <= cutoff.getTime()) {
+      const range = boundRange(child.bound);
+      if (!range || !Number.isFinite(range.to)) continue; // MAXVALUE never expires
+      const to = new Date(range.to);
+      const from = Number.isFinite(range.from) ? new Date(range.from) : null;
+      if (isExpired(to, cutoff)) {
         const hold = holdByPartition.get(qualified);
         if (hold && hold.until.getTime() > now.getTime()) {
           findings.push({
@@ -291,7 +280,7 @@ export function planRetention(
           concurrently: catalog.defaultPartition === undefined,
           ...(hold ? { expiredHold: hold.reason } : {}),
         });
-      } else if (retention.exactCutoff && (from === null || from.getTime() < cutoff.getTime())) {
+      } else if (retention.exactCutoff && straddlesCutoff(range, cutoff)) {
         const rows = facts.expiredRows.get(qualified) ?? 0;
         const hold = holdByPartition.get(qualified);
         if (rows > 0 && hold && hold.until > now) {
