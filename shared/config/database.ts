@@ -5,7 +5,10 @@ import { z } from "zod";
 export const IP_TYPES = ["PUBLIC", "PRIVATE", "PSC"] as const;
 export const AUTH_TYPES = ["IAM", "PASSWORD"] as const;
 
-export type DatabaseSettings =
+/** How long opening one connection may take when DB_CONNECT_TIMEOUT_MS is not set. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
+export type DatabaseSettings = (
   | { readonly kind: "url"; readonly url: string }
   | {
       readonly kind: "cloud-sql";
@@ -15,7 +18,11 @@ export type DatabaseSettings =
       readonly ipType: (typeof IP_TYPES)[number];
       readonly authType: (typeof AUTH_TYPES)[number];
       readonly password?: string;
-    };
+    }
+) & {
+  /** DB_CONNECT_TIMEOUT_MS, when set (else DEFAULT_CONNECT_TIMEOUT_MS). */
+  readonly connectTimeoutMs?: number;
+};
 
 const EnvSchema = z
   .object({
@@ -32,6 +39,14 @@ const EnvSchema = z
     DB_IP_TYPE: z.enum(IP_TYPES).default("PRIVATE"),
     DB_AUTH: z.enum(AUTH_TYPES).default("IAM"),
     DB_PASSWORD: z.string().min(1).optional(),
+    // A private IP that drops packets (a missing VPC route or firewall rule) would otherwise hang
+    // the first connection until the task's timeout, with nothing in the logs.
+    DB_CONNECT_TIMEOUT_MS: z
+      .string()
+      .regex(/^\d+$/, "must be a whole number of milliseconds, e.g. 10000")
+      .transform(Number)
+      .refine((n) => n >= 100 && n <= 300_000, { message: "must be from 100 to 300000 (milliseconds)" })
+      .optional(),
   })
   .superRefine((env, ctx) => {
     if (env.DATABASE_URL && env.INSTANCE_CONNECTION_NAME) {
@@ -77,7 +92,8 @@ export function parseDatabaseEnv(
   const parsed = EnvSchema.safeParse(env);
   if (!parsed.success) return { success: false, error: parsed.error };
   const e = parsed.data;
-  if (e.DATABASE_URL) return { success: true, data: { kind: "url", url: e.DATABASE_URL } };
+  const timeout = e.DB_CONNECT_TIMEOUT_MS !== undefined ? { connectTimeoutMs: e.DB_CONNECT_TIMEOUT_MS } : {};
+  if (e.DATABASE_URL) return { success: true, data: { kind: "url", url: e.DATABASE_URL, ...timeout } };
   return {
     success: true,
     data: {
@@ -88,6 +104,7 @@ export function parseDatabaseEnv(
       ipType: e.DB_IP_TYPE,
       authType: e.DB_AUTH,
       ...(e.DB_PASSWORD ? { password: e.DB_PASSWORD } : {}),
+      ...timeout,
     },
   };
 }

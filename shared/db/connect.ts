@@ -5,7 +5,7 @@
 import { AuthTypes, Connector, IpAddressTypes } from "@google-cloud/cloud-sql-connector";
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
-import type { DatabaseSettings } from "../config/database.ts";
+import { type DatabaseSettings, DEFAULT_CONNECT_TIMEOUT_MS } from "../config/database.ts";
 import "./pg-types.ts";
 import type { DB } from "./schema.ts";
 
@@ -18,6 +18,8 @@ export interface Database {
 export interface ConnectOptions {
   job: string;
   poolSize?: number;
+  /** Where an error of an idle connection is reported (server restart, network). Default: stderr. */
+  onIdleError?: (error: Error) => void;
 }
 
 /**
@@ -53,10 +55,13 @@ export function sessionOptions(job: string): { application_name: string; options
 export async function connectDatabase(settings: DatabaseSettings, opts: ConnectOptions): Promise<Database> {
   const session = sessionOptions(opts.job);
   const max = opts.poolSize ?? 4;
+  // Opening a connection gives up after this long with "timeout exceeded when trying to connect"
+  // (a black-holed address would otherwise hang until the task's timeout).
+  const connectionTimeoutMillis = settings.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   let connector: Connector | undefined;
   let pool: pg.Pool;
   if (settings.kind === "url") {
-    pool = new pg.Pool({ connectionString: settings.url, max, ...session });
+    pool = new pg.Pool({ connectionString: settings.url, max, connectionTimeoutMillis, ...session });
   } else {
     connector = new Connector();
     const clientOpts = await connector.getOptions({
@@ -70,11 +75,17 @@ export async function connectDatabase(settings: DatabaseSettings, opts: ConnectO
       database: settings.database,
       ...(settings.password ? { password: settings.password } : {}),
       max,
+      connectionTimeoutMillis,
       ...session,
     });
   }
-  // An idle client that errors (server restart, network) must not crash the process.
-  pool.on("error", () => {});
+  // An idle client that errors (server restart, network) must not crash the process, and must not
+  // vanish silently either: the next query opens a new connection, but the operator sees why.
+  pool.on("error", (error) => {
+    if (opts.onIdleError) opts.onIdleError(error);
+    else
+      process.stderr.write(`telemetry-jobs/${opts.job}: idle database connection failed: ${error.message}\n`);
+  });
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
   let closed = false;
   return {
