@@ -223,13 +223,20 @@ describe("IAM", () => {
     }
   });
 
-  it("project-wide grants are only Cloud SQL access (narrowed to the instance) and log writing", () => {
+  it("project-wide grants are only Cloud SQL access (narrowed to the instance), log writing and the operators' log reading", () => {
     const projectGrants = iamGrants(tf).filter((g) => g.type === "google_project_iam_member");
     for (const g of projectGrants) {
       expect(
-        ["roles/cloudsql.client", "roles/cloudsql.instanceUser", "roles/logging.logWriter"],
+        [
+          "roles/cloudsql.client",
+          "roles/cloudsql.instanceUser",
+          "roles/logging.logWriter",
+          "roles/logging.viewer",
+        ],
         g.address,
       ).toContain(g.role);
+      if (g.role === "roles/logging.viewer")
+        expect(g.block.for_each, g.address).toBe("${toset(var.operators)}");
       if (g.role.startsWith("roles/cloudsql.")) {
         expect(nested(g.block, "condition")?.expression, `${g.address} condition`).toBe(
           "${local.sql_instance_condition}",
@@ -493,5 +500,34 @@ describe("dry runs and runs with --now never reach the metrics", () => {
     expect(alertsDoc).toMatch(/`dryRun`/);
     expect(alertsDoc).toMatch(/`clockShifted`/);
     expect(alertsDoc).toMatch(/--now/);
+  });
+});
+
+describe("operators can run the runbooks' own commands", () => {
+  it("on each job: execute with overrides, and read jobs, executions and tasks (--wait, executions list)", () => {
+    const onJobs = iamGrants(tf).filter(
+      (g) => g.type === "google_cloud_run_v2_job_iam_member" && g.block.member === "${each.value.member}",
+    );
+    expect(onJobs.map((g) => g.role).sort()).toEqual([
+      "roles/run.jobsExecutorWithOverrides",
+      "roles/run.viewer",
+    ]);
+    for (const g of onJobs) {
+      expect(String(g.block.for_each), g.address).toContain("setproduct(keys(local.jobs), var.operators)");
+      expect(g.block.name, g.address).toBe("${google_cloud_run_v2_job.job[each.value.job].name}");
+    }
+  });
+
+  it("logs: roles/logging.viewer on the project (log reading cannot be granted on a job), for operators only", () => {
+    const logs = iamGrants(tf).filter((g) => g.role === "roles/logging.viewer");
+    expect(logs.map((g) => g.type)).toEqual(["google_project_iam_member"]);
+    expect(logs[0]!.block.for_each).toBe("${toset(var.operators)}");
+    expect(logs[0]!.block.member).toBe("${each.value}");
+  });
+
+  it("docs/deploy.md lists what operators get", () => {
+    const deployDoc = readFileSync(`${ROOT}docs/deploy.md`, "utf8");
+    for (const role of ["roles/run.jobsExecutorWithOverrides", "roles/run.viewer", "roles/logging.viewer"])
+      expect(deployDoc, role).toContain(role);
   });
 });

@@ -5,6 +5,8 @@
 #             grant per job, nothing else (not migrate, no overrides).
 #   build     is Cloud Build's identity: pushes the image, updates and executes the jobs, deploys them
 #             as the jobs identity.
+# People in var.operators run any job by hand (with overrides), read the jobs and their executions
+# (on each job) and read the project's logs.
 # No project-wide Cloud Run role, nothing like owner, editor or run.admin.
 
 resource "google_service_account" "jobs" {
@@ -88,7 +90,7 @@ resource "google_cloud_run_v2_job_iam_member" "scheduler_runs" {
   member   = "serviceAccount:${google_service_account.scheduler.email}"
 }
 
-# --- operators (manual runs with --args overrides) --------------------------------------------
+# --- operators (manual runs with --args overrides, and the runbooks' read commands) -----------
 
 resource "google_cloud_run_v2_job_iam_member" "operators_run" {
   for_each = {
@@ -102,6 +104,33 @@ resource "google_cloud_run_v2_job_iam_member" "operators_run" {
   name     = google_cloud_run_v2_job.job[each.value.job].name
   role     = "roles/run.jobsExecutorWithOverrides"
   member   = each.value.member
+}
+
+# `gcloud run jobs execute --wait` follows the execution it started, `gcloud run jobs executions
+# list --job=JOB` and `executions describe` read them: run.jobs.get, run.executions.get/list,
+# run.tasks.get/list, on each job only (roles/run.viewer, granted on the job, not the project).
+resource "google_cloud_run_v2_job_iam_member" "operators_view" {
+  for_each = {
+    for pair in setproduct(keys(local.jobs), var.operators) : "${pair[0]} ${pair[1]}" => {
+      job    = pair[0]
+      member = pair[1]
+    }
+  }
+  project  = var.project
+  location = var.region
+  name     = google_cloud_run_v2_job.job[each.value.job].name
+  role     = "roles/run.viewer"
+  member   = each.value.member
+}
+
+# `gcloud logging read`: logs can be granted on a project (or a log view of a bucket), never on a Cloud
+# Run job, so roles/logging.viewer on the project is the usual minimum. It reads every log of the
+# project except Data Access audit logs.
+resource "google_project_iam_member" "operators_read_logs" {
+  for_each = toset(var.operators)
+  project  = var.project
+  role     = "roles/logging.viewer"
+  member   = each.value
 }
 
 # --- build ------------------------------------------------------------------------------------

@@ -177,7 +177,7 @@ variable "log_metric_propagation_wait" {
 }
 
 variable "operators" {
-  description = "Members (user:..., group:...) allowed to execute any job by hand, with --args overrides (roles/run.jobsExecutorWithOverrides on each job)."
+  description = "Members (user:..., group:...) allowed to execute any job by hand, with --args overrides, and to follow it: roles/run.jobsExecutorWithOverrides and roles/run.viewer on each job, roles/logging.viewer on the project."
   type        = list(string)
   default     = []
 }
