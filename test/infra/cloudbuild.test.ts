@@ -59,9 +59,8 @@ function upstreamOf(id: string): Set<string> {
 }
 
 describe("cloudbuild.yaml", () => {
-  it("has substitutions for region, repository and environment, and the image path built from them", () => {
-    for (const key of ["_REGION", "_REPOSITORY", "_ENVIRONMENT"])
-      expect(build.substitutions).toHaveProperty(key);
+  it("has substitutions for region and repository, and the image path built from them", () => {
+    for (const key of ["_REGION", "_REPOSITORY"]) expect(build.substitutions).toHaveProperty(key);
     expect(build.substitutions._IMAGE).toBe(
       "${_REGION}-docker.pkg.dev/${PROJECT_ID}/${_REPOSITORY}/telemetry-jobs",
     );
@@ -145,5 +144,40 @@ describe("job names agree across Terraform, cloudbuild.yaml and the docs", () =>
     expect(executed.length).toBeGreaterThan(0);
     for (const job of executed)
       expect(terraformJobs, `a doc runs "gcloud run jobs ... ${job}"`).toContain(job);
+  });
+});
+
+describe("a deploy leaves nothing for the next terraform plan to undo", () => {
+  let tf: Awaited<ReturnType<typeof readTerraform>>;
+  beforeAll(async () => {
+    tf = await readTerraform(`${ROOT}infra/modules/telemetry-jobs`);
+  });
+
+  /** Label keys that the build's gcloud commands set on the jobs. */
+  function buildLabelKeys(): string[] {
+    const all = build.steps.map((s) => (s.args ?? []).join(" ")).join("\n");
+    return [...all.matchAll(/--update-labels=(\S+)/g)].flatMap((m) =>
+      m[1]!.split(",").map((pair) => pair.split("=")[0]!),
+    );
+  }
+
+  it("the build never sets, replaces or removes a label that Terraform manages", () => {
+    const all = build.steps.map((s) => (s.args ?? []).join(" ")).join("\n");
+    expect(all).not.toMatch(/--labels=|--clear-labels|--remove-labels/);
+    const managed = Object.keys(tf.locals.labels as Record<string, string>);
+    expect(managed.length).toBeGreaterThan(0);
+    for (const key of buildLabelKeys())
+      expect(managed, `label ${key} set by cloudbuild.yaml`).not.toContain(key);
+  });
+
+  it("Terraform ignores each label the build stamps, on the job and on its execution template", () => {
+    const keys = buildLabelKeys();
+    expect(keys).toContain("commit-sha");
+    const job = tf.resources.google_cloud_run_v2_job?.job as Record<string, any>;
+    const ignored = (job.lifecycle?.[0]?.ignore_changes ?? []) as string[];
+    for (const key of keys) {
+      expect(ignored, `labels["${key}"]`).toContain(`\${labels["${key}"]}`);
+      expect(ignored, `template[0].labels["${key}"]`).toContain(`\${template[0].labels["${key}"]}`);
+    }
   });
 });

@@ -174,11 +174,15 @@ resource "google_cloud_run_v2_job" "job" {
 
   lifecycle {
     # Cloud Build owns the image after creation (it points every job at each new digest, after
-    # migrate); gcloud also stamps client and client_version.
+    # migrate) and stamps the label commit-sha (gcloud --update-labels, on the job and its
+    # execution template); gcloud also stamps client and client_version. Ignored, so an apply
+    # after a deploy plans no change; Terraform keeps its own labels (app, environment).
     ignore_changes = [
       template[0].template[0].containers[0].image,
       client,
       client_version,
+      labels["commit-sha"],
+      template[0].labels["commit-sha"],
     ]
     precondition {
       condition     = !local.password_auth || (var.db_password_user != null && var.db_password_secret != null)
