@@ -181,3 +181,23 @@ describe("a deploy leaves nothing for the next terraform plan to undo", () => {
     }
   });
 });
+
+describe("the build outlives the migrate it waits for", () => {
+  const seconds = (d: unknown) => {
+    const m = /^(\d+)s$/.exec(String(d));
+    if (!m) throw new Error(`not a duration in seconds: ${String(d)}`);
+    return Number(m[1]);
+  };
+
+  it("the migrate step's timeout covers the migrate task's timeout, and the build's covers every step around it", async () => {
+    const tf = await readTerraform(`${ROOT}infra/modules/telemetry-jobs`);
+    const migrateTask = seconds(tf.variables.task_timeouts?.default?.migrate);
+    const migrateStep = seconds((step("migrate") as Step & { timeout?: string }).timeout);
+    const whole = seconds((build as unknown as { timeout: string }).timeout);
+    // gcloud run jobs update + execute: a few minutes on top of the task itself.
+    expect(migrateStep, "migrate step timeout").toBeGreaterThanOrEqual(migrateTask + 300);
+    // Install, lint, typecheck, test, image, digest and deploy had 3600 s for everything before.
+    expect(whole, "build timeout").toBeGreaterThanOrEqual(migrateStep + 3600);
+    expect(whole, "Cloud Build's maximum is 24 h").toBeLessThanOrEqual(86400);
+  });
+});
