@@ -531,3 +531,15 @@ describe("operators can run the runbooks' own commands", () => {
       expect(deployDoc, role).toContain(role);
   });
 });
+
+describe("db_ip_type needs the network it implies", () => {
+  it("PRIVATE and PSC both refuse a plan without vpc_network (Direct VPC egress reaches the private IP or the PSC endpoint)", () => {
+    const preconditions = (nested(jobResource, "lifecycle")?.precondition ?? []) as Block[];
+    const network = preconditions.filter((p) => String(p.condition).includes("var.vpc_network"));
+    expect(network.map((p) => p.condition)).toEqual([
+      '${!contains(["PRIVATE", "PSC"], var.db_ip_type) || var.vpc_network != null}',
+    ]);
+    expect(String(network[0]!.error_message)).toMatch(/PSC/);
+    expect(String(tf.variables.db_ip_type?.description)).toMatch(/PSC \(needs vpc_network/);
+  });
+});

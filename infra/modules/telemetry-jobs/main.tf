@@ -192,9 +192,11 @@ resource "google_cloud_run_v2_job" "job" {
       condition     = alltrue([for table in keys(var.retention_keep) : contains([for t in var.policy.tables : t.table], table)])
       error_message = "Every key of retention_keep must be the \"table\" of an entry in policy.tables, written the same way."
     }
+    # A private IP and a Private Service Connect endpoint are both addresses in a VPC: the jobs
+    # reach them only through Direct VPC egress.
     precondition {
-      condition     = var.db_ip_type != "PRIVATE" || var.vpc_network != null
-      error_message = "db_ip_type = PRIVATE needs vpc_network (and vpc_subnetwork) for Direct VPC egress."
+      condition     = !contains(["PRIVATE", "PSC"], var.db_ip_type) || var.vpc_network != null
+      error_message = "db_ip_type = PRIVATE or PSC needs vpc_network (and vpc_subnetwork) for Direct VPC egress: the private IP or the PSC endpoint is only reachable from the VPC."
     }
   }
 

@@ -43,7 +43,7 @@ variable "database" {
 }
 
 variable "db_ip_type" {
-  description = "How the Cloud SQL connector reaches the instance: PRIVATE (needs vpc_network), PUBLIC or PSC."
+  description = "How the Cloud SQL connector reaches the instance: PRIVATE (needs vpc_network), PUBLIC or PSC (needs vpc_network, with the PSC endpoint and its DNS name in that network)."
   type        = string
   default     = "PRIVATE"
   validation {
