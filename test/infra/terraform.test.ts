@@ -356,9 +356,12 @@ describe("alerts and dashboard (monitoring.tf)", () => {
     expect(Object.keys(windows).sort()).toEqual(scheduledJobNames());
   });
 
-  it("table health alerts: buffer below 2 intervals, DEFAULT rows, rollup lag, from table_health fields the code writes", () => {
+  it("table health alerts: buffer short of the table's premake, DEFAULT rows, rollup lag, from table_health fields", () => {
     const thresholds = tf.locals.health_thresholds as Record<string, { condition: string }>;
-    expect(thresholds.buffer_below_two_intervals?.condition).toBe("jsonPayload.futureBufferIntervals < 2");
+    // Against each table's own premake (futureBufferShortfall = premake - futureBufferIntervals), not
+    // a fixed count: a fixed 2 fires forever for a table with premake 1.
+    expect(thresholds.buffer_short_of_premake?.condition).toBe("jsonPayload.futureBufferShortfall > 0");
+    for (const t of Object.values(thresholds)) expect(t.condition).not.toMatch(/futureBufferIntervals/);
     expect(thresholds.default_partition_has_rows?.condition).toBe("jsonPayload.defaultRows > 0");
     expect(thresholds.rollup_lag_exceeded?.condition).toMatch(/^jsonPayload\.rollupLagSeconds > \$\{var\./);
     const alerts = tf.resources.google_monitoring_alert_policy?.table_health as Block;

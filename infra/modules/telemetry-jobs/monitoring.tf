@@ -3,7 +3,8 @@
 # Every run ends with one record {event: "run_summary", job, status, dryRun, clockShifted, durationMs,
 # ...} and writes one flat {event: "table_health", job, table, dryRun, clockShifted, ...} record per
 # table (shared/run/runner.ts):
-# partition-manager reports futureBufferIntervals and defaultRows, rollup-hourly rollupLagSeconds.
+# partition-manager reports futureBufferIntervals, futureBufferShortfall and defaultRows,
+# rollup-hourly rollupLagSeconds.
 # The Cloud Run job name is the resource label job_name; metrics carry the table as a label.
 
 locals {
@@ -18,9 +19,11 @@ locals {
 
   # Threshold counters: one point per table_health record that crosses the line.
   health_thresholds = {
-    buffer_below_two_intervals = {
-      description = "table_health records of partition-manager with fewer than 2 future partitions ready."
-      condition   = "jsonPayload.futureBufferIntervals < 2"
+    # Against the table's own premake: futureBufferShortfall = premake - futureBufferIntervals
+    # (0 when the buffer is full). A fixed count would fire forever for a table with premake 1.
+    buffer_short_of_premake = {
+      description = "table_health records of partition-manager with fewer future partitions ready than the table's premake."
+      condition   = "jsonPayload.futureBufferShortfall > 0"
     }
     default_partition_has_rows = {
       description = "table_health records with rows in the DEFAULT partition."
@@ -268,9 +271,9 @@ resource "google_monitoring_alert_policy" "no_successful_run" {
 
 resource "google_monitoring_alert_policy" "table_health" {
   for_each = {
-    buffer_below_two_intervals = {
-      title = "future-partition buffer below 2 intervals"
-      doc   = "Future-partition buffer below 2 intervals"
+    buffer_short_of_premake = {
+      title = "future-partition buffer short of premake"
+      doc   = "Future-partition buffer short of premake"
     }
     default_partition_has_rows = {
       title = "rows in a DEFAULT partition"
