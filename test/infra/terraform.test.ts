@@ -546,3 +546,41 @@ describe("db_ip_type needs the network it implies", () => {
     expect(String(tf.variables.db_ip_type?.description)).toMatch(/PSC \(needs vpc_network/);
   });
 });
+
+describe("the image repository cleans up after itself", () => {
+  const seconds = (d: unknown) => Number(/^(\d+)s$/.exec(String(d))?.[1] ?? Number.NaN);
+
+  it("keeps the N most recent versions, deletes untagged versions after a while, from variables with defaults", () => {
+    const repo = tf.resources.google_artifact_registry_repository?.images as Block;
+    const policies = (repo.cleanup_policies ?? []) as Block[];
+    const keep = policies.find((p) => p.action === "KEEP" && p.most_recent_versions);
+    expect(keep, "a KEEP most_recent_versions policy").toBeDefined();
+    expect(nested(keep, "most_recent_versions")?.keep_count).toBe("${var.image_keep_count}");
+    const untagged = policies.find(
+      (p) => p.action === "DELETE" && nested(p, "condition")?.tag_state === "UNTAGGED",
+    );
+    expect(untagged, "a DELETE policy for untagged versions").toBeDefined();
+    expect(nested(untagged, "condition")?.older_than).toBe("${var.untagged_image_max_age}");
+    expect(repo.cleanup_policy_dry_run).toBe("${var.image_cleanup_dry_run}");
+
+    expect(
+      tf.variables.image_keep_count?.default,
+      "room for rollbacks and the build cache",
+    ).toBeGreaterThanOrEqual(10);
+    expect(
+      seconds(tf.variables.untagged_image_max_age?.default),
+      "untagged_image_max_age, as Ns",
+    ).toBeGreaterThanOrEqual(86400);
+    expect(tf.variables.image_cleanup_dry_run?.default).toBe(false);
+  });
+
+  it("tagged images go only after tagged_image_max_age (null keeps them), and never the N most recent", () => {
+    const repo = tf.resources.google_artifact_registry_repository?.images as Block;
+    const dynamic = ((repo.dynamic?.cleanup_policies ?? []) as Block[])[0];
+    expect(dynamic?.for_each).toBe("${var.tagged_image_max_age == null ? [] : [var.tagged_image_max_age]}");
+    const content = nested(dynamic, "content")!;
+    expect(content.action).toBe("DELETE");
+    expect(nested(content, "condition")?.tag_state).toBe("TAGGED");
+    expect(seconds(tf.variables.tagged_image_max_age?.default)).toBeGreaterThanOrEqual(30 * 86400);
+  });
+});

@@ -103,6 +103,40 @@ resource "google_artifact_registry_repository" "images" {
   description   = "telemetry-jobs images, tagged with the commit; Cloud Build also keeps its layer cache here (tag buildcache)."
   labels        = local.labels
 
+  # Every build pushes an image (tagged with its commit) and a new build cache (the old one loses
+  # its tag). A KEEP policy wins over every DELETE policy: the most recent versions stay, whatever
+  # their age, so the deployed image and the recent rollback targets are never deleted.
+  cleanup_policy_dry_run = var.image_cleanup_dry_run
+
+  cleanup_policies {
+    id     = "keep-most-recent"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = var.image_keep_count
+    }
+  }
+
+  cleanup_policies {
+    id     = "delete-old-untagged"
+    action = "DELETE"
+    condition {
+      tag_state  = "UNTAGGED"
+      older_than = var.untagged_image_max_age
+    }
+  }
+
+  dynamic "cleanup_policies" {
+    for_each = var.tagged_image_max_age == null ? [] : [var.tagged_image_max_age]
+    content {
+      id     = "delete-old-tagged"
+      action = "DELETE"
+      condition {
+        tag_state  = "TAGGED"
+        older_than = cleanup_policies.value
+      }
+    }
+  }
+
   depends_on = [google_project_service.enabled]
 }
 

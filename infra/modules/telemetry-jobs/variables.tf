@@ -28,6 +28,42 @@ variable "repository_id" {
   default     = "telemetry-jobs"
 }
 
+variable "image_keep_count" {
+  description = "Artifact Registry cleanup: the most recent versions of the image kept whatever their age (the deployed image, rollback targets; each build adds an image and a build-cache version)."
+  type        = number
+  default     = 20
+  validation {
+    condition     = var.image_keep_count >= 2
+    error_message = "image_keep_count must be at least 2: the deployed image and the build cache."
+  }
+}
+
+variable "untagged_image_max_age" {
+  description = "Artifact Registry cleanup: untagged versions (earlier build caches, re-pushed tags) older than this are deleted, unless among the image_keep_count most recent. Seconds, e.g. \"1209600s\" (14 days)."
+  type        = string
+  default     = "1209600s"
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.untagged_image_max_age))
+    error_message = "untagged_image_max_age must be a number of seconds, e.g. \"1209600s\"."
+  }
+}
+
+variable "tagged_image_max_age" {
+  description = "Artifact Registry cleanup: tagged images older than this are deleted, unless among the image_keep_count most recent. Seconds, e.g. \"7776000s\" (90 days); null keeps every tagged image."
+  type        = string
+  default     = "7776000s"
+  validation {
+    condition     = var.tagged_image_max_age == null || can(regex("^[0-9]+s$", var.tagged_image_max_age))
+    error_message = "tagged_image_max_age must be a number of seconds, e.g. \"7776000s\", or null."
+  }
+}
+
+variable "image_cleanup_dry_run" {
+  description = "true: Artifact Registry only reports what the cleanup policies would delete."
+  type        = bool
+  default     = false
+}
+
 variable "cloud_sql_instance" {
   description = "Cloud SQL instance connection name, \"project:region:instance\" (INSTANCE_CONNECTION_NAME)."
   type        = string
