@@ -6,13 +6,13 @@ import {
   parseNow,
   selectTables,
 } from "../../shared/config/load.ts";
+import { boundaryProblem } from "../../shared/convert/boundary.ts";
 import { CONVERT_PHASES, type ConvertPhase, runConvert } from "../../shared/convert/job.ts";
-import { boundaryProblem } from "../../shared/convert/plan.ts";
-import type { MainContext } from "../process.ts";
+import { EXIT_OK, type MainContext } from "../process.ts";
 import { parseCommandArgs } from "./args.ts";
 import { openDatabase } from "./environment.ts";
 
-export const CONVERT_HELP = `Usage: telemetry-jobs migrate convert [PHASE] --table NAME [options]
+const CONVERT_HELP = `Usage: telemetry-jobs migrate convert [PHASE] --table NAME [options]
 
 Turns a live, unpartitioned table into a RANGE-partitioned one without stopping ingestion: the old
 table becomes one historical partition FROM (MINVALUE) TO (boundary), new rows go to new partitions.
@@ -79,7 +79,7 @@ export async function convert(argv: readonly string[], { log, signal }: MainCont
   const { values, positionals } = parseCommandArgs("migrate convert", argv, FLAGS, true);
   if (values.help) {
     process.stdout.write(`${CONVERT_HELP}\n`);
-    return 0;
+    return EXIT_OK;
   }
   if (positionals.length > 1)
     throw new ConfigError(`migrate convert: one phase at most, got "${positionals.join(" ")}"`);

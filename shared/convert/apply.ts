@@ -1,13 +1,14 @@
-// The executor of `migrate convert`: runs the steps plan.ts produced. A "transaction" step runs in
-// one transaction under lock_timeout, retried with backoff (lock-retry.ts), so a step either
-// happened or did not; a "concurrently" step runs outside any transaction (CREATE/DROP INDEX
-// CONCURRENTLY cannot run inside one) and, if killed, leaves an INVALID index that the next run's
-// plan drops and rebuilds. Long steps log progress while they run.
+// The executor of `migrate convert`: runs the steps the step builders (step-*.ts) produce. A
+// "transaction" step runs in one transaction under lock_timeout, retried with backoff
+// (shared/db/lock-retry.ts), so a step either happened or did not; a "concurrently" step runs
+// outside any transaction (CREATE/DROP INDEX CONCURRENTLY cannot run inside one) and, if killed,
+// leaves an INVALID index that the next run's plan drops and rebuilds. Long steps log progress
+// while they run.
 import { type Kysely, sql } from "kysely";
 import { withLockRetry } from "../db/lock-retry.ts";
 import { type Relation, relationOidSql } from "../db/relation.ts";
 import type { Logger } from "../log/logger.ts";
-import type { Step } from "./plan.ts";
+import type { Step } from "./step.ts";
 
 export interface ExecContext {
   db: Kysely<any>;

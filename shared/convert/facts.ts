@@ -5,6 +5,7 @@
 import { type Kysely, sql } from "kysely";
 import type { QualifiedName } from "../config/identifiers.ts";
 import "../db/pg-types.ts";
+import { quoteRelation } from "../db/quote.ts";
 import { type Relation, relationOidSql } from "../db/relation.ts";
 import { CHANGE_FUNCTION, CHANGE_TRIGGERS } from "../rollups/changes.ts";
 import { CONVERT_BOUND_CONSTRAINT, type ConvertNames } from "./names.ts";
@@ -138,7 +139,7 @@ export async function readTableFacts(
   timeColumn: string,
   boundary: Date | null,
 ): Promise<TableFacts> {
-  const rel = `${quoteIdent(table.schema)}.${quoteIdent(table.name)}`;
+  const rel = quoteRelation(table);
   const base = await sql<{
     oid: number;
     relkind: string;
@@ -449,13 +450,4 @@ export async function existingRelations(
     SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = ${schema} AND c.relname = ANY(${[...candidates]}) ORDER BY 1`.execute(db);
   return r.rows.map((x) => x.relname);
-}
-
-/** Always quoted: catalog names can be keywords or mixed case. */
-export function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
-export function quoteLiteral(value: string): string {
-  return `'${value.replace(/'/g, "''")}'`;
 }

@@ -12,6 +12,9 @@ import type { Logger } from "../log/logger.ts";
 import { withAdvisoryLocks } from "../run/advisory-lock.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import { type ExecContext, runStep } from "./apply.ts";
+import { type Assessment, assess } from "./assess.ts";
+import { boundaryProblem, defaultBoundary } from "./boundary.ts";
+import { type ConversionDesign, type ConvertInput, design, INGEST_COLUMN, namesToCreate } from "./design.ts";
 import {
   type ConversionState,
   existingRelations,
@@ -21,25 +24,13 @@ import {
   type TableFacts,
 } from "./facts.ts";
 import { convertNames } from "./names.ts";
-import {
-  type Assessment,
-  abandonSteps,
-  assess,
-  boundaryProblem,
-  type ConversionDesign,
-  type ConvertInput,
-  defaultBoundary,
-  design,
-  finalizeSteps,
-  INGEST_COLUMN,
-  namesToCreate,
-  type PrepareState,
-  prepareSteps,
-  recordStep,
-  revertStep,
-  type Step,
-  swapStep,
-} from "./plan.ts";
+import type { Step } from "./step.ts";
+import { abandonSteps } from "./step-abandon.ts";
+import { finalizeSteps } from "./step-finalize.ts";
+import { type PrepareState, prepareSteps } from "./step-prepare.ts";
+import { recordStep } from "./step-record.ts";
+import { revertStep } from "./step-revert.ts";
+import { swapStep } from "./step-swap.ts";
 import { verifyConversion } from "./verify.ts";
 
 export const CONVERT_PHASES = [

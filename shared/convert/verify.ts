@@ -5,11 +5,11 @@
 // valid (attached on every partition), the identity continues past the largest id, and EXPLAIN of a
 // one-interval query scans one partition.
 import { type Kysely, sql } from "kysely";
+import { quoteIdentifier as qi, quoteLiteral as ql } from "../db/quote.ts";
 import { boundLiteral, parsePartitionBound } from "../partitions/bounds.ts";
 import type { PartitionInterval } from "../partitions/time.ts";
 import { addIntervals } from "../partitions/time.ts";
-import { quoteIdent as qi, quoteLiteral as ql } from "./facts.ts";
-import type { ConversionDesign } from "./plan.ts";
+import type { ConversionDesign } from "./design.ts";
 
 export interface VerifyCheck {
   check: string;

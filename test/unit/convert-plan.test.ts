@@ -4,17 +4,14 @@
 // would lose them).
 import { describe, expect, it } from "vitest";
 import { TablePolicySchema } from "../../shared/config/policy.ts";
+import { assess } from "../../shared/convert/assess.ts";
+import { boundaryProblem, defaultBoundary } from "../../shared/convert/boundary.ts";
+import { design } from "../../shared/convert/design.ts";
 import type { ConversionState, TableFacts } from "../../shared/convert/facts.ts";
 import { derivedName } from "../../shared/convert/names.ts";
-import {
-  assess,
-  boundaryProblem,
-  defaultBoundary,
-  design,
-  prepareSteps,
-  revertStep,
-  swapStep,
-} from "../../shared/convert/plan.ts";
+import { prepareSteps } from "../../shared/convert/step-prepare.ts";
+import { revertStep } from "../../shared/convert/step-revert.ts";
+import { swapStep } from "../../shared/convert/step-swap.ts";
 import { CHANGE_TRIGGERS, changeTriggerStatement } from "../../shared/rollups/changes.ts";
 
 const utc = (s: string) => new Date(s);
