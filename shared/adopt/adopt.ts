@@ -3,7 +3,7 @@
 //   1. the rollup target, when missing (target.ts): a new table, nothing the application uses;
 //   2. insert tracking on the source (ingest.ts): the ingest_xid column (catalog only) and its
 //      (ingest_xid, time) index, built CONCURRENTLY (per partition on a partitioned table);
-//   3. UPDATE/DELETE tracking on the source (the two statement triggers, rollups/changes.ts);
+//   3. UPDATE/DELETE tracking on the source (the two statement triggers, rollups/change-tracking.ts);
 //   4. the source's entry for the real-time read (rollups/registry.ts).
 // Each step reads the catalog first and does only what is missing, so a run killed anywhere is
 // completed by the next one, and a run over an adopted table changes nothing. Every DDL that can
@@ -15,10 +15,11 @@
 import type { Kysely } from "kysely";
 import { policyTable, rollupTarget, type TablePolicy } from "../config/policy.ts";
 import { displayRelation } from "../db/relation.ts";
+import type { DB } from "../db/schema.ts";
 import { SQLSTATE, sqlState } from "../db/sqlstate.ts";
-import { ensureChangeTracking } from "../rollups/changes.ts";
+import { ensureChangeTracking } from "../rollups/change-tracking.ts";
 import { registerRollupRead } from "../rollups/registry.ts";
-import type { TableContext } from "../run/runner.ts";
+import type { RollupContext, RollupSource } from "../rollups/source.ts";
 import { AdoptionRefusedError, adoptIngestTracking, ingestTrackingReady } from "./ingest.ts";
 import {
   createTarget,
@@ -38,8 +39,8 @@ export interface AdoptionOutcome {
 }
 
 export async function adoptRollupSource(
-  db: Kysely<any>,
-  ctx: TableContext,
+  db: Kysely<DB>,
+  ctx: RollupContext,
   options: { dryRun: boolean; policies: readonly TablePolicy[] },
 ): Promise<AdoptionOutcome> {
   const { policy, log, signal } = ctx;
@@ -130,9 +131,9 @@ export async function adoptRollupSource(
 }
 
 /** What the rollups cannot run without is in place: the target, and ingest_xid with its index. */
-export async function adoptionReady(db: Kysely<any>, policy: TablePolicy): Promise<boolean> {
+export async function adoptionReady(db: Kysely<DB>, policy: RollupSource): Promise<boolean> {
   return (
-    (await readTargetState(db, rollupTarget(policy.rollup!))) === "present" &&
+    (await readTargetState(db, rollupTarget(policy.rollup))) === "present" &&
     (await ingestTrackingReady(db, policyTable(policy), policy.timeColumn))
   );
 }

@@ -5,7 +5,8 @@ import type { Kysely } from "kysely";
 import type { Config } from "../config/load.ts";
 import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
-import { inspectRollupSource } from "../rollups/job.ts";
+import { inspectRollupSource } from "../rollups/inspect.ts";
+import { isRollupSource, rollupContext } from "../rollups/source.ts";
 import { withAdvisoryLocks } from "../run/advisory-lock.ts";
 import { type RunResult, runJob } from "../run/runner.ts";
 import { adoptionLockKeys, adoptionReady, adoptRollupSource } from "./adopt.ts";
@@ -23,9 +24,10 @@ export async function runAdoptJob(
     db,
     log,
     signal,
-    appliesTo: (policy) => policy.rollup !== undefined,
+    appliesTo: isRollupSource,
     inspect: inspectRollupSource,
-    processTable: async (ctx) => {
+    processTable: async (tableCtx) => {
+      const ctx = rollupContext(tableCtx);
       // The job's own key (adopt:<table>) is held by the runner; the others only while there is
       // work that must keep partition-manager and retention away (adoptionLockKeys).
       const ready = await adoptionReady(db, ctx.policy);

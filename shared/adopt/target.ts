@@ -18,8 +18,10 @@ import { type Kysely, type RawBuilder, sql } from "kysely";
 import { policyTable, rollupTarget, type TablePolicy } from "../config/policy.ts";
 import { withLockRetry } from "../db/lock-retry.ts";
 import { columnSql, displayRelation, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
+import type { DB } from "../db/schema.ts";
 import { DEFAULT_PARTITION_MARKER } from "../partitions/naming.ts";
 import { defaultPartitionName } from "../partitions/plan.ts";
+import { rollupSourceOf } from "../rollups/source.ts";
 
 /** The comment on a target the product made: operators (and the runbook's way back) can tell. */
 export const TARGET_COMMENT_PREFIX = "telemetry-jobs: hourly rollups of";
@@ -36,7 +38,7 @@ export interface TargetShape {
 
 /** What the target will look like, from the source's rollup block and the target's own entry. */
 export function targetShape(policy: TablePolicy, policies: readonly TablePolicy[]): TargetShape {
-  const rollup = policy.rollup!;
+  const { rollup } = rollupSourceOf(policy);
   const target = rollupTarget(rollup);
   const own = policies.find((p) => p.table === rollup.target);
   const partitioned = own?.partitioned === true;
@@ -85,7 +87,7 @@ export function schemaMissingMessage(target: Relation): string {
   return `${displayRelation(target)}: schema "${target.schema}" does not exist, and the product creates no schema but its own. Create it (CREATE SCHEMA ...) or name a target in an existing schema`;
 }
 
-export async function readTargetState(db: Kysely<any>, target: Relation): Promise<TargetState> {
+export async function readTargetState(db: Kysely<DB>, target: Relation): Promise<TargetState> {
   const r = await sql<{ schema: boolean; table: boolean }>`
     SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = ${target.schema}) AS schema,
            ${relationOidSql(target)} IS NOT NULL AS table`.execute(db);
@@ -95,7 +97,7 @@ export async function readTargetState(db: Kysely<any>, target: Relation): Promis
 
 /** Makes the target in one transaction under lock_timeout, retried within the policy's budget. */
 export async function createTarget(
-  db: Kysely<any>,
+  db: Kysely<DB>,
   shape: TargetShape,
   options: { lockTimeoutMs: number; retryBudgetMs: number; signal: AbortSignal },
 ): Promise<void> {

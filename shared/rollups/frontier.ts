@@ -17,6 +17,7 @@
 // its cutoff, now - keep, which are before that horizon already. So late rows do not move the
 // frontier.)
 import { type Kysely, sql } from "kysely";
+import type { DB } from "../db/schema.ts";
 
 /** One row of telemetry_jobs.rollup_watermarks: one task of one layout of one target. */
 export interface WatermarkRow {
@@ -59,7 +60,7 @@ export function rollupFrontier(target: string, rows: readonly WatermarkRow[]): R
 }
 
 /** Reads the target's watermark rows and returns its frontier. */
-export async function readRollupFrontier(db: Kysely<any>, target: string): Promise<RollupFrontier> {
+export async function readRollupFrontier(db: Kysely<DB>, target: string): Promise<RollupFrontier> {
   const r = await sql<{
     shard_count: number;
     final_before: Date;

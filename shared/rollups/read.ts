@@ -8,6 +8,7 @@
 //   schema's migrations).
 import { type Kysely, sql } from "kysely";
 import type { Relation } from "../db/relation.ts";
+import type { DB } from "../db/schema.ts";
 
 export interface HourlyPoint {
   bucketTs: Date;
@@ -27,7 +28,7 @@ export interface HourlyPoint {
  * is served from the rollups or from raw rows.
  */
 export async function readHourlySeries(
-  db: Kysely<any>,
+  db: Kysely<DB>,
   query: { deviceId: string; metricKey: string; from: Date; to: Date },
 ): Promise<HourlyPoint[]> {
   const r =
@@ -47,7 +48,7 @@ export async function readHourlySeries(
  * registered for the target.
  */
 export async function readRollupSeries(
-  db: Kysely<any>,
+  db: Kysely<DB>,
   query: { target: Relation; group: string; metricKey: string; from: Date; to: Date },
 ): Promise<HourlyPoint[]> {
   const r = await sql<SeriesRow>`

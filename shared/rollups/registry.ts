@@ -4,6 +4,7 @@
 import { type Kysely, sql } from "kysely";
 import { policyTable, rollupTarget, type TablePolicy } from "../config/policy.ts";
 import { displayRelation } from "../db/relation.ts";
+import type { DB } from "../db/schema.ts";
 
 /**
  * Upserts the registry row of the policy's rollup target: its watermark key (the policy's
@@ -13,7 +14,7 @@ import { displayRelation } from "../db/relation.ts";
  * not rewrite it (updated_at moves only on a real change). Throws when the policy has no rollup,
  * or when the source or its time column is missing or the column is not a timestamp.
  */
-export async function registerRollupRead(db: Kysely<any>, policy: TablePolicy): Promise<void> {
+export async function registerRollupRead(db: Kysely<DB>, policy: TablePolicy): Promise<void> {
   const rollup = policy.rollup;
   if (!rollup) throw new Error(`${policy.table} has no rollup in its policy: nothing to register`);
   const source = policyTable(policy);

@@ -1,8 +1,9 @@
 // SQL fragments for one rollup policy. Identifiers come from the validated policy (lower-case
 // identifiers only) and are still quoted, each part on its own (relation.ts).
 import { type RawBuilder, sql } from "kysely";
-import { policyTable, rollupTarget, type TablePolicy } from "../config/policy.ts";
+import { policyTable, rollupTarget } from "../config/policy.ts";
 import { columnSql, relationSql } from "../db/relation.ts";
+import type { RollupSource } from "./source.ts";
 
 export interface RollupSql {
   source: RawBuilder<unknown>;
@@ -17,8 +18,8 @@ export interface RollupSql {
   metricPairs: RawBuilder<unknown>;
 }
 
-export function rollupSql(policy: TablePolicy): RollupSql {
-  const rollup = policy.rollup!;
+export function rollupSql(policy: RollupSource): RollupSql {
+  const { rollup } = policy;
   const metrics = rollup.metrics;
   let metricPairs: RawBuilder<unknown>;
   if ("jsonb" in metrics) {

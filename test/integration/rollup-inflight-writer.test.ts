@@ -13,7 +13,7 @@
 // server other test files would take xids in between.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseSnapshot } from "../../shared/rollups/apply.ts";
+import { parseSnapshot } from "../../shared/rollups/watermark.ts";
 import { makeConfig, runPartitionManager, runRollup } from "../support/jobs.ts";
 import { type PrivateDatabase, startPrivateDatabase } from "../support/private-server.ts";
 import {

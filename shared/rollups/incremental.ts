@@ -1,0 +1,134 @@
+// The incremental step of a rollup run, in one REPEATABLE READ transaction: recompute the hours that
+// became final and the final buckets touched by newly visible rows or by committed updates and
+// deletes, and save the snapshot the transaction saw with the new finalBefore. What it covers is
+// decided by incrementalScope (decide.ts); this file runs it, logs it and records it.
+import { type Kysely, sql } from "kysely";
+import type { DB } from "../db/schema.ts";
+import { collectTouchedBuckets, type RecomputeResult, recomputeBuckets } from "./apply.ts";
+import { type ChangeConsumption, consumeChanges } from "./change-records.ts";
+import { hoursIn, incrementalScope } from "./decide.ts";
+import type { RollupPlan } from "./plan.ts";
+import type { RollupContext, RollupTask } from "./source.ts";
+import { parseSnapshot, type SavedWatermark, saveWatermark } from "./watermark.ts";
+
+export interface IncrementalStep {
+  /** The snapshot saved (pg_snapshot text). */
+  seen: string;
+  touched: Awaited<ReturnType<typeof collectTouchedBuckets>>;
+  changes: ChangeConsumption;
+  fromTouched: RecomputeResult;
+  fromHours: RecomputeResult;
+  /** Rows skipped because their group is NULL, over the whole step. */
+  nullGroupRows: number;
+}
+
+const iso = (d: Date) => d.toISOString();
+const NOTHING: RecomputeResult = { buckets: 0, samples: 0, upserted: 0, deleted: 0, nullGroupRows: 0 };
+
+export async function runIncremental(
+  db: Kysely<DB>,
+  ctx: RollupContext,
+  task: RollupTask,
+  start: { saved: SavedWatermark; plan: RollupPlan; inherited: boolean },
+): Promise<IncrementalStep> {
+  const started = Date.now();
+  const step = await incrementalTransaction(db, task, start);
+  await reportIncremental(ctx, task, start.plan, step, started);
+  return step;
+}
+
+async function incrementalTransaction(
+  db: Kysely<DB>,
+  task: RollupTask,
+  { saved, plan, inherited }: { saved: SavedWatermark; plan: RollupPlan; inherited: boolean },
+): Promise<IncrementalStep> {
+  const target = task.source.rollup.target;
+  return await db
+    .transaction()
+    .setIsolationLevel("repeatable read")
+    .execute(async (trx) => {
+      // First statement: fixes the transaction's snapshot, which is the one we save.
+      const snap = await sql<{ seen: string }>`SELECT pg_current_snapshot()::text AS seen`.execute(trx);
+      const seen = snap.rows[0]!.seen;
+      const scope = incrementalScope(saved, plan);
+      const touched = await collectTouchedBuckets(trx, task, saved.seen, scope.ranges, plan.horizon);
+      // Updated and deleted rows: their buckets join the ones recomputed one by one.
+      const changes = await consumeChanges(trx, task.source, task.shard, {
+        ranges: scope.ranges,
+        finalBefore: plan.finalBefore,
+        horizon: plan.horizon,
+        pending: scope.pending,
+      });
+      const fromTouched = await recomputeBuckets(trx, task, { kind: "touched" });
+      const fromHours = scope.newlyFinal
+        ? await recomputeBuckets(trx, task, {
+            kind: "hours",
+            range: scope.newlyFinal,
+            keepExisting: !inherited,
+          })
+        : NOTHING;
+      await saveWatermark(trx, target, task.shard, {
+        seen,
+        finalBefore: plan.finalBefore,
+        backfillNext: saved.backfillNext,
+        backfillTo: saved.backfillTo,
+      });
+      const nullGroupRows = touched.nullGroupRows + fromTouched.nullGroupRows + fromHours.nullGroupRows;
+      return { seen, touched, changes, fromTouched, fromHours, nullGroupRows };
+    });
+}
+
+/** The step's log lines and its audit row. */
+async function reportIncremental(
+  ctx: RollupContext,
+  task: RollupTask,
+  plan: RollupPlan,
+  step: IncrementalStep,
+  started: number,
+): Promise<void> {
+  const { log } = ctx;
+  const durationMs = Date.now() - started;
+  const horizon = plan.horizon ? iso(plan.horizon) : "";
+  if (step.touched.skippedBeforeHorizon > 0)
+    log.warn(
+      `${step.touched.skippedBeforeHorizon} new rows belong to hours before the raw-data horizon ${horizon}; their rollups are left as they are (raw rows there may already be gone)`,
+      { rows: step.touched.skippedBeforeHorizon },
+    );
+  if (step.changes.beforeHorizon > 0)
+    log.info(
+      `${step.changes.beforeHorizon} (group, hour) records of updated or deleted rows belong to hours before the raw-data horizon ${horizon}; their rollups are left as they are`,
+      { records: step.changes.beforeHorizon },
+    );
+  const buckets = step.fromTouched.buckets + step.fromHours.buckets;
+  const upserted = step.fromTouched.upserted + step.fromHours.upserted;
+  const deleted = step.fromTouched.deleted + step.fromHours.deleted;
+  log.notice(
+    `incremental: ${step.touched.rows} new rows outside the newly final hours touched ${step.touched.buckets} (group, hour) buckets, updated or deleted rows ${step.changes.buckets}; ${buckets} metric buckets recomputed, ${upserted} written, ${deleted} removed`,
+    {
+      lateRows: step.touched.rows,
+      touchedBuckets: step.touched.buckets,
+      changedBuckets: step.changes.buckets,
+      changeRecords: step.changes.records,
+      newlyFinalHours: plan.newlyFinal ? hoursIn(plan.newlyFinal) : 0,
+      upserted,
+      durationMs,
+      unsettledTransactions: parseSnapshot(step.seen).xip.length,
+    },
+  );
+  await ctx.record({
+    kind: "rollup_incremental",
+    partition: task.source.rollup.target,
+    to: plan.finalBefore,
+    rows: step.touched.rows,
+    outcome: "ok",
+    detail: {
+      shard: task.shard,
+      buckets,
+      changedBuckets: step.changes.buckets,
+      seen: step.seen,
+      durationMs,
+    },
+    startedAt: new Date(started),
+    finishedAt: new Date(),
+  });
+}
