@@ -275,6 +275,7 @@ describe("IAM", () => {
       "google_cloud_run_v2_job_iam_member roles/run.developer",
       "google_project_iam_member roles/logging.logWriter",
       "google_service_account_iam_member roles/iam.serviceAccountUser",
+      "google_storage_bucket_iam_member roles/storage.objectViewer",
     ]);
     const actAs = build.find((g) => g.role === "roles/iam.serviceAccountUser")!;
     expect(actAs.block.service_account_id).toBe("${google_service_account.jobs.name}");

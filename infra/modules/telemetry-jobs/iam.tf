@@ -13,18 +13,27 @@ resource "google_service_account" "jobs" {
   project      = var.project
   account_id   = "telemetry-jobs-run"
   display_name = "telemetry-jobs: Cloud Run jobs runtime"
+
+  depends_on = [google_project_service.enabled]
 }
 
 resource "google_service_account" "scheduler" {
   project      = var.project
   account_id   = "telemetry-jobs-scheduler"
   display_name = "telemetry-jobs: Cloud Scheduler invoker"
+
+  depends_on = [google_project_service.enabled]
 }
 
+# Every build runs as this account, never as the project's default Cloud Build account, whose roles
+# differ from project to project: the first image (docs/deploy.md step 2, which creates it with a
+# -target apply in step 1) and the trigger's builds of cloudbuild.yaml (step 7).
 resource "google_service_account" "build" {
   project      = var.project
   account_id   = "telemetry-jobs-build"
   display_name = "telemetry-jobs: Cloud Build deployer"
+
+  depends_on = [google_project_service.enabled]
 }
 
 locals {
@@ -160,9 +169,40 @@ resource "google_service_account_iam_member" "build_acts_as_jobs" {
   member             = "serviceAccount:${google_service_account.build.email}"
 }
 
-# Build logs (cloudbuild.yaml sets options.logging = CLOUD_LOGGING_ONLY).
+# Build logs: a build with a user-specified account cannot write to the default logs bucket, so
+# cloudbuild.yaml and infra/bootstrap-image.cloudbuild.yaml set options.logging = CLOUD_LOGGING_ONLY.
 resource "google_project_iam_member" "build_writes_logs" {
   project = var.project
   role    = "roles/logging.logWriter"
   member  = "serviceAccount:${google_service_account.build.email}"
+}
+
+# `gcloud builds submit` uploads the sources to a bucket and the build reads them from there as the
+# build account: a bucket of its own (--gcs-source-staging-dir), so it needs no read access to the
+# project's other buckets. Uploaded sources are deleted after a week.
+resource "google_storage_bucket" "build_sources" {
+  project                     = var.project
+  name                        = "${var.project}-telemetry-jobs-build-sources"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true
+  labels                      = local.labels
+
+  lifecycle_rule {
+    action {
+      type = "Delete"
+    }
+    condition {
+      age = 7
+    }
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_storage_bucket_iam_member" "build_reads_sources" {
+  bucket = google_storage_bucket.build_sources.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.build.email}"
 }
