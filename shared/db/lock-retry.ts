@@ -36,14 +36,49 @@ export async function withLockRetry<DB, T>(
   options: LockRetryOptions,
   work: (trx: Transaction<DB>) => Promise<T>,
 ): Promise<{ result: T; attempts: number }> {
+  return await retryOnLockErrors(db, options, () =>
+    db.transaction().execute(async (trx) => {
+      await sql`SELECT set_config('lock_timeout', ${`${options.lockTimeoutMs}ms`}, true)`.execute(trx);
+      return await work(trx);
+    }),
+  );
+}
+
+/**
+ * The same loop for a statement PostgreSQL refuses inside a transaction block (DETACH PARTITION
+ * ... CONCURRENTLY): each attempt runs on one connection with lock_timeout set for the session and
+ * reset afterwards. Such a statement may commit part of its work before it fails, so `advice`
+ * (what the next run does about that) replaces the "rolled back" sentence of the final error.
+ */
+export async function withLockRetryOnConnection<DB, T>(
+  db: Kysely<DB>,
+  options: LockRetryOptions & { advice: string },
+  work: (conn: Kysely<DB>) => Promise<T>,
+): Promise<{ result: T; attempts: number }> {
+  return await retryOnLockErrors(db, options, () =>
+    db.connection().execute(async (conn) => {
+      await sql`SELECT set_config('lock_timeout', ${`${options.lockTimeoutMs}ms`}, false)`.execute(conn);
+      try {
+        return await work(conn);
+      } finally {
+        await sql`RESET lock_timeout`.execute(conn).catch(() => {});
+      }
+    }),
+  );
+}
+
+const ROLLED_BACK =
+  "Whatever this step had begun was rolled back; the next run retries it and finishes any earlier step that completed.";
+
+async function retryOnLockErrors<DB, T>(
+  db: Kysely<DB>,
+  options: LockRetryOptions & { advice?: string },
+  attemptOnce: () => Promise<T>,
+): Promise<{ result: T; attempts: number }> {
   const started = Date.now();
   for (let attempt = 1; ; attempt++) {
     try {
-      const result = await db.transaction().execute(async (trx) => {
-        await sql`SELECT set_config('lock_timeout', ${`${options.lockTimeoutMs}ms`}, true)`.execute(trx);
-        return await work(trx);
-      });
-      return { result, attempts: attempt };
+      return { result: await attemptOnce(), attempts: attempt };
     } catch (error) {
       if (!isRetryableLockError(error)) throw error;
       const waitMs = backoffMs(attempt, options.random);
@@ -54,7 +89,7 @@ export async function withLockRetry<DB, T>(
           `${options.what}: gave up after ${attempt} attempts in ${Math.round(elapsed / 1000)} s ` +
             `(lock_timeout ${options.lockTimeoutMs} ms, retry budget ${options.budgetMs} ms; last error ${sqlState(error)}: ` +
             `${(error as Error).message}). Another session holds a conflicting lock${holders ? `: ${holders}` : ""}. ` +
-            "Whatever this step had begun was rolled back; the next run retries it and finishes any earlier step that completed. If this repeats, find the long transaction " +
+            `${options.advice ?? ROLLED_BACK} If this repeats, find the long transaction ` +
             "(pg_stat_activity) or raise retryBudgetMs.",
           { cause: error },
         );
@@ -66,7 +101,7 @@ export async function withLockRetry<DB, T>(
 }
 
 /** "pid 123 (idle in transaction for 41 s, AccessExclusiveLock): LOCK TABLE ..." for each holder. */
-export async function describeLockHolders(db: Kysely<any>, relation: Relation): Promise<string> {
+export async function describeLockHolders<DB>(db: Kysely<DB>, relation: Relation): Promise<string> {
   try {
     const r = await sql<{
       pid: number;

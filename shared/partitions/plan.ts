@@ -4,6 +4,7 @@
 import type { TablePolicy } from "../config/policy.ts";
 import { displayRelation } from "../db/relation.ts";
 import { cutoffOrNone, isExpired } from "../retention/expiry.ts";
+import type { Finding, Plan } from "../run/execute-plan.ts";
 import { type BoundRange, boundRange } from "./bounds.ts";
 import type { ChildPartition, TableCatalog } from "./catalog.ts";
 import { partitionName } from "./naming.ts";
@@ -24,7 +25,7 @@ export type PartitionAction =
       readonly defaultRows: number;
     };
 
-export type FindingCode =
+export type PartitionFindingCode =
   | "misaligned_child"
   | "historical_child"
   | "unsupported_bound"
@@ -37,17 +38,10 @@ export type FindingCode =
   | "creation_capped"
   | "default_rows_expired";
 
-export interface Finding {
-  readonly severity: "info" | "warn" | "crit";
-  readonly code: FindingCode;
-  readonly message: string;
-  readonly partition?: string;
-}
+export type PartitionFinding = Finding<PartitionFindingCode>;
 
-export interface PartitionPlan {
+export interface PartitionPlan extends Plan<PartitionAction, PartitionFindingCode> {
   readonly table: string;
-  readonly actions: readonly PartitionAction[];
-  readonly findings: readonly Finding[];
 }
 
 /** Gap filling walks interval by interval; beyond this many it reports instead (hourly over decades). */
@@ -63,7 +57,7 @@ export const MAX_CREATES_PER_RUN = 120;
 
 export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: Date): PartitionPlan {
   const table = policy.table;
-  const findings: Finding[] = [];
+  const findings: PartitionFinding[] = [];
   const actions: PartitionAction[] = [];
   const { interval } = policy;
 

@@ -5,16 +5,17 @@
 // rows of other partitions too).
 import { type Kysely, sql } from "kysely";
 import { policyTable, type TablePolicy } from "../config/policy.ts";
-import { backoffMs, LockBudgetExceededError, withLockRetry } from "../db/lock-retry.ts";
+import { withLockRetry, withLockRetryOnConnection } from "../db/lock-retry.ts";
 import { columnSql, displayRelation, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
-import { isRetryableLockError, sqlState } from "../db/sqlstate.ts";
+import type { DB } from "../db/schema.ts";
+import { sqlState } from "../db/sqlstate.ts";
 import type { Logger } from "../log/logger.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import { removalMarker } from "./facts.ts";
 import type { RetentionAction, RetentionMode } from "./plan.ts";
 
 export interface RetentionContext {
-  db: Kysely<any>;
+  db: Kysely<DB>;
   policy: TablePolicy;
   log: Logger;
   signal: AbortSignal;
@@ -117,37 +118,16 @@ function isPendingDetachError(error: unknown): boolean {
 async function onOwnConnection(
   ctx: RetentionContext,
   what: string,
-  statement: (conn: Kysely<any>) => Promise<unknown>,
+  statement: (conn: Kysely<DB>) => Promise<unknown>,
 ): Promise<void> {
-  const started = Date.now();
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await ctx.db.connection().execute(async (conn) => {
-        await sql`SELECT set_config('lock_timeout', ${`${ctx.policy.lockTimeoutMs}ms`}, false)`.execute(conn);
-        try {
-          await statement(conn);
-        } finally {
-          await sql`RESET lock_timeout`.execute(conn).catch(() => {});
-        }
-      });
-      return;
-    } catch (error) {
-      if (!isRetryableLockError(error)) throw error;
-      const waitMs = backoffMs(attempt);
-      if (
-        Date.now() - started + waitMs + ctx.policy.lockTimeoutMs > ctx.policy.retryBudgetMs ||
-        ctx.signal.aborted
-      ) {
-        throw new LockBudgetExceededError(
-          `${what}: gave up after ${attempt} attempts (lock_timeout ${ctx.policy.lockTimeoutMs} ms, last error ${sqlState(error)}). ` +
-            "If a DETACH CONCURRENTLY was interrupted, the next run finishes it with FINALIZE.",
-          { cause: error },
-        );
-      }
-      ctx.log.warn("lock not available, retrying", { what, attempt, waitMs });
-      await new Promise((r) => setTimeout(r, waitMs));
-    }
-  }
+  await withLockRetryOnConnection(
+    ctx.db,
+    {
+      ...retryOptions(ctx, what),
+      advice: "If a DETACH CONCURRENTLY was interrupted, the next run finishes it with FINALIZE.",
+    },
+    statement,
+  );
 }
 
 async function finishRemoval(

@@ -1,10 +1,12 @@
-// The retention job's work for one table: read the facts, plan, refuse or print the plan, apply it
-// action by action (each audited and logged), and report counts and bytes freed. For a table that is
+// The retention job's work for one table: read the facts, plan, and hand the plan to the executor
+// (which logs it, refuses or stops at --dry-run, and applies it action by action, each audited and
+// logged); then report counts and bytes freed. For a table that is
 // rolled up, the health record also says how far the rollups are final and whether that kept
 // expired data this run (rollupFrontier, rollupBlocked), so that an alert can see a stalled rollup.
 import type { Kysely } from "kysely";
-import { displayRelation } from "../db/relation.ts";
+import { displayRelation, type Relation } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
+import { type ActionSteps, executePlan } from "../run/execute-plan.ts";
 import type { TableContext, TableReport } from "../run/runner.ts";
 import { applyRetentionAction } from "./apply.ts";
 import { readRetentionFacts } from "./facts.ts";
@@ -44,47 +46,24 @@ export async function manageRetention(
       partitioned: policy.partitioned,
     },
   );
-  for (const f of plan.findings) {
-    (f.severity === "warn" ? log.warn : log.info)(f.message, {
-      finding: f.code,
-      partition: f.partition,
-      ...(f.code === "rollup_not_final" ? { rollupFrontier: plan.rollup?.frontier ?? null } : {}),
-    });
-  }
-  for (const a of plan.actions)
-    log.info(`${options.dryRun ? "would " : "plan: "}${describeRetentionAction(a)}`, { action: a.kind });
-  const counts: Record<string, number> = {};
-  if (plan.refusal) {
-    log.error(plan.refusal, { refused: true });
-    return { status: "refused", actions: {}, error: plan.refusal };
-  }
-  if (options.dryRun) {
-    for (const a of plan.actions) counts[a.kind] = (counts[a.kind] ?? 0) + 1;
-    return {
-      status: "ok",
-      actions: counts,
-      health: { cutoff: cutoff.toISOString(), planned: plan.actions.length, ...rollupHealth },
-    };
-  }
-
   const deadline = Date.now() + policy.retention!.timeBudgetMs;
   let bytesFreed = 0;
   let rowsDeleted = 0;
   let incomplete = false;
-  for (const action of plan.actions) {
-    if (ctx.signal.aborted) {
-      log.warn("stopping between actions: termination requested");
-      return { status: "interrupted", actions: counts };
-    }
-    const startedAt = new Date();
-    const partition = displayRelation("partition" in action ? action.partition : action.relation);
-    const range =
-      action.kind === "remove_partition"
+  const steps: ActionSteps<RetentionAction> = {
+    describe: describeRetentionAction,
+    planFields: (a) => ({ action: a.kind }),
+    target: (action) => ({
+      partition: displayRelation(actionRelation(action)),
+      ...(action.kind === "remove_partition"
         ? { from: action.from ?? undefined, to: action.to }
         : action.kind === "delete_rows"
           ? { to: action.before }
-          : {};
-    try {
+          : {}),
+    }),
+    findingFields: (f) =>
+      f.code === "rollup_not_final" ? { rollupFrontier: plan.rollup?.frontier ?? null } : {},
+    apply: async (action) => {
       const startBlock =
         action.kind === "delete_rows"
           ? await resumeBlock(db, policy.table, displayRelation(action.relation))
@@ -94,14 +73,10 @@ export async function manageRetention(
         action,
         { startBlock },
       );
-      counts[action.kind] = (counts[action.kind] ?? 0) + 1;
       if (action.kind === "remove_partition" && action.mode === "drop") bytesFreed += outcome.bytes;
       if (action.kind === "delete_rows") rowsDeleted += outcome.rows;
       incomplete ||= outcome.incomplete === true;
-      await ctx.record({
-        kind: action.kind,
-        partition,
-        ...range,
+      return {
         rows: outcome.rows,
         outcome: "ok",
         detail: {
@@ -112,48 +87,46 @@ export async function manageRetention(
           incomplete: outcome.incomplete,
           nextBlock: outcome.nextBlock,
         },
-        startedAt,
-        finishedAt: new Date(),
-      });
-      log.notice(`done: ${describeRetentionAction(action)}`, {
-        action: action.kind,
-        partition,
-        path: outcome.path,
-        rows: outcome.rows,
-      });
-    } catch (error) {
-      const message = (error as Error).message;
-      await ctx.record({
-        kind: action.kind,
-        partition,
-        ...range,
-        outcome: "failed",
-        error: message,
-        startedAt,
-        finishedAt: new Date(),
-      });
-      log.error(`failed: ${describeRetentionAction(action)}`, {
-        action: action.kind,
-        partition,
-        error: message,
-      });
+        logFields: { path: outcome.path, rows: outcome.rows },
+      };
+    },
+    doneSeverity: "notice",
+  };
+  const done = await executePlan(ctx, plan, steps, options);
+  switch (done.status) {
+    case "refused":
+      return { status: "refused", actions: {}, error: done.error };
+    case "planned":
+      return {
+        status: "ok",
+        actions: done.actions,
+        health: { cutoff: cutoff.toISOString(), planned: plan.actions.length, ...rollupHealth },
+      };
+    case "interrupted":
+      return { status: "interrupted", actions: done.actions };
+    case "failed":
       return {
         status: "failed",
-        actions: counts,
-        error: message,
+        actions: done.actions,
+        error: done.error,
         health: { cutoff: cutoff.toISOString(), bytesFreed, rowsDeleted, ...rollupHealth },
       };
-    }
+    case "ok":
+      return {
+        status: "ok",
+        actions: done.actions,
+        health: {
+          cutoff: cutoff.toISOString(),
+          bytesFreed,
+          rowsDeleted,
+          rowDeletesIncomplete: incomplete,
+          ...rollupHealth,
+        },
+      };
   }
-  return {
-    status: "ok",
-    actions: counts,
-    health: {
-      cutoff: cutoff.toISOString(),
-      bytesFreed,
-      rowsDeleted,
-      rowDeletesIncomplete: incomplete,
-      ...rollupHealth,
-    },
-  };
+}
+
+/** The relation an action works on. */
+function actionRelation(action: RetentionAction): Relation {
+  return action.kind === "delete_rows" ? action.relation : action.partition;
 }

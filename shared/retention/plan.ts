@@ -9,6 +9,7 @@ import { displayRelation, type Relation } from "../db/relation.ts";
 import { boundRange } from "../partitions/bounds.ts";
 import type { TableCatalog } from "../partitions/catalog.ts";
 import { describeRollupFrontier, type RollupFrontier } from "../rollups/frontier.ts";
+import type { Finding, Plan } from "../run/execute-plan.ts";
 import { cutoffAt, isExpired, keepOf, straddlesCutoff } from "./expiry.ts";
 import type { RetentionHold } from "./holds.ts";
 
@@ -43,21 +44,20 @@ export type RetentionAction =
       readonly rows: number;
     };
 
-export interface RetentionFinding {
-  readonly severity: "info" | "warn";
-  readonly code: "held" | "hold_expired" | "nothing_expired" | "archive_name_taken" | "rollup_not_final";
-  readonly message: string;
-  /** The partition as displayRelation renders it. */
-  readonly partition?: string;
-}
+export type RetentionFindingCode =
+  | "held"
+  | "hold_expired"
+  | "nothing_expired"
+  | "archive_name_taken"
+  | "rollup_not_final";
 
-export interface RetentionPlan {
+/** A retention finding: the one Finding shape, with retention's codes. */
+export type RetentionFinding = Finding<RetentionFindingCode>;
+
+/** `refusal`: why the run must not go ahead without --force. */
+export interface RetentionPlan extends Plan<RetentionAction, RetentionFindingCode> {
   readonly table: string;
   readonly cutoff: Date;
-  readonly actions: readonly RetentionAction[];
-  readonly findings: readonly RetentionFinding[];
-  /** Why the run must not go ahead without --force; undefined when it may. */
-  readonly refusal?: string;
   /**
    * Tables with a rollup block: the rollup frontier (null: no hour is final yet) and whether it kept
    * any expired partition or row this run.
