@@ -15,7 +15,7 @@ export interface MainContext {
   log: Logger;
 }
 
-export function loggerFor(job: string, argv: readonly string[]): Logger {
+function loggerFor(job: string, argv: readonly string[]): Logger {
   const json = argv.includes("--json");
   return createLogger({ job, ...(json ? { format: "json" } : {}), verbose: argv.includes("--verbose") });
 }

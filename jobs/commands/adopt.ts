@@ -1,9 +1,9 @@
 import { runAdoptJob } from "../../shared/adopt/job.ts";
-import type { MainContext } from "../process.ts";
+import { EXIT_OK, type MainContext } from "../process.ts";
 import { COMMON_FLAGS, COMMON_HELP, parseCommandArgs } from "./args.ts";
 import { buildConfig, openDatabase } from "./environment.ts";
 
-export const HELP = `Usage: telemetry-jobs adopt [--table NAME] [--dry-run] [options]
+const HELP = `Usage: telemetry-jobs adopt [--table NAME] [--dry-run] [options]
 
 Prepares each table with a "rollup" block in the policy for rollup-hourly, online, changing only
 what is missing (a second run does nothing):
@@ -30,7 +30,7 @@ export async function adopt(argv: readonly string[], { signal, log }: MainContex
   const { values } = parseCommandArgs("adopt", argv, COMMON_FLAGS);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
-    return 0;
+    return EXIT_OK;
   }
   const config = buildConfig(values, process.env);
   const database = await openDatabase(config, "adopt", log);

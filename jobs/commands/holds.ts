@@ -2,11 +2,11 @@ import { ConfigError } from "../../shared/config/errors.ts";
 import { loadDatabaseSettings, parseNow } from "../../shared/config/load.ts";
 import { displayRelation, parseRelationText } from "../../shared/db/relation.ts";
 import { listHolds, placeHold, releaseHold } from "../../shared/retention/holds.ts";
-import type { MainContext } from "../process.ts";
+import { EXIT_OK, type MainContext } from "../process.ts";
 import { parseCommandArgs } from "./args.ts";
 import { openDatabase } from "./environment.ts";
 
-export const HELP = `Usage:
+const HELP = `Usage:
   telemetry-jobs hold <schema.partition> --until <ISO date> --reason <text>
   telemetry-jobs unhold <schema.partition>
 
@@ -38,39 +38,54 @@ function partitionArg(command: string, positionals: string[]): string {
   return displayRelation(q);
 }
 
+type HoldsRequest =
+  | { readonly command: "hold"; readonly partition: string; readonly until: Date; readonly reason: string }
+  | { readonly command: "unhold"; readonly partition: string }
+  | { readonly command: "holds" };
+
+/** The command's arguments, checked before any connection is made (ConfigError, exit 2). */
+function holdsRequest(
+  command: HoldsRequest["command"],
+  positionals: string[],
+  until: string | undefined,
+  reason: string | undefined,
+): HoldsRequest {
+  if (command === "hold") {
+    const partition = partitionArg(command, positionals);
+    const trimmed = reason?.trim();
+    if (!until || !trimmed)
+      throw new ConfigError("hold: --until <ISO date> and --reason <text> are required");
+    return { command, partition, until: parseNow(until), reason: trimmed };
+  }
+  if (command === "unhold") return { command, partition: partitionArg(command, positionals) };
+  if (positionals.length > 0) throw new ConfigError("holds: takes no arguments");
+  return { command };
+}
+
 export async function holds(
-  command: "hold" | "unhold" | "holds",
+  command: HoldsRequest["command"],
   argv: readonly string[],
   { log }: MainContext,
 ): Promise<number> {
   const { values, positionals } = parseCommandArgs(command, argv, FLAGS, true);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
-    return 0;
+    return EXIT_OK;
   }
-  let partition: string | undefined;
-  let until: Date | undefined;
-  if (command === "hold") {
-    partition = partitionArg(command, positionals);
-    if (!values.until || !values.reason?.trim())
-      throw new ConfigError("hold: --until <ISO date> and --reason <text> are required");
-    until = parseNow(values.until);
-  } else if (command === "unhold") {
-    partition = partitionArg(command, positionals);
-  } else if (positionals.length > 0) {
-    throw new ConfigError("holds: takes no arguments");
-  }
+  const request = holdsRequest(command, positionals, values.until, values.reason);
   const database = await openDatabase({ database: loadDatabaseSettings(process.env) }, command, log);
   try {
-    if (command === "hold") {
-      await placeHold(database.db, { partition: partition!, until: until!, reason: values.reason!.trim() });
-      log.notice(`held ${partition} until ${until!.toISOString()}`, {
+    if (request.command === "hold") {
+      const { partition, until, reason } = request;
+      await placeHold(database.db, { partition, until, reason });
+      log.notice(`held ${partition} until ${until.toISOString()}`, {
         partition,
         until,
         reason: values.reason,
       });
-    } else if (command === "unhold") {
-      const removed = await releaseHold(database.db, partition!);
+    } else if (request.command === "unhold") {
+      const { partition } = request;
+      const removed = await releaseHold(database.db, partition);
       log.notice(removed ? `released the hold on ${partition}` : `${partition} had no hold`, { partition });
     } else {
       const all = await listHolds(database.db);
@@ -82,7 +97,7 @@ export async function holds(
             `${h.partition}  until ${h.until.toISOString()}  by ${h.createdBy}: ${h.reason}\n`,
           );
     }
-    return 0;
+    return EXIT_OK;
   } finally {
     await database.close();
   }

@@ -1,5 +1,4 @@
 // The command table shared by the telemetry-jobs CLI and the per-job entrypoints.
-
 import { EXIT_USAGE, type MainContext } from "../process.ts";
 import { adopt } from "./adopt.ts";
 import { holds } from "./holds.ts";
@@ -11,7 +10,7 @@ import { status } from "./status.ts";
 
 type Command = (argv: readonly string[], ctx: MainContext) => Promise<number>;
 
-export const COMMANDS: Record<string, { run: Command; summary: string }> = {
+const COMMANDS: Record<string, { run: Command; summary: string }> = {
   "partition-manager": {
     run: partitionManager,
     summary: "create partitions ahead of time, fill gaps, rescue DEFAULT rows",

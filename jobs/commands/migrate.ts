@@ -7,12 +7,12 @@ import {
   migrationStatus,
   throwIfFailed,
 } from "../../shared/migrate/migrator.ts";
-import type { MainContext } from "../process.ts";
+import { EXIT_OK, type MainContext } from "../process.ts";
 import { parseCommandArgs } from "./args.ts";
 import { convert } from "./convert.ts";
 import { openDatabase } from "./environment.ts";
 
-export const HELP = `Usage: telemetry-jobs migrate <up|down|status> [--with-starter-schema] [--dry-run] [--json]
+const HELP = `Usage: telemetry-jobs migrate <up|down|status> [--with-starter-schema] [--dry-run] [--json]
        telemetry-jobs migrate convert [PHASE] --table NAME [options]
 
   up       apply every pending migration of the product's own schema, telemetry_jobs (bookkeeping,
@@ -47,7 +47,7 @@ export async function migrate(argv: readonly string[], ctx: MainContext): Promis
   const { values, positionals } = parseCommandArgs("migrate", argv, FLAGS, true);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
-    return 0;
+    return EXIT_OK;
   }
   const verb = positionals[0] ?? "up";
   if (!["up", "down", "status"].includes(verb) || positionals.length > 1) {
@@ -77,7 +77,7 @@ export async function migrate(argv: readonly string[], ctx: MainContext): Promis
       const applied = appliedOf(listed).length;
       const pending = pendingOf(listed).length;
       log.notice(`${applied} applied, ${pending} pending`, { applied, pending });
-      return 0;
+      return EXIT_OK;
     }
     // down reverts the starter schema's migrations first (they use the product's), and only when asked.
     const downSet: MigrationSet = starterSchema && appliedOf(starter).length > 0 ? "starter" : "product";
@@ -87,7 +87,7 @@ export async function migrate(argv: readonly string[], ctx: MainContext): Promis
           ? [...pendingOf(product), ...(starterSchema ? pendingOf(starter) : [])]
           : appliedOf(downSet === "starter" ? starter : product).slice(-1);
       log.notice(`dry run: would migrate ${verb}: ${would.join(", ") || "nothing"}`, { migrations: would });
-      return 0;
+      return EXIT_OK;
     }
     const ran: string[] = [];
     const apply = async (
@@ -127,7 +127,7 @@ export async function migrate(argv: readonly string[], ctx: MainContext): Promis
       status: "ok",
       migrations: ran,
     });
-    return 0;
+    return EXIT_OK;
   } finally {
     await database.close();
   }

@@ -1,9 +1,9 @@
 import { runPartitionManagerJob } from "../../shared/partitions/job.ts";
-import type { MainContext } from "../process.ts";
+import { EXIT_OK, type MainContext } from "../process.ts";
 import { COMMON_FLAGS, COMMON_HELP, parseCommandArgs } from "./args.ts";
 import { buildConfig, openDatabase } from "./environment.ts";
 
-export const HELP = `Usage: telemetry-jobs partition-manager [options]
+const HELP = `Usage: telemetry-jobs partition-manager [options]
 
 Keeps every configured table's RANGE partitions ahead of the clock: the current interval through
 \`premake\` intervals ahead, whether or not data arrives; fills gaps between children; moves rows that
@@ -20,7 +20,7 @@ export async function partitionManager(
   const { values } = parseCommandArgs("partition-manager", argv, COMMON_FLAGS);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
-    return 0;
+    return EXIT_OK;
   }
   const config = buildConfig(values, process.env);
   const database = await openDatabase(config, "partition-manager", log);

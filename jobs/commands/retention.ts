@@ -1,9 +1,9 @@
 import { runRetentionJob } from "../../shared/retention/job.ts";
-import type { MainContext } from "../process.ts";
+import { EXIT_OK, type MainContext } from "../process.ts";
 import { COMMON_FLAGS, COMMON_HELP, parseCommandArgs } from "./args.ts";
 import { buildConfig, openDatabase } from "./environment.ts";
 
-export const HELP = `Usage: telemetry-jobs retention [options] [--force]
+const HELP = `Usage: telemetry-jobs retention [options] [--force]
 
 Removes data older than each table's retention window (policy block "retention": keep, mode,
 maxDropsPerRun, exactCutoff, batchSize, batchPauseMs, timeBudgetMs). Cutoff = now - keep, in UTC.
@@ -26,7 +26,7 @@ export async function retention(argv: readonly string[], { signal, log }: MainCo
   const { values } = parseCommandArgs("retention", argv, FLAGS);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
-    return 0;
+    return EXIT_OK;
   }
   const config = buildConfig(values, process.env);
   const database = await openDatabase(config, "retention", log);

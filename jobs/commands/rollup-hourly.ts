@@ -2,11 +2,11 @@ import { ConfigError } from "../../shared/config/errors.ts";
 import { parseInstant } from "../../shared/config/load.ts";
 import { runRollupJob } from "../../shared/rollups/job.ts";
 import { shardFromEnv } from "../../shared/rollups/plan.ts";
-import type { MainContext } from "../process.ts";
+import { EXIT_OK, type MainContext } from "../process.ts";
 import { COMMON_FLAGS, COMMON_HELP, parseCommandArgs } from "./args.ts";
 import { buildConfig, openDatabase } from "./environment.ts";
 
-export const HELP = `Usage: telemetry-jobs rollup-hourly [options] [--from ISO --to ISO]
+const HELP = `Usage: telemetry-jobs rollup-hourly [options] [--from ISO --to ISO]
 
 Keeps each table's hourly rollups (policy block "rollup") equal to a GROUP BY over the raw rows,
 for every final hour (an hour is final once it has ended). Each run recomputes, from raw rows,
@@ -28,7 +28,7 @@ export async function rollupHourly(argv: readonly string[], { signal, log }: Mai
   const { values } = parseCommandArgs("rollup-hourly", argv, FLAGS);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
-    return 0;
+    return EXIT_OK;
   }
   if ((values.from === undefined) !== (values.to === undefined))
     throw new ConfigError("rollup-hourly: --from and --to go together (a rebuild of the hours between them)");

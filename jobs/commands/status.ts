@@ -1,12 +1,12 @@
-import { parseQualifiedName } from "../../shared/config/identifiers.ts";
+import { policyTable } from "../../shared/config/policy.ts";
 import { inspectTable, readCatalog } from "../../shared/partitions/catalog.ts";
 import { assessHealth, type TableHealth } from "../../shared/partitions/health.ts";
 import { awaitedRollupTargets, selectedPolicies } from "../../shared/run/runner.ts";
-import type { MainContext } from "../process.ts";
+import { EXIT_FAILED, EXIT_OK, type MainContext } from "../process.ts";
 import { COMMON_FLAGS, COMMON_HELP, parseCommandArgs } from "./args.ts";
 import { buildConfig, openDatabase } from "./environment.ts";
 
-export const HELP = `Usage: telemetry-jobs status [options]
+const HELP = `Usage: telemetry-jobs status [options]
 
 Per managed table: partitions, covered range, future buffer, rows in DEFAULT, missing intervals,
 and a verdict OK / WARN / CRIT with reasons. Exits 1 when any table is CRIT, so it can run as a
@@ -18,7 +18,7 @@ export async function status(argv: readonly string[], { log }: MainContext): Pro
   const { values } = parseCommandArgs("status", argv, COMMON_FLAGS);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
-    return 0;
+    return EXIT_OK;
   }
   const config = buildConfig(values, process.env);
   const database = await openDatabase(config, "status", log);
@@ -38,7 +38,7 @@ export async function status(argv: readonly string[], { log }: MainContext): Pro
         );
         continue;
       }
-      const table = parseQualifiedName(policy.table)!;
+      const table = policyTable(policy);
       const inspected = await inspectTable(database.db, table, policy.timeColumn);
       if (!inspected.ok) {
         reports.push(unmanageable(policy.table, inspected.problem.message));
@@ -50,7 +50,7 @@ export async function status(argv: readonly string[], { log }: MainContext): Pro
     process.stdout.write(
       values.json ? `${JSON.stringify({ now: config.options.now, tables: reports })}\n` : renderText(reports),
     );
-    return reports.some((r) => r.verdict === "CRIT") ? 1 : 0;
+    return reports.some((r) => r.verdict === "CRIT") ? EXIT_FAILED : EXIT_OK;
   } finally {
     await database.close();
   }
