@@ -6,8 +6,8 @@ import {
   parseNow,
   selectTables,
 } from "../../shared/config/load.ts";
+import { boundaryProblem } from "../../shared/convert/boundary.ts";
 import { CONVERT_PHASES, type ConvertPhase, runConvert } from "../../shared/convert/job.ts";
-import { boundaryProblem } from "../../shared/convert/plan.ts";
 import { EXIT_OK, type MainContext } from "../process.ts";
 import { parseCommandArgs } from "./args.ts";
 import { openDatabase } from "./environment.ts";
