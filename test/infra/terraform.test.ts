@@ -223,7 +223,7 @@ describe("IAM", () => {
     }
   });
 
-  it("project-wide grants are only Cloud SQL access (narrowed to the instance), log writing and the operators' log reading", () => {
+  it("project-wide grants are only Cloud SQL access (narrowed to the instance), log writing and the operators' log and schedule reading", () => {
     const projectGrants = iamGrants(tf).filter((g) => g.type === "google_project_iam_member");
     for (const g of projectGrants) {
       expect(
@@ -232,11 +232,11 @@ describe("IAM", () => {
           "roles/cloudsql.instanceUser",
           "roles/logging.logWriter",
           "roles/logging.viewer",
+          "roles/cloudscheduler.viewer",
         ],
         g.address,
       ).toContain(g.role);
-      if (g.role === "roles/logging.viewer")
-        expect(g.block.for_each, g.address).toBe("${toset(var.operators)}");
+      if (g.role.endsWith(".viewer")) expect(g.block.for_each, g.address).toBe("${toset(var.operators)}");
       if (g.role.startsWith("roles/cloudsql.")) {
         expect(nested(g.block, "condition")?.expression, `${g.address} condition`).toBe(
           "${local.sql_instance_condition}",
@@ -529,9 +529,20 @@ describe("operators can run the runbooks' own commands", () => {
     expect(logs[0]!.block.member).toBe("${each.value}");
   });
 
+  it("schedules: roles/cloudscheduler.viewer on the project (Cloud Scheduler has no per-job IAM), for operators only", () => {
+    const scheduler = iamGrants(tf).filter((g) => g.role === "roles/cloudscheduler.viewer");
+    expect(scheduler.map((g) => g.type)).toEqual(["google_project_iam_member"]);
+    expect(scheduler[0]!.block.for_each).toBe("${toset(var.operators)}");
+  });
+
   it("docs/deploy.md lists what operators get", () => {
     const deployDoc = readFileSync(`${ROOT}docs/deploy.md`, "utf8");
-    for (const role of ["roles/run.jobsExecutorWithOverrides", "roles/run.viewer", "roles/logging.viewer"])
+    for (const role of [
+      "roles/run.jobsExecutorWithOverrides",
+      "roles/run.viewer",
+      "roles/logging.viewer",
+      "roles/cloudscheduler.viewer",
+    ])
       expect(deployDoc, role).toContain(role);
   });
 });

@@ -6,7 +6,7 @@
 #   build     is Cloud Build's identity: pushes the image, updates and executes the jobs, deploys them
 #             as the jobs identity.
 # People in var.operators run any job by hand (with overrides), read the jobs and their executions
-# (on each job) and read the project's logs.
+# (on each job), and read the project's logs and Scheduler jobs.
 # No project-wide Cloud Run role, nothing like owner, editor or run.admin.
 
 resource "google_service_account" "jobs" {
@@ -139,6 +139,15 @@ resource "google_project_iam_member" "operators_read_logs" {
   for_each = toset(var.operators)
   project  = var.project
   role     = "roles/logging.viewer"
+  member   = each.value
+}
+
+# `gcloud scheduler jobs describe telemetry-jobs-JOB` (docs/alerts.md, "No successful run"): Cloud
+# Scheduler grants only on the project; roles/cloudscheduler.viewer reads jobs, changes nothing.
+resource "google_project_iam_member" "operators_read_schedules" {
+  for_each = toset(var.operators)
+  project  = var.project
+  role     = "roles/cloudscheduler.viewer"
   member   = each.value
 }
 

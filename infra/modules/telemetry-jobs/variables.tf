@@ -213,7 +213,7 @@ variable "log_metric_propagation_wait" {
 }
 
 variable "operators" {
-  description = "Members (user:..., group:...) allowed to execute any job by hand, with --args overrides, and to follow it: roles/run.jobsExecutorWithOverrides and roles/run.viewer on each job, roles/logging.viewer on the project."
+  description = "Members (user:..., group:...) allowed to execute any job by hand, with --args overrides, and to follow it: roles/run.jobsExecutorWithOverrides and roles/run.viewer on each job, roles/logging.viewer and roles/cloudscheduler.viewer on the project."
   type        = list(string)
   default     = []
 }
