@@ -6,7 +6,10 @@
 import { type RawBuilder, sql } from "kysely";
 import type { QualifiedName } from "../config/identifiers.ts";
 
-export type Relation = QualifiedName;
+/** A relation by its parts; `oid` when a catalog read found it, so later SQL can use it directly. */
+export interface Relation extends QualifiedName {
+  readonly oid?: number | undefined;
+}
 
 /** NAMEDATALEN - 1: PostgreSQL silently truncates longer identifiers. */
 export const MAX_IDENTIFIER_BYTES = 63;
@@ -21,8 +24,12 @@ export function columnSql(name: string): RawBuilder<unknown> {
   return sql.id(name);
 }
 
-/** A subquery yielding the relation's oid (NULL when it does not exist), without parsing text. */
+/**
+ * The relation's oid as SQL: the oid a catalog read found, or else a subquery on pg_class by the two
+ * parts (NULL when it does not exist), never a text cast to regclass.
+ */
 export function relationOidSql(r: Relation): RawBuilder<unknown> {
+  if (r.oid !== undefined) return sql`${r.oid}::oid`;
   return sql`(SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                WHERE n.nspname = ${r.schema} AND c.relname = ${r.name})`;
 }

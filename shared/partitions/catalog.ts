@@ -5,7 +5,7 @@ import { type Kysely, sql } from "kysely";
 import type { QualifiedName } from "../config/identifiers.ts";
 import "../db/pg-types.ts";
 import { withLockRetry } from "../db/lock-retry.ts";
-import { columnSql, displayRelation, relationSql } from "../db/relation.ts";
+import { columnSql, displayRelation, type Relation, relationSql } from "../db/relation.ts";
 import { type PartitionBound, parsePartitionBound } from "./bounds.ts";
 import type { PartitionInterval } from "./time.ts";
 
@@ -14,6 +14,8 @@ export type KeyType = "timestamptz" | "timestamp";
 export interface ChildPartition {
   readonly schema: string;
   readonly name: string;
+  /** As read from pg_class (hand-made catalogs in tests may leave it out). */
+  readonly oid?: number;
   readonly bound: PartitionBound;
   readonly boundText: string;
   readonly rowEstimate: number;
@@ -29,7 +31,7 @@ export interface DefaultBucket {
 }
 
 export interface TableCatalog {
-  readonly table: QualifiedName;
+  readonly table: Relation;
   readonly oid: number;
   readonly keyColumn: string;
   readonly keyType: KeyType;
@@ -64,7 +66,7 @@ export async function inspectTable(
   timeColumn: string,
 ): Promise<{ ok: true; oid: number; keyType: KeyType } | { ok: false; problem: TableProblem }> {
   const r = await sql<TableRow>`
-    SELECT c.oid::int AS oid, c.relkind::text AS relkind, pt.partstrat::text AS strategy,
+    SELECT c.oid, c.relkind::text AS relkind, pt.partstrat::text AS strategy,
            (SELECT array_agg(a.attname::text ORDER BY k.ord)
               FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY AS k(attnum, ord)
               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) AS key_columns,
@@ -127,6 +129,7 @@ export async function inspectTable(
 }
 
 interface ChildRow {
+  oid: number;
   schema: string;
   name: string;
   bound: string;
@@ -178,7 +181,7 @@ async function readCatalogIn(
   if (!inspected.ok) throw new Error(inspected.problem.message);
   const { oid, keyType } = inspected;
   const children = await sql<ChildRow>`
-    SELECT n.nspname::text AS schema, c.relname::text AS name,
+    SELECT c.oid, n.nspname::text AS schema, c.relname::text AS name,
            pg_get_expr(c.relpartbound, c.oid) AS bound,
            greatest(c.reltuples, 0)::bigint AS row_estimate,
            pg_total_relation_size(c.oid) AS bytes,
@@ -189,6 +192,7 @@ async function readCatalogIn(
      WHERE i.inhparent = ${oid}
      ORDER BY c.relname`.execute(db);
   const parsed: ChildPartition[] = children.rows.map((c) => ({
+    oid: c.oid,
     schema: c.schema,
     name: c.name,
     bound: parsePartitionBound(c.bound),
@@ -221,7 +225,7 @@ async function readCatalogIn(
     defaultBuckets = defaultBuckets.filter((b) => Number.isFinite(b.start.getTime()));
   }
   return {
-    table,
+    table: { schema: table.schema, name: table.name, oid },
     oid,
     keyColumn: timeColumn,
     keyType,

@@ -1,7 +1,7 @@
 // partition-manager's work for one table: read the catalog, plan, hand the plan to the executor
 // (which logs it and applies it action by action, each audited), then report the table's health.
 import type { Kysely } from "kysely";
-import { parseQualifiedName } from "../config/identifiers.ts";
+import { policyTable } from "../config/policy.ts";
 import { type ActionSteps, executePlan } from "../run/execute-plan.ts";
 import type { TableContext, TableReport } from "../run/runner.ts";
 import { applyPartitionAction } from "./apply.ts";
@@ -21,7 +21,7 @@ export async function managePartitions(
   options: { now: Date; dryRun: boolean },
 ): Promise<TableReport> {
   const { policy, log } = ctx;
-  const table = parseQualifiedName(policy.table)!;
+  const table = policyTable(policy);
   const lock = { lockTimeoutMs: policy.lockTimeoutMs, budgetMs: policy.retryBudgetMs };
   const catalog = await readCatalog(db, table, policy.timeColumn, policy.interval, lock);
   const plan = planPartitions(policy, catalog, options.now);

@@ -1,6 +1,7 @@
 // The audit trail: one job_runs row per run, one job_actions row per action taken (or failed).
 // Dry runs write nothing.
 import { type Kysely, sql } from "kysely";
+import { relationOidSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 
 export interface AuditAction {
@@ -17,10 +18,9 @@ export interface AuditAction {
   finishedAt: Date;
 }
 
-export async function bookkeepingReady(db: Kysely<any>): Promise<boolean> {
-  const r = await sql<{
-    ok: boolean;
-  }>`SELECT to_regclass('telemetry_jobs.job_actions') IS NOT NULL AS ok`.execute(db);
+export async function bookkeepingReady(db: Kysely<DB>): Promise<boolean> {
+  const actions = relationOidSql({ schema: "telemetry_jobs", name: "job_actions" });
+  const r = await sql<{ ok: boolean }>`SELECT ${actions} IS NOT NULL AS ok`.execute(db);
   return r.rows[0]?.ok === true;
 }
 

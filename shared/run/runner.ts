@@ -5,7 +5,6 @@
 import { hostname } from "node:os";
 import { type Kysely, sql } from "kysely";
 import { ConfigError } from "../config/errors.ts";
-import { parseQualifiedName } from "../config/identifiers.ts";
 import type { Config } from "../config/load.ts";
 import { policyTable, type TablePolicy } from "../config/policy.ts";
 import { relationOidSql } from "../db/relation.ts";
@@ -72,7 +71,7 @@ export async function inspectPartitionedTable(
   db: Kysely<any>,
   policy: TablePolicy,
 ): Promise<TableProblem | undefined> {
-  const inspected = await inspectTable(db, parseQualifiedName(policy.table)!, policy.timeColumn);
+  const inspected = await inspectTable(db, policyTable(policy), policy.timeColumn);
   return inspected.ok ? undefined : inspected.problem;
 }
 

@@ -166,6 +166,52 @@ describe("relations with names that contain dots, quotes, spaces and upper case"
     await expectBystandersUntouched(s);
   });
 
+  it('a hand-made child named Odd.Child "x" is that exact relation to partition-manager, status and retention', async () => {
+    const odd = 'Odd.Child "x"';
+    const s = await scene(odd, "Live", "def");
+    // Where case folding would lead: an unquoted Odd is odd.
+    await t.pool.query(`CREATE TABLE ${s.schema}.odd (x int)`);
+    await t.pool.query(`INSERT INTO ${s.schema}.odd VALUES (42)`);
+    s.bystanders.push("odd");
+    const shown = `${s.schema}.${await q(odd)}`;
+    expect(shown).toBe(`${s.schema}."Odd.Child ""x"""`);
+    const config = makeConfig(t.url, [policy(s, { mode: "drop" })], { now: NOW });
+
+    // partition-manager reads its real bound: no conflict, nothing made over it, the rest premade.
+    const pm = await runPartitionManager(t.db, config);
+    expect(pm.exitCode, JSON.stringify(pm.logs.filter((l) => l.severity === "ERROR"))).toBe(0);
+    expect(pm.logs.filter((l) => l.partition === odd || String(l.message).includes(odd))).toEqual([]);
+    expect(await exists(s.schema, odd)).toBe(true);
+    expect(await exists(s.schema, "h_p202603")).toBe(true);
+    await expectBystandersUntouched(s);
+
+    // status counts it, with its bound, as one of the table's partitions.
+    const status = await runCli(["status", "--json", "--now", NOW, "--table", `${s.schema}.${s.table}`], {
+      DATABASE_URL: t.url,
+      TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify({ tables: [policy(s, { mode: "drop" })] }),
+    });
+    expect(status.code, status.stderr).toBe(0);
+    expect((status.lines[0] as any).tables[0]).toMatchObject({
+      table: `${s.schema}.${s.table}`,
+      partitions: 4,
+      coveredFrom: "2026-01-01T00:00:00.000Z",
+      coveredTo: "2026-05-01T00:00:00.000Z",
+    });
+
+    // retention drops exactly it, and audits it under its exact name.
+    const run = await runRetention(t.db, config);
+    expect(run.exitCode, JSON.stringify(run.logs.filter((l) => l.severity === "ERROR"))).toBe(0);
+    expect(await exists(s.schema, odd)).toBe(false);
+    // The child's row (id 1) and the expired DEFAULT row (id 3) are gone; the rest stays.
+    expect(await ids(s)).toEqual([2, 4]);
+    await expectBystandersUntouched(s);
+    const audited = await t.pool.query(
+      `SELECT partition_name, outcome FROM telemetry_jobs.job_actions WHERE kind = 'remove_partition' AND partition_name LIKE $1`,
+      [`${s.schema}.%`],
+    );
+    expect(audited.rows).toEqual([{ partition_name: shown, outcome: "ok" }]);
+  });
+
   it("property: for random hostile names, retention removes exactly the expired child and its expired DEFAULT row", async () => {
     const part = fc.constantFrom("victim", "Old", "a b", 'q"t', "x.y", "É", "p", "v");
     const hostile = fc
