@@ -26,6 +26,7 @@ import {
   createTargetStatements,
   readTargetState,
   schemaMissingMessage,
+  type TargetShape,
   targetShape,
 } from "./target.ts";
 
@@ -52,40 +53,9 @@ export async function adoptRollupSource(
 
   // 1. The target.
   const shape = targetShape(policy, options.policies);
-  const shown = displayRelation(shape.target);
-  const state = await readTargetState(db, shape.target);
-  if (state === "schema_missing")
-    return {
-      complete: false,
-      actions,
-      refusal: `rollup.target ${schemaMissingMessage(shape.target)}`,
-    };
-  if (state === "missing") {
-    const statements = createTargetStatements(shape).map((s) => `${s.compile(db).sql};`);
-    if (dryRun) {
-      log.info(`would create the rollup target ${shown}: ${statements.join(" ")}`, { target: shown });
-    } else {
-      const started = new Date();
-      await createTarget(db, shape, {
-        lockTimeoutMs: policy.lockTimeoutMs,
-        retryBudgetMs: policy.retryBudgetMs,
-        signal,
-      });
-      log.notice(
-        `created the rollup target ${shown}${shape.partitioned ? " (partitioned by bucket_ts; partition-manager makes its partitions)" : ""}`,
-        { target: shown, partitioned: shape.partitioned },
-      );
-      await ctx.record({
-        kind: "adopt_create_target",
-        partition: shown,
-        outcome: "ok",
-        detail: { partitioned: shape.partitioned, statements },
-        startedAt: started,
-        finishedAt: new Date(),
-      });
-    }
-    count("create_target");
-  }
+  const target = await ensureTarget(db, ctx, shape, dryRun);
+  if (target.refusal !== undefined) return { complete: false, actions, refusal: target.refusal };
+  if (target.created) count("create_target");
 
   // 2. Insert tracking.
   let ingest: Awaited<ReturnType<typeof adoptIngestTracking>>;
@@ -128,6 +98,48 @@ export async function adoptRollupSource(
   }
 
   return { complete: !dryRun || Object.keys(actions).length === 0, actions };
+}
+
+/**
+ * Creates the rollup target when it is missing (a dry run says how), and records it. Returns a
+ * refusal when the target's schema does not exist, else whether the target was (or would be) made.
+ */
+async function ensureTarget(
+  db: Kysely<DB>,
+  ctx: RollupContext,
+  shape: TargetShape,
+  dryRun: boolean,
+): Promise<{ refusal?: string; created: boolean }> {
+  const { policy, log, signal } = ctx;
+  const shown = displayRelation(shape.target);
+  const state = await readTargetState(db, shape.target);
+  if (state === "schema_missing")
+    return { refusal: `rollup.target ${schemaMissingMessage(shape.target)}`, created: false };
+  if (state !== "missing") return { created: false };
+  const statements = createTargetStatements(shape).map((s) => `${s.compile(db).sql};`);
+  if (dryRun) {
+    log.info(`would create the rollup target ${shown}: ${statements.join(" ")}`, { target: shown });
+    return { created: true };
+  }
+  const started = new Date();
+  await createTarget(db, shape, {
+    lockTimeoutMs: policy.lockTimeoutMs,
+    retryBudgetMs: policy.retryBudgetMs,
+    signal,
+  });
+  log.notice(
+    `created the rollup target ${shown}${shape.partitioned ? " (partitioned by bucket_ts; partition-manager makes its partitions)" : ""}`,
+    { target: shown, partitioned: shape.partitioned },
+  );
+  await ctx.record({
+    kind: "adopt_create_target",
+    partition: shown,
+    outcome: "ok",
+    detail: { partitioned: shape.partitioned, statements },
+    startedAt: started,
+    finishedAt: new Date(),
+  });
+  return { created: true };
 }
 
 /** What the rollups cannot run without is in place: the target, and ingest_xid with its index. */

@@ -31,101 +31,13 @@
 // so while such a partition exists the column is not added: adoption waits for the detach to finish.
 import { derivedName } from "../convert/names.ts";
 import { displayRelation, quoteIdent, type Relation } from "../db/relation.ts";
+import type { IngestAction } from "./ingest-actions.ts";
+import type { IngestFacts, IngestIndexFact, IngestPartitionFact } from "./ingest-facts.ts";
 
 export const INGEST_COLUMN = "ingest_xid";
 export const INGEST_INDEX_SUFFIX = "_ingest_xid_idx";
 /** The default as PostgreSQL prints it back (pg_get_expr). */
 export const INGEST_DEFAULT = "pg_current_xact_id()";
-
-export interface IngestIndexFact {
-  /** Index name; it lives in the schema of the table it indexes. */
-  name: string;
-  /** indisvalid and indisready: usable by queries (an interrupted concurrent build leaves false). */
-  valid: boolean;
-  /** relkind 'I': the index of a partitioned table. */
-  partitioned: boolean;
-  /** btree, no predicate or expressions, first two key columns (ingest_xid, time): serves rollups. */
-  leading: boolean;
-  /** Exactly what we would build, (ingest_xid, time), not unique: the only shape ATTACH accepts. */
-  exact: boolean;
-  /** Name of the partitioned index this one is attached to (same schema as the parent table). */
-  attachedTo: string | null;
-}
-
-export interface IngestPartitionFact {
-  relation: Relation;
-  /** 'r' plain, 'p' partitioned (a second level), 'f' foreign, anything else as relkind. */
-  relkind: string;
-  isDefault: boolean;
-  indexes: IngestIndexFact[];
-  /** The name we would give this partition's index is used by a relation that is not its index. */
-  childNameTaken: boolean;
-  /** The partition's own default for ingest_xid (pg_get_expr); null without one or without the column. */
-  columnDefault: string | null;
-  /** Its partition bound as PostgreSQL prints it ("FOR VALUES FROM (...) TO (...)"), for messages. */
-  bound: string | null;
-}
-
-/** A partition whose DETACH ... CONCURRENTLY was interrupted: leaving the table, so left out. */
-export interface IngestDetachPendingFact {
-  relation: Relation;
-  /** It has an ingest_xid column (it had one before the detach began). */
-  hasColumn: boolean;
-}
-
-export interface IngestFacts {
-  table: Relation;
-  timeColumn: string;
-  /** relkind of the table; undefined when it does not exist. */
-  relkind: string | undefined;
-  timeColumnExists: boolean;
-  /** The ingest_xid column, if any: its type (format_type) and default (pg_get_expr), if any. */
-  column: { type: string; default: string | null } | null;
-  /** Indexes of the table itself (for a partitioned table: the partitioned indexes). */
-  indexes: IngestIndexFact[];
-  /** The name we would give the table's index is used by a relation that is not its index. */
-  indexNameTaken: boolean;
-  /** Direct partitions, in a stable order; empty for a plain table. Not those being detached. */
-  partitions: IngestPartitionFact[];
-  /** Direct partitions with an interrupted DETACH ... CONCURRENTLY, in a stable order. */
-  detachPending: IngestDetachPendingFact[];
-}
-
-export type IngestAction =
-  | { kind: "add_column"; table: Relation }
-  | {
-      kind: "set_default";
-      /** The table, or one partition whose own default is missing. */
-      table: Relation;
-      /** For a partition: the table it belongs to, which has the default already. */
-      partitionOf?: Relation;
-      /** For a partition: its bound, so that a warning can say which hours to rebuild. */
-      bound?: string | null;
-    }
-  | { kind: "create_parent_index"; table: Relation; index: string; timeColumn: string }
-  | {
-      kind: "drop_invalid_index";
-      /** The table (or partition) the index belongs to. */
-      on: Relation;
-      index: Relation;
-    }
-  | {
-      kind: "build_index_concurrently";
-      /** The plain table, or one partition of a partitioned table. */
-      on: Relation;
-      index: string;
-      timeColumn: string;
-      /** For a partition: its place among the partitions still to be indexed ("3 of 12"). */
-      step?: { n: number; of: number };
-    }
-  | {
-      kind: "attach_index";
-      parentIndex: Relation;
-      childIndex: Relation;
-      partition: Relation;
-      /** Already attached: re-attaching only makes PostgreSQL mark the parent index valid. */
-      revalidate?: boolean;
-    };
 
 export interface IngestPlan {
   actions: IngestAction[];
@@ -157,76 +69,94 @@ export function planIngestTracking(facts: IngestFacts): IngestPlan {
   };
 }
 
+/** A refusal (why nothing may be done), or undefined once the step's actions are added. */
+type Refusal = string | undefined;
+
 function planActions(facts: IngestFacts): IngestPlan {
+  const actions: IngestAction[] = [];
+  const refusal =
+    tableRefusal(facts) ??
+    planColumn(facts, actions) ??
+    (facts.relkind === "r" ? planPlainIndex(facts, actions) : planPartitioned(facts, actions));
+  return refusal === undefined ? { actions } : { actions: [], refusal };
+}
+
+/** The table exists, is a table, and has the time column. */
+function tableRefusal(facts: IngestFacts): Refusal {
+  const shown = displayRelation(facts.table);
+  if (facts.relkind === undefined) return `${shown} does not exist`;
+  if (facts.relkind !== "r" && facts.relkind !== "p")
+    return `${shown} is neither a plain table nor a partitioned one (relkind '${facts.relkind}'); change tracking can only be added to a table`;
+  if (!facts.timeColumnExists) return `${shown} has no column ${quoteIdent(facts.timeColumn)}`;
+  return undefined;
+}
+
+/** The table's ingest_xid column and its default. */
+function planColumn(facts: IngestFacts, actions: IngestAction[]): Refusal {
   const t = facts.table;
   const shown = displayRelation(t);
-  const refuse = (refusal: string): IngestPlan => ({ actions: [], refusal });
-  if (facts.relkind === undefined) return refuse(`${shown} does not exist`);
-  if (facts.relkind !== "r" && facts.relkind !== "p")
-    return refuse(
-      `${shown} is neither a plain table nor a partitioned one (relkind '${facts.relkind}'); change tracking can only be added to a table`,
-    );
-  if (!facts.timeColumnExists) return refuse(`${shown} has no column ${quoteIdent(facts.timeColumn)}`);
-
-  const actions: IngestAction[] = [];
   if (facts.column === null) {
     actions.push({ kind: "add_column", table: t });
   } else if (facts.column.type !== "xid8") {
-    return refuse(
+    return (
       `${shown} already has a column ${INGEST_COLUMN} of type ${facts.column.type}, not xid8; rollup-hourly ` +
-        `cannot use it. Rename or drop that column (ALTER TABLE ${shown} RENAME COLUMN ${INGEST_COLUMN} TO ...), then run adoption again`,
+      `cannot use it. Rename or drop that column (ALTER TABLE ${shown} RENAME COLUMN ${INGEST_COLUMN} TO ...), then run adoption again`
     );
   } else if (facts.column.default === null) {
     actions.push({ kind: "set_default", table: t });
   } else if (facts.column.default !== INGEST_DEFAULT) {
-    return refuse(
+    return (
       `${shown}.${INGEST_COLUMN} has the default ${facts.column.default}, not ${INGEST_DEFAULT}, so new rows would not ` +
-        `carry their transaction id; set it (ALTER TABLE ${shown} ALTER COLUMN ${INGEST_COLUMN} SET DEFAULT ${INGEST_DEFAULT}) or drop the default, then run adoption again`,
+      `carry their transaction id; set it (ALTER TABLE ${shown} ALTER COLUMN ${INGEST_COLUMN} SET DEFAULT ${INGEST_DEFAULT}) or drop the default, then run adoption again`
     );
   }
+  return undefined;
+}
 
+const indexColumns = (facts: IngestFacts) => `(${INGEST_COLUMN}, ${quoteIdent(facts.timeColumn)})`;
+
+/** A plain table's index, built concurrently (after dropping our invalid leftover). */
+function planPlainIndex(facts: IngestFacts, actions: IngestAction[]): Refusal {
+  const t = facts.table;
   const ourName = ingestIndexName(t.name);
-  const columns = `(${INGEST_COLUMN}, ${quoteIdent(facts.timeColumn)})`;
-  if (facts.relkind === "r") {
-    if (facts.indexes.some((i) => i.valid && i.leading)) return { actions };
-    const ours = facts.indexes.find((i) => i.name === ourName);
-    if (ours) {
-      if (ours.valid || !ours.leading)
-        return refuse(
-          `${shown} has an index ${quoteIdent(ourName)} that is not an index on ${columns}; rename it, then run adoption again`,
-        );
-      actions.push({ kind: "drop_invalid_index", on: t, index: { schema: t.schema, name: ourName } });
-    } else if (facts.indexNameTaken) {
-      return refuse(
-        `the name ${quoteIdent(t.schema)}.${quoteIdent(ourName)} is already used by another relation; rename it`,
-      );
-    }
-    actions.push({ kind: "build_index_concurrently", on: t, index: ourName, timeColumn: facts.timeColumn });
-    return { actions };
+  if (facts.indexes.some((i) => i.valid && i.leading)) return undefined;
+  const ours = facts.indexes.find((i) => i.name === ourName);
+  if (ours) {
+    if (ours.valid || !ours.leading)
+      return `${displayRelation(t)} has an index ${quoteIdent(ourName)} that is not an index on ${indexColumns(facts)}; rename it, then run adoption again`;
+    actions.push({ kind: "drop_invalid_index", on: t, index: { schema: t.schema, name: ourName } });
+  } else if (facts.indexNameTaken) {
+    return `the name ${quoteIdent(t.schema)}.${quoteIdent(ourName)} is already used by another relation; rename it`;
   }
+  actions.push({ kind: "build_index_concurrently", on: t, index: ourName, timeColumn: facts.timeColumn });
+  return undefined;
+}
 
-  // Partitioned.
+/** A partitioned table: its partitions' defaults, then the partitioned index and one per partition. */
+function planPartitioned(facts: IngestFacts, actions: IngestAction[]): Refusal {
+  const t = facts.table;
+  const shown = displayRelation(t);
   const nested = facts.partitions.filter((p) => p.relkind === "p");
   if (nested.length > 0)
-    return refuse(
+    return (
       `${shown} has partitions that are themselves partitioned (${nested.map((p) => displayRelation(p.relation)).join(", ")}); ` +
-        "adding change tracking to multi-level partitioning is not supported: add the column and indexes by hand",
+      "adding change tracking to multi-level partitioning is not supported: add the column and indexes by hand"
     );
   const other = facts.partitions.filter((p) => p.relkind !== "r");
   if (other.length > 0)
-    return refuse(
+    return (
       `${shown} has partitions that cannot be indexed (${other.map((p) => `${displayRelation(p.relation)}, relkind '${p.relkind}'`).join("; ")}); ` +
-        "adding change tracking is not supported there",
+      "adding change tracking is not supported there"
     );
   const otherDefault = facts.partitions.find(
     (p) => p.columnDefault !== null && p.columnDefault !== INGEST_DEFAULT,
   );
   if (otherDefault) {
     const p = displayRelation(otherDefault.relation);
-    return refuse(
+    return (
       `partition ${p}.${INGEST_COLUMN} has the default ${otherDefault.columnDefault}, not ${INGEST_DEFAULT}, so rows inserted ` +
-        `directly into it would not carry their transaction id; set it (ALTER TABLE ${p} ALTER COLUMN ${INGEST_COLUMN} SET DEFAULT ${INGEST_DEFAULT}) ` +
-        "or drop the default, then run adoption again",
+      `directly into it would not carry their transaction id; set it (ALTER TABLE ${p} ALTER COLUMN ${INGEST_COLUMN} SET DEFAULT ${INGEST_DEFAULT}) ` +
+      "or drop the default, then run adoption again"
     );
   }
   // The parent's ADD COLUMN / SET DEFAULT sets every partition's default as well.
@@ -234,26 +164,39 @@ function planActions(facts: IngestFacts): IngestPlan {
     for (const p of facts.partitions)
       if (p.columnDefault === null)
         actions.push({ kind: "set_default", table: p.relation, partitionOf: t, bound: p.bound });
-  if (facts.indexes.some((i) => i.partitioned && i.valid && i.leading)) return { actions };
+  if (facts.indexes.some((i) => i.partitioned && i.valid && i.leading)) return undefined;
+  const parent = planParentIndex(facts, actions);
+  if (typeof parent === "string") return parent;
+  return planPartitionIndexes(facts, parent, actions) ?? planRevalidate(facts, parent, actions);
+}
 
+/** The partitioned index to finish: ours, someone's invalid one of our shape, or a new one. */
+interface ParentIndex {
+  existing: IngestIndexFact | undefined;
+  index: Relation;
+}
+
+function planParentIndex(facts: IngestFacts, actions: IngestAction[]): ParentIndex | string {
+  const t = facts.table;
+  const ourName = ingestIndexName(t.name);
   let parent = facts.indexes.find((i) => i.name === ourName);
   if (parent && !(parent.partitioned && parent.exact))
-    return refuse(
-      `${shown} has an index ${quoteIdent(ourName)} that is not a partitioned index on exactly ${columns}; rename it, then run adoption again`,
-    );
+    return `${displayRelation(t)} has an index ${quoteIdent(ourName)} that is not a partitioned index on exactly ${indexColumns(facts)}; rename it, then run adoption again`;
   // An invalid partitioned index of exactly our shape under another name (someone began this by
   // hand) is finished rather than duplicated.
   parent ??= facts.indexes.find((i) => i.partitioned && i.exact && !i.valid);
-  const parentName = parent?.name ?? ourName;
-  const parentIndex: Relation = { schema: t.schema, name: parentName };
   if (!parent) {
     if (facts.indexNameTaken)
-      return refuse(
-        `the name ${quoteIdent(t.schema)}.${quoteIdent(ourName)} is already used by another relation; rename it`,
-      );
+      return `the name ${quoteIdent(t.schema)}.${quoteIdent(ourName)} is already used by another relation; rename it`;
     actions.push({ kind: "create_parent_index", table: t, index: ourName, timeColumn: facts.timeColumn });
   }
+  return { existing: parent, index: { schema: t.schema, name: parent?.name ?? ourName } };
+}
 
+/** Each partition without an index attached to the parent's: attach a fitting one, or build one. */
+function planPartitionIndexes(facts: IngestFacts, parent: ParentIndex, actions: IngestAction[]): Refusal {
+  const parentIndex = parent.index;
+  const parentName = parentIndex.name;
   const missing = facts.partitions.filter((p) => !p.indexes.some((i) => i.attachedTo === parentName));
   const toBuild = missing.filter((p) => !attachable(p)).length;
   let n = 0;
@@ -273,15 +216,13 @@ function planActions(facts: IngestFacts): IngestPlan {
     const leftover = p.indexes.find((i) => i.name === childName);
     if (leftover) {
       if (leftover.valid || !leftover.leading || leftover.attachedTo !== null)
-        return refuse(
+        return (
           `partition ${displayRelation(p.relation)} has an index ${quoteIdent(childName)} that cannot be attached to ${quoteIdent(parentName)} ` +
-            `(it is not exactly ${columns}, or is attached elsewhere); rename it, then run adoption again`,
+          `(it is not exactly ${indexColumns(facts)}, or is attached elsewhere); rename it, then run adoption again`
         );
       actions.push({ kind: "drop_invalid_index", on: p.relation, index: child });
     } else if (p.childNameTaken) {
-      return refuse(
-        `the name ${displayRelation(child)} is already used by another relation; rename it, then run adoption again`,
-      );
+      return `the name ${displayRelation(child)} is already used by another relation; rename it, then run adoption again`;
     }
     n++;
     actions.push({
@@ -293,49 +234,35 @@ function planActions(facts: IngestFacts): IngestPlan {
     });
     actions.push({ kind: "attach_index", parentIndex, childIndex: child, partition: p.relation });
   }
+  return undefined;
+}
 
-  if (parent && !parent.valid && missing.length === 0) {
-    // Every partition has an attached index yet the parent is still invalid (see the note at the top).
-    const first = facts.partitions[0];
-    const attached = first?.indexes.find((i) => i.attachedTo === parentName);
-    if (!first || !attached)
-      return refuse(
-        `${shown}'s index ${quoteIdent(parentName)} is invalid and the table has no partitions to re-check it with; ` +
-          `DROP INDEX ${displayRelation(parentIndex)}, then run adoption again`,
-      );
-    actions.push({
-      kind: "attach_index",
-      parentIndex,
-      childIndex: { schema: first.relation.schema, name: attached.name },
-      partition: first.relation,
-      revalidate: true,
-    });
-  }
-  return { actions };
+/**
+ * Every partition has an attached index yet the parent is still invalid (see the note at the top):
+ * attach one again so that PostgreSQL re-checks the parent.
+ */
+function planRevalidate(facts: IngestFacts, parent: ParentIndex, actions: IngestAction[]): Refusal {
+  const { existing, index: parentIndex } = parent;
+  const missing = facts.partitions.filter((p) => !p.indexes.some((i) => i.attachedTo === parentIndex.name));
+  if (!existing || existing.valid || missing.length > 0) return undefined;
+  const first = facts.partitions[0];
+  const attached = first?.indexes.find((i) => i.attachedTo === parentIndex.name);
+  if (!first || !attached)
+    return (
+      `${displayRelation(facts.table)}'s index ${quoteIdent(parentIndex.name)} is invalid and the table has no partitions to re-check it with; ` +
+      `DROP INDEX ${displayRelation(parentIndex)}, then run adoption again`
+    );
+  actions.push({
+    kind: "attach_index",
+    parentIndex,
+    childIndex: { schema: first.relation.schema, name: attached.name },
+    partition: first.relation,
+    revalidate: true,
+  });
+  return undefined;
 }
 
 /** A valid index of exactly our shape that no partitioned index has claimed yet. */
 function attachable(p: IngestPartitionFact): IngestIndexFact | undefined {
   return p.indexes.find((i) => i.valid && i.exact && !i.partitioned && i.attachedTo === null);
-}
-
-/** The statement an operator would type for this action (dry runs and logs). */
-export function describeIngestAction(a: IngestAction): string {
-  switch (a.kind) {
-    case "add_column":
-      return (
-        `ALTER TABLE ${displayRelation(a.table)} ADD COLUMN ${INGEST_COLUMN} xid8; ` +
-        `ALTER TABLE ${displayRelation(a.table)} ALTER COLUMN ${INGEST_COLUMN} SET DEFAULT ${INGEST_DEFAULT}`
-      );
-    case "set_default":
-      return `ALTER TABLE ${displayRelation(a.table)} ALTER COLUMN ${INGEST_COLUMN} SET DEFAULT ${INGEST_DEFAULT}`;
-    case "create_parent_index":
-      return `CREATE INDEX IF NOT EXISTS ${quoteIdent(a.index)} ON ONLY ${displayRelation(a.table)} (${INGEST_COLUMN}, ${quoteIdent(a.timeColumn)})`;
-    case "drop_invalid_index":
-      return `DROP INDEX CONCURRENTLY IF EXISTS ${displayRelation(a.index)}`;
-    case "build_index_concurrently":
-      return `CREATE INDEX CONCURRENTLY ${quoteIdent(a.index)} ON ${displayRelation(a.on)} (${INGEST_COLUMN}, ${quoteIdent(a.timeColumn)})`;
-    case "attach_index":
-      return `ALTER INDEX ${displayRelation(a.parentIndex)} ATTACH PARTITION ${displayRelation(a.childIndex)}`;
-  }
 }

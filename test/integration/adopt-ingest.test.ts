@@ -11,8 +11,8 @@ import {
   adoptIngestTracking,
   ingestRefusal,
   ingestTrackingReady,
-  readIngestFacts,
 } from "../../shared/adopt/ingest.ts";
+import { readIngestFacts } from "../../shared/adopt/ingest-facts.ts";
 import { derivedName } from "../../shared/convert/names.ts";
 import type { Relation } from "../../shared/db/relation.ts";
 import type { Logger } from "../../shared/log/logger.ts";

@@ -2,13 +2,9 @@
 // find (nothing yet, a run killed half way, someone's hand-made pieces, all done) it plans exactly
 // what is missing, in an order PostgreSQL accepts, or refuses before changing anything.
 import { describe, expect, it } from "vitest";
-import {
-  describeIngestAction,
-  type IngestFacts,
-  type IngestIndexFact,
-  type IngestPartitionFact,
-  planIngestTracking,
-} from "../../shared/adopt/ingest-plan.ts";
+import { describeIngestAction } from "../../shared/adopt/ingest-actions.ts";
+import type { IngestFacts, IngestIndexFact, IngestPartitionFact } from "../../shared/adopt/ingest-facts.ts";
+import { planIngestTracking } from "../../shared/adopt/ingest-plan.ts";
 
 const T = { schema: "app", name: "readings" };
 const XID = { type: "xid8", default: "pg_current_xact_id()" };
