@@ -1,0 +1,96 @@
+// What every phase of `migrate convert` starts from: the options, the table, and the conversion's
+// recorded state, read once when the phase starts. Each phase (phase-*.ts) then reads the facts it
+// needs, asks the pure planner for its steps, and runs them through apply.ts.
+import type { Kysely } from "kysely";
+import type { TablePolicy } from "../config/policy.ts";
+import type { Relation } from "../db/relation.ts";
+import type { DB } from "../db/schema.ts";
+import type { Logger } from "../log/logger.ts";
+import { pauseAtFaultPoint } from "../run/fault-points.ts";
+import { type ExecContext, runStep } from "./apply.ts";
+import type { ConversionDesign, ConvertInput } from "./design.ts";
+import { INGEST_COLUMN } from "./design.ts";
+import type { ConversionState, TableFacts } from "./facts.ts";
+import type { ConvertNames } from "./names.ts";
+import type { Step } from "./step.ts";
+import type { PrepareState } from "./step-prepare.ts";
+
+export const CONVERT_PHASES = [
+  "preflight",
+  "prepare",
+  "swap",
+  "verify",
+  "revert",
+  "finalize",
+  "status",
+] as const;
+export type ConvertPhase = (typeof CONVERT_PHASES)[number] | "all";
+
+export interface ConvertOptions {
+  phase: ConvertPhase;
+  policy: TablePolicy;
+  now: Date;
+  boundary?: Date | undefined;
+  dropUnique: readonly string[];
+  dryRun: boolean;
+  lockTimeoutMs: number;
+  retryBudgetMs: number;
+  progressEveryMs: number;
+}
+
+export type ConversionRecord = NonNullable<ConversionState["record"]>;
+
+export interface PhaseContext {
+  db: Kysely<DB>;
+  log: Logger;
+  options: ConvertOptions;
+  signal: AbortSignal;
+  table: Relation;
+  names: ConvertNames;
+  /** How the table is named in messages: `schema.name`, each part quoted as quote_ident would. */
+  shown: string;
+  state: ConversionState;
+  record: ConversionRecord | null;
+  /** The recorded conversion, unless it was reverted (then a new one may start). */
+  active: ConversionRecord | null;
+  /** The design stored with the recorded conversion. */
+  storedDesign: ConversionDesign | null;
+  input: ConvertInput;
+  exec: ExecContext;
+}
+
+export interface PhaseOutcome {
+  exitCode: 0 | 1 | 2;
+  already?: boolean;
+  report?: unknown;
+}
+
+/** The phase will not run in this state: exit 2, nothing changed. */
+export class Refusal extends Error {
+  override readonly name = "Refusal";
+}
+
+/** Runs the steps in order; between two steps it stops on the signal (the next run continues). */
+export async function runSteps(ctx: PhaseContext, steps: readonly Step[]): Promise<void> {
+  for (const step of steps) {
+    if (ctx.signal.aborted)
+      throw new Error(`stopped before step ${step.id} (signal); run the same command again to continue`);
+    await runStep(ctx.exec, step);
+    if (!ctx.exec.dryRun) await pauseAtFaultPoint("convert-after-prepare-step", ctx.exec.log, step.id);
+  }
+}
+
+/** What prepare already built, from the table's facts and the conversion's state. */
+export function prepareState(facts: TableFacts, state: ConversionState): PrepareState {
+  return {
+    hasIngestColumn: facts.columns.some((c) => c.name === INGEST_COLUMN),
+    boundCheck: state.boundCheck,
+    builtIndexes: state.builtIndexes,
+    parentExists: state.parentExists,
+  };
+}
+
+/** What the operator accepted when the recorded conversion started (a resumed phase keeps it). */
+export function acceptedInput(input: ConvertInput, stored: ConversionDesign): ConvertInput {
+  return { ...input, dropUnique: stored.keptOnHistory.map((k) => k.name) };
+}
