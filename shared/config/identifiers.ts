@@ -21,7 +21,3 @@ export function parseQualifiedName(value: string): QualifiedName | undefined {
   }
   return undefined;
 }
-
-export function formatQualifiedName(q: QualifiedName): string {
-  return `${q.schema}.${q.name}`;
-}

@@ -20,6 +20,7 @@ import {
   relationOidSql,
   relationSql,
 } from "../db/relation.ts";
+import type { DB } from "../db/schema.ts";
 import { SQLSTATE } from "../db/sqlstate.ts";
 import type { Logger } from "../log/logger.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
@@ -32,7 +33,7 @@ import type { PartitionAction } from "./plan.ts";
 export const BOUND_CONSTRAINT = "telemetry_jobs_bound";
 
 export interface ApplyContext {
-  db: Kysely<any>;
+  db: Kysely<DB>;
   policy: TablePolicy;
   catalog: TableCatalog;
   log: Logger;
@@ -74,7 +75,7 @@ interface RelationState {
   comment: string | null;
 }
 
-async function relationState(db: Kysely<any>, rel: Relation): Promise<RelationState> {
+async function relationState(db: Kysely<DB>, rel: Relation): Promise<RelationState> {
   const r = await sql<{
     relispartition: boolean;
     parent_oid: number | null;
@@ -318,7 +319,7 @@ function parentLockFor(rowsMove: boolean, from: Date, latestNowMs: number) {
  * that has been open longer than `waitMs` holds any lock on `relation`: our ACCESS EXCLUSIVE request
  * would only time out after making every new reader and writer queue behind it.
  */
-async function refuseWhileLongHoldersOf(trx: Transaction<any>, relation: Relation, waitMs: number) {
+async function refuseWhileLongHoldersOf(trx: Transaction<DB>, relation: Relation, waitMs: number) {
   const r = await sql<{ pid: number; mode: string; state: string | null }>`
     SELECT l.pid, l.mode, a.state
       FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
@@ -342,7 +343,7 @@ async function refuseWhileLongHoldersOf(trx: Transaction<any>, relation: Relatio
  * move and the ATTACH. DELETE ... RETURNING feeds the INSERT: each row is moved exactly once.
  */
 async function moveFromDefault(
-  trx: Transaction<any>,
+  trx: Transaction<DB>,
   ctx: ApplyContext,
   child: Relation,
   from: ReturnType<typeof sql.lit>,

@@ -60,8 +60,8 @@ interface TableRow {
   key_type: string | null;
 }
 
-export async function inspectTable(
-  db: Kysely<any>,
+export async function inspectTable<DB>(
+  db: Kysely<DB>,
   table: QualifiedName,
   timeColumn: string,
 ): Promise<{ ok: true; oid: number; keyType: KeyType } | { ok: false; problem: TableProblem }> {
@@ -153,8 +153,8 @@ export interface CatalogLockOptions {
   budgetMs: number;
 }
 
-export async function readCatalog(
-  db: Kysely<any>,
+export async function readCatalog<DB>(
+  db: Kysely<DB>,
   table: QualifiedName,
   timeColumn: string,
   interval: PartitionInterval,
@@ -171,8 +171,8 @@ export async function readCatalog(
   return result;
 }
 
-async function readCatalogIn(
-  db: Kysely<any>,
+async function readCatalogIn<DB>(
+  db: Kysely<DB>,
   table: QualifiedName,
   timeColumn: string,
   interval: PartitionInterval,

@@ -2,6 +2,7 @@
 // (which logs it and applies it action by action, each audited), then report the table's health.
 import type { Kysely } from "kysely";
 import { policyTable } from "../config/policy.ts";
+import type { DB } from "../db/schema.ts";
 import { type ActionSteps, executePlan } from "../run/execute-plan.ts";
 import type { TableContext, TableReport } from "../run/runner.ts";
 import { applyPartitionAction } from "./apply.ts";
@@ -16,7 +17,7 @@ export function describeAction(a: PartitionAction): string {
 }
 
 export async function managePartitions(
-  db: Kysely<any>,
+  db: Kysely<DB>,
   ctx: TableContext,
   options: { now: Date; dryRun: boolean },
 ): Promise<TableReport> {

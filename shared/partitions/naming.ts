@@ -5,18 +5,6 @@ import { isoWeek, type PartitionInterval } from "./time.ts";
 /** Comment on a DEFAULT partition telemetry-jobs made (partition-manager, or migrate convert). */
 export const DEFAULT_PARTITION_MARKER = "telemetry-jobs: DEFAULT partition";
 
-/** Placeholders a naming template may use. */
-export const NAMING_PLACEHOLDERS = [
-  "{table}",
-  "{YYYY}",
-  "{MM}",
-  "{DD}",
-  "{HH}",
-  "{Q}",
-  "{WW}",
-  "{IYYY}",
-] as const;
-
 const pad = (n: number, width = 2) => String(n).padStart(width, "0");
 
 /** Placeholders a template needs so that each interval gets a distinct name. */

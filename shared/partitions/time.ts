@@ -61,19 +61,6 @@ export function isAligned(instant: Date, interval: PartitionInterval): boolean {
   return floorToInterval(instant, interval).getTime() === instant.getTime();
 }
 
-/** Number of whole intervals from aligned `from` up to `to` (may be fractional-free only if aligned). */
-export function intervalsBetween(from: Date, to: Date, interval: PartitionInterval): number {
-  let n = 0;
-  let cursor = from;
-  if (to <= from) return 0;
-  while (cursor < to) {
-    cursor = addIntervals(cursor, interval, 1);
-    n++;
-    if (n > 1_000_000) throw new RangeError("intervalsBetween: range too large");
-  }
-  return n;
-}
-
 /** ISO-8601 week-numbering year and week of an instant, for naming weekly partitions. */
 export function isoWeek(instant: Date): { year: number; week: number } {
   const day = utc(instant.getUTCFullYear(), instant.getUTCMonth(), instant.getUTCDate());

@@ -11,6 +11,7 @@ import type { DB } from "../db/schema.ts";
 import { sqlState } from "../db/sqlstate.ts";
 import type { Logger } from "../log/logger.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
+import { retentionOf } from "./expiry.ts";
 import { removalMarker } from "./facts.ts";
 import type { RetentionAction, RetentionMode } from "./plan.ts";
 
@@ -110,8 +111,13 @@ async function detach(ctx: RetentionContext, partition: Relation, concurrently: 
   return "detach (ACCESS EXCLUSIVE on the parent, under lock_timeout: the table has a DEFAULT partition)";
 }
 
+/** SQLSTATE 55000, which PostgreSQL raises for a DETACH that is pending (not in SQLSTATE yet). */
+const OBJECT_NOT_IN_PREREQUISITE_STATE = "55000";
+
 function isPendingDetachError(error: unknown): boolean {
-  return sqlState(error) === "55000" && /pending detach/i.test((error as Error).message);
+  return (
+    sqlState(error) === OBJECT_NOT_IN_PREREQUISITE_STATE && /pending detach/i.test((error as Error).message)
+  );
 }
 
 /** Runs one statement outside a transaction block, under lock_timeout, retried within the budget. */
@@ -153,7 +159,7 @@ async function finishRemoval(
       );
       return "kept detached";
     case "archive": {
-      const archive = ctx.policy.retention!.archiveSchema;
+      const archive = retentionOf(ctx.policy).archiveSchema;
       const archived: Relation = { schema: archive, name: partition.name };
       await withLockRetry(ctx.db, retryOptions(ctx, `archive ${shown}`), async (trx) => {
         await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(archive)}`.execute(trx);
@@ -179,7 +185,7 @@ async function deleteRowsInBatches(
   action: Extract<RetentionAction, { kind: "delete_rows" }>,
   startBlock: number,
 ): Promise<RetentionOutcome> {
-  const retention = ctx.policy.retention!;
+  const retention = retentionOf(ctx.policy);
   const rel = relationSql(action.relation);
   const shown = displayRelation(action.relation);
   const col = columnSql(ctx.policy.timeColumn);

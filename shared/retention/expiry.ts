@@ -4,16 +4,24 @@
 // the cutoff (the raw-data horizon). partition-manager (never make an expired partition),
 // retention (what to remove) and rollup-hourly (what may be rebuilt from raw rows) all ask here.
 import { type Duration, subtractDuration } from "../config/duration.ts";
+import type { RetentionPolicy } from "../config/policy.ts";
 
 const HOUR_MS = 3_600_000;
 
-/** The retention window of a policy; throws for a policy without a retention block. */
-export function keepOf(policy: {
+interface PolicyWithRetention<R> {
   readonly table: string;
-  readonly retention?: { readonly keepDuration: Duration } | undefined;
-}): Duration {
+  readonly retention?: R | undefined;
+}
+
+/** The policy's retention block; throws for a policy without one (retention selects only those). */
+export function retentionOf<R = RetentionPolicy>(policy: PolicyWithRetention<R>): R {
   if (!policy.retention) throw new Error(`${policy.table} has no valid retention.keep`);
-  return policy.retention.keepDuration;
+  return policy.retention;
+}
+
+/** The retention window of a policy; throws for a policy without a retention block. */
+export function keepOf(policy: PolicyWithRetention<{ readonly keepDuration: Duration }>): Duration {
+  return retentionOf(policy).keepDuration;
 }
 
 /** now - keep, in UTC (month ends clamp: Mar 31 - 1 month = Feb 28/29). */

@@ -22,7 +22,7 @@ const MARKER_PATTERN = /^telemetry-jobs retention: removing from (\S+), mode (dr
 
 /** For `partitioned: false` policies: a plain table with a timestamp column. */
 export async function inspectPlainTable(
-  db: Kysely<any>,
+  db: Kysely<DB>,
   policy: TablePolicy,
 ): Promise<TableProblem | undefined> {
   const q = policyTable(policy);
@@ -62,7 +62,7 @@ export async function inspectPlainTable(
  * expired row is kept.
  */
 async function countExpired(
-  db: Kysely<any>,
+  db: Kysely<DB>,
   relation: Relation,
   column: string,
   cutoff: Date,
@@ -177,7 +177,7 @@ export async function readRetentionFacts(
  * fail (relations and types share the name check, so each name is looked up among both).
  */
 async function findArchiveClashes(
-  db: Kysely<any>,
+  db: Kysely<DB>,
   relations: readonly Relation[],
   archiveSchema: string,
 ): Promise<Map<string, string[]>> {

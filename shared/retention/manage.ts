@@ -9,8 +9,9 @@ import type { DB } from "../db/schema.ts";
 import { type ActionSteps, executePlan } from "../run/execute-plan.ts";
 import type { TableContext, TableReport } from "../run/runner.ts";
 import { applyRetentionAction } from "./apply.ts";
+import { retentionCutoff, retentionOf } from "./expiry.ts";
 import { readRetentionFacts } from "./facts.ts";
-import { planRetention, type RetentionAction, retentionCutoff } from "./plan.ts";
+import { planRetention, type RetentionAction } from "./plan.ts";
 import { resumeBlock } from "./progress.ts";
 
 export function describeRetentionAction(a: RetentionAction): string {
@@ -32,6 +33,7 @@ export async function manageRetention(
   options: { now: Date; dryRun: boolean; force: boolean },
 ): Promise<TableReport> {
   const { policy, log } = ctx;
+  const retention = retentionOf(policy);
   const cutoff = retentionCutoff(policy, options.now);
   const lock = { lockTimeoutMs: policy.lockTimeoutMs, budgetMs: policy.retryBudgetMs };
   const facts = await readRetentionFacts(db, policy, cutoff, lock);
@@ -39,14 +41,11 @@ export async function manageRetention(
   const rollupHealth = plan.rollup
     ? { rollupFrontier: plan.rollup.frontier?.toISOString() ?? null, rollupBlocked: plan.rollup.blocked }
     : {};
-  log.info(
-    `cutoff ${cutoff.toISOString()} (keep ${policy.retention!.keep}, mode ${policy.retention!.mode})`,
-    {
-      cutoff,
-      partitioned: policy.partitioned,
-    },
-  );
-  const deadline = Date.now() + policy.retention!.timeBudgetMs;
+  log.info(`cutoff ${cutoff.toISOString()} (keep ${retention.keep}, mode ${retention.mode})`, {
+    cutoff,
+    partitioned: policy.partitioned,
+  });
+  const deadline = Date.now() + retention.timeBudgetMs;
   let bytesFreed = 0;
   let rowsDeleted = 0;
   let incomplete = false;

@@ -10,7 +10,7 @@ import { boundRange } from "../partitions/bounds.ts";
 import type { TableCatalog } from "../partitions/catalog.ts";
 import { describeRollupFrontier, type RollupFrontier } from "../rollups/frontier.ts";
 import type { Finding, Plan } from "../run/execute-plan.ts";
-import { cutoffAt, isExpired, keepOf, straddlesCutoff } from "./expiry.ts";
+import { cutoffAt, isExpired, retentionOf, straddlesCutoff } from "./expiry.ts";
 import type { RetentionHold } from "./holds.ts";
 
 export { keepOf, retentionCutoff } from "./expiry.ts";
@@ -176,8 +176,8 @@ export function planRetention(
   now: Date,
   options: { force: boolean },
 ): RetentionPlan {
-  const retention = policy.retention!;
-  const keep = keepOf(policy);
+  const retention = retentionOf(policy);
+  const keep = retention.keepDuration;
   const cutoff = cutoffAt(keep, now);
   if (policy.rollup && !facts.rollup)
     throw new Error(`${policy.table} has a rollup block, but the retention facts lack its rollup frontier`);

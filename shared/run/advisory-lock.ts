@@ -8,8 +8,8 @@ export const ADVISORY_NAMESPACE = 0x746a; // "tj"
 
 export type LockedResult<T> = { acquired: true; value: T } | { acquired: false; busy?: string };
 
-export async function withAdvisoryLock<T>(
-  db: Kysely<any>,
+export async function withAdvisoryLock<DB, T>(
+  db: Kysely<DB>,
   job: string,
   table: string,
   work: () => Promise<T>,
@@ -21,8 +21,8 @@ export async function withAdvisoryLock<T>(
  * All of the keys ("job:table") or none: migrate convert holds partition-manager's and retention's
  * keys of its table too, so that neither works on the table while it changes shape.
  */
-export async function withAdvisoryLocks<T>(
-  db: Kysely<any>,
+export async function withAdvisoryLocks<DB, T>(
+  db: Kysely<DB>,
   keys: readonly string[],
   work: () => Promise<T>,
 ): Promise<LockedResult<T>> {

@@ -4,7 +4,7 @@
 // another's. SIGTERM stops between actions. Ends with one summary record.
 import { hostname } from "node:os";
 import { type Kysely, sql } from "kysely";
-import { ConfigError } from "../config/errors.ts";
+import { ConfigError, EXIT, type ExitCode } from "../config/errors.ts";
 import type { Config } from "../config/load.ts";
 import { policyTable, type TablePolicy } from "../config/policy.ts";
 import { relationOidSql } from "../db/relation.ts";
@@ -41,7 +41,7 @@ export interface JobSpec {
   /** Which policies this job acts on (e.g. retention: those with a retention block). */
   appliesTo?: (policy: TablePolicy) => boolean;
   /** Checks a policy against the database; a problem is a configuration error (exit 2). */
-  inspect?: (db: Kysely<any>, policy: TablePolicy) => Promise<TableProblem | undefined>;
+  inspect?: (db: Kysely<DB>, policy: TablePolicy) => Promise<TableProblem | undefined>;
   processTable(ctx: TableContext): Promise<TableReport>;
   /** What the advisory lock excludes besides (job, table), e.g. the shard a Cloud Run task owns. */
   lockScope?: string;
@@ -61,14 +61,14 @@ export interface RunSummary {
 
 export interface RunResult {
   status: "ok" | "skipped" | "failed" | "interrupted" | "refused";
-  exitCode: 0 | 1 | 2;
+  exitCode: ExitCode;
   tables: Record<string, TableStatus>;
   summary: RunSummary;
 }
 
 /** The default check: a RANGE-partitioned table on a timestamp column (what partition-manager needs). */
 export async function inspectPartitionedTable(
-  db: Kysely<any>,
+  db: Kysely<DB>,
   policy: TablePolicy,
 ): Promise<TableProblem | undefined> {
   const inspected = await inspectTable(db, policyTable(policy), policy.timeColumn);
@@ -77,7 +77,7 @@ export async function inspectPartitionedTable(
 
 /** Checks every selected policy against the catalog; throws ConfigError naming each bad field. */
 export async function validatePolicies(
-  db: Kysely<any>,
+  db: Kysely<DB>,
   config: Config,
   spec: Pick<JobSpec, "appliesTo" | "inspect"> = {},
 ): Promise<TablePolicy[]> {
@@ -105,7 +105,7 @@ export async function validatePolicies(
  * which is not a configuration error: every other table of the run is still managed.
  */
 export async function awaitedRollupTargets(
-  db: Kysely<any>,
+  db: Kysely<DB>,
   config: Config,
   policies: readonly TablePolicy[],
 ): Promise<TablePolicy[]> {
@@ -227,6 +227,7 @@ export async function runJob(spec: JobSpec): Promise<RunResult> {
   const severity =
     status === "failed" || status === "refused" ? "error" : status === "interrupted" ? "warn" : "notice";
   log[severity](`${job} ${status}`, { ...summary });
-  const exitCode = status === "ok" || status === "skipped" ? 0 : status === "refused" ? 2 : 1;
+  const exitCode =
+    status === "ok" || status === "skipped" ? EXIT.ok : status === "refused" ? EXIT.usage : EXIT.failed;
   return { status, exitCode, tables, summary };
 }

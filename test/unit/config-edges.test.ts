@@ -8,7 +8,6 @@ import { describe, expect, it } from "vitest";
 import { describeDatabase, parseDatabaseEnv } from "../../shared/config/database.ts";
 import { ConfigError } from "../../shared/config/errors.ts";
 import { formatIssues } from "../../shared/config/format.ts";
-import { formatQualifiedName } from "../../shared/config/identifiers.ts";
 import { deepFreeze, loadPolicyFile, parseInstant, parseNow } from "../../shared/config/load.ts";
 import {
   PolicyFileSchema,
@@ -321,10 +320,6 @@ describe("formatIssues and identifiers", () => {
     expect(formatIssues({ issues: [{ ...tables[0]!, path: ["premake"] }] } as never, "tables[0]")).toBe(
       "  - tables[0].premake: Too small: expected number to be >=0",
     );
-  });
-
-  it("formatQualifiedName", () => {
-    expect(formatQualifiedName({ schema: "edge", name: "points" })).toBe("edge.points");
   });
 });
 

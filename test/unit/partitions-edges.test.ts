@@ -21,7 +21,6 @@ import {
   addIntervals,
   assertNever,
   floorToInterval,
-  intervalsBetween,
   type PartitionInterval,
 } from "../../shared/partitions/time.ts";
 
@@ -416,20 +415,6 @@ describe("naming and interval arithmetic", () => {
 
   it("the DEFAULT partition marker (a comment other versions read) is fixed text", () => {
     expect(DEFAULT_PARTITION_MARKER).toBe("telemetry-jobs: DEFAULT partition");
-  });
-
-  it("intervalsBetween counts whole intervals, 0 for an empty or reversed range", () => {
-    const jan = utc("2026-01-01T00:00:00Z");
-    expect(intervalsBetween(jan, utc("2026-04-01T00:00:00Z"), "monthly")).toBe(3);
-    expect(intervalsBetween(jan, utc("2026-03-15T00:00:00Z"), "monthly")).toBe(3);
-    expect(intervalsBetween(jan, utc("2026-01-01T01:00:00Z"), "daily")).toBe(1);
-    expect(intervalsBetween(jan, jan, "daily")).toBe(0);
-    expect(intervalsBetween(jan, utc("2025-01-01T00:00:00Z"), "daily")).toBe(0);
-    const million = addIntervals(jan, "hourly", 1_000_000);
-    expect(intervalsBetween(jan, million, "hourly")).toBe(1_000_000);
-    expect(() => intervalsBetween(jan, addIntervals(million, "hourly", 1), "hourly")).toThrow(
-      new RangeError("intervalsBetween: range too large"),
-    );
   });
 
   it("invalid dates and impossible intervals throw", () => {
