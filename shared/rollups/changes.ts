@@ -23,6 +23,7 @@
 //
 import { type Kysely, type RawBuilder, sql } from "kysely";
 import { policyTable, type TablePolicy } from "../config/policy.ts";
+import { quoteIdentifier, quoteLiteral, quoteRelation } from "../db/quote.ts";
 import { type Relation, relationOidSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { rollupSourceOf } from "./source.ts";
@@ -51,9 +52,6 @@ function triggerArgs(policy: TablePolicy): [string, string] {
   return [policy.timeColumn, rollupSourceOf(policy).rollup.groupBy];
 }
 
-const quotedId = (part: string) => `"${part.replaceAll('"', '""')}"`;
-const quotedLiteral = (value: string) => `'${value.replaceAll("'", "''")}'`;
-
 /**
  * CREATE OR REPLACE TRIGGER for one of the two triggers on `relation`, recording `args` (the time
  * column, then the group column): idempotent, SHARE ROW EXCLUSIVE on the relation. Pure text, the
@@ -67,13 +65,15 @@ export function changeTriggerStatement(
   args: readonly string[],
 ): string {
   const transition = trigger.newTable
-    ? `OLD TABLE AS ${quotedId(OLD_TABLE)} NEW TABLE AS ${quotedId(NEW_TABLE)}`
-    : `OLD TABLE AS ${quotedId(OLD_TABLE)}`;
-  return `CREATE OR REPLACE TRIGGER ${quotedId(trigger.name)} AFTER ${trigger.event} ON ${quotedId(relation.schema)}.${quotedId(relation.name)} REFERENCING ${transition} FOR EACH STATEMENT EXECUTE FUNCTION ${quotedId(CHANGE_FUNCTION.schema)}.${quotedId(CHANGE_FUNCTION.name)}(${args.map(quotedLiteral).join(", ")})`;
+    ? `OLD TABLE AS ${quoteIdentifier(OLD_TABLE)} NEW TABLE AS ${quoteIdentifier(NEW_TABLE)}`
+    : `OLD TABLE AS ${quoteIdentifier(OLD_TABLE)}`;
+  return `CREATE OR REPLACE TRIGGER ${quoteIdentifier(trigger.name)} AFTER ${trigger.event} ON ${quoteRelation(relation)} REFERENCING ${transition} FOR EACH STATEMENT EXECUTE FUNCTION ${quoteRelation(CHANGE_FUNCTION)}(${args.map(quoteLiteral).join(", ")})`;
 }
 
 /** The policy's trigger on its source, as SQL. */
 export function changeTriggerSql(policy: TablePolicy, trigger: ChangeTrigger): RawBuilder<unknown> {
+  // Raw on purpose: the statement's one definition is text (migrate convert keeps it in its plan),
+  // and every identifier and literal in it is quoted by changeTriggerStatement.
   return sql.raw(changeTriggerStatement(policyTable(policy), trigger, triggerArgs(policy)));
 }
 

@@ -6,7 +6,6 @@
 // time budget. What each step covers is decided by plan.ts and decide.ts; this file, with
 // incremental.ts and backfill.ts, carries it out.
 import { type Kysely, sql } from "kysely";
-import { parseDuration } from "../config/duration.ts";
 import { policyTable } from "../config/policy.ts";
 import { columnSql, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
@@ -55,7 +54,7 @@ export async function manageRollup(
     watermark: start.watermark,
     earliestRow: start.watermark ? null : start.first.earliest,
     rebuild: options.rebuild,
-    rawKeep: policy.retention ? parseDuration(policy.retention.keep) : undefined,
+    rawKeep: policy.retention?.keepDuration,
     maxNewlyFinalHours: rollup.backfillBatchHours,
   });
   if (plan.refusals.length > 0) {

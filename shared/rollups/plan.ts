@@ -10,7 +10,7 @@
 // then saves the snapshot it saw and the new finalBefore, in the same transaction.
 // A first run (or --from/--to) also schedules a rebuild of whole hours, done in batches.
 import type { Duration } from "../config/duration.ts";
-import { subtractDuration } from "../config/duration.ts";
+import { rawDataHorizon } from "../retention/expiry.ts";
 
 export const HOUR_MS = 3_600_000;
 
@@ -64,7 +64,7 @@ export interface RollupPlan {
 
 export function planRollup(input: RollupPlanInput): RollupPlan {
   const finalBefore = floorHour(input.now);
-  const horizon = input.rawKeep ? ceilHour(subtractDuration(input.now, input.rawKeep)) : null;
+  const horizon = input.rawKeep ? rawDataHorizon(input.rawKeep, input.now) : null;
   const refusals: string[] = [];
   const prev = input.watermark;
 
