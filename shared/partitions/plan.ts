@@ -2,13 +2,12 @@
 // It decides which children must exist (the current interval through `premake` ahead, holes between
 // children, and intervals whose rows sit in the DEFAULT partition) and reports what it will not touch.
 import type { TablePolicy } from "../config/policy.ts";
-import { displayRelation } from "../db/relation.ts";
 import { cutoffOrNone, isExpired } from "../retention/expiry.ts";
 import type { Finding, Plan } from "../run/execute-plan.ts";
-import { type BoundRange, boundRange } from "./bounds.ts";
-import type { ChildPartition, TableCatalog } from "./catalog.ts";
+import type { TableCatalog } from "./catalog.ts";
 import { partitionName } from "./naming.ts";
-import { addIntervals, floorToInterval } from "./time.ts";
+import { type ChildrenSeen, coveredBy, type RangedChild, readChildren } from "./plan-children.ts";
+import { addIntervals, floorToInterval, type PartitionInterval } from "./time.ts";
 
 export type CreateReason = "premake" | "gap" | "rescue";
 
@@ -58,62 +57,8 @@ export const MAX_CREATES_PER_RUN = 120;
 export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: Date): PartitionPlan {
   const table = policy.table;
   const findings: PartitionFinding[] = [];
-  const actions: PartitionAction[] = [];
   const { interval } = policy;
-
-  const ranged: { child: ChildPartition; range: BoundRange }[] = [];
-
-  const historicalChildren = new Set<string>();
-  for (const child of catalog.children) {
-    if (child.detachPending) {
-      findings.push({
-        severity: "warn",
-        code: "detach_pending",
-        partition: child.name,
-        message: `${child.name} has an interrupted DETACH CONCURRENTLY; finish it with ALTER TABLE ${table} DETACH PARTITION ${displayRelation(child)} FINALIZE (retention does this)`,
-      });
-    }
-    const range = boundRange(child.bound);
-    if (!range) {
-      findings.push({
-        severity: "warn",
-        code: "unsupported_bound",
-        partition: child.name,
-        message: `${child.name} has a bound this tool does not interpret (${child.boundText}); left untouched`,
-      });
-      continue;
-    }
-    ranged.push({ child, range });
-    const aligned =
-      child.bound.kind === "range" &&
-      !child.bound.inexact &&
-      Number.isFinite(range.from) &&
-      Number.isFinite(range.to) &&
-      floorToInterval(new Date(range.from), interval).getTime() === range.from &&
-      addIntervals(new Date(range.from), interval, 1).getTime() === range.to;
-    const historical =
-      range.from === Number.NEGATIVE_INFINITY &&
-      Number.isFinite(range.to) &&
-      floorToInterval(new Date(range.to), interval).getTime() === range.to;
-    if (historical) {
-      historicalChildren.add(child.name);
-      // FROM (MINVALUE) TO (an interval start): what `migrate convert` attaches. Expected, not a
-      // problem; retention drops it whole once its upper bound is past the cutoff.
-      findings.push({
-        severity: "info",
-        code: "historical_child",
-        partition: child.name,
-        message: `${child.name} holds everything before ${new Date(range.to).toISOString()} (a historical partition); retention drops it whole once that is past the cutoff`,
-      });
-    } else if (!aligned) {
-      findings.push({
-        severity: "warn",
-        code: "misaligned_child",
-        partition: child.name,
-        message: `${child.name} (${child.boundText}) is not one ${interval} interval; left untouched, and nothing is created over its range`,
-      });
-    }
-  }
+  const children = readChildren(table, catalog, interval, findings);
 
   const current = floorToInterval(now, interval);
   const horizon = addIntervals(current, interval, policy.premake); // start of the last premade interval
@@ -128,22 +73,58 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
   const cutoff = cutoffOrNone(policy, now);
   const expired = (start: number) =>
     cutoff !== undefined && isExpired(addIntervals(new Date(start), interval, 1), cutoff);
+  const defaultRowsAt = rescueDefaultRows(policy, catalog, { horizon, cutoff, expired }, wanted, findings);
+  fillGaps(children.ranged, interval, wanted, findings);
+  // Gaps below the cutoff (between expired children retention has not removed yet) stay unfilled.
+  for (const start of [...wanted.keys()]) if (expired(start)) wanted.delete(start);
+
+  const actions: PartitionAction[] = createActions(
+    policy,
+    catalog,
+    children,
+    wanted,
+    defaultRowsAt,
+    findings,
+  );
+  capCreates(actions, current, catalog, findings);
+  strandedDefaultRows(children.ranged, actions, defaultRowsAt, horizon, interval, findings);
+  if (policy.defaultPartition && !catalog.defaultPartition) {
+    actions.push({
+      kind: "create_default_partition",
+      table,
+      partition: defaultPartitionName(catalog.table.name),
+    });
+  }
+  return { table, actions, findings };
+}
+
+/**
+ * DEFAULT's rows by interval start, leaving out expired ones (reported, never partitioned); the
+ * intervals up to the premake horizon that hold any are wanted, to be rescued.
+ */
+function rescueDefaultRows(
+  policy: TablePolicy,
+  catalog: TableCatalog,
+  limits: { horizon: Date; cutoff: Date | undefined; expired: (start: number) => boolean },
+  wanted: Map<number, CreateReason>,
+  findings: PartitionFinding[],
+): Map<number, number> {
   let expiredDefaultRows = 0;
   const defaultRowsAt = new Map<number, number>();
   for (const bucket of catalog.defaultBuckets) {
-    const start = floorToInterval(bucket.start, interval).getTime();
-    if (expired(start)) {
+    const start = floorToInterval(bucket.start, policy.interval).getTime();
+    if (limits.expired(start)) {
       expiredDefaultRows += bucket.rows;
       continue;
     }
     defaultRowsAt.set(start, (defaultRowsAt.get(start) ?? 0) + bucket.rows);
-    if (start <= horizon.getTime() && !wanted.has(start)) wanted.set(start, "rescue");
+    if (start <= limits.horizon.getTime() && !wanted.has(start)) wanted.set(start, "rescue");
   }
   if (expiredDefaultRows > 0)
     findings.push({
       severity: "info",
       code: "default_rows_expired",
-      message: `${expiredDefaultRows} rows in the DEFAULT partition are older than the retention cutoff ${cutoff?.toISOString()}: no partition is made for them; retention deletes them`,
+      message: `${expiredDefaultRows} rows in the DEFAULT partition are older than the retention cutoff ${limits.cutoff?.toISOString()}: no partition is made for them; retention deletes them`,
     });
   if (catalog.defaultNullKeyRows > 0) {
     findings.push({
@@ -152,9 +133,19 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
       message: `${catalog.defaultNullKeyRows} rows in the DEFAULT partition have a NULL ${policy.timeColumn}; no range partition can hold them`,
     });
   }
+  return defaultRowsAt;
+}
 
-  // Holes between the oldest and newest aligned intervals we know of are filled, so that every
-  // range in between has a real partition (and nothing new lands in DEFAULT).
+/**
+ * Holes between the oldest and newest aligned intervals we know of are filled, so that every range
+ * in between has a real partition (and nothing new lands in DEFAULT).
+ */
+function fillGaps(
+  ranged: readonly RangedChild[],
+  interval: PartitionInterval,
+  wanted: Map<number, CreateReason>,
+  findings: PartitionFinding[],
+): void {
   const alignedStarts = ranged
     .filter(({ range }) => Number.isFinite(range.from) && Number.isFinite(range.to))
     .map(({ range }) => floorToInterval(new Date(range.from), interval).getTime());
@@ -176,37 +167,33 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
   } else {
     for (const t of gaps) wanted.set(t, "gap");
   }
+}
 
-  // Gaps below the cutoff (between expired children retention has not removed yet) stay unfilled.
-  for (const start of [...wanted.keys()]) if (expired(start)) wanted.delete(start);
-
+/** A create action per wanted interval that no child covers; overlaps and taken names are reported. */
+function createActions(
+  policy: TablePolicy,
+  catalog: TableCatalog,
+  children: ChildrenSeen,
+  wanted: ReadonlyMap<number, CreateReason>,
+  defaultRowsAt: ReadonlyMap<number, number>,
+  findings: PartitionFinding[],
+): PartitionAction[] {
+  const actions: PartitionAction[] = [];
   const takenNames = new Map(catalog.children.map((c) => [c.name, c]));
-  const starts = [...wanted.keys()].sort((a, b) => a - b);
-  for (const start of starts) {
+  for (const [start, reason] of [...wanted].sort(([a], [b]) => a - b)) {
     const from = new Date(start);
-    const to = addIntervals(from, interval, 1);
-    const overlapping = ranged.filter(({ range }) => range.from < to.getTime() && range.to > start);
-    if (overlapping.some(({ range }) => range.from === start && range.to === to.getTime())) continue; // exists
-    // Inside a historical partition (a converted table, before its boundary): covered, not a conflict.
-    if (
-      overlapping.some(
-        ({ child }) =>
-          historicalChildren.has(child.name) &&
-          child.bound.kind === "range" &&
-          child.bound.to instanceof Date &&
-          child.bound.to.getTime() >= to.getTime(),
-      )
-    )
-      continue;
-    const reason = wanted.get(start)!;
+    const to = addIntervals(from, policy.interval, 1);
+    const overlapping = children.ranged.filter(({ range }) => range.from < to.getTime() && range.to > start);
+    if (coveredBy(overlapping, children.historical, start, to.getTime())) continue;
     const name = partitionName(policy.naming, catalog.table.name, from);
+    const span = `[${from.toISOString()}, ${to.toISOString()})`;
     if (overlapping.length > 0) {
       if (reason !== "gap" || defaultRowsAt.has(start)) {
         findings.push({
           severity: "warn",
           code: "range_conflict",
           partition: name,
-          message: `cannot create ${name} [${from.toISOString()}, ${to.toISOString()}): it overlaps ${overlapping.map((o) => o.child.name).join(", ")}`,
+          message: `cannot create ${name} ${span}: it overlaps ${overlapping.map((o) => o.child.name).join(", ")}`,
         });
       }
       continue;
@@ -217,39 +204,56 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
         severity: "warn",
         code: "name_conflict",
         partition: name,
-        message: `cannot create [${from.toISOString()}, ${to.toISOString()}) as ${name}: that name is taken by a partition with ${holder.boundText}`,
+        message: `cannot create ${span} as ${name}: that name is taken by a partition with ${holder.boundText}`,
       });
       continue;
     }
+    const defaultRows = defaultRowsAt.get(start) ?? 0;
     actions.push({
       kind: "create_partition",
-      table,
+      table: policy.table,
       partition: name,
       from,
       to,
       reason,
-      defaultRows: defaultRowsAt.get(start) ?? 0,
+      defaultRows,
     });
   }
+  return actions;
+}
 
-  // The interval that receives today's rows comes first, then the future, then history.
+/** The interval that receives today's rows comes first, then the future, then history; capped. */
+function capCreates(
+  actions: PartitionAction[],
+  current: Date,
+  catalog: TableCatalog,
+  findings: PartitionFinding[],
+): void {
   const currentMs = current.getTime();
   actions.sort((a, b) => rank(a, currentMs) - rank(b, currentMs));
-  if (actions.length > MAX_CREATES_PER_RUN) {
-    const deferred = actions.splice(MAX_CREATES_PER_RUN);
-    const oldestDefault = catalog.defaultBuckets[0]?.start;
-    findings.push({
-      severity: "warn",
-      code: "creation_capped",
-      message:
-        `${actions.length + deferred.length} partitions are needed; this run creates the ${MAX_CREATES_PER_RUN} most urgent and later runs continue` +
-        (oldestDefault
-          ? ` (the oldest row in DEFAULT is from ${oldestDefault.toISOString()}: if that is a bad device clock, delete it rather than partition back to it)`
-          : ""),
-    });
-  }
+  if (actions.length <= MAX_CREATES_PER_RUN) return;
+  const deferred = actions.splice(MAX_CREATES_PER_RUN);
+  const oldestDefault = catalog.defaultBuckets[0]?.start;
+  findings.push({
+    severity: "warn",
+    code: "creation_capped",
+    message:
+      `${actions.length + deferred.length} partitions are needed; this run creates the ${MAX_CREATES_PER_RUN} most urgent and later runs continue` +
+      (oldestDefault
+        ? ` (the oldest row in DEFAULT is from ${oldestDefault.toISOString()}: if that is a bad device clock, delete it rather than partition back to it)`
+        : ""),
+  });
+}
 
-  // Rows in DEFAULT that no existing or planned partition will take (beyond the premake horizon).
+/** Rows in DEFAULT that no existing or planned partition will take (beyond the premake horizon). */
+function strandedDefaultRows(
+  ranged: readonly RangedChild[],
+  actions: readonly PartitionAction[],
+  defaultRowsAt: ReadonlyMap<number, number>,
+  horizon: Date,
+  interval: PartitionInterval,
+  findings: PartitionFinding[],
+): void {
   const takes = (start: number) =>
     ranged.some(({ range }) => range.from <= start && range.to > start) ||
     actions.some((a) => a.kind === "create_partition" && a.from.getTime() === start);
@@ -262,15 +266,6 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
       message: `${strandedRows} rows in the DEFAULT partition are dated after ${addIntervals(horizon, interval, 1).toISOString()} (beyond premake; device clock skew?); they stay there until their interval is premade`,
     });
   }
-
-  if (policy.defaultPartition && !catalog.defaultPartition) {
-    actions.push({
-      kind: "create_default_partition",
-      table,
-      partition: defaultPartitionName(catalog.table.name),
-    });
-  }
-  return { table, actions, findings };
 }
 
 function rank(a: PartitionAction, currentMs: number): number {
