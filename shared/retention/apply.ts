@@ -189,16 +189,7 @@ async function deleteRowsInBatches(
   const rel = relationSql(action.relation);
   const shown = displayRelation(action.relation);
   const col = columnSql(ctx.policy.timeColumn);
-  const size = await sql<{ blocks: string; tuples: number; pages: number }>`
-    SELECT (pg_relation_size(c.oid) / current_setting('block_size')::int) AS blocks,
-           c.reltuples AS tuples, c.relpages AS pages
-      FROM pg_class c WHERE c.oid = ${relationOidSql(action.relation)}`.execute(ctx.db);
-  const blocks = Number(size.rows[0]?.blocks ?? 0);
-  const tuplesPerBlock =
-    size.rows[0] && size.rows[0].pages > 0 && size.rows[0].tuples > 0
-      ? size.rows[0].tuples / size.rows[0].pages
-      : 60;
-  const blocksPerBatch = Math.max(1, Math.floor(retention.batchSize / Math.max(1, tuplesPerBlock)));
+  const { blocks, blocksPerBatch } = await batchGeometry(ctx, action.relation, retention.batchSize);
   const started = Date.now();
   let deleted = 0;
   let lastProgress = started;
@@ -244,15 +235,10 @@ async function deleteRowsInBatches(
       if (scanned >= 10 * blocksPerBatch) await pauseAtFaultPoint("after-delete-batch", ctx.log);
       if (Date.now() - lastProgress > 5_000) {
         lastProgress = Date.now();
-        const seconds = (Date.now() - started) / 1000;
-        ctx.log.info("deleting expired rows", {
-          relation: shown,
-          rowsDeleted: deleted,
-          rowsPerSecond: Math.round(deleted / seconds),
-          remainingEstimate: Math.max(0, action.rows - deleted),
-          blocksDone: scanned,
-          blocks,
-        });
+        const rowsPerSecond = Math.round(deleted / ((Date.now() - started) / 1000));
+        const remainingEstimate = Math.max(0, action.rows - deleted);
+        const progress = { rowsDeleted: deleted, rowsPerSecond, remainingEstimate, blocksDone: scanned };
+        ctx.log.info("deleting expired rows", { relation: shown, ...progress, blocks });
       }
       if (retention.batchPauseMs > 0) await new Promise((r) => setTimeout(r, retention.batchPauseMs));
     }
@@ -272,4 +258,22 @@ async function deleteRowsInBatches(
     path: `batched delete by block range (${blocksPerBatch} blocks per batch)`,
     ...(incomplete ? { incomplete, nextBlock: stoppedAt } : {}),
   };
+}
+
+/** The relation's size in blocks, and how many blocks make a batch of about `batchSize` rows. */
+async function batchGeometry(
+  ctx: RetentionContext,
+  relation: Relation,
+  batchSize: number,
+): Promise<{ blocks: number; blocksPerBatch: number }> {
+  const size = await sql<{ blocks: string; tuples: number; pages: number }>`
+    SELECT (pg_relation_size(c.oid) / current_setting('block_size')::int) AS blocks,
+           c.reltuples AS tuples, c.relpages AS pages
+      FROM pg_class c WHERE c.oid = ${relationOidSql(relation)}`.execute(ctx.db);
+  const blocks = Number(size.rows[0]?.blocks ?? 0);
+  const tuplesPerBlock =
+    size.rows[0] && size.rows[0].pages > 0 && size.rows[0].tuples > 0
+      ? size.rows[0].tuples / size.rows[0].pages
+      : 60;
+  return { blocks, blocksPerBatch: Math.max(1, Math.floor(batchSize / Math.max(1, tuplesPerBlock))) };
 }

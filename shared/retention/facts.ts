@@ -94,17 +94,7 @@ export async function readRetentionFacts(
   const limit = frontier ? rowDeleteLimit(cutoff, frontier) : undefined;
   const notFinalRows = new Map<string, number>();
   const rollup = frontier ? { frontier, notFinalRows } : undefined;
-  const unfinished = await sql<{ schema: string; name: string; comment: string }>`
-    SELECT n.nspname::text AS schema, c.relname::text AS name, obj_description(c.oid, 'pg_class') AS comment
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relkind = 'r' AND NOT c.relispartition
-       AND obj_description(c.oid, 'pg_class') LIKE 'telemetry-jobs retention: removing from %'`.execute(db);
-  const unfinishedRemovals = unfinished.rows.flatMap((row) => {
-    const m = MARKER_PATTERN.exec(row.comment);
-    return m && m[1] === policy.table
-      ? [{ partition: { schema: row.schema, name: row.name }, mode: m[2] as RetentionMode }]
-      : [];
-  });
+  const unfinishedRemovals = await readUnfinishedRemovals(db, policy.table);
 
   if (!policy.partitioned) {
     const expired = await withLockRetry(
@@ -168,6 +158,24 @@ export async function readRetentionFacts(
       ? await findArchiveClashes(db, candidates, policy.retention.archiveSchema)
       : new Map<string, string[]>();
   return { table: policy.table, catalog, ...result, unfinishedRemovals, holds, archiveClashes, rollup };
+}
+
+/** Tables a killed run detached from `table` but did not yet drop or archive (marked by comment). */
+async function readUnfinishedRemovals(
+  db: Kysely<DB>,
+  table: string,
+): Promise<RetentionFacts["unfinishedRemovals"]> {
+  const unfinished = await sql<{ schema: string; name: string; comment: string }>`
+    SELECT n.nspname::text AS schema, c.relname::text AS name, obj_description(c.oid, 'pg_class') AS comment
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind = 'r' AND NOT c.relispartition
+       AND obj_description(c.oid, 'pg_class') LIKE 'telemetry-jobs retention: removing from %'`.execute(db);
+  return unfinished.rows.flatMap((row) => {
+    const m = MARKER_PATTERN.exec(row.comment);
+    return m && m[1] === table
+      ? [{ partition: { schema: row.schema, name: row.name }, mode: m[2] as RetentionMode }]
+      : [];
+  });
 }
 
 /**

@@ -11,7 +11,7 @@ import type { TableContext, TableReport } from "../run/runner.ts";
 import { applyRetentionAction } from "./apply.ts";
 import { retentionCutoff, retentionOf } from "./expiry.ts";
 import { readRetentionFacts } from "./facts.ts";
-import { planRetention, type RetentionAction } from "./plan.ts";
+import { planRetention, type RetentionAction, type RetentionPlan } from "./plan.ts";
 import { resumeBlock } from "./progress.ts";
 
 export function describeRetentionAction(a: RetentionAction): string {
@@ -45,53 +45,14 @@ export async function manageRetention(
     cutoff,
     partitioned: policy.partitioned,
   });
-  const deadline = Date.now() + retention.timeBudgetMs;
-  let bytesFreed = 0;
-  let rowsDeleted = 0;
-  let incomplete = false;
-  const steps: ActionSteps<RetentionAction> = {
-    describe: describeRetentionAction,
-    planFields: (a) => ({ action: a.kind }),
-    target: (action) => ({
-      partition: displayRelation(actionRelation(action)),
-      ...(action.kind === "remove_partition"
-        ? { from: action.from ?? undefined, to: action.to }
-        : action.kind === "delete_rows"
-          ? { to: action.before }
-          : {}),
-    }),
-    findingFields: (f) =>
-      f.code === "rollup_not_final" ? { rollupFrontier: plan.rollup?.frontier ?? null } : {},
-    apply: async (action) => {
-      const startBlock =
-        action.kind === "delete_rows"
-          ? await resumeBlock(db, policy.table, displayRelation(action.relation))
-          : 0;
-      const outcome = await applyRetentionAction(
-        { db, policy, log, signal: ctx.signal, now: options.now, deadline },
-        action,
-        { startBlock },
-      );
-      if (action.kind === "remove_partition" && action.mode === "drop") bytesFreed += outcome.bytes;
-      if (action.kind === "delete_rows") rowsDeleted += outcome.rows;
-      incomplete ||= outcome.incomplete === true;
-      return {
-        rows: outcome.rows,
-        outcome: "ok",
-        detail: {
-          path: outcome.path,
-          bytes: outcome.bytes,
-          mode: action.kind === "remove_partition" ? action.mode : undefined,
-          hold: action.kind === "remove_partition" ? (action.expiredHold ? "expired" : "none") : undefined,
-          incomplete: outcome.incomplete,
-          nextBlock: outcome.nextBlock,
-        },
-        logFields: { path: outcome.path, rows: outcome.rows },
-      };
-    },
-    doneSeverity: "notice",
-  };
+  const totals: Totals = { bytesFreed: 0, rowsDeleted: 0, incomplete: false };
+  const steps = retentionSteps(db, ctx, plan, {
+    now: options.now,
+    deadline: Date.now() + retention.timeBudgetMs,
+    totals,
+  });
   const done = await executePlan(ctx, plan, steps, options);
+  const { bytesFreed, rowsDeleted } = totals;
   switch (done.status) {
     case "refused":
       return { status: "refused", actions: {}, error: done.error };
@@ -118,11 +79,71 @@ export async function manageRetention(
           cutoff: cutoff.toISOString(),
           bytesFreed,
           rowsDeleted,
-          rowDeletesIncomplete: incomplete,
+          rowDeletesIncomplete: totals.incomplete,
           ...rollupHealth,
         },
       };
   }
+}
+
+/** What the run's actions freed, for the health record. */
+interface Totals {
+  bytesFreed: number;
+  rowsDeleted: number;
+  incomplete: boolean;
+}
+
+/** How the executor describes, audits and applies retention's actions. */
+function retentionSteps(
+  db: Kysely<DB>,
+  ctx: TableContext,
+  plan: RetentionPlan,
+  run: { now: Date; deadline: number; totals: Totals },
+): ActionSteps<RetentionAction> {
+  const { policy, log } = ctx;
+  const { totals } = run;
+  return {
+    describe: describeRetentionAction,
+    planFields: (a) => ({ action: a.kind }),
+    target: (action) => ({
+      partition: displayRelation(actionRelation(action)),
+      ...(action.kind === "remove_partition"
+        ? { from: action.from ?? undefined, to: action.to }
+        : action.kind === "delete_rows"
+          ? { to: action.before }
+          : {}),
+    }),
+    findingFields: (f) =>
+      f.code === "rollup_not_final" ? { rollupFrontier: plan.rollup?.frontier ?? null } : {},
+    apply: async (action) => {
+      const startBlock =
+        action.kind === "delete_rows"
+          ? await resumeBlock(db, policy.table, displayRelation(action.relation))
+          : 0;
+      const outcome = await applyRetentionAction(
+        { db, policy, log, signal: ctx.signal, now: run.now, deadline: run.deadline },
+        action,
+        { startBlock },
+      );
+      if (action.kind === "remove_partition" && action.mode === "drop") totals.bytesFreed += outcome.bytes;
+      if (action.kind === "delete_rows") totals.rowsDeleted += outcome.rows;
+      totals.incomplete ||= outcome.incomplete === true;
+      return {
+        rows: outcome.rows,
+        outcome: "ok",
+        detail: {
+          path: outcome.path,
+          bytes: outcome.bytes,
+          mode: action.kind === "remove_partition" ? action.mode : undefined,
+          hold: action.kind === "remove_partition" ? (action.expiredHold ? "expired" : "none") : undefined,
+          incomplete: outcome.incomplete,
+          nextBlock: outcome.nextBlock,
+        },
+        logFields: { path: outcome.path, rows: outcome.rows },
+      };
+    },
+    doneSeverity: "notice",
+  };
 }
 
 /** The relation an action works on. */

@@ -161,58 +161,18 @@ export async function runJob(spec: JobSpec): Promise<RunResult> {
   const actionCounts: Record<string, number> = {};
   const health: Record<string, unknown> = {};
   for (const policy of policies) {
-    const tlog = log.child({ table: policy.table });
     if (signal.aborted) {
       tables[policy.table] = "interrupted";
       continue;
     }
-    const ctx: TableContext = {
-      policy,
-      log: tlog,
-      signal,
-      record: async (action) => {
-        if (runId) await recordAction(db, runId, { ...action, table: policy.table });
-      },
-    };
-    try {
-      const locked = await withAdvisoryLock(
-        db,
-        job,
-        spec.lockScope ? `${policy.table}:${spec.lockScope}` : policy.table,
-        () => spec.processTable(ctx),
-      );
-      if (!locked.acquired) {
-        tlog.notice("another run holds the lock for this job and table; skipping it", { job });
-        tables[policy.table] = "skipped";
-        continue;
-      }
-      const report = locked.value;
-      tables[policy.table] = report.status;
-      for (const [k, n] of Object.entries(report.actions)) actionCounts[k] = (actionCounts[k] ?? 0) + n;
-      if (report.health) {
-        health[policy.table] = report.health;
-        // One flat record per table: log-based metrics extract numbers from fixed field names
-        // (jsonPayload.futureBufferIntervals, .defaultRows, .rollupLagSeconds) with the table as a label.
-        tlog.info("table health", { event: "table_health", job, table: policy.table, ...report.health });
-      }
-      if (report.error)
-        tlog.error(report.status === "refused" ? "table refused" : "table failed", { error: report.error });
-    } catch (error) {
-      tables[policy.table] = "failed";
-      tlog.error("table failed", { error: (error as Error).message });
-    }
+    const report = await processTable(spec, policy, runId);
+    tables[policy.table] = report?.status ?? "skipped";
+    if (!report) continue;
+    for (const [k, n] of Object.entries(report.actions)) actionCounts[k] = (actionCounts[k] ?? 0) + n;
+    if (report.health) health[policy.table] = report.health;
   }
 
-  const statuses = Object.values(tables);
-  const status: RunResult["status"] = statuses.includes("failed")
-    ? "failed"
-    : statuses.includes("refused")
-      ? "refused"
-      : statuses.includes("interrupted") || signal.aborted
-        ? "interrupted"
-        : statuses.length > 0 && statuses.every((s) => s === "skipped")
-          ? "skipped"
-          : "ok";
+  const status = runStatus(Object.values(tables), signal.aborted);
   const summary: RunSummary = {
     event: "run_summary",
     job,
@@ -230,4 +190,58 @@ export async function runJob(spec: JobSpec): Promise<RunResult> {
   const exitCode =
     status === "ok" || status === "skipped" ? EXIT.ok : status === "refused" ? EXIT.usage : EXIT.failed;
   return { status, exitCode, tables, summary };
+}
+
+/**
+ * One table's work under its advisory lock, logged; undefined when another run holds the lock. A
+ * table's failure is its own: it is reported as failed and the run goes on to the next table.
+ */
+async function processTable(
+  spec: JobSpec,
+  policy: TablePolicy,
+  runId: string | undefined,
+): Promise<TableReport | undefined> {
+  const { job, db, log, signal } = spec;
+  const tlog = log.child({ table: policy.table });
+  const ctx: TableContext = {
+    policy,
+    log: tlog,
+    signal,
+    record: async (action) => {
+      if (runId) await recordAction(db, runId, { ...action, table: policy.table });
+    },
+  };
+  try {
+    const locked = await withAdvisoryLock(
+      db,
+      job,
+      spec.lockScope ? `${policy.table}:${spec.lockScope}` : policy.table,
+      () => spec.processTable(ctx),
+    );
+    if (!locked.acquired) {
+      tlog.notice("another run holds the lock for this job and table; skipping it", { job });
+      return undefined;
+    }
+    const report = locked.value;
+    if (report.health) {
+      // One flat record per table: log-based metrics extract numbers from fixed field names
+      // (jsonPayload.futureBufferIntervals, .defaultRows, .rollupLagSeconds) with the table as a label.
+      tlog.info("table health", { event: "table_health", job, table: policy.table, ...report.health });
+    }
+    if (report.error)
+      tlog.error(report.status === "refused" ? "table refused" : "table failed", { error: report.error });
+    return report;
+  } catch (error) {
+    tlog.error("table failed", { error: (error as Error).message });
+    return { status: "failed", actions: {} };
+  }
+}
+
+/** The run's status from its tables': a failure outranks a refusal, which outranks an interruption. */
+function runStatus(statuses: readonly TableStatus[], aborted: boolean): RunResult["status"] {
+  if (statuses.includes("failed")) return "failed";
+  if (statuses.includes("refused")) return "refused";
+  if (statuses.includes("interrupted") || aborted) return "interrupted";
+  if (statuses.length > 0 && statuses.every((s) => s === "skipped")) return "skipped";
+  return "ok";
 }
