@@ -7,11 +7,12 @@
 import { type Kysely, sql } from "kysely";
 import { withLockRetry } from "../db/lock-retry.ts";
 import { type Relation, relationOidSql } from "../db/relation.ts";
+import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Step } from "./step.ts";
 
 export interface ExecContext {
-  db: Kysely<any>;
+  db: Kysely<DB>;
   log: Logger;
   /** lock_timeout of each attempt: the longest that inserts queue behind a waiting step. */
   lockTimeoutMs: number;
@@ -81,6 +82,8 @@ async function runTransaction(ctx: ExecContext, step: Step): Promise<Omit<StepOu
     async (trx) => {
       const rows: number[] = [];
       for (const s of step.statements) {
+        // The planner's statement text, as --dry-run printed it: every identifier in it was
+        // quoted part by part when it was built (shared/db/quote.ts).
         const r = await sql.raw(s.sql).execute(trx);
         const n = Number(r.numAffectedRows ?? BigInt(r.rows.length));
         if (s.expectRows !== undefined && n !== s.expectRows)
@@ -106,6 +109,7 @@ async function runConcurrently(ctx: ExecContext, step: Step): Promise<Omit<StepO
     try {
       const out: number[] = [];
       for (const s of step.statements) {
+        // Statement text from the planner, quoted when it was built (see runTransaction).
         const r = await sql.raw(s.sql).execute(conn);
         out.push(Number(r.numAffectedRows ?? 0n));
       }

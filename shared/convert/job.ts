@@ -7,13 +7,13 @@
 import { type Kysely, sql } from "kysely";
 import { ConfigError } from "../config/errors.ts";
 import { policyTable } from "../config/policy.ts";
-import { displayRelation } from "../db/relation.ts";
+import { displayRelation, relationOidSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import { withAdvisoryLocks } from "../run/advisory-lock.ts";
 import { boundaryProblem } from "./boundary.ts";
 import type { ConversionDesign } from "./design.ts";
-import { readConversionState } from "./facts.ts";
+import { readConversionState } from "./facts-state.ts";
 import { convertNames } from "./names.ts";
 import {
   CONVERT_PHASES,
@@ -82,9 +82,10 @@ export async function runConvert(
 
 /** The bookkeeping table exists and --boundary is usable; else a configuration error. */
 async function checkReady(db: Kysely<DB>, options: ConvertOptions): Promise<void> {
-  const ready = await sql<{
-    ok: boolean;
-  }>`SELECT to_regclass('telemetry_jobs.conversions') IS NOT NULL AS ok`.execute(db);
+  const conversions = { schema: "telemetry_jobs", name: "conversions" };
+  const ready = await sql<{ ok: boolean }>`SELECT ${relationOidSql(conversions)} IS NOT NULL AS ok`.execute(
+    db,
+  );
   if (!ready.rows[0]?.ok)
     throw new ConfigError("telemetry_jobs.conversions is missing: run `telemetry-jobs migrate up` first");
   if (options.boundary) {
@@ -141,8 +142,7 @@ async function runPhase(
   signal: AbortSignal,
 ): Promise<PhaseOutcome> {
   const table = policyTable(options.policy);
-  const names = convertNames(table.name);
-  const state = await readConversionState(db, table, names);
+  const state = await readConversionState(db, table, convertNames(table.name));
   const record = state.record;
   const active = record && record.phase !== "reverted" ? record : null;
   if (active && options.boundary && options.boundary.getTime() !== active.boundary.getTime())
@@ -155,7 +155,6 @@ async function runPhase(
     options,
     signal,
     table,
-    names,
     shown: displayRelation(table),
     state,
     record,

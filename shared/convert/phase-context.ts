@@ -11,7 +11,6 @@ import { type ExecContext, runStep } from "./apply.ts";
 import type { ConversionDesign, ConvertInput } from "./design.ts";
 import { INGEST_COLUMN } from "./design.ts";
 import type { ConversionState, TableFacts } from "./facts.ts";
-import type { ConvertNames } from "./names.ts";
 import type { Step } from "./step.ts";
 import type { PrepareState } from "./step-prepare.ts";
 
@@ -46,7 +45,6 @@ export interface PhaseContext {
   options: ConvertOptions;
   signal: AbortSignal;
   table: Relation;
-  names: ConvertNames;
   /** How the table is named in messages: `schema.name`, each part quoted as quote_ident would. */
   shown: string;
   state: ConversionState;

@@ -1,7 +1,7 @@
 // Phase finalize: drop what only revert needed; after it the table is an ordinary managed
 // partitioned table and revert is no longer possible.
 import type { ConversionDesign } from "./design.ts";
-import { existingRelations } from "./facts.ts";
+import { existingRelations } from "./facts-state.ts";
 import {
   type ConversionRecord,
   type PhaseContext,

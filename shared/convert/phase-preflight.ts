@@ -7,7 +7,9 @@ import type { Logger } from "../log/logger.ts";
 import { type Assessment, assess } from "./assess.ts";
 import { defaultBoundary } from "./boundary.ts";
 import { type ConversionDesign, type ConvertInput, design, namesToCreate } from "./design.ts";
-import { type ConversionState, existingRelations, readTableFacts, type TableFacts } from "./facts.ts";
+import type { ConversionState, TableFacts } from "./facts.ts";
+import { existingRelations } from "./facts-state.ts";
+import { readTableFacts } from "./facts-table.ts";
 import type { ConversionRecord, PhaseContext, PhaseOutcome } from "./phase-context.ts";
 
 /** The boundary a phase works with: the recorded one, --boundary, or the default. */
@@ -16,13 +18,13 @@ export function phaseBoundary(ctx: PhaseContext): Date {
 }
 
 /** After the swap there is nothing left to check before it. */
-export function pastPreflight(active: ConversionRecord | null): boolean {
+export function pastPreflight(active: ConversionRecord | null): active is ConversionRecord {
   return active !== null && active.phase !== "preparing" && active.phase !== "prepared";
 }
 
 export async function preflightPhase(ctx: PhaseContext): Promise<PhaseOutcome> {
   const { active, log } = ctx;
-  if (active && pastPreflight(active)) {
+  if (pastPreflight(active)) {
     log.notice(`already ${active.phase}; nothing to check before the swap`, {
       conversionPhase: active.phase,
     });

@@ -4,7 +4,8 @@ import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import { runStep } from "./apply.ts";
 import type { Assessment } from "./assess.ts";
 import { type ConversionDesign, type ConvertInput, design } from "./design.ts";
-import { readTableFacts, type TableFacts } from "./facts.ts";
+import type { TableFacts } from "./facts.ts";
+import { readTableFacts } from "./facts-table.ts";
 import {
   acceptedInput,
   type ConversionRecord,

@@ -7,7 +7,9 @@ import type { DB } from "../db/schema.ts";
 import { sqlState } from "../db/sqlstate.ts";
 import { runStep, type StepOutcome } from "./apply.ts";
 import type { ConversionDesign } from "./design.ts";
-import { type ConversionState, readChangeTriggers, readTableFacts } from "./facts.ts";
+import type { ConversionState } from "./facts.ts";
+import { readChangeTriggers } from "./facts-dependents.ts";
+import { readTableFacts } from "./facts-table.ts";
 import {
   type ConversionRecord,
   type PhaseContext,
@@ -16,6 +18,7 @@ import {
   Refusal,
   runSteps,
 } from "./phase-context.ts";
+import { inSchema } from "./step.ts";
 import { abandonSteps } from "./step-abandon.ts";
 import { revertStep } from "./step-revert.ts";
 
@@ -83,7 +86,7 @@ async function revertSwapped(ctx: PhaseContext, d: ConversionDesign): Promise<Ph
     `${rowsToCopy} rows were written to the new partitions since the swap; revert copies them back under the lock`,
     { rowsToCopy },
   );
-  const columns = await copyableColumns(db, table, { schema: table.schema, name: d.names.history });
+  const columns = await copyableColumns(db, table, inSchema(d, d.names.history));
   const changeTriggers = await readChangeTriggers(db, table);
   let outcome: StepOutcome;
   try {

@@ -5,7 +5,8 @@ import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import { runStep } from "./apply.ts";
 import { type Assessment, assess } from "./assess.ts";
 import { type ConversionDesign, type ConvertInput, design } from "./design.ts";
-import { type ConversionState, readTableFacts, type TableFacts } from "./facts.ts";
+import type { ConversionState, TableFacts } from "./facts.ts";
+import { readTableFacts } from "./facts-table.ts";
 import {
   acceptedInput,
   type PhaseContext,
