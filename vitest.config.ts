@@ -6,6 +6,9 @@ export default defineConfig({
   test: {
     // Two cores: a few files at once, each with its own database.
     maxWorkers: 3,
+    // Generous, for busy 2-core machines; both projects inherit these (extends: true).
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
     allowOnly: false,
     projects: [
       {
@@ -22,8 +25,6 @@ export default defineConfig({
           name: "integration",
           include: ["test/integration/**/*.test.ts", "test/bundle/**/*.test.ts"],
           globalSetup: ["test/support/global-setup.ts"],
-          testTimeout: 60_000,
-          hookTimeout: 120_000,
         },
       },
     ],
