@@ -106,8 +106,9 @@ const hold = (m: string, until: string, reason: string): RetentionHold => ({
 });
 
 /**
- * A plan in one line per action and finding, every field included: `drop points_p202510
- * [2025-10-01, 2025-11-01) concurrently`, `held public.points_p202512: <message>`.
+ * A plan as one line per action and per finding, every field included, e.g. `drop
+ * public.points_p202510 [2025-10-01, 2025-11-01) rows 10 bytes 8192 concurrently` and
+ * `info held public.points_p202512: <message>`.
  */
 function lines(plan: RetentionPlan): { actions: string[]; findings: string[]; refusal?: string } {
   const day = (d: Date | null) => d?.toISOString().replace("T00:00:00.000Z", "") ?? "MINVALUE";
