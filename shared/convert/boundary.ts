@@ -3,7 +3,7 @@ import type { TablePolicy } from "../config/policy.ts";
 import { addIntervals, floorToInterval, isAligned } from "../partitions/time.ts";
 
 /** The default boundary is never closer than this (hourly and daily tables). */
-export const MIN_BOUNDARY_MARGIN_MS = 24 * 3_600_000;
+const MIN_BOUNDARY_MARGIN_MS = 24 * 3_600_000;
 
 /**
  * The historical partition's upper bound: the first interval boundary at least half an interval

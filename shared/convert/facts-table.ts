@@ -171,7 +171,7 @@ async function readIndexes(db: Kysely<DB>, oid: number): Promise<IndexFacts[]> {
  * " USING btree (device_id, ts) WHERE ..." from a pg_get_indexdef result: what follows
  * "ON <table>" (an index name may itself contain " USING ").
  */
-export function indexBody(definition: string, tableRef: string): string {
+function indexBody(definition: string, tableRef: string): string {
   const marker = ` ON ${tableRef} USING `;
   const on = definition.indexOf(marker);
   if (on >= 0) return definition.slice(on + marker.length - " USING ".length);

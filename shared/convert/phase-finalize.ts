@@ -12,7 +12,7 @@ import {
 import { finalizeSteps } from "./step-finalize.ts";
 
 /** The objects finalize may drop: the unique constraints kept on history, the old key index. */
-export function finalizeCandidates(d: ConversionDesign): string[] {
+function finalizeCandidates(d: ConversionDesign): string[] {
   return [...d.keptOnHistory.map((k) => k.name), d.names.oldKeyIndex];
 }
 

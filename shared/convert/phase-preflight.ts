@@ -18,7 +18,7 @@ export function phaseBoundary(ctx: PhaseContext): Date {
 }
 
 /** After the swap there is nothing left to check before it. */
-export function pastPreflight(active: ConversionRecord | null): active is ConversionRecord {
+function pastPreflight(active: ConversionRecord | null): active is ConversionRecord {
   return active !== null && active.phase !== "preparing" && active.phase !== "prepared";
 }
 

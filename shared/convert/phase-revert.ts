@@ -4,7 +4,7 @@
 import { type Kysely, sql } from "kysely";
 import { columnSql, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
-import { sqlState } from "../db/sqlstate.ts";
+import { SQLSTATE, sqlState } from "../db/sqlstate.ts";
 import { runStep, type StepOutcome } from "./apply.ts";
 import type { ConversionDesign } from "./design.ts";
 import type { ConversionState } from "./facts.ts";
@@ -21,12 +21,6 @@ import {
 import { inSchema } from "./step.ts";
 import { abandonSteps } from "./step-abandon.ts";
 import { revertStep } from "./step-revert.ts";
-
-/**
- * unique_violation. Not among the names shared/db/sqlstate.ts exports yet; kept here, named,
- * until it is.
- */
-const UNIQUE_VIOLATION = "23505";
 
 export type RevertDecision =
   | { kind: "nothing"; message: string }
@@ -92,7 +86,7 @@ async function revertSwapped(ctx: PhaseContext, d: ConversionDesign): Promise<Ph
   try {
     outcome = await runStep(ctx.exec, revertStep(d, columns, changeTriggers));
   } catch (error) {
-    if (sqlState(error) === UNIQUE_VIOLATION)
+    if (sqlState(error) === SQLSTATE.uniqueViolation)
       throw new Refusal(
         `revert rolled back, nothing changed: rows written since the swap duplicate a unique key the plain table enforces (${(error as Error).message}). ` +
           "Delete the duplicates from the new partitions (the unique constraints you passed to --drop-unique, or the old primary key), then revert again",

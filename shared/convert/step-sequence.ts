@@ -8,7 +8,7 @@ import type { Relation } from "../db/relation.ts";
  * (there is no form taking an oid), so the relation goes in as a literal of its quoted parts, which
  * PostgreSQL reads back as exactly that relation.
  */
-export function serialSequenceText(table: Relation, column: string): string {
+function serialSequenceText(table: Relation, column: string): string {
   return `pg_get_serial_sequence(${quoteLiteral(quoteRelation(table))}, ${quoteLiteral(column)})`;
 }
 
