@@ -1,13 +1,10 @@
-// Process plumbing shared by every entrypoint: exit codes (0 ok/skipped, 1 failed, 2 bad config or
-// usage), SIGTERM/SIGINT turned into an AbortSignal that jobs check between actions, and an
-// unref()'d watchdog so a stuck socket cannot keep a finished job alive (Cloud Run would bill it
-// until the task timeout and then report a failure).
-import { isConfigError } from "../shared/config/errors.ts";
+// Process plumbing shared by every entrypoint: the exit code once the job settles (EXIT: 0 ok or
+// skipped, 1 failed, 2 bad config, usage or refused), SIGTERM/SIGINT turned into an AbortSignal
+// that jobs check between actions, and an unref()'d watchdog so a stuck socket cannot keep a
+// finished job alive (Cloud Run would bill it until the task timeout and then report a failure).
+import { EXIT, type ExitCode, isConfigError } from "../shared/config/errors.ts";
 import { createLogger, type Logger } from "../shared/log/logger.ts";
 
-export const EXIT_OK = 0;
-export const EXIT_FAILED = 1;
-export const EXIT_USAGE = 2;
 const SHUTDOWN_GRACE_MS = 10_000;
 
 export interface MainContext {
@@ -23,14 +20,14 @@ function loggerFor(job: string, argv: readonly string[]): Logger {
 export function runMain(
   job: string,
   argv: readonly string[],
-  body: (ctx: MainContext) => Promise<number>,
+  body: (ctx: MainContext) => Promise<ExitCode>,
 ): void {
   const controller = new AbortController();
   const log = loggerFor(job, argv);
   const onSignal = (sig: string) => {
     if (controller.signal.aborted) {
       log.warn(`second ${sig}: exiting now`);
-      process.exit(EXIT_FAILED);
+      process.exit(EXIT.failed);
     }
     log.warn(`${sig} received: finishing the current step, then stopping`);
     controller.abort();
@@ -40,11 +37,11 @@ export function runMain(
   body({ signal: controller.signal, log })
     .catch((error: unknown) => {
       if (isConfigError(error)) {
-        log.error(error.message, { exitCode: EXIT_USAGE });
-        return EXIT_USAGE;
+        log.error(error.message, { exitCode: EXIT.usage });
+        return EXIT.usage;
       }
-      log.error(`failed: ${(error as Error)?.message ?? String(error)}`, { exitCode: EXIT_FAILED, error });
-      return EXIT_FAILED;
+      log.error(`failed: ${(error as Error)?.message ?? String(error)}`, { exitCode: EXIT.failed, error });
+      return EXIT.failed;
     })
     .then((code) => {
       process.exitCode = code;

@@ -1,5 +1,6 @@
 import { runAdoptJob } from "../../shared/adopt/job.ts";
-import { EXIT_OK, type MainContext } from "../process.ts";
+import { EXIT, type ExitCode } from "../../shared/config/errors.ts";
+import type { MainContext } from "../process.ts";
 import { COMMON_FLAGS, COMMON_HELP, parseCommandArgs } from "./args.ts";
 import { buildConfig, openDatabase } from "./environment.ts";
 
@@ -26,11 +27,11 @@ Runbook: docs/runbooks/adopt.md.
 
 ${COMMON_HELP}`;
 
-export async function adopt(argv: readonly string[], { signal, log }: MainContext): Promise<number> {
+export async function adopt(argv: readonly string[], { signal, log }: MainContext): Promise<ExitCode> {
   const { values } = parseCommandArgs("adopt", argv, COMMON_FLAGS);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
-    return EXIT_OK;
+    return EXIT.ok;
   }
   const config = buildConfig(values, process.env);
   const database = await openDatabase(config, "adopt", log);

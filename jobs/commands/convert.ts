@@ -1,4 +1,4 @@
-import { ConfigError } from "../../shared/config/errors.ts";
+import { ConfigError, EXIT, type ExitCode } from "../../shared/config/errors.ts";
 import {
   loadDatabaseSettings,
   loadPolicyFile,
@@ -8,7 +8,7 @@ import {
 } from "../../shared/config/load.ts";
 import { boundaryProblem } from "../../shared/convert/boundary.ts";
 import { CONVERT_PHASES, type ConvertPhase, runConvert } from "../../shared/convert/job.ts";
-import { EXIT_OK, type MainContext } from "../process.ts";
+import type { MainContext } from "../process.ts";
 import { parseCommandArgs } from "./args.ts";
 import { openDatabase } from "./environment.ts";
 
@@ -75,11 +75,11 @@ function positiveInt(value: string | undefined, flag: string, fallback: number, 
   return n;
 }
 
-export async function convert(argv: readonly string[], { log, signal }: MainContext): Promise<number> {
+export async function convert(argv: readonly string[], { log, signal }: MainContext): Promise<ExitCode> {
   const { values, positionals } = parseCommandArgs("migrate convert", argv, FLAGS, true);
   if (values.help) {
     process.stdout.write(`${CONVERT_HELP}\n`);
-    return EXIT_OK;
+    return EXIT.ok;
   }
   if (positionals.length > 1)
     throw new ConfigError(`migrate convert: one phase at most, got "${positionals.join(" ")}"`);

@@ -1,8 +1,8 @@
-import { ConfigError } from "../../shared/config/errors.ts";
+import { ConfigError, EXIT, type ExitCode } from "../../shared/config/errors.ts";
 import { loadDatabaseSettings, parseNow } from "../../shared/config/load.ts";
 import { displayRelation, parseRelationText } from "../../shared/db/relation.ts";
 import { listHolds, placeHold, releaseHold } from "../../shared/retention/holds.ts";
-import { EXIT_OK, type MainContext } from "../process.ts";
+import type { MainContext } from "../process.ts";
 import { parseCommandArgs } from "./args.ts";
 import { openDatabase } from "./environment.ts";
 
@@ -66,11 +66,11 @@ export async function holds(
   command: HoldsRequest["command"],
   argv: readonly string[],
   { log }: MainContext,
-): Promise<number> {
+): Promise<ExitCode> {
   const { values, positionals } = parseCommandArgs(command, argv, FLAGS, true);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
-    return EXIT_OK;
+    return EXIT.ok;
   }
   const request = holdsRequest(command, positionals, values.until, values.reason);
   const database = await openDatabase({ database: loadDatabaseSettings(process.env) }, command, log);
@@ -97,7 +97,7 @@ export async function holds(
             `${h.partition}  until ${h.until.toISOString()}  by ${h.createdBy}: ${h.reason}\n`,
           );
     }
-    return EXIT_OK;
+    return EXIT.ok;
   } finally {
     await database.close();
   }

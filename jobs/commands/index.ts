@@ -1,5 +1,6 @@
 // The command table shared by the telemetry-jobs CLI and the per-job entrypoints.
-import { EXIT_USAGE, type MainContext } from "../process.ts";
+import { EXIT, type ExitCode } from "../../shared/config/errors.ts";
+import type { MainContext } from "../process.ts";
 import { adopt } from "./adopt.ts";
 import { holds } from "./holds.ts";
 import { migrate } from "./migrate.ts";
@@ -8,7 +9,7 @@ import { retention } from "./retention.ts";
 import { rollupHourly } from "./rollup-hourly.ts";
 import { status } from "./status.ts";
 
-type Command = (argv: readonly string[], ctx: MainContext) => Promise<number>;
+type Command = (argv: readonly string[], ctx: MainContext) => Promise<ExitCode>;
 
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
   "partition-manager": {
@@ -46,11 +47,11 @@ ${Object.entries(COMMANDS)
 
 Run \`telemetry-jobs <command> --help\` for a command's options.`;
 
-export async function runCommand(name: string, argv: readonly string[], ctx: MainContext): Promise<number> {
+export async function runCommand(name: string, argv: readonly string[], ctx: MainContext): Promise<ExitCode> {
   const command = COMMANDS[name];
   if (!command) {
     process.stderr.write(`telemetry-jobs: unknown command "${name}"\n\n${USAGE}\n`);
-    return EXIT_USAGE;
+    return EXIT.usage;
   }
   return await command.run(argv, ctx);
 }

@@ -1,5 +1,5 @@
 import type { MigrationResultSet } from "kysely/migration";
-import { ConfigError } from "../../shared/config/errors.ts";
+import { ConfigError, EXIT, type ExitCode } from "../../shared/config/errors.ts";
 import { loadDatabaseSettings } from "../../shared/config/load.ts";
 import {
   createMigrator,
@@ -7,7 +7,7 @@ import {
   migrationStatus,
   throwIfFailed,
 } from "../../shared/migrate/migrator.ts";
-import { EXIT_OK, type MainContext } from "../process.ts";
+import type { MainContext } from "../process.ts";
 import { parseCommandArgs } from "./args.ts";
 import { convert } from "./convert.ts";
 import { openDatabase } from "./environment.ts";
@@ -40,14 +40,14 @@ const FLAGS = {
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
-export async function migrate(argv: readonly string[], ctx: MainContext): Promise<number> {
+export async function migrate(argv: readonly string[], ctx: MainContext): Promise<ExitCode> {
   const at = argv.findIndex((a) => !a.startsWith("-"));
   if (argv[at] === "convert") return await convert([...argv.slice(0, at), ...argv.slice(at + 1)], ctx);
   const { log } = ctx;
   const { values, positionals } = parseCommandArgs("migrate", argv, FLAGS, true);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
-    return EXIT_OK;
+    return EXIT.ok;
   }
   const verb = positionals[0] ?? "up";
   if (!["up", "down", "status"].includes(verb) || positionals.length > 1) {
@@ -77,7 +77,7 @@ export async function migrate(argv: readonly string[], ctx: MainContext): Promis
       const applied = appliedOf(listed).length;
       const pending = pendingOf(listed).length;
       log.notice(`${applied} applied, ${pending} pending`, { applied, pending });
-      return EXIT_OK;
+      return EXIT.ok;
     }
     // down reverts the starter schema's migrations first (they use the product's), and only when asked.
     const downSet: MigrationSet = starterSchema && appliedOf(starter).length > 0 ? "starter" : "product";
@@ -87,7 +87,7 @@ export async function migrate(argv: readonly string[], ctx: MainContext): Promis
           ? [...pendingOf(product), ...(starterSchema ? pendingOf(starter) : [])]
           : appliedOf(downSet === "starter" ? starter : product).slice(-1);
       log.notice(`dry run: would migrate ${verb}: ${would.join(", ") || "nothing"}`, { migrations: would });
-      return EXIT_OK;
+      return EXIT.ok;
     }
     const ran: string[] = [];
     const apply = async (
@@ -127,7 +127,7 @@ export async function migrate(argv: readonly string[], ctx: MainContext): Promis
       status: "ok",
       migrations: ran,
     });
-    return EXIT_OK;
+    return EXIT.ok;
   } finally {
     await database.close();
   }

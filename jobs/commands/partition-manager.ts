@@ -1,5 +1,6 @@
+import { EXIT, type ExitCode } from "../../shared/config/errors.ts";
 import { runPartitionManagerJob } from "../../shared/partitions/job.ts";
-import { EXIT_OK, type MainContext } from "../process.ts";
+import type { MainContext } from "../process.ts";
 import { COMMON_FLAGS, COMMON_HELP, parseCommandArgs } from "./args.ts";
 import { buildConfig, openDatabase } from "./environment.ts";
 
@@ -16,11 +17,11 @@ ${COMMON_HELP}`;
 export async function partitionManager(
   argv: readonly string[],
   { signal, log }: MainContext,
-): Promise<number> {
+): Promise<ExitCode> {
   const { values } = parseCommandArgs("partition-manager", argv, COMMON_FLAGS);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
-    return EXIT_OK;
+    return EXIT.ok;
   }
   const config = buildConfig(values, process.env);
   const database = await openDatabase(config, "partition-manager", log);

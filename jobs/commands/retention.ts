@@ -1,5 +1,6 @@
+import { EXIT, type ExitCode } from "../../shared/config/errors.ts";
 import { runRetentionJob } from "../../shared/retention/job.ts";
-import { EXIT_OK, type MainContext } from "../process.ts";
+import type { MainContext } from "../process.ts";
 import { COMMON_FLAGS, COMMON_HELP, parseCommandArgs } from "./args.ts";
 import { buildConfig, openDatabase } from "./environment.ts";
 
@@ -22,11 +23,11 @@ ${COMMON_HELP}`;
 
 const FLAGS = { ...COMMON_FLAGS, force: { type: "boolean", default: false } } as const;
 
-export async function retention(argv: readonly string[], { signal, log }: MainContext): Promise<number> {
+export async function retention(argv: readonly string[], { signal, log }: MainContext): Promise<ExitCode> {
   const { values } = parseCommandArgs("retention", argv, FLAGS);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
-    return EXIT_OK;
+    return EXIT.ok;
   }
   const config = buildConfig(values, process.env);
   const database = await openDatabase(config, "retention", log);

@@ -1,8 +1,8 @@
-import { ConfigError } from "../../shared/config/errors.ts";
+import { ConfigError, EXIT, type ExitCode } from "../../shared/config/errors.ts";
 import { parseInstant } from "../../shared/config/load.ts";
 import { runRollupJob } from "../../shared/rollups/job.ts";
 import { shardFromEnv } from "../../shared/rollups/plan.ts";
-import { EXIT_OK, type MainContext } from "../process.ts";
+import type { MainContext } from "../process.ts";
 import { COMMON_FLAGS, COMMON_HELP, parseCommandArgs } from "./args.ts";
 import { buildConfig, openDatabase } from "./environment.ts";
 
@@ -24,11 +24,11 @@ ${COMMON_HELP}`;
 
 const FLAGS = { ...COMMON_FLAGS, from: { type: "string" }, to: { type: "string" } } as const;
 
-export async function rollupHourly(argv: readonly string[], { signal, log }: MainContext): Promise<number> {
+export async function rollupHourly(argv: readonly string[], { signal, log }: MainContext): Promise<ExitCode> {
   const { values } = parseCommandArgs("rollup-hourly", argv, FLAGS);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
-    return EXIT_OK;
+    return EXIT.ok;
   }
   if ((values.from === undefined) !== (values.to === undefined))
     throw new ConfigError("rollup-hourly: --from and --to go together (a rebuild of the hours between them)");

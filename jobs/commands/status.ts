@@ -1,8 +1,9 @@
+import { EXIT, type ExitCode } from "../../shared/config/errors.ts";
 import { policyTable } from "../../shared/config/policy.ts";
 import { inspectTable, readCatalog } from "../../shared/partitions/catalog.ts";
 import { assessHealth, type TableHealth } from "../../shared/partitions/health.ts";
 import { awaitedRollupTargets, selectedPolicies } from "../../shared/run/runner.ts";
-import { EXIT_FAILED, EXIT_OK, type MainContext } from "../process.ts";
+import type { MainContext } from "../process.ts";
 import { COMMON_FLAGS, COMMON_HELP, parseCommandArgs } from "./args.ts";
 import { buildConfig, openDatabase } from "./environment.ts";
 
@@ -14,11 +15,11 @@ scheduled check. Changes nothing.
 
 ${COMMON_HELP}`;
 
-export async function status(argv: readonly string[], { log }: MainContext): Promise<number> {
+export async function status(argv: readonly string[], { log }: MainContext): Promise<ExitCode> {
   const { values } = parseCommandArgs("status", argv, COMMON_FLAGS);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
-    return EXIT_OK;
+    return EXIT.ok;
   }
   const config = buildConfig(values, process.env);
   const database = await openDatabase(config, "status", log);
@@ -50,7 +51,7 @@ export async function status(argv: readonly string[], { log }: MainContext): Pro
     process.stdout.write(
       values.json ? `${JSON.stringify({ now: config.options.now, tables: reports })}\n` : renderText(reports),
     );
-    return reports.some((r) => r.verdict === "CRIT") ? EXIT_FAILED : EXIT_OK;
+    return reports.some((r) => r.verdict === "CRIT") ? EXIT.failed : EXIT.ok;
   } finally {
     await database.close();
   }
