@@ -8,7 +8,7 @@ import { policyTable, type TablePolicy } from "../config/policy.ts";
 import { withLockRetry, withLockRetryOnConnection } from "../db/lock-retry.ts";
 import { columnSql, displayRelation, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
-import { sqlState } from "../db/sqlstate.ts";
+import { SQLSTATE, sqlState } from "../db/sqlstate.ts";
 import type { Logger } from "../log/logger.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import { retentionOf } from "./expiry.ts";
@@ -111,12 +111,10 @@ async function detach(ctx: RetentionContext, partition: Relation, concurrently: 
   return "detach (ACCESS EXCLUSIVE on the parent, under lock_timeout: the table has a DEFAULT partition)";
 }
 
-/** SQLSTATE 55000, which PostgreSQL raises for a DETACH that is pending (not in SQLSTATE yet). */
-const OBJECT_NOT_IN_PREREQUISITE_STATE = "55000";
-
 function isPendingDetachError(error: unknown): boolean {
   return (
-    sqlState(error) === OBJECT_NOT_IN_PREREQUISITE_STATE && /pending detach/i.test((error as Error).message)
+    sqlState(error) === SQLSTATE.objectNotInPrerequisiteState &&
+    /pending detach/i.test((error as Error).message)
   );
 }
 

@@ -6,7 +6,7 @@ import { policyTable } from "../config/policy.ts";
 import { LockBudgetExceededError, withLockRetry } from "../db/lock-retry.ts";
 import { displayRelation, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
-import { sqlState } from "../db/sqlstate.ts";
+import { SQLSTATE, sqlState } from "../db/sqlstate.ts";
 import {
   CHANGE_TRIGGERS,
   type ChangeTrigger,
@@ -126,8 +126,9 @@ async function installTriggers(
     });
     return "installed";
   } catch (error) {
-    // 42501 insufficient_privilege: the job's role may not create triggers on the table.
-    if (!(error instanceof LockBudgetExceededError) && sqlState(error) !== "42501") throw error;
+    // The job's role may not create triggers on the table (not its owner).
+    if (!(error instanceof LockBudgetExceededError) && sqlState(error) !== SQLSTATE.insufficientPrivilege)
+      throw error;
     log.warn(
       `change tracking not installed on ${shown}: ${(error as Error).message}. UPDATE and DELETE of its rows do not reach the rollups until it is; the next run tries again. To install it by hand (as the table's owner): ${statements}`,
       { sqlstate: sqlState(error) },

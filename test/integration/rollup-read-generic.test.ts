@@ -9,6 +9,7 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rollupTarget } from "../../shared/config/policy.ts";
+import { SQLSTATE } from "../../shared/db/sqlstate.ts";
 import { type HourlyPoint, readHourlySeries, readRollupSeries } from "../../shared/rollups/read.ts";
 import { registerRollupRead } from "../../shared/rollups/registry.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
@@ -670,7 +671,7 @@ describe("the registry", () => {
       () => undefined,
       (e: any) => e,
     );
-    expect(error?.code).toBe("42704");
+    expect(error?.code).toBe(SQLSTATE.undefinedObject);
     expect(error?.message).toContain("no rollup read is registered for target public.no_such_rollups");
     expect(error?.message).toContain("rollup-hourly registers each rollup target");
   });
