@@ -28,7 +28,13 @@ export function buildConfig(values: CommonValues, env: NodeJS.ProcessEnv): Confi
   return deepFreeze({
     database,
     policies: policyFile.tables,
-    options: { dryRun: values["dry-run"] ?? false, now, tables, json: values.json ?? false },
+    options: {
+      dryRun: values["dry-run"] ?? false,
+      now,
+      clockShifted: values.now !== undefined,
+      tables,
+      json: values.json ?? false,
+    },
   });
 }
 

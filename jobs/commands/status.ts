@@ -66,6 +66,7 @@ function unmanageable(table: string, reason: string, verdict: "WARN" | "CRIT" = 
     coveredFrom: null,
     coveredTo: null,
     futureBufferIntervals: 0,
+    futureBufferShortfall: 0,
     defaultRows: 0,
     missingIntervals: 0,
     totalBytes: 0,

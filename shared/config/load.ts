@@ -11,6 +11,8 @@ import { type PolicyFile, PolicyFileSchema, type TablePolicy } from "./policy.ts
 export interface RunOptions {
   readonly dryRun: boolean;
   readonly now: Date;
+  /** `now` was given (--now), not read from the clock: the run plans for another instant. */
+  readonly clockShifted?: boolean;
   /** Restrict the run to these tables (qualified names); undefined = every table in the policy. */
   readonly tables: readonly string[] | undefined;
   readonly json: boolean;

@@ -17,6 +17,8 @@ export interface TableHealth {
   coveredTo: string | null;
   /** Whole intervals after the current one that already have partitions (contiguously). */
   futureBufferIntervals: number;
+  /** Intervals the buffer is short of the policy's premake (0 when it has them all): what alerts watch. */
+  futureBufferShortfall: number;
   defaultRows: number;
   /** Intervals missing between existing children, or ahead within premake. */
   missingIntervals: number;
@@ -69,6 +71,7 @@ export function assessHealth(policy: TablePolicy, catalog: TableCatalog, now: Da
     coveredTo:
       ranges.length && Number.isFinite(ranges.at(-1)!.to) ? new Date(ranges.at(-1)!.to).toISOString() : null,
     futureBufferIntervals: buffer,
+    futureBufferShortfall: Math.max(0, policy.premake - buffer),
     defaultRows,
     missingIntervals: missing,
     totalBytes: catalog.children.reduce((n, c) => n + c.bytes, 0) + (catalog.defaultPartition?.bytes ?? 0),

@@ -52,6 +52,8 @@ export interface RunSummary {
   job: string;
   status: RunResult["status"];
   dryRun: boolean;
+  /** The run planned for another instant than now (--now). */
+  clockShifted: boolean;
   durationMs: number;
   tables: Record<string, TableStatus>;
   /** Actions taken (planned, in a dry run) by kind, over all tables. */
@@ -177,7 +179,7 @@ export async function runJob(spec: JobSpec): Promise<RunResult> {
     event: "run_summary",
     job,
     status,
-    dryRun,
+    ...runKind(spec),
     durationMs: Date.now() - started,
     tables,
     actions: actionCounts,
@@ -190,6 +192,11 @@ export async function runJob(spec: JobSpec): Promise<RunResult> {
   const exitCode =
     status === "ok" || status === "skipped" ? EXIT.ok : status === "refused" ? EXIT.usage : EXIT.failed;
   return { status, exitCode, tables, summary };
+}
+
+/** What kind of run this is, on every health and summary record (see processTable). */
+function runKind(spec: JobSpec): { dryRun: boolean; clockShifted: boolean } {
+  return { dryRun: spec.config.options.dryRun, clockShifted: spec.config.options.clockShifted ?? false };
 }
 
 /**
@@ -225,8 +232,16 @@ async function processTable(
     const report = locked.value;
     if (report.health) {
       // One flat record per table: log-based metrics extract numbers from fixed field names
-      // (jsonPayload.futureBufferIntervals, .defaultRows, .rollupLagSeconds) with the table as a label.
-      tlog.info("table health", { event: "table_health", job, table: policy.table, ...report.health });
+      // (jsonPayload.futureBufferShortfall, .defaultRows, .rollupLagSeconds) with the table as a
+      // label. dryRun and clockShifted let the metrics leave out what a dry run or a run with --now
+      // reports: a plan for another time is no measurement of the table now.
+      tlog.info("table health", {
+        event: "table_health",
+        job,
+        table: policy.table,
+        ...runKind(spec),
+        ...report.health,
+      });
     }
     if (report.error)
       tlog.error(report.status === "refused" ? "table refused" : "table failed", { error: report.error });

@@ -29,7 +29,7 @@ const POLICY = {
 
 /** Numeric table_health fields that infra/modules/telemetry-jobs/monitoring.tf turns into metrics. */
 const HEALTH_FIELDS: Record<string, string[]> = {
-  "partition-manager": ["futureBufferIntervals", "defaultRows"],
+  "partition-manager": ["futureBufferIntervals", "futureBufferShortfall", "defaultRows"],
   "rollup-hourly": ["rollupLagSeconds"],
 };
 

@@ -371,11 +371,13 @@ describe("alerts and dashboard (monitoring.tf)", () => {
     );
     expect(tf.locals.health).toContain('jsonPayload.event="table_health"');
     const health = readFileSync(`${ROOT}shared/partitions/health.ts`, "utf8");
-    expect(health).toMatch(/futureBufferIntervals/);
+    expect(health).toMatch(/futureBufferShortfall/);
     expect(health).toMatch(/defaultRows/);
     const runner = readFileSync(`${ROOT}shared/run/runner.ts`, "utf8");
     expect(runner).toMatch(/event: "table_health"/);
     expect(runner).toMatch(/event: "run_summary"/);
+    // The fields the filters leave dry runs and --now runs out by (test/integration/health-records).
+    expect(runner).toMatch(/dryRun: spec\.config\.options\.dryRun, clockShifted:/);
   });
 
   it("each alert points at its section of docs/alerts.md", () => {
