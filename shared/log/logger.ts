@@ -28,24 +28,21 @@ export interface LoggerOptions {
   verbose?: boolean;
 }
 
-/** Labels that tie a record to a Cloud Run job execution (set by Cloud Run in every task). */
-export function cloudRunLabels(job: string, env: NodeJS.ProcessEnv): Record<string, string> {
-  const labels: Record<string, string> = { job };
-  const map: Record<string, string | undefined> = {
-    execution: env.CLOUD_RUN_EXECUTION,
-    task_index: env.CLOUD_RUN_TASK_INDEX,
-    task_attempt: env.CLOUD_RUN_TASK_ATTEMPT,
-  };
-  for (const [k, v] of Object.entries(map)) if (v !== undefined && v !== "") labels[k] = v;
-  return labels;
+/**
+ * The one label of every record: the command. Cloud Run adds the execution, task index and task
+ * attempt to each entry of a job's log by itself (labels run.googleapis.com/...), so repeating them
+ * here would only duplicate them.
+ */
+export function logLabels(job: string): Record<string, string> {
+  return { job };
 }
 
 export function createLogger(options: LoggerOptions): Logger {
   const out = options.out ?? process.stdout;
   const env = options.env ?? process.env;
   const format = options.format ?? ((out as { isTTY?: boolean }).isTTY ? "text" : "json");
-  const labels = cloudRunLabels(options.job, env);
-  const write = format === "json" ? jsonWriter(out, labels, env) : textWriter(out, options.job);
+  const labels = logLabels(options.job);
+  const write = format === "json" ? jsonWriter(out, labels, options.job, env) : textWriter(out, options.job);
   const make = (bound: LogFields): Logger => {
     const at = (severity: Severity) => (message: string, fields?: LogFields) => {
       if (severity === "DEBUG" && !options.verbose) return;
@@ -65,18 +62,37 @@ export function createLogger(options: LoggerOptions): Logger {
 
 type Writer = (severity: Severity, message: string, fields: LogFields) => void;
 
-function jsonWriter(out: Writable, labels: Record<string, string>, env: NodeJS.ProcessEnv): Writer {
+function jsonWriter(
+  out: Writable,
+  labels: Record<string, string>,
+  job: string,
+  env: NodeJS.ProcessEnv,
+): Writer {
   const projectId = env.GOOGLE_CLOUD_PROJECT ?? env.GCLOUD_PROJECT ?? "unknown-project";
-  const logName = `projects/${projectId}/logs/telemetry-jobs`;
   return (severity, message, fields) => {
     // This is what LogSync.write does for each entry (Entry.toStructuredJSON, one JSON line on the
     // transport), minus two things we must avoid in a batch job: `new Logging()` starts a gRPC
     // client that probes the GCE metadata server (a warning and a delay off Google Cloud), and
-    // LogSync emits a one-off "diagnostic" record with no severity or message.
-    const entry = new Entry({ severity, labels }, { ...toJsonSafe(fields), message });
-    const structured = entry.toStructuredJSON(projectId, false) as Record<string, unknown>;
-    out.write(`${JSON.stringify({ ...structured, logName })}\n`);
+    // LogSync emits a one-off "diagnostic" record with no severity or message. Cloud Run's agent
+    // names the log itself: a logName field would only land in jsonPayload.
+    const entry = new Entry(
+      { severity, labels },
+      { ...toJsonSafe(fields), ...errorReport(severity, job, fields), message },
+    );
+    out.write(`${JSON.stringify(entry.toStructuredJSON(projectId, false))}\n`);
   };
+}
+
+/**
+ * An ERROR record about an exception carries its stack in `stack_trace`, where Error Reporting
+ * looks first, and a serviceContext naming the job, so failures of one kind group together instead
+ * of each run's message being an event of its own.
+ */
+function errorReport(severity: Severity, job: string, fields: LogFields): LogFields {
+  if (severity !== "ERROR") return {};
+  const error = Object.values(fields).find((v): v is Error => v instanceof Error);
+  if (!error?.stack) return {};
+  return { stack_trace: error.stack, serviceContext: { service: `telemetry-jobs-${job}` } };
 }
 
 function textWriter(out: Writable, job: string): Writer {

@@ -247,7 +247,7 @@ async function processTable(
       tlog.error(report.status === "refused" ? "table refused" : "table failed", { error: report.error });
     return report;
   } catch (error) {
-    tlog.error("table failed", { error: (error as Error).message });
+    tlog.error("table failed", { error: (error as Error).message, cause: error });
     return { status: "failed", actions: {} };
   }
 }
