@@ -1,24 +1,29 @@
 import { ConfigError, EXIT, type ExitCode } from "../../shared/config/errors.ts";
-import { loadDatabaseSettings, parseNow } from "../../shared/config/load.ts";
-import { displayRelation, parseRelationText } from "../../shared/db/relation.ts";
-import { listHolds, placeHold, releaseHold } from "../../shared/retention/holds.ts";
+import { loadDatabaseSettings, loadPolicyFile, parseInstant } from "../../shared/config/load.ts";
+import { policyTable } from "../../shared/config/policy.ts";
+import { displayRelation, parseRelationText, type Relation } from "../../shared/db/relation.ts";
+import { holdTargetProblem, listHolds, placeHold, releaseHold } from "../../shared/retention/holds.ts";
 import type { MainContext } from "../process.ts";
 import { parseCommandArgs } from "./args.ts";
 import { openDatabase } from "./environment.ts";
 
 const HELP = `Usage:
-  telemetry-jobs hold <schema.partition> --until <ISO date> --reason <text>
+  telemetry-jobs hold <schema.partition> --until <ISO date> --reason <text> [--config PATH]
   telemetry-jobs unhold <schema.partition>
-
-<schema.partition> is read as SQL reads it: quote a part that has upper case, dots or spaces,
-e.g. 'public."Readings 2025"'.
   telemetry-jobs holds [--json]
 
+<schema.partition> is read as SQL reads it: quote a part that has upper case, dots or spaces,
+e.g. 'public."Readings 2025"'. hold refuses (exit 2, nothing written) a name that is not a
+partition of a table in the policy (--config, TELEMETRY_JOBS_CONFIG or TELEMETRY_JOBS_CONFIG_JSON),
+naming the closest one, and an --until that is not in the future.
+
 A held partition is kept by retention past its cutoff until the hold expires; each run logs that it
-kept it. Holds live in telemetry_jobs.retention_holds. Database from the environment (DATABASE_URL,
-or INSTANCE_CONNECTION_NAME + DB_USER + DB_NAME).`;
+kept it. Holds live in telemetry_jobs.retention_holds. unhold takes any name, so a stale hold can
+always be removed. Database from the environment (DATABASE_URL, or INSTANCE_CONNECTION_NAME +
+DB_USER + DB_NAME).`;
 
 const FLAGS = {
+  config: { type: "string" },
   until: { type: "string" },
   reason: { type: "string" },
   json: { type: "boolean", default: false },
@@ -26,8 +31,8 @@ const FLAGS = {
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
-/** The partition as retention names it (displayRelation), read from SQL-style text. */
-function partitionArg(command: string, positionals: string[]): string {
+/** The partition as its parts, read from SQL-style text. */
+function partitionArg(command: string, positionals: string[]): Relation {
   const raw = positionals[0];
   const q = raw === undefined ? undefined : parseRelationText(raw);
   if (!q || positionals.length !== 1) {
@@ -35,27 +40,40 @@ function partitionArg(command: string, positionals: string[]): string {
       `${command}: give exactly one partition as schema.name, quoting a part the way SQL does when it has upper case, dots or spaces (e.g. public.telemetry_points_p202501, 'public."Readings 2025"')`,
     );
   }
-  return displayRelation(q);
+  return q;
 }
 
 type HoldsRequest =
-  | { readonly command: "hold"; readonly partition: string; readonly until: Date; readonly reason: string }
-  | { readonly command: "unhold"; readonly partition: string }
+  | {
+      readonly command: "hold";
+      readonly partition: Relation;
+      readonly until: Date;
+      readonly reason: string;
+      /** The partitioned tables of the policy: a hold names a partition of one of them. */
+      readonly managed: readonly Relation[];
+    }
+  | { readonly command: "unhold"; readonly partition: Relation }
   | { readonly command: "holds" };
 
 /** The command's arguments, checked before any connection is made (ConfigError, exit 2). */
 function holdsRequest(
   command: HoldsRequest["command"],
   positionals: string[],
-  until: string | undefined,
-  reason: string | undefined,
+  values: { until?: string | undefined; reason?: string | undefined; config?: string | undefined },
 ): HoldsRequest {
   if (command === "hold") {
     const partition = partitionArg(command, positionals);
-    const trimmed = reason?.trim();
-    if (!until || !trimmed)
+    const trimmed = values.reason?.trim();
+    if (!values.until || !trimmed)
       throw new ConfigError("hold: --until <ISO date> and --reason <text> are required");
-    return { command, partition, until: parseNow(until), reason: trimmed };
+    const until = parseInstant(values.until, "--until");
+    if (until.getTime() <= Date.now())
+      throw new ConfigError(
+        `hold: --until ${until.toISOString()} is not in the future: the hold would protect nothing. Give the instant until which retention must keep the partition`,
+      );
+    const policy = loadPolicyFile({ configPath: values.config, env: process.env });
+    const managed = policy.tables.filter((p) => p.partitioned).map((p) => policyTable(p));
+    return { command, partition, until, reason: trimmed, managed };
   }
   if (command === "unhold") return { command, partition: partitionArg(command, positionals) };
   if (positionals.length > 0) throw new ConfigError("holds: takes no arguments");
@@ -72,11 +90,14 @@ export async function holds(
     process.stdout.write(`${HELP}\n`);
     return EXIT.ok;
   }
-  const request = holdsRequest(command, positionals, values.until, values.reason);
+  const request = holdsRequest(command, positionals, values);
   const database = await openDatabase({ database: loadDatabaseSettings(process.env) }, command, log);
   try {
     if (request.command === "hold") {
-      const { partition, until, reason } = request;
+      const { until, reason } = request;
+      const problem = await holdTargetProblem(database.db, request.partition, request.managed);
+      if (problem) throw new ConfigError(`hold: ${problem}. Nothing was written`);
+      const partition = displayRelation(request.partition);
       await placeHold(database.db, { partition, until, reason });
       log.notice(`held ${partition} until ${until.toISOString()}`, {
         partition,
@@ -84,7 +105,7 @@ export async function holds(
         reason: values.reason,
       });
     } else if (request.command === "unhold") {
-      const { partition } = request;
+      const partition = displayRelation(request.partition);
       const removed = await releaseHold(database.db, partition);
       log.notice(removed ? `released the hold on ${partition}` : `${partition} had no hold`, { partition });
     } else {

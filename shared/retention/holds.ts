@@ -1,5 +1,6 @@
 // Retention holds: "keep this partition past its cutoff until <date>, because <reason>".
-import type { Kysely } from "kysely";
+import { type Kysely, sql } from "kysely";
+import { displayRelation, type Relation, sameRelation } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 
 export interface RetentionHold {
@@ -43,4 +44,63 @@ export async function releaseHold(db: Kysely<DB>, partition: string): Promise<bo
     .where("partition_name", "=", partition)
     .executeTakeFirst();
   return Number(r.numDeletedRows) > 0;
+}
+
+/**
+ * Why a hold on `partition` would protect nothing, or undefined when it is a partition of one of
+ * the managed tables. A typo would otherwise be stored as a hold on no partition at all while
+ * retention drops the partition the operator meant to keep. The message names the closest
+ * partition of a managed table when there is one.
+ */
+export async function holdTargetProblem(
+  db: Kysely<DB>,
+  partition: Relation,
+  managed: readonly Relation[],
+): Promise<string | undefined> {
+  const r = await sql<{ schema: string; name: string; parent_schema: string; parent_name: string }>`
+    SELECT cn.nspname AS schema, c.relname AS name, pn.nspname AS parent_schema, p.relname AS parent_name
+      FROM pg_catalog.pg_inherits i
+      JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+      JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+      JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+      JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+     WHERE p.relkind = 'p'`.execute(db);
+  const isManaged = (row: { parent_schema: string; parent_name: string }) =>
+    managed.some((m) => sameRelation(m, { schema: row.parent_schema, name: row.parent_name }));
+  const children = r.rows.filter(isManaged);
+  if (children.some((c) => sameRelation(c, partition))) return undefined;
+  const shown = displayRelation(partition);
+  const other = r.rows.find((c) => sameRelation(c, partition));
+  if (other)
+    return `${shown} is a partition of ${displayRelation({ schema: other.parent_schema, name: other.parent_name })}, which is not in the policy: retention never touches it, so a hold would protect nothing`;
+  const closest = closestName(
+    shown,
+    children.map((c) => displayRelation(c)),
+  );
+  return `${shown} is not a partition of any table in the policy${closest ? `; did you mean ${closest}?` : ""} (\`telemetry-jobs status\` lists the partitions of each managed table)`;
+}
+
+/** The candidate nearest to `wanted` by edit distance, when it is near enough to be a typo. */
+function closestName(wanted: string, candidates: readonly string[]): string | undefined {
+  let best: { name: string; distance: number } | undefined;
+  for (const name of candidates) {
+    const distance = editDistance(wanted, name);
+    if (!best || distance < best.distance) best = { name, distance };
+  }
+  return best && best.distance <= Math.max(2, Math.floor(wanted.length / 5)) ? best.name : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++)
+      current[j] = Math.min(
+        previous[j]! + 1,
+        current[j - 1]! + 1,
+        previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    previous = current;
+  }
+  return previous[b.length]!;
 }

@@ -126,7 +126,10 @@ describe("relations with names that contain dots, quotes, spaces and upper case"
 
   it('a hold placed on "Victim.Old" by the CLI keeps exactly that partition', async () => {
     const s = await scene("Victim.Old", "live", "def");
-    const env = { DATABASE_URL: t.url };
+    const env = {
+      DATABASE_URL: t.url,
+      TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify({ tables: [policy(s, { mode: "drop" })] }),
+    };
     const held = await runCli(
       ["hold", `${s.schema}."Victim.Old"`, "--until", "2027-01-01T00:00:00Z", "--reason", "audit"],
       env,

@@ -118,7 +118,7 @@ describe("upgrade from release 0007 (starter tables in the product's history)", 
     );
     const hold = await runCli(
       ["hold", "public.telemetry_points_p20260604", "--until", "2027-01-01T00:00:00Z", "--reason", "audit"],
-      { DATABASE_URL: t.url },
+      { DATABASE_URL: t.url, TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify({ tables: POLICIES }) },
     );
     expect(hold.code).toBe(0);
     const pending = await t.pool.query(`SELECT count(*)::int AS n FROM telemetry_jobs.rollup_changes`);
