@@ -5,7 +5,7 @@
 // partition-manager's and retention's advisory locks on the table, so neither touches the table
 // while it changes shape.
 import { type Kysely, sql } from "kysely";
-import { ConfigError } from "../config/errors.ts";
+import { ConfigError, EXIT, type ExitCode } from "../config/errors.ts";
 import { policyTable } from "../config/policy.ts";
 import { displayRelation, relationOidSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
@@ -21,6 +21,7 @@ import {
   type ConvertPhase,
   type PhaseContext,
   type PhaseOutcome,
+  REFUSED,
   Refusal,
 } from "./phase-context.ts";
 import { finalizePhase } from "./phase-finalize.ts";
@@ -47,7 +48,7 @@ const PHASES: Record<Phase, (ctx: PhaseContext) => Promise<PhaseOutcome>> = {
 };
 
 export interface ConvertResult {
-  exitCode: 0 | 1 | 2;
+  exitCode: ExitCode;
   /** The phases that ran, in order, with what each did. */
   phases: { phase: string; outcome: "done" | "already-done" | "refused" | "failed"; detail?: unknown }[];
 }
@@ -63,10 +64,10 @@ export async function runConvert(
   // Adoption (the adopt command, rollup-hourly's first step) is kept out too: it adds the same
   // ingest_xid column and index that prepare adds, and must not build them beside a phase.
   const keys = ["convert", "partition-manager", "retention", "adopt"].map((job) => `${job}:${qualified}`);
-  const result: ConvertResult = { exitCode: 0, phases: [] };
+  const result: ConvertResult = { exitCode: EXIT.ok, phases: [] };
   const locked = await withAdvisoryLocks(db, keys, async () => {
     await runPhases(db, log, options, signal, result);
-    if (result.exitCode === 0 && options.phase === "all" && !options.dryRun)
+    if (result.exitCode === EXIT.ok && options.phase === "all" && !options.dryRun)
       log.notice(
         `converted ${qualified}. Check it, then run \`migrate convert finalize --table ${qualified}\` (until then \`revert\` undoes the conversion)`,
       );
@@ -75,7 +76,7 @@ export async function runConvert(
     log.error(
       `another job holds ${locked.busy} (a convert, partition-manager or retention run on ${qualified}); try again when it has finished`,
     );
-    return { exitCode: 1, phases: [] };
+    return { exitCode: EXIT.failed, phases: [] };
   }
   return result;
 }
@@ -107,27 +108,27 @@ async function runPhases(
   for (const phase of phases) {
     if (signal.aborted) {
       log.warn("stopping before the next phase (signal)", { phase });
-      result.exitCode = 1;
+      result.exitCode = EXIT.failed;
       return;
     }
     const plog = log.child({ phase });
     try {
       const outcome = await runPhase(db, plog, options, phase, signal);
-      const failed = outcome.exitCode === 2 ? "refused" : "failed";
+      const failed = outcome.exitCode === REFUSED ? "refused" : "failed";
       result.phases.push({
         phase,
-        outcome: outcome.exitCode !== 0 ? failed : outcome.already ? "already-done" : "done",
+        outcome: outcome.exitCode !== EXIT.ok ? failed : outcome.already ? "already-done" : "done",
         detail: outcome.report,
       });
-      if (outcome.exitCode !== 0) {
+      if (outcome.exitCode !== EXIT.ok) {
         result.exitCode = outcome.exitCode;
         return;
       }
     } catch (error) {
       if (!(error instanceof Refusal)) throw error;
-      plog.error(error.message, { exitCode: 2 });
+      plog.error(error.message, { exitCode: REFUSED });
       result.phases.push({ phase, outcome: "refused", detail: error.message });
-      result.exitCode = 2;
+      result.exitCode = REFUSED;
       return;
     }
   }

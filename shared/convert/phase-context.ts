@@ -2,6 +2,7 @@
 // recorded state, read once when the phase starts. Each phase (phase-*.ts) then reads the facts it
 // needs, asks the pure planner for its steps, and runs them through apply.ts.
 import type { Kysely } from "kysely";
+import { EXIT, type ExitCode } from "../config/errors.ts";
 import type { TablePolicy } from "../config/policy.ts";
 import type { Relation } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
@@ -58,10 +59,16 @@ export interface PhaseContext {
 }
 
 export interface PhaseOutcome {
-  exitCode: 0 | 1 | 2;
+  exitCode: ExitCode;
   already?: boolean;
   report?: unknown;
 }
+
+/**
+ * Exit code of a refused phase (a preflight problem, or a state the phase cannot run from):
+ * nothing was changed. The same code as bad usage.
+ */
+export const REFUSED = EXIT.usage;
 
 /** The phase will not run in this state: exit 2, nothing changed. */
 export class Refusal extends Error {

@@ -1,5 +1,7 @@
 // Phase finalize: drop what only revert needed; after it the table is an ordinary managed
 // partitioned table and revert is no longer possible.
+
+import { EXIT } from "../config/errors.ts";
 import type { ConversionDesign } from "./design.ts";
 import { existingRelations } from "./facts-state.ts";
 import {
@@ -40,12 +42,12 @@ export async function finalizePhase(ctx: PhaseContext): Promise<PhaseOutcome> {
   const gate = finalizeGate(ctx.record, ctx.storedDesign, ctx.shown);
   if (gate.kind === "already") {
     ctx.log.notice("already finalized");
-    return { exitCode: 0, already: true };
+    return { exitCode: EXIT.ok, already: true };
   }
   if (gate.kind === "refused") throw new Refusal(gate.reason);
   const present = new Set(await existingRelations(ctx.db, ctx.table.schema, finalizeCandidates(gate.design)));
   await runSteps(ctx, finalizeSteps(gate.design, present));
   if (!ctx.options.dryRun)
     ctx.log.notice(`finalized: ${ctx.shown} is an ordinary managed partitioned table now`);
-  return { exitCode: 0 };
+  return { exitCode: EXIT.ok };
 }

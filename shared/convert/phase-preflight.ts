@@ -1,6 +1,7 @@
 // Phase preflight: report what the table is and whether it can be converted. Read-only. Prepare
 // and swap run the same assessment again and report it the same way when it refuses.
 import type { Kysely } from "kysely";
+import { EXIT } from "../config/errors.ts";
 import { displayRelation } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
@@ -10,7 +11,7 @@ import { type ConversionDesign, type ConvertInput, design, namesToCreate } from 
 import type { ConversionState, TableFacts } from "./facts.ts";
 import { existingRelations } from "./facts-state.ts";
 import { readTableFacts } from "./facts-table.ts";
-import type { ConversionRecord, PhaseContext, PhaseOutcome } from "./phase-context.ts";
+import { type ConversionRecord, type PhaseContext, type PhaseOutcome, REFUSED } from "./phase-context.ts";
 
 /** The boundary a phase works with: the recorded one, --boundary, or the default. */
 export function phaseBoundary(ctx: PhaseContext): Date {
@@ -28,13 +29,13 @@ export async function preflightPhase(ctx: PhaseContext): Promise<PhaseOutcome> {
     log.notice(`already ${active.phase}; nothing to check before the swap`, {
       conversionPhase: active.phase,
     });
-    return { exitCode: 0, already: true };
+    return { exitCode: EXIT.ok, already: true };
   }
   const boundary = phaseBoundary(ctx);
   const facts = await readTableFacts(ctx.db, ctx.table, ctx.options.policy.timeColumn, boundary);
   const verdict = await assessWithClashes(ctx.db, facts, ctx.input, ctx.state, ctx.storedDesign);
   reportPreflight(log, facts, verdict, boundary);
-  return { exitCode: verdict.blockers.length > 0 ? 2 : 0, report: { facts, verdict } };
+  return { exitCode: verdict.blockers.length > 0 ? REFUSED : EXIT.ok, report: { facts, verdict } };
 }
 
 /** assess(), with the names the conversion would create that other objects already have. */

@@ -1,5 +1,7 @@
 // Phase prepare: record the conversion (first run), then build what the swap needs without
 // blocking writes. Resumable: the plan skips whatever an earlier run already built.
+
+import { EXIT } from "../config/errors.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import { runStep } from "./apply.ts";
 import type { Assessment } from "./assess.ts";
@@ -12,6 +14,7 @@ import {
   type PhaseContext,
   type PhaseOutcome,
   prepareState,
+  REFUSED,
   runSteps,
 } from "./phase-context.ts";
 import { assessWithClashes, phaseBoundary, reportPreflight } from "./phase-preflight.ts";
@@ -56,7 +59,7 @@ export async function preparePhase(ctx: PhaseContext): Promise<PhaseOutcome> {
   const { active, storedDesign, log } = ctx;
   if (active?.phase === "swapped" || active?.phase === "finalized") {
     log.notice(`already ${active.phase}: nothing to prepare`);
-    return { exitCode: 0, already: true };
+    return { exitCode: EXIT.ok, already: true };
   }
   const boundary = phaseBoundary(ctx);
   const facts = await readTableFacts(ctx.db, ctx.table, ctx.options.policy.timeColumn, boundary);
@@ -65,7 +68,7 @@ export async function preparePhase(ctx: PhaseContext): Promise<PhaseOutcome> {
   const verdict = await assessWithClashes(ctx.db, facts, accepted, ctx.state, storedDesign);
   if (verdict.blockers.length > 0) {
     reportPreflight(log, facts, verdict, boundary);
-    return { exitCode: 2 };
+    return { exitCode: REFUSED };
   }
   const plan = planPrepare({
     active,
@@ -88,5 +91,5 @@ export async function preparePhase(ctx: PhaseContext): Promise<PhaseOutcome> {
       `prepared: the swap will attach ${d.table} as ${d.names.history} FROM (MINVALUE) TO (${d.boundary})`,
       { boundary: d.boundary, partitions: d.partitions.map((p) => p.name) },
     );
-  return { exitCode: 0, already: plan.steps.length === 1 };
+  return { exitCode: EXIT.ok, already: plan.steps.length === 1 };
 }

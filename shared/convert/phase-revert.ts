@@ -2,6 +2,7 @@
 // built (abandon); after it, one transaction detaches the historical partition, copies the rows
 // written since the swap into it and gives it the table's name back.
 import { type Kysely, sql } from "kysely";
+import { EXIT } from "../config/errors.ts";
 import { columnSql, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { SQLSTATE, sqlState } from "../db/sqlstate.ts";
@@ -60,13 +61,13 @@ export async function revertPhase(ctx: PhaseContext): Promise<PhaseOutcome> {
   switch (decision.kind) {
     case "nothing":
       ctx.log.notice(decision.message);
-      return { exitCode: 0, already: true };
+      return { exitCode: EXIT.ok, already: true };
     case "refused":
       throw new Refusal(decision.reason);
     case "abandon": {
       const facts = await readTableFacts(ctx.db, ctx.table, ctx.options.policy.timeColumn, null);
       await runSteps(ctx, abandonSteps(decision.design, prepareState(facts, ctx.state)));
-      return { exitCode: 0 };
+      return { exitCode: EXIT.ok };
     }
     case "revert":
       return await revertSwapped(ctx, decision.design);
@@ -99,7 +100,7 @@ async function revertSwapped(ctx: PhaseContext, d: ConversionDesign): Promise<Ph
       durationMs: outcome.durationMs,
       rowsCopied: outcome.rows[4] ?? null,
     });
-  return { exitCode: 0, report: outcome };
+  return { exitCode: EXIT.ok, report: outcome };
 }
 
 /** Rows the new partitions hold (pruned by the bound: the historical partition is not read). */

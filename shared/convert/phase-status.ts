@@ -1,4 +1,6 @@
 // Phase status: where the conversion stands. Read-only.
+
+import { EXIT } from "../config/errors.ts";
 import type { PhaseContext, PhaseOutcome } from "./phase-context.ts";
 
 export async function statusPhase(ctx: PhaseContext): Promise<PhaseOutcome> {
@@ -14,5 +16,5 @@ export async function statusPhase(ctx: PhaseContext): Promise<PhaseOutcome> {
       state: { ...state, record: undefined },
     },
   );
-  return { exitCode: 0, report: record };
+  return { exitCode: EXIT.ok, report: record };
 }

@@ -1,6 +1,7 @@
 // Phase swap: check once more that the table is as prepare left it, then run the one short swap
 // transaction. A dry run before (or in the middle of) prepare shows the swap prepare is heading for.
 
+import { EXIT } from "../config/errors.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import { runStep } from "./apply.ts";
 import { type Assessment, assess } from "./assess.ts";
@@ -12,6 +13,7 @@ import {
   type PhaseContext,
   type PhaseOutcome,
   prepareState,
+  REFUSED,
   Refusal,
 } from "./phase-context.ts";
 import { reportPreflight } from "./phase-preflight.ts";
@@ -96,7 +98,7 @@ export async function swapPhase(ctx: PhaseContext): Promise<PhaseOutcome> {
   const { active, storedDesign, log, options, shown } = ctx;
   if (active?.phase === "swapped" || active?.phase === "finalized") {
     log.notice(`already ${active.phase}`);
-    return { exitCode: 0, already: true };
+    return { exitCode: EXIT.ok, already: true };
   }
   if (active?.phase !== "prepared" || !storedDesign) {
     if (options.dryRun && (options.phase === "all" || active?.phase === "preparing"))
@@ -118,13 +120,13 @@ export async function swapPhase(ctx: PhaseContext): Promise<PhaseOutcome> {
   });
   if (plan.kind === "blocked") {
     reportPreflight(log, facts, plan.verdict, active.boundary);
-    return { exitCode: 2 };
+    return { exitCode: REFUSED };
   }
   for (const w of plan.warnings) log.warn(w);
   if (plan.kind === "refused") throw new Refusal(plan.reason);
   await pauseAtFaultPoint("convert-before-swap", log);
   const outcome = await runStep(ctx.exec, plan.step);
-  if (options.dryRun) return { exitCode: 0, report: outcome };
+  if (options.dryRun) return { exitCode: EXIT.ok, report: outcome };
   if (!options.policy.partitioned)
     log.warn(
       `the policy still says "partitioned": false for ${shown}: remove it now, or retention refuses the table and partition-manager ignores it`,
@@ -133,7 +135,7 @@ export async function swapPhase(ctx: PhaseContext): Promise<PhaseOutcome> {
     `swapped in ${outcome.durationMs} ms (${outcome.attempts} attempt${outcome.attempts === 1 ? "" : "s"}): ${shown} is partitioned`,
     { event: "convert_swap", durationMs: outcome.durationMs, attempts: outcome.attempts },
   );
-  return { exitCode: 0, report: outcome };
+  return { exitCode: EXIT.ok, report: outcome };
 }
 
 /** --dry-run before the conversion is prepared: the swap as the design stands now. */
@@ -141,5 +143,5 @@ async function previewSwap(ctx: PhaseContext): Promise<PhaseOutcome> {
   const facts = await readTableFacts(ctx.db, ctx.table, ctx.options.policy.timeColumn, null);
   const d = ctx.active && ctx.storedDesign ? ctx.storedDesign : design(facts, ctx.input);
   await runStep(ctx.exec, swapStep(d, facts.changeTriggers));
-  return { exitCode: 0 };
+  return { exitCode: EXIT.ok };
 }

@@ -1,4 +1,6 @@
 // Phase verify: read-only checks of the converted table (verify.ts), each logged.
+
+import { EXIT } from "../config/errors.ts";
 import { type PhaseContext, type PhaseOutcome, Refusal } from "./phase-context.ts";
 import { verifyConversion } from "./verify.ts";
 
@@ -8,7 +10,7 @@ export async function verifyPhase(ctx: PhaseContext): Promise<PhaseOutcome> {
     log.notice(
       "dry run: verify only reads; it would compare counts and checksums, bounds, indexes and pruning",
     );
-    return { exitCode: 0 };
+    return { exitCode: EXIT.ok };
   }
   if (!storedDesign || (active?.phase !== "swapped" && active?.phase !== "finalized"))
     throw new Refusal(
@@ -26,5 +28,5 @@ export async function verifyPhase(ctx: PhaseContext): Promise<PhaseOutcome> {
       : "verification failed",
     { event: "convert_verify", ...report },
   );
-  return { exitCode: report.ok ? 0 : 1, report };
+  return { exitCode: report.ok ? EXIT.ok : EXIT.failed, report };
 }
