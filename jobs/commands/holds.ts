@@ -2,7 +2,13 @@ import { ConfigError, EXIT, type ExitCode } from "../../shared/config/errors.ts"
 import { loadDatabaseSettings, loadPolicyFile, parseInstant } from "../../shared/config/load.ts";
 import { policyTable } from "../../shared/config/policy.ts";
 import { displayRelation, parseRelationText, type Relation } from "../../shared/db/relation.ts";
-import { holdTargetProblem, listHolds, placeHold, releaseHold } from "../../shared/retention/holds.ts";
+import {
+  holdTargetProblem,
+  listHolds,
+  type ManagedTable,
+  placeHold,
+  releaseHold,
+} from "../../shared/retention/holds.ts";
 import type { MainContext } from "../process.ts";
 import { parseCommandArgs } from "./args.ts";
 import { openDatabase } from "./environment.ts";
@@ -13,9 +19,10 @@ const HELP = `Usage:
   telemetry-jobs holds [--json]
 
 <schema.partition> is read as SQL reads it: quote a part that has upper case, dots or spaces,
-e.g. 'public."Readings 2025"'. hold refuses (exit 2, nothing written) a name that is not a
-partition of a table in the policy (--config, TELEMETRY_JOBS_CONFIG or TELEMETRY_JOBS_CONFIG_JSON),
-naming the closest one, and an --until that is not in the future.
+e.g. 'public."Readings 2025"'. hold refuses (exit 2, nothing written) a name that is neither a
+partition of a table in the policy (--config, TELEMETRY_JOBS_CONFIG or TELEMETRY_JOBS_CONFIG_JSON)
+nor one retention took out of such a table (detached, archived, or left by a killed run), naming the
+closest partition, and an --until that is not in the future.
 
 A held partition is kept by retention past its cutoff until the hold expires; each run logs that it
 kept it. Holds live in telemetry_jobs.retention_holds. unhold takes any name, so a stale hold can
@@ -50,7 +57,7 @@ type HoldsRequest =
       readonly until: Date;
       readonly reason: string;
       /** The partitioned tables of the policy: a hold names a partition of one of them. */
-      readonly managed: readonly Relation[];
+      readonly managed: readonly ManagedTable[];
     }
   | { readonly command: "unhold"; readonly partition: Relation }
   | { readonly command: "holds" };
@@ -72,7 +79,9 @@ function holdsRequest(
         `hold: --until ${until.toISOString()} is not in the future: the hold would protect nothing. Give the instant until which retention must keep the partition`,
       );
     const policy = loadPolicyFile({ configPath: values.config, env: process.env });
-    const managed = policy.tables.filter((p) => p.partitioned).map((p) => policyTable(p));
+    const managed = policy.tables
+      .filter((p) => p.partitioned)
+      .map((p) => ({ relation: policyTable(p), table: p.table }));
     return { command, partition, until, reason: trimmed, managed };
   }
   if (command === "unhold") return { command, partition: partitionArg(command, positionals) };

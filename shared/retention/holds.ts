@@ -46,16 +46,24 @@ export async function releaseHold(db: Kysely<DB>, partition: string): Promise<bo
   return Number(r.numDeletedRows) > 0;
 }
 
+/** A table the policy manages: its parts, and the policy's name for it (retention's markers use it). */
+export interface ManagedTable {
+  readonly relation: Relation;
+  readonly table: string;
+}
+
 /**
- * Why a hold on `partition` would protect nothing, or undefined when it is a partition of one of
- * the managed tables. A typo would otherwise be stored as a hold on no partition at all while
- * retention drops the partition the operator meant to keep. The message names the closest
- * partition of a managed table when there is one.
+ * Why a hold on `partition` would protect nothing, or undefined when retention can act on it: a
+ * partition of one of the managed tables, or a table retention took out of one (its comment says
+ * "telemetry-jobs retention: removing from / detached from / archived from <table>"): a killed run's
+ * leftover that the next run would finish removing, or a detached or archived partition being
+ * recovered. A typo would otherwise be stored as a hold on nothing while retention drops the
+ * partition the operator meant to keep. The message names the closest partition when there is one.
  */
 export async function holdTargetProblem(
   db: Kysely<DB>,
   partition: Relation,
-  managed: readonly Relation[],
+  managed: readonly ManagedTable[],
 ): Promise<string | undefined> {
   const r = await sql<{ schema: string; name: string; parent_schema: string; parent_name: string }>`
     SELECT cn.nspname AS schema, c.relname AS name, pn.nspname AS parent_schema, p.relname AS parent_name
@@ -66,9 +74,11 @@ export async function holdTargetProblem(
       JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
      WHERE p.relkind = 'p'`.execute(db);
   const isManaged = (row: { parent_schema: string; parent_name: string }) =>
-    managed.some((m) => sameRelation(m, { schema: row.parent_schema, name: row.parent_name }));
+    managed.some((m) => sameRelation(m.relation, { schema: row.parent_schema, name: row.parent_name }));
   const children = r.rows.filter(isManaged);
   if (children.some((c) => sameRelation(c, partition))) return undefined;
+  const takenOut = await retentionMarkerParent(db, partition);
+  if (takenOut !== undefined && managed.some((m) => m.table === takenOut)) return undefined;
   const shown = displayRelation(partition);
   const other = r.rows.find((c) => sameRelation(c, partition));
   if (other)
@@ -77,7 +87,19 @@ export async function holdTargetProblem(
     shown,
     children.map((c) => displayRelation(c)),
   );
-  return `${shown} is not a partition of any table in the policy${closest ? `; did you mean ${closest}?` : ""} (\`telemetry-jobs status\` lists the partitions of each managed table)`;
+  return `${shown} is not a partition of any table in the policy, nor one retention took out of it${closest ? `; did you mean ${closest}?` : ""} (\`telemetry-jobs status\` lists the partitions of each managed table)`;
+}
+
+/** The managed table named by retention's comment on a table it took out (see apply.ts, facts.ts). */
+async function retentionMarkerParent(db: Kysely<DB>, table: Relation): Promise<string | undefined> {
+  const r = await sql<{ comment: string | null }>`
+    SELECT pg_catalog.obj_description(c.oid, 'pg_class') AS comment
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = ${table.schema} AND c.relname = ${table.name} AND NOT c.relispartition`.execute(db);
+  const comment = r.rows[0]?.comment ?? "";
+  return /^telemetry-jobs retention: (?:removing|detached|archived) from (\S+?)(?:,| at |$)/.exec(
+    comment,
+  )?.[1];
 }
 
 /** The candidate nearest to `wanted` by edit distance, when it is near enough to be a typo. */

@@ -40,7 +40,7 @@ describe("hold", () => {
     const run = await runCli(["hold", "public.readings_p20251", "--until", FUTURE, "--reason", "audit"], env);
     expect(run.code).toBe(2);
     expect(text(run)).toMatch(
-      /public\.readings_p20251 is not a partition of any table in the policy; did you mean public\.readings_p202501\?/,
+      /public\.readings_p20251 is not a partition of any table in the policy, nor one retention took out of it; did you mean public\.readings_p202501\?/,
     );
     expect(await holdCount()).toBe(0);
   });
@@ -70,5 +70,37 @@ describe("hold", () => {
     expect((await runCli(["unhold", "public.no_such_thing"], env)).code).toBe(0);
     expect((await runCli(["unhold", 'public."Readings Feb"'], env)).code).toBe(0);
     expect(await holdCount()).toBe(0);
+  });
+
+  // Last: the retention run below drops the partitions the tests above use.
+  it("a partition a killed retention run detached but did not drop: held, and the next run keeps it", async () => {
+    await t.pool.query(`
+      CREATE TABLE public.readings_p202412 PARTITION OF public.readings FOR VALUES FROM ('2024-12-01Z') TO ('2025-01-01Z');
+      INSERT INTO public.readings VALUES ('2024-12-05Z', 1);
+      ALTER TABLE public.readings DETACH PARTITION public.readings_p202412;
+      COMMENT ON TABLE public.readings_p202412 IS 'telemetry-jobs retention: removing from public.readings, mode drop';`);
+    const hold = await runCli(
+      ["hold", "public.readings_p202412", "--until", FUTURE, "--reason", "legal hold"],
+      env,
+    );
+    expect(hold.code, text(hold)).toBe(0);
+    const run = await runCli(["retention", "--now", "2026-04-15T00:00:00Z"], env);
+    expect(run.code, text(run)).toBe(0);
+    const left = await t.pool.query("SELECT to_regclass('public.readings_p202412') IS NOT NULL AS there");
+    expect(left.rows[0].there).toBe(true);
+    expect((await runCli(["unhold", "public.readings_p202412"], env)).code).toBe(0);
+  });
+
+  it("a partition retention archived: held (being recovered)", async () => {
+    await t.pool.query(`
+      CREATE SCHEMA IF NOT EXISTS telemetry_archive;
+      CREATE TABLE telemetry_archive.readings_p202411 (ts timestamptz NOT NULL, v int);
+      COMMENT ON TABLE telemetry_archive.readings_p202411 IS 'telemetry-jobs retention: archived from public.readings at 2026-01-01T00:00:00.000Z';`);
+    const hold = await runCli(
+      ["hold", "telemetry_archive.readings_p202411", "--until", FUTURE, "--reason", "restore"],
+      env,
+    );
+    expect(hold.code, text(hold)).toBe(0);
+    expect((await runCli(["unhold", "telemetry_archive.readings_p202411"], env)).code).toBe(0);
   });
 });
