@@ -88,7 +88,7 @@ async function retryOnLockErrors<DB, T>(
         throw new LockBudgetExceededError(
           `${options.what}: gave up after ${attempt} attempts in ${Math.round(elapsed / 1000)} s ` +
             `(lock_timeout ${options.lockTimeoutMs} ms, retry budget ${options.budgetMs} ms; last error ${sqlState(error)}: ` +
-            `${(error as Error).message}). Another session holds a conflicting lock${holders ? `: ${holders}` : ""}. ` +
+            `${(error as Error).message}). Another session holds a conflicting lock, or an old snapshot a concurrent step waits for${holders ? `; sessions holding locks on the table: ${holders}` : ""}. ` +
             `${options.advice ?? ROLLED_BACK} If this repeats, find the long transaction ` +
             "(pg_stat_activity) or raise retryBudgetMs.",
           { cause: error },
@@ -110,14 +110,15 @@ export async function describeLockHolders<DB>(db: Kysely<DB>, relation: Relation
       seconds: number | null;
       query: string | null;
     }>`
-      SELECT l.pid, l.mode, a.state,
-             extract(epoch FROM clock_timestamp() - a.xact_start)::int AS seconds,
-             left(a.query, 120) AS query
+      SELECT l.pid, string_agg(DISTINCT l.mode, ', ') AS mode, min(a.state) AS state,
+             extract(epoch FROM clock_timestamp() - min(a.xact_start))::int AS seconds,
+             left(min(a.query), 120) AS query
         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
        WHERE l.granted AND l.pid <> pg_backend_pid()
          AND l.relation IN (SELECT ${relationOidSql(relation)} UNION ALL
                             SELECT inhrelid FROM pg_inherits WHERE inhparent = ${relationOidSql(relation)})
-       ORDER BY a.xact_start NULLS LAST LIMIT 5`.execute(db);
+       GROUP BY l.pid  -- one line per session, however many of the relations it locks
+       ORDER BY min(a.xact_start) NULLS LAST LIMIT 5`.execute(db);
     return r.rows
       .map((h) => `pid ${h.pid} (${h.state ?? "?"} for ${h.seconds ?? "?"} s, ${h.mode}): ${h.query ?? ""}`)
       .join("; ");
