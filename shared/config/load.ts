@@ -63,9 +63,12 @@ export function loadPolicyFile({ configPath, env }: PolicySource): PolicyFile {
   } catch (cause) {
     throw new ConfigError(`policy in ${origin} is not valid JSON: ${(cause as Error).message}`, { cause });
   }
-  const parsed = PolicyFileSchema.safeParse(json);
+  // reportInput: the error can echo what was given (an enum value, the keys of an object).
+  const parsed = PolicyFileSchema.safeParse(json, { reportInput: true });
   if (!parsed.success) {
-    throw new ConfigError(`invalid policy in ${origin}:\n${formatIssues(parsed.error)}`);
+    throw new ConfigError(
+      `invalid policy in ${origin}:\n${formatIssues(parsed.error, "", PolicyFileSchema)}`,
+    );
   }
   return parsed.data;
 }
