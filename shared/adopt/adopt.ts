@@ -17,7 +17,7 @@ import { policyTable, rollupTarget, type TablePolicy } from "../config/policy.ts
 import { displayRelation } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { SQLSTATE, sqlState } from "../db/sqlstate.ts";
-import { ensureChangeTracking } from "../rollups/change-tracking.ts";
+import { type ChangeTracking, ensureChangeTracking } from "../rollups/change-tracking.ts";
 import { registerRollupRead } from "../rollups/registry.ts";
 import type { RollupContext, RollupSource } from "../rollups/source.ts";
 import { AdoptionRefusedError, adoptIngestTracking, ingestTrackingReady } from "./ingest.ts";
@@ -37,6 +37,8 @@ export interface AdoptionOutcome {
   actions: Record<string, number>;
   /** Why the table cannot be adopted as it is (the operator must act); nothing was changed by that step. */
   refusal?: string;
+  /** What step 3 found or did about the UPDATE/DELETE triggers (for the run's health). */
+  changeTracking?: ChangeTracking;
 }
 
 export async function adoptRollupSource(
@@ -97,7 +99,7 @@ export async function adoptRollupSource(
     }
   }
 
-  return { complete: !dryRun || Object.keys(actions).length === 0, actions };
+  return { complete: !dryRun || Object.keys(actions).length === 0, actions, changeTracking: tracking };
 }
 
 /**

@@ -83,11 +83,11 @@ export async function adoptIngestTracking(
   const planned = plan.actions.map(describeIngestAction);
   if (o.dryRun) {
     for (const text of planned) log.info(`would run: ${text}`);
-    if (planned.length === 0) log.info(`change tracking is already in place on ${shown}`);
+    if (planned.length === 0) log.debug(`insert tracking (ingest_xid and its index) is in place on ${shown}`);
     return { planned, done: 0, complete: planned.length === 0 };
   }
   if (planned.length === 0) {
-    log.info(`change tracking is already in place on ${shown}`);
+    log.debug(`insert tracking (ingest_xid and its index) is in place on ${shown}`);
     return { planned, done: 0, complete: true };
   }
 

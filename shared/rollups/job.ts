@@ -7,6 +7,7 @@ import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import { withAdvisoryLocks } from "../run/advisory-lock.ts";
 import { type RunResult, runJob, type TableReport } from "../run/runner.ts";
+import type { ChangeTracking } from "./change-tracking.ts";
 import { groupMayBeNull, inspectRollupSourceFacts } from "./inspect.ts";
 import { manageRollup } from "./manage.ts";
 import type { HourRange, ShardSpec } from "./plan.ts";
@@ -37,8 +38,9 @@ export async function runRollupJob(
     processTable: async (tableCtx) => {
       const ctx = rollupContext(tableCtx);
       const adopted = await adoptFirst(db, ctx, config);
-      if (adopted) return adopted;
+      if ("stop" in adopted) return adopted.stop;
       return await manageRollup(db, ctx, {
+        changeTracking: adopted.changeTracking,
         now: config.options.now,
         dryRun: config.options.dryRun,
         shard: options.shard,
@@ -53,14 +55,15 @@ export async function runRollupJob(
 /**
  * rollup-hourly's first step: adopt the source (shared/adopt/adopt.ts) unless it is adopted already,
  * under the adoption's own advisory lock (an `adopt` command or another shard's task may be at it).
- * Returns the table's report when the run cannot go on to the rollups: adoption refused, incomplete,
- * busy elsewhere, or planned only (a dry run, which cannot count new rows without ingest_xid).
+ * `stop` is the table's report when the run cannot go on to the rollups: adoption refused,
+ * incomplete, busy elsewhere, or planned only (a dry run, which cannot count new rows without
+ * ingest_xid); otherwise the rollups go on, with what adoption found of the change triggers.
  */
 async function adoptFirst(
   db: Kysely<DB>,
   ctx: RollupContext,
   config: Config,
-): Promise<TableReport | undefined> {
+): Promise<{ stop: TableReport } | { changeTracking: ChangeTracking | undefined }> {
   const dryRun = config.options.dryRun;
   const ready = await adoptionReady(db, ctx.policy);
   const locked = await withAdvisoryLocks(db, adoptionLockKeys(ctx.policy, ready), () =>
@@ -70,26 +73,29 @@ async function adoptFirst(
     // Another shard's task checks the same table at the same time (or an `adopt` is running, or
     // partition-manager or retention is at work on a table adoption must change): go on if what
     // the rollups need is there, else leave this table to the next run.
-    if (ready) return undefined;
+    if (ready) return { changeTracking: undefined };
     ctx.log.notice(
       `${locked.busy?.startsWith("adopt:") ? "another run is adopting this table" : "partition-manager or retention is working on this table, which adoption must change"}; its rollups wait for the next run`,
       { table: ctx.policy.table },
     );
-    return { status: "ok", actions: {} };
+    return { stop: { status: "ok", actions: {} } };
   }
   const outcome = locked.value;
-  if (outcome.refusal) return { status: "refused", actions: outcome.actions, error: outcome.refusal };
+  if (outcome.refusal)
+    return { stop: { status: "refused", actions: outcome.actions, error: outcome.refusal } };
   if (dryRun && !outcome.complete) {
     ctx.log.info("the rollups start once the table is adopted (the steps above); nothing more to plan", {
       table: ctx.policy.table,
     });
-    return { status: "ok", actions: { ...outcome.actions } };
+    return { stop: { status: "ok", actions: { ...outcome.actions } } };
   }
   if (!outcome.complete)
     return {
-      status: ctx.signal.aborted ? "interrupted" : "failed",
-      actions: outcome.actions,
-      error: "adoption is not complete (see the messages above); the next run goes on with it",
+      stop: {
+        status: ctx.signal.aborted ? "interrupted" : "failed",
+        actions: outcome.actions,
+        error: "adoption is not complete (see the messages above); the next run goes on with it",
+      },
     };
-  return undefined;
+  return { changeTracking: outcome.changeTracking };
 }

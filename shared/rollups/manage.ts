@@ -12,7 +12,7 @@ import type { DB } from "../db/schema.ts";
 import type { TableReport } from "../run/runner.ts";
 import { runBackfill } from "./backfill.ts";
 import { pendingChangeBuckets } from "./change-records.ts";
-import { ensureChangeTracking } from "./change-tracking.ts";
+import { type ChangeTracking, ensureChangeTracking } from "./change-tracking.ts";
 import { describeDryRun, describeStart, rollupHealth, startingPoint } from "./decide.ts";
 import { runIncremental } from "./incremental.ts";
 import { type HourRange, planRollup, type RollupPlan, type ShardSpec } from "./plan.ts";
@@ -34,6 +34,8 @@ export interface RollupOptions {
   rebuild?: HourRange | undefined;
   /** The source's group column may hold NULL (the policy check read it from the catalog). */
   groupMayBeNull: boolean;
+  /** The change triggers as this run's adoption step left them; checked here when not given. */
+  changeTracking?: ChangeTracking | undefined;
 }
 
 const iso = (d: Date) => d.toISOString();
@@ -47,7 +49,7 @@ export async function manageRollup(
   const { rollup } = policy;
   const { shard } = options;
   const task: RollupTask = { source: policy, shard, groupMayBeNull: options.groupMayBeNull };
-  const tracking = await ensureChangeTracking(db, ctx, options.dryRun);
+  const tracking = options.changeTracking ?? (await ensureChangeTracking(db, ctx, options.dryRun));
   const start = await readStart(db, task);
   const plan = planRollup({
     now: options.now,

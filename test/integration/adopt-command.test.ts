@@ -295,7 +295,19 @@ describe("adopting application tables for rollups", () => {
     expect(dry.lines.map((l) => l.message).join("\n")).toMatch(/the rollups start once the table is adopted/);
     expect(await everything()).toEqual(before);
 
-    await cliOk(["rollup-hourly", "--now", NOW, "--table", "public.gauge_readings"], withGauges);
+    const first = await cliOk(
+      ["rollup-hourly", "--now", NOW, "--table", "public.gauge_readings"],
+      withGauges,
+    );
+    // The run that adopted the table says it installed change tracking; the next finds it there.
+    const tracking = (run: { lines: Record<string, unknown>[] }) =>
+      run.lines.find((l) => l.event === "table_health")?.changeTracking;
+    expect(tracking(first)).toBe("installed");
+    const second = await cliOk(
+      ["rollup-hourly", "--now", NOW, "--table", "public.gauge_readings"],
+      withGauges,
+    );
+    expect(tracking(second)).toBe("present");
     const r = await t.pool.query(
       `SELECT count(*)::int AS buckets, sum(sample_count)::int AS samples FROM public.gauge_readings_hourly`,
     );
