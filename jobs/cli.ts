@@ -1,14 +1,26 @@
 #!/usr/bin/env node
 // telemetry-jobs <command> [options]: one CLI for every job. The jobs/<job>/main.ts entrypoints
-// run the same commands.
-import { EXIT } from "../shared/config/errors.ts";
-import { runCommand, USAGE } from "./commands/index.ts";
-import { runMain } from "./process.ts";
+// run the same commands. --version and --help load nothing but what they print.
+import pkg from "../package.json" with { type: "json" };
 
 const [name, ...rest] = process.argv.slice(2);
-if (name === undefined || name === "--help" || name === "-h" || name === "help") {
-  process.stdout.write(`${USAGE}\n`);
-  process.exitCode = name === undefined ? EXIT.usage : EXIT.ok;
+if (name === "--version" || name === "-V" || name === "version") {
+  // package.json is inlined into the bundle (dist/cli.mjs) at build time: no file to find at run time.
+  process.stdout.write(`telemetry-jobs ${pkg.version}\n`);
 } else {
-  runMain(name, rest, (ctx) => runCommand(name, rest, ctx));
+  const { USAGE } = await import("./commands/index.ts");
+  const usage = `${USAGE}\nRun \`telemetry-jobs --version\` for the version.\n`;
+  if (name === "--help" || name === "-h" || name === "help") {
+    process.stdout.write(usage);
+  } else if (name === undefined) {
+    // A usage error: the help goes to stderr, and a script sees exit 2.
+    process.stderr.write(`telemetry-jobs: no command given\n\n${usage}`);
+    process.exitCode = 2;
+  } else {
+    const [{ runCommand }, { runMain }] = await Promise.all([
+      import("./commands/index.ts"),
+      import("./process.ts"),
+    ]);
+    runMain(name, rest, (ctx) => runCommand(name, rest, ctx));
+  }
 }

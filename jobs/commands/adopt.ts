@@ -28,7 +28,7 @@ Runbook: docs/runbooks/adopt.md.
 ${COMMON_HELP}`;
 
 export async function adopt(argv: readonly string[], { signal, log }: MainContext): Promise<ExitCode> {
-  const { values } = parseCommandArgs("adopt", argv, COMMON_FLAGS);
+  const { values } = parseCommandArgs("adopt", argv, COMMON_FLAGS, false, HELP);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
     return EXIT.ok;

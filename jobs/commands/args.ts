@@ -3,6 +3,22 @@
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import { ConfigError } from "../../shared/config/errors.ts";
 
+/**
+ * A command line the command cannot run (unknown flag, missing value): exit 2 like any ConfigError.
+ * On a terminal the CLI prints `problem` and the command's usage lines to stderr instead of a log
+ * line; the message (what a JSON log record carries) names the problem and points at --help.
+ */
+export class UsageError extends ConfigError {
+  constructor(
+    readonly command: string,
+    readonly problem: string,
+    readonly usage: string | undefined,
+    options?: ErrorOptions,
+  ) {
+    super(`${command}: ${problem}. See \`telemetry-jobs ${command} --help\`.`, options);
+  }
+}
+
 export const COMMON_FLAGS = {
   config: { type: "string" },
   "dry-run": { type: "boolean", default: false },
@@ -29,18 +45,23 @@ Database (environment):
 
 Exit codes: 0 done or skipped (another run holds the lock), 1 failed, 2 bad configuration or usage.`;
 
+/** The usage lines of a command's help: everything before its first blank line. */
+export function usageOf(help: string): string {
+  const end = help.indexOf("\n\n");
+  return end < 0 ? help : help.slice(0, end);
+}
+
 export function parseCommandArgs<O extends ParseArgsOptionsConfig>(
   command: string,
   argv: readonly string[],
   options: O,
   allowPositionals = false,
+  help?: string,
 ) {
   try {
     return parseArgs({ args: [...argv], options, strict: true, allowPositionals });
   } catch (cause) {
-    throw new ConfigError(
-      `${command}: ${(cause as Error).message}. See \`telemetry-jobs ${command} --help\`.`,
-      { cause },
-    );
+    const problem = (cause as Error).message.replace(/\.$/, "");
+    throw new UsageError(command, problem, help === undefined ? undefined : usageOf(help), { cause });
   }
 }

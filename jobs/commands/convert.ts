@@ -76,7 +76,7 @@ function positiveInt(value: string | undefined, flag: string, fallback: number, 
 }
 
 export async function convert(argv: readonly string[], { log, signal }: MainContext): Promise<ExitCode> {
-  const { values, positionals } = parseCommandArgs("migrate convert", argv, FLAGS, true);
+  const { values, positionals } = parseCommandArgs("migrate convert", argv, FLAGS, true, CONVERT_HELP);
   if (values.help) {
     process.stdout.write(`${CONVERT_HELP}\n`);
     return EXIT.ok;

@@ -94,7 +94,7 @@ export async function holds(
   argv: readonly string[],
   { log }: MainContext,
 ): Promise<ExitCode> {
-  const { values, positionals } = parseCommandArgs(command, argv, FLAGS, true);
+  const { values, positionals } = parseCommandArgs(command, argv, FLAGS, true, HELP);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
     return EXIT.ok;

@@ -44,7 +44,7 @@ export async function migrate(argv: readonly string[], ctx: MainContext): Promis
   const at = argv.findIndex((a) => !a.startsWith("-"));
   if (argv[at] === "convert") return await convert([...argv.slice(0, at), ...argv.slice(at + 1)], ctx);
   const { log } = ctx;
-  const { values, positionals } = parseCommandArgs("migrate", argv, FLAGS, true);
+  const { values, positionals } = parseCommandArgs("migrate", argv, FLAGS, true, HELP);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
     return EXIT.ok;

@@ -18,7 +18,7 @@ export async function partitionManager(
   argv: readonly string[],
   { signal, log }: MainContext,
 ): Promise<ExitCode> {
-  const { values } = parseCommandArgs("partition-manager", argv, COMMON_FLAGS);
+  const { values } = parseCommandArgs("partition-manager", argv, COMMON_FLAGS, false, HELP);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
     return EXIT.ok;

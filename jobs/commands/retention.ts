@@ -24,7 +24,7 @@ ${COMMON_HELP}`;
 const FLAGS = { ...COMMON_FLAGS, force: { type: "boolean", default: false } } as const;
 
 export async function retention(argv: readonly string[], { signal, log }: MainContext): Promise<ExitCode> {
-  const { values } = parseCommandArgs("retention", argv, FLAGS);
+  const { values } = parseCommandArgs("retention", argv, FLAGS, false, HELP);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
     return EXIT.ok;

@@ -25,7 +25,7 @@ ${COMMON_HELP}`;
 const FLAGS = { ...COMMON_FLAGS, from: { type: "string" }, to: { type: "string" } } as const;
 
 export async function rollupHourly(argv: readonly string[], { signal, log }: MainContext): Promise<ExitCode> {
-  const { values } = parseCommandArgs("rollup-hourly", argv, FLAGS);
+  const { values } = parseCommandArgs("rollup-hourly", argv, FLAGS, false, HELP);
   if (values.help) {
     process.stdout.write(`${HELP}\n`);
     return EXIT.ok;
