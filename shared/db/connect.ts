@@ -2,7 +2,7 @@
 // Cloud SQL connector (IAM database authentication needs no password: the connector injects a
 // short-lived OAuth token). Every session runs with TimeZone=UTC, so timestamps without a zone
 // and date_trunc() mean UTC, and with application_name telemetry-jobs/<job> for pg_stat_activity.
-import { AuthTypes, Connector, IpAddressTypes } from "@google-cloud/cloud-sql-connector";
+import type { Connector } from "@google-cloud/cloud-sql-connector";
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import { type DatabaseSettings, DEFAULT_CONNECT_TIMEOUT_MS } from "../config/database.ts";
@@ -63,6 +63,9 @@ export async function connectDatabase(settings: DatabaseSettings, opts: ConnectO
   if (settings.kind === "url") {
     pool = new pg.Pool({ connectionString: settings.url, max, connectionTimeoutMillis, ...session });
   } else {
+    // Loaded here, not at the top: the connector and its Google API clients take about 300 ms to
+    // import, which a run with DATABASE_URL would pay for nothing.
+    const { AuthTypes, Connector, IpAddressTypes } = await import("@google-cloud/cloud-sql-connector");
     connector = new Connector();
     const clientOpts = await connector.getOptions({
       instanceConnectionName: settings.instanceConnectionName,
