@@ -1,7 +1,10 @@
-// One ESM bundle per entrypoint in dist/. Dependencies stay external: the image installs the
-// production dependencies next to the bundles (pg's optional native bits, gRPC protos and the
-// connector's own files do not bundle reliably).
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+// One ESM bundle per entrypoint in dist/, plus shared chunks in dist/chunks/ (code splitting): each
+// command's module is a dynamic import in jobs/commands/index.ts, and with splitting it becomes a
+// chunk that is loaded, with the external packages it imports, only when that command runs (without
+// splitting esbuild would inline it and hoist its external imports to the top of every bundle).
+// Dependencies stay external: the image installs the production dependencies next to the bundles
+// (pg's optional native bits, gRPC protos and the connector's own files do not bundle reliably).
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { build } from "esbuild";
 
 const pkg = JSON.parse(readFileSync("package.json", "utf8"));
@@ -14,7 +17,9 @@ const result = await build({
   entryPoints,
   outdir: "dist",
   outExtension: { ".js": ".mjs" },
+  chunkNames: "chunks/[name]-[hash]",
   bundle: true,
+  splitting: true,
   platform: "node",
   target: "node24",
   format: "esm",
@@ -26,6 +31,21 @@ const result = await build({
   },
   logLevel: "warning",
 });
-for (const [file, info] of Object.entries(result.metafile.outputs)) {
-  if (file.endsWith(".mjs")) console.log(`${file.padEnd(32)} ${(info.bytes / 1024).toFixed(1)} KiB`);
+// Chunk names carry a content hash: drop the chunks of earlier builds, so that dist/ (which the
+// image copies whole) holds only what these bundles import.
+const written = new Set(Object.keys(result.metafile.outputs).map((file) => file.replace(/^dist\//, "")));
+if (existsSync("dist/chunks")) {
+  for (const file of readdirSync("dist/chunks")) {
+    if (!written.has(`chunks/${file}`)) rmSync(`dist/chunks/${file}`);
+  }
 }
+let chunkBytes = 0;
+let chunks = 0;
+for (const [file, info] of Object.entries(result.metafile.outputs)) {
+  if (!file.endsWith(".mjs")) continue;
+  if (file.startsWith("dist/chunks/")) {
+    chunkBytes += info.bytes;
+    chunks++;
+  } else console.log(`${file.padEnd(32)} ${(info.bytes / 1024).toFixed(1)} KiB`);
+}
+console.log(`${`dist/chunks/ (${chunks} files)`.padEnd(32)} ${(chunkBytes / 1024).toFixed(1)} KiB`);

@@ -1,41 +1,48 @@
-// The command table shared by the telemetry-jobs CLI and the per-job entrypoints.
+// The command table shared by the telemetry-jobs CLI and the per-job entrypoints. Each command's
+// module is imported only when that command runs: `telemetry-jobs --help` and a job's entrypoint
+// load no other command's code (nor the database and policy libraries it brings).
 import { EXIT, type ExitCode } from "../../shared/config/errors.ts";
 import type { MainContext } from "../process.ts";
-import { adopt } from "./adopt.ts";
-import { holds } from "./holds.ts";
-import { migrate } from "./migrate.ts";
-import { partitionManager } from "./partition-manager.ts";
-import { retention } from "./retention.ts";
-import { rollupHourly } from "./rollup-hourly.ts";
-import { status } from "./status.ts";
 
 type Command = (argv: readonly string[], ctx: MainContext) => Promise<ExitCode>;
 
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
   "partition-manager": {
-    run: partitionManager,
+    run: async (argv, ctx) => (await import("./partition-manager.ts")).partitionManager(argv, ctx),
     summary: "create partitions ahead of time, fill gaps, rescue DEFAULT rows",
   },
-  retention: { run: retention, summary: "drop/detach/archive expired partitions; batched deletes elsewhere" },
+  retention: {
+    run: async (argv, ctx) => (await import("./retention.ts")).retention(argv, ctx),
+    summary: "drop/detach/archive expired partitions; batched deletes elsewhere",
+  },
   "rollup-hourly": {
-    run: rollupHourly,
+    run: async (argv, ctx) => (await import("./rollup-hourly.ts")).rollupHourly(argv, ctx),
     summary: "hourly rollups: incremental, late data included; --from/--to rebuilds",
   },
   adopt: {
-    run: adopt,
+    run: async (argv, ctx) => (await import("./adopt.ts")).adopt(argv, ctx),
     summary: "prepare the policy's tables for rollups online (target, ingest_xid, index, triggers)",
   },
   migrate: {
-    run: migrate,
+    run: async (argv, ctx) => (await import("./migrate.ts")).migrate(argv, ctx),
     summary: "schema migrations: up | down | status; convert a live table to partitioned",
   },
-  status: { run: status, summary: "health of every managed table (OK / WARN / CRIT); exit 1 on CRIT" },
+  status: {
+    run: async (argv, ctx) => (await import("./status.ts")).status(argv, ctx),
+    summary: "health of every managed table (OK / WARN / CRIT); exit 1 on CRIT",
+  },
   hold: {
-    run: (argv, ctx) => holds("hold", argv, ctx),
+    run: async (argv, ctx) => (await import("./holds.ts")).holds("hold", argv, ctx),
     summary: "keep a partition past its retention cutoff",
   },
-  unhold: { run: (argv, ctx) => holds("unhold", argv, ctx), summary: "release a hold" },
-  holds: { run: (argv, ctx) => holds("holds", argv, ctx), summary: "list holds" },
+  unhold: {
+    run: async (argv, ctx) => (await import("./holds.ts")).holds("unhold", argv, ctx),
+    summary: "release a hold",
+  },
+  holds: {
+    run: async (argv, ctx) => (await import("./holds.ts")).holds("holds", argv, ctx),
+    summary: "list holds",
+  },
 };
 
 export const USAGE = `Usage: telemetry-jobs <command> [options]
