@@ -149,6 +149,39 @@ describe("each job bundle with plain node against PostgreSQL", () => {
     expect(help.stdout).toMatch(/^Usage: telemetry-jobs <command>/);
   });
 
+  it("start-up loads only what the path needs: nothing for --help, no connector with DATABASE_URL", () => {
+    // Every CommonJS file node loaded (the external packages are CommonJS), written at exit.
+    const hook = `data:text/javascript,${encodeURIComponent(
+      "import { createRequire } from 'node:module';" +
+        "const cache = createRequire(process.cwd() + '/').cache;" +
+        "process.on('exit', () => process.stderr.write('__loaded__ ' + JSON.stringify(Object.keys(cache)) + '\\n'));",
+    )}`;
+    const loaded = (script: string, args: string[], env: Record<string, string>) => {
+      const result = spawnSync(process.execPath, ["--import", hook, join(app, "dist", script), ...args], {
+        cwd: app,
+        encoding: "utf8",
+        timeout: 60_000,
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: app, ...env },
+      });
+      expectSuccess(result, `${script} ${args.join(" ")}`);
+      const line = result.stderr.split("\n").find((l) => l.startsWith("__loaded__ "));
+      expect(line, result.stderr).toBeDefined();
+      return (JSON.parse(line!.slice("__loaded__ ".length)) as string[]).filter((f) =>
+        f.includes("node_modules"),
+      );
+    };
+    expect(loaded("cli.mjs", ["--help"], {})).toEqual([]);
+    const job = loaded("partition-manager.mjs", [], {
+      DATABASE_URL: database.url,
+      TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify(POLICY),
+    });
+    expect(
+      job.some((f) => f.includes(join("node_modules", "pg", ""))),
+      "pg loaded",
+    ).toBe(true);
+    expect(job.filter((f) => f.includes("cloud-sql-connector") || f.includes("google-gax"))).toEqual([]);
+  });
+
   it("a bad policy is exit 2 with a JSON error record, as Cloud Run would log it", () => {
     const result = run("partition-manager.mjs", [], { TELEMETRY_JOBS_CONFIG_JSON: '{"tables": []}' });
     expect(result.status).toBe(2);
