@@ -12,6 +12,11 @@
 // and authentication of the first session. Median of RUNS starts per job after one warm-up start,
 // against an embedded PostgreSQL on the same machine (no network latency, no Cloud SQL connector:
 // on Cloud Run add the connector's certificate and metadata round trips, and the container start).
+// `telemetry-jobs --help` and `status --help` are measured to exit. Every figure sits next to
+// `node -e 0` from the same run, so a busy machine shows as a slower baseline, not a slower CLI.
+//
+// The report keeps, verbatim, whatever follows HISTORY_MARK in the previous results file (figures
+// of earlier runs, recorded by hand with the change they measure).
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
@@ -19,12 +24,13 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { installImageContents } from "../test/support/image-contents.ts";
-import { createMigratedDatabase, markdownTable, median, withServer } from "./support.ts";
+import { createMigratedDatabase, markdownTable, median, percentile, withServer } from "./support.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const HOOK = fileURLToPath(new URL("./startup-hook.mjs", import.meta.url));
 const RESULTS = join(ROOT, "bench", "results", "startup.md");
-const RUNS = Number(process.env.STARTUP_RUNS ?? 7);
+const RUNS = Number(process.env.STARTUP_RUNS ?? 9);
+const HISTORY_MARK = "<!-- history: kept as is by bench/startup.ts -->";
 
 const POLICY = {
   tables: [
@@ -54,6 +60,7 @@ function startOnce(
   script: string[],
   env: Record<string, string>,
   hook: boolean,
+  expectedCode = 0,
 ): Promise<Start> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
@@ -76,7 +83,7 @@ function startOnce(
     child.on("error", reject);
     child.on("exit", (code) => {
       const exit = process.hrtime.bigint();
-      if (code !== 0) {
+      if (code !== expectedCode) {
         reject(new Error(`${script.join(" ")} exited ${code}:\n${stderr.replace(/^__startup__.*\n/gm, "")}`));
         return;
       }
@@ -100,9 +107,10 @@ async function measure(app: string, script: string[], env: Record<string, string
   return {
     connect: median(pick("connectMs")),
     firstQuery: median(pick("firstQueryMs")),
-    firstQueryRange: [Math.min(...pick("firstQueryMs")), Math.max(...pick("firstQueryMs"))] as const,
+    firstQueryP95: percentile(pick("firstQueryMs"), 95),
     firstLog: median(pick("firstLogMs")),
     exit: median(pick("exitMs")),
+    exitP95: percentile(pick("exitMs"), 95),
   };
 }
 
@@ -121,6 +129,14 @@ function treeSize(dir: string): { bytes: number; files: number } {
 const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
 const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 const msText = (v: number) => `${v.toFixed(0)} ms`;
+const plus = (v: number) => `+${v.toFixed(0)} ms`;
+
+/** HISTORY_MARK and what follows it in the previous report (just the mark if there is none). */
+function keptHistory(): string {
+  const previous = existsSync(RESULTS) ? readFileSync(RESULTS, "utf8") : "";
+  const at = previous.indexOf(HISTORY_MARK);
+  return at >= 0 ? previous.slice(at) : `${HISTORY_MARK}\n`;
+}
 
 async function main() {
   // 1. Bundles.
@@ -139,6 +155,20 @@ async function main() {
         map: existsSync(map) ? statSync(map).size : 0,
       };
     });
+  // The chunks (code splitting) that the bundles import, each only when needed, as one row.
+  const chunkDir = join(ROOT, "dist", "chunks");
+  const chunkFiles = existsSync(chunkDir) ? readdirSync(chunkDir).filter((f) => f.endsWith(".mjs")) : [];
+  if (chunkFiles.length > 0) {
+    const total = { file: `chunks/ (${chunkFiles.length} files)`, bytes: 0, gzip: 0, map: 0 };
+    for (const f of chunkFiles) {
+      const content = readFileSync(join(chunkDir, f));
+      total.bytes += content.length;
+      total.gzip += gzipSync(content).length;
+      const map = join(chunkDir, `${f}.map`);
+      total.map += existsSync(map) ? statSync(map).size : 0;
+    }
+    bundles.push(total);
+  }
 
   // 2. What the image holds: the bundles and production dependencies, in an empty directory.
   const app = installImageContents(ROOT, "tj-startup-");
@@ -168,10 +198,21 @@ async function main() {
       // Make every job a realistic no-op run: partitions exist already.
       await startOnce(app, ["dist/partition-manager.mjs"], env, false);
       const out: string[][] = [];
+      const help: string[][] = [];
       const imports: string[][] = [];
-      const node = await measure(app, ["-e", ""], {}, false);
-      out.push(["`node -e ''` (Node alone)", "", "", "", msText(node.exit)]);
-      console.log(`node alone: exit ${msText(node.exit)}`);
+      const node = await measure(app, ["-e", "0"], {}, false);
+      help.push(["`node -e 0` (Node alone)", msText(node.exit), msText(node.exitP95), ""]);
+      console.log(`node -e 0: exit ${msText(node.exit)}, p95 ${msText(node.exitP95)}`);
+      for (const args of [["--help"], ["status", "--help"]]) {
+        const r = await measure(app, ["dist/cli.mjs", ...args], {}, false);
+        console.log(`cli ${args.join(" ")}: exit ${msText(r.exit)}, p95 ${msText(r.exitP95)}`);
+        help.push([
+          `\`telemetry-jobs ${args.join(" ")}\``,
+          `**${msText(r.exit)}**`,
+          msText(r.exitP95),
+          plus(r.exit - node.exit),
+        ]);
+      }
       const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
       for (const dependency of Object.keys(pkg.dependencies ?? {}).sort()) {
         const r = await measure(
@@ -190,12 +231,14 @@ async function main() {
         out.push([
           `\`${job}\` ${(ARGS[job] ?? []).join(" ")}`.trim(),
           msText(r.connect),
-          `**${msText(r.firstQuery)}** (${r.firstQueryRange.map((v) => v.toFixed(0)).join("-")})`,
+          `**${msText(r.firstQuery)}**`,
+          msText(r.firstQueryP95),
+          plus(r.firstQuery - node.exit),
           msText(r.firstLog),
           msText(r.exit),
         ]);
       }
-      return { out, imports, major: server.major };
+      return { out, help, imports, node, major: server.major };
     });
 
     // 4. Report.
@@ -205,7 +248,7 @@ async function main() {
       `Measured by \`npx tsx bench/startup.ts\` on ${new Date().toISOString().slice(0, 10)}: Node ${process.version}, ` +
         `${cpus().length} cores (${cpus()[0]?.model.trim() ?? "unknown"}), embedded PostgreSQL ${rows.major} on the same machine.`,
       "",
-      "## Bundles (`npm run build`, esbuild, dependencies external)",
+      "## Bundles (`npm run build`)",
       "",
       markdownTable(
         ["bundle", "size", "gzip", "source map"],
@@ -223,14 +266,25 @@ async function main() {
         biggest.map((b) => [b.name, mib(b.bytes), String(b.files)]),
       ),
       "",
-      `## Process start to first query (median of ${RUNS} starts after a warm-up; min-max in brackets)`,
+      `## Help (median and p95 of ${RUNS} starts after a warm-up, to exit)`,
+      "",
+      "`node dist/cli.mjs …` with no database and no policy, against `node -e 0` in the same run.",
+      "",
+      markdownTable(["command", "median", "p95", "added to Node alone"], rows.help),
+      "",
+      `## Process start to first query (median and p95 of ${RUNS} starts after a warm-up)`,
       "",
       "From `spawn()` in the parent to the child's first `pg.Client#connect()` / `#query()` call (CLOCK_MONOTONIC",
       "in both processes, via the preloaded `bench/startup-hook.mjs`), to the first stdout line, and to exit.",
       "Each job runs with its Cloud Run arguments on a migrated database whose partitions already exist (a",
       "no-op run, as most scheduled runs are).",
       "",
-      markdownTable(["job", "first connect", "first query", "first log line", "exit"], rows.out),
+      `Node alone (\`node -e 0\`, same run): median ${msText(rows.node.exit)}, p95 ${msText(rows.node.exitP95)} to exit.`,
+      "",
+      markdownTable(
+        ["job", "first connect", "first query", "p95", "added to Node alone", "first log line", "exit"],
+        rows.out,
+      ),
       "",
       "Where the time goes: importing each production dependency on its own (`node --input-type=module -e",
       "'await import(\"…\")'`, same median), and what that adds to Node alone:",
@@ -241,6 +295,9 @@ async function main() {
       "an ephemeral certificate and the instance's metadata from the Cloud SQL Admin API before the first",
       "connection), which are outside the process and depend on the network.",
       "",
+      "## Earlier runs",
+      "",
+      keptHistory(),
     ].join("\n");
     mkdirSync(join(ROOT, "bench", "results"), { recursive: true });
     writeFileSync(RESULTS, report);
