@@ -29,7 +29,7 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   },
   status: {
     run: async (argv, ctx) => (await import("./status.ts")).status(argv, ctx),
-    summary: "health of every managed table (OK / WARN / CRIT); exit 1 on CRIT",
+    summary: "health of every managed table (OK / WARN / CRIT); exit 1 on CRIT, 3 if it could not check",
   },
   hold: {
     run: async (argv, ctx) => (await import("./holds.ts")).holds("hold", argv, ctx),
