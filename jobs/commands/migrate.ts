@@ -1,6 +1,7 @@
 import type { MigrationResultSet } from "kysely/migration";
 import { ConfigError, EXIT, type ExitCode } from "../../shared/config/errors.ts";
 import { loadDatabaseSettings } from "../../shared/config/load.ts";
+import type { Logger } from "../../shared/log/logger.ts";
 import {
   createMigrator,
   type MigrationSet,
@@ -40,6 +41,13 @@ const FLAGS = {
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
+type Verb = "up" | "down" | "status";
+type Listing = Awaited<ReturnType<typeof migrationStatus>>;
+type Database = Awaited<ReturnType<typeof openDatabase>>;
+
+const pendingOf = (list: Listing) => list.filter((m) => !m.executedAt).map((m) => m.name);
+const appliedOf = (list: Listing) => list.filter((m) => m.executedAt).map((m) => m.name);
+
 export async function migrate(argv: readonly string[], ctx: MainContext): Promise<ExitCode> {
   const at = argv.findIndex((a) => !a.startsWith("-"));
   if (argv[at] === "convert") return await convert([...argv.slice(0, at), ...argv.slice(at + 1)], ctx);
@@ -50,7 +58,7 @@ export async function migrate(argv: readonly string[], ctx: MainContext): Promis
     return EXIT.ok;
   }
   const verb = positionals[0] ?? "up";
-  if (!["up", "down", "status"].includes(verb) || positionals.length > 1) {
+  if (!isVerb(verb) || positionals.length > 1) {
     throw new ConfigError(
       `migrate: unknown subcommand "${positionals.join(" ")}"; use up, down, status or convert`,
     );
@@ -60,23 +68,8 @@ export async function migrate(argv: readonly string[], ctx: MainContext): Promis
     const starterSchema = values["with-starter-schema"];
     const product = await migrationStatus(database.db, "product");
     const starter = await migrationStatus(database.db, "starter");
-    const starterInstalled = starter.some((m) => m.executedAt);
-    const pendingOf = (list: typeof product) => list.filter((m) => !m.executedAt).map((m) => m.name);
-    const appliedOf = (list: typeof product) => list.filter((m) => m.executedAt).map((m) => m.name);
     if (verb === "status") {
-      const listed = starterSchema || starterInstalled ? [...product, ...starter] : product;
-      for (const m of listed)
-        log.info(`${m.executedAt ? "applied" : "pending"} ${m.name}`, {
-          migration: m.name,
-          executedAt: m.executedAt,
-        });
-      if (!starterSchema && !starterInstalled)
-        log.info(
-          "starter schema not installed (migrate up --with-starter-schema makes it, for a new project)",
-        );
-      const applied = appliedOf(listed).length;
-      const pending = pendingOf(listed).length;
-      log.notice(`${applied} applied, ${pending} pending`, { applied, pending });
+      reportStatus(log, product, starter, starterSchema);
       return EXIT.ok;
     }
     // down reverts the starter schema's migrations first (they use the product's), and only when asked.
@@ -89,38 +82,10 @@ export async function migrate(argv: readonly string[], ctx: MainContext): Promis
       log.notice(`dry run: would migrate ${verb}: ${would.join(", ") || "nothing"}`, { migrations: would });
       return EXIT.ok;
     }
-    const ran: string[] = [];
-    const apply = async (
-      set: MigrationSet,
-      run: (m: ReturnType<typeof createMigrator>) => Promise<MigrationResultSet>,
-    ) => {
-      const result = await run(createMigrator(database.db, set));
-      for (const r of result.results ?? []) {
-        log.info(`${r.direction} ${r.migrationName}: ${r.status}`, {
-          migration: r.migrationName,
-          status: r.status,
-        });
-        if (r.status === "Success") ran.push(r.migrationName);
-      }
-      throwIfFailed(result);
-    };
-    if (verb === "up") {
-      await apply("product", (m) => m.migrateToLatest());
-      if (starterSchema) await apply("starter", (m) => m.migrateToLatest());
-      else {
-        // A starter schema that is installed but behind (a release added a starter migration, or
-        // the database was migrated by a release before 0007): it is not changed without the option.
-        const now = await migrationStatus(database.db, "starter");
-        const behind = now.filter((m) => !m.executedAt);
-        if (behind.length > 0 && behind.length < now.length)
-          log.warn(
-            `the starter schema is installed but ${behind.length} of its migrations are pending (${behind.map((m) => m.name).join(", ")}): run migrate up --with-starter-schema to apply them`,
-            { pending: behind.map((m) => m.name) },
-          );
-      }
-    } else {
-      await apply(downSet, (m) => m.migrateDown());
-    }
+    const ran =
+      verb === "up"
+        ? await migrateUp(database, log, starterSchema)
+        : await applySet(database, log, downSet, (m) => m.migrateDown());
     log.notice(`migrate ${verb} done`, {
       event: "run_summary",
       job: "migrate",
@@ -131,4 +96,60 @@ export async function migrate(argv: readonly string[], ctx: MainContext): Promis
   } finally {
     await database.close();
   }
+}
+
+function isVerb(value: string): value is Verb {
+  return value === "up" || value === "down" || value === "status";
+}
+
+/** The product's migrations, then the starter schema's when it is installed or asked for. */
+function reportStatus(log: Logger, product: Listing, starter: Listing, starterSchema: boolean): void {
+  const starterInstalled = starter.some((m) => m.executedAt);
+  const listed = starterSchema || starterInstalled ? [...product, ...starter] : product;
+  for (const m of listed)
+    log.info(`${m.executedAt ? "applied" : "pending"} ${m.name}`, {
+      migration: m.name,
+      executedAt: m.executedAt,
+    });
+  if (!starterSchema && !starterInstalled)
+    log.info("starter schema not installed (migrate up --with-starter-schema makes it, for a new project)");
+  const applied = appliedOf(listed).length;
+  const pending = pendingOf(listed).length;
+  log.notice(`${applied} applied, ${pending} pending`, { applied, pending });
+}
+
+/** Runs one set's migrations, logging each; throws when one failed. Returns the names that ran. */
+async function applySet(
+  database: Database,
+  log: Logger,
+  set: MigrationSet,
+  run: (m: ReturnType<typeof createMigrator>) => Promise<MigrationResultSet>,
+): Promise<string[]> {
+  const result = await run(createMigrator(database.db, set));
+  const ran: string[] = [];
+  for (const r of result.results ?? []) {
+    log.info(`${r.direction} ${r.migrationName}: ${r.status}`, {
+      migration: r.migrationName,
+      status: r.status,
+    });
+    if (r.status === "Success") ran.push(r.migrationName);
+  }
+  throwIfFailed(result);
+  return ran;
+}
+
+async function migrateUp(database: Database, log: Logger, starterSchema: boolean): Promise<string[]> {
+  const ran = await applySet(database, log, "product", (m) => m.migrateToLatest());
+  if (starterSchema)
+    return [...ran, ...(await applySet(database, log, "starter", (m) => m.migrateToLatest()))];
+  // A starter schema that is installed but behind (a release added a starter migration, or the
+  // database was migrated by a release before 0007): it is not changed without the option.
+  const now = await migrationStatus(database.db, "starter");
+  const behind = now.filter((m) => !m.executedAt);
+  if (behind.length > 0 && behind.length < now.length)
+    log.warn(
+      `the starter schema is installed but ${behind.length} of its migrations are pending (${behind.map((m) => m.name).join(", ")}): run migrate up --with-starter-schema to apply them`,
+      { pending: behind.map((m) => m.name) },
+    );
+  return ran;
 }
