@@ -370,10 +370,17 @@ describe("adoptIngestTracking", () => {
       child.on("exit", (_code, signal) => res(signal)),
     );
     try {
-      // Wait until a build is waiting for the open transaction.
+      // Wait until the victim's build is waiting for the open transaction, its index already in the
+      // catalog (INVALID). Another partition's build can wait on a lock for a moment too (for any
+      // short transaction older than it): killing then would test nothing.
+      const victimIndex = derivedName(victim.name, "_ingest_xid_idx");
       for (let i = 0; ; i++) {
         const w = await t.pool.query(
-          "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%' AND wait_event_type = 'Lock'",
+          `SELECT 1 FROM pg_stat_activity a
+            WHERE a.query LIKE 'CREATE INDEX CONCURRENTLY%' AND a.query LIKE $1 AND a.wait_event_type = 'Lock'
+              AND EXISTS (SELECT 1 FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid
+                           WHERE c.relname = $2 AND NOT x.indisvalid)`,
+          [`%${victim.name}%`, victimIndex],
         );
         if (w.rowCount === 1) break;
         if (i > 400) throw new Error("the build never started waiting");
