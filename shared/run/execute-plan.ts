@@ -3,8 +3,18 @@
 // the plan, stops at a refusal or at --dry-run, and otherwise applies the actions in order, one at a
 // time. Between actions it checks for SIGTERM; each action is audited (ok, skipped or failed) and
 // counted by kind; the first failure stops the table, since later actions would meet the same
-// obstacle (other tables go on: the runner isolates them).
-import type { TableContext } from "./runner.ts";
+// obstacle (other tables go on: the runner isolates them). A job whose actions need more than one
+// line each (convert prints every statement) writes its own records through `report`.
+import type { Logger } from "../log/logger.ts";
+import type { AuditAction } from "./audit.ts";
+
+/** What the executor needs of its caller; the runner's TableContext is one. */
+export interface PlanContext {
+  readonly log: Logger;
+  readonly signal: AbortSignal;
+  /** Writes an audit row for one action. */
+  record(action: Omit<AuditAction, "table">): Promise<void>;
+}
 
 /** Something a planner noticed and reports without acting on it. */
 export interface Finding<Code extends string = string> {
@@ -34,6 +44,14 @@ export interface Applied {
   readonly logFields: Record<string, unknown>;
 }
 
+/** A moment of the run that the executor logs. */
+export type PlanEvent<Action> =
+  | { readonly event: "plan"; readonly action: Action; readonly dryRun: boolean }
+  | { readonly event: "refused"; readonly refusal: string }
+  | { readonly event: "interrupted"; readonly next: Action }
+  | { readonly event: "done"; readonly action: Action; readonly applied: Applied }
+  | { readonly event: "failed"; readonly action: Action; readonly error: unknown };
+
 /** How a job's actions are described, audited and applied. */
 export interface ActionSteps<Action extends { readonly kind: string }, Code extends string = string> {
   describe(action: Action): string;
@@ -48,6 +66,13 @@ export interface ActionSteps<Action extends { readonly kind: string }, Code exte
   nothingToDo?: string;
   /** Severity of the "done: ..." records. */
   doneSeverity: "info" | "notice";
+  /**
+   * Writes the records of every event instead of the executor's one-line defaults (findings and
+   * nothingToDo excepted), as many as it needs: e.g. each statement of a planned action.
+   */
+  report?(event: PlanEvent<Action>): void;
+  /** Runs after each action applied and audited, before the next one (a test's fault point). */
+  afterAction?(action: Action): Promise<void>;
 }
 
 export type PlanOutcome =
@@ -57,7 +82,7 @@ export type PlanOutcome =
   | { readonly status: "failed"; readonly actions: Record<string, number>; readonly error: string };
 
 export async function executePlan<Action extends { readonly kind: string }, Code extends string>(
-  ctx: TableContext,
+  ctx: PlanContext,
   plan: Plan<Action, Code>,
   steps: ActionSteps<Action, Code>,
   options: { readonly dryRun: boolean },
@@ -70,10 +95,10 @@ export async function executePlan<Action extends { readonly kind: string }, Code
       ...steps.findingFields?.(f),
     });
   if (plan.actions.length === 0 && steps.nothingToDo) log.info(steps.nothingToDo);
-  for (const a of plan.actions)
-    log.info(`${options.dryRun ? "would " : "plan: "}${steps.describe(a)}`, steps.planFields(a));
+  const report = steps.report ?? defaultReport(log, steps);
+  for (const action of plan.actions) report({ event: "plan", action, dryRun: options.dryRun });
   if (plan.refusal) {
-    log.error(plan.refusal, { refused: true });
+    report({ event: "refused", refusal: plan.refusal });
     return { status: "refused", error: plan.refusal };
   }
   const counts: Record<string, number> = {};
@@ -86,19 +111,54 @@ export async function executePlan<Action extends { readonly kind: string }, Code
   }
   for (const action of plan.actions) {
     if (ctx.signal.aborted) {
-      log.warn("stopping between actions: termination requested");
+      report({ event: "interrupted", next: action });
       return { status: "interrupted", actions: counts };
     }
-    const failure = await applyOne(ctx, steps, action, () => count(action));
+    const failure = await applyOne(ctx, steps, report, action, () => count(action));
     if (failure !== undefined) return { status: "failed", actions: counts, error: failure };
+    await steps.afterAction?.(action);
   }
   return { status: "ok", actions: counts };
 }
 
-/** Applies, audits and logs one action; returns the error message when it failed. */
-async function applyOne<Action extends { readonly kind: string }, Code extends string>(
-  ctx: TableContext,
+/** The one-line records of every job that does not report its own. */
+function defaultReport<Action extends { readonly kind: string }, Code extends string>(
+  log: Logger,
   steps: ActionSteps<Action, Code>,
+): (event: PlanEvent<Action>) => void {
+  return (e) => {
+    switch (e.event) {
+      case "plan":
+        log.info(`${e.dryRun ? "would " : "plan: "}${steps.describe(e.action)}`, steps.planFields(e.action));
+        return;
+      case "refused":
+        log.error(e.refusal, { refused: true });
+        return;
+      case "interrupted":
+        log.warn("stopping between actions: termination requested");
+        return;
+      case "done":
+        log[steps.doneSeverity](`done: ${steps.describe(e.action)}`, {
+          action: e.action.kind,
+          partition: steps.target(e.action).partition,
+          ...e.applied.logFields,
+        });
+        return;
+      case "failed":
+        log.error(`failed: ${steps.describe(e.action)}`, {
+          action: e.action.kind,
+          partition: steps.target(e.action).partition,
+          error: (e.error as Error).message,
+        });
+    }
+  };
+}
+
+/** Applies, audits and reports one action; returns the error message when it failed. */
+async function applyOne<Action extends { readonly kind: string }, Code extends string>(
+  ctx: PlanContext,
+  steps: ActionSteps<Action, Code>,
+  report: (event: PlanEvent<Action>) => void,
   action: Action,
   count: () => void,
 ): Promise<string | undefined> {
@@ -116,11 +176,7 @@ async function applyOne<Action extends { readonly kind: string }, Code extends s
       startedAt,
       finishedAt: new Date(),
     });
-    ctx.log[steps.doneSeverity](`done: ${steps.describe(action)}`, {
-      action: action.kind,
-      partition: target.partition,
-      ...applied.logFields,
-    });
+    report({ event: "done", action, applied });
     return undefined;
   } catch (error) {
     const message = (error as Error).message;
@@ -132,11 +188,7 @@ async function applyOne<Action extends { readonly kind: string }, Code extends s
       startedAt,
       finishedAt: new Date(),
     });
-    ctx.log.error(`failed: ${steps.describe(action)}`, {
-      action: action.kind,
-      partition: target.partition,
-      error: message,
-    });
+    report({ event: "failed", action, error });
     return message;
   }
 }

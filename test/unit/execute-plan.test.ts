@@ -5,7 +5,13 @@ import { describe, expect, it } from "vitest";
 import { TablePolicySchema } from "../../shared/config/policy.ts";
 import { createLogger } from "../../shared/log/logger.ts";
 import type { AuditAction } from "../../shared/run/audit.ts";
-import { type ActionSteps, executePlan, type Plan } from "../../shared/run/execute-plan.ts";
+import {
+  type ActionSteps,
+  executePlan,
+  type Plan,
+  type PlanContext,
+  type PlanEvent,
+} from "../../shared/run/execute-plan.ts";
 import type { TableContext } from "../../shared/run/runner.ts";
 
 type Action = { kind: "make" | "fail"; name: string };
@@ -157,5 +163,169 @@ describe("executePlan", () => {
     expect(done).toEqual({ status: "interrupted", actions: { make: 1 } });
     expect(applied).toEqual(["a"]);
     expect(messages(logs).at(-1)).toEqual(["WARNING", "stopping between actions: termination requested"]);
+  });
+});
+
+describe("executePlan's hooks", () => {
+  /** A context that is not the runner's TableContext: no policy, only what the executor uses. */
+  function bareContext(signal = new AbortController().signal) {
+    const { ctx, logs, audit } = fakeContext(signal);
+    const bare: PlanContext = { log: ctx.log, signal: ctx.signal, record: ctx.record };
+    return { ctx: bare, logs, audit };
+  }
+
+  /** A report hook that writes two records per action event and says what it was given. */
+  function reporting(events: string[], logOf: () => PlanContext["log"]) {
+    return (event: PlanEvent<Action>) => {
+      const log = logOf();
+      switch (event.event) {
+        case "plan":
+          log.notice(`${event.dryRun ? "would" : "will"} ${event.action.name}`);
+          log.notice(`  statement of ${event.action.name};`);
+          break;
+        case "done":
+          log.info(`finished ${event.action.name}`, { rows: event.applied.rows });
+          break;
+        case "failed":
+          events.push(`failed ${event.action.name}: ${(event.error as Error).message}`);
+          break;
+        case "refused":
+          log.error("report line 1");
+          log.error(`report line 2: ${event.refusal}`);
+          break;
+        case "interrupted":
+          events.push(`interrupted before ${event.next.name}`);
+          break;
+      }
+    };
+  }
+
+  it("report replaces the executor's records: several per plan entry, its own done line", async () => {
+    for (const dryRun of [false, true]) {
+      const { ctx, logs, audit } = bareContext();
+      const applied: string[] = [];
+      const events: string[] = [];
+      const actions: Action[] = [
+        { kind: "make", name: "a" },
+        { kind: "make", name: "b" },
+      ];
+      const done = await executePlan(
+        ctx,
+        plan(actions, { findings: [] }),
+        { ...steps(applied), report: reporting(events, () => ctx.log) },
+        { dryRun },
+      );
+      expect(done.status).toBe(dryRun ? "planned" : "ok");
+      const planned = (v: string) => [
+        ["NOTICE", `${v} a`],
+        ["NOTICE", "  statement of a;"],
+        ["NOTICE", `${v} b`],
+        ["NOTICE", "  statement of b;"],
+      ];
+      expect(messages(logs)).toEqual(
+        dryRun ? planned("would") : [...planned("will"), ["INFO", "finished a"], ["INFO", "finished b"]],
+      );
+      expect(audit).toHaveLength(dryRun ? 0 : 2);
+      expect(events).toEqual([]);
+    }
+  });
+
+  it("report gets the error a failed action threw, and the refusal to report in full", async () => {
+    const { ctx, logs, audit } = bareContext();
+    const events: string[] = [];
+    const report = reporting(events, () => ctx.log);
+    const failed = await executePlan(
+      ctx,
+      plan([{ kind: "fail", name: "x" }], { findings: [] }),
+      { ...steps([]), report },
+      { dryRun: false },
+    );
+    expect(failed).toEqual({ status: "failed", actions: {}, error: "cannot x" });
+    expect(events).toEqual(["failed x: cannot x"]);
+    expect(audit.map((a) => [a.kind, a.outcome])).toEqual([["fail", "failed"]]);
+    const refused = bareContext();
+    await executePlan(
+      refused.ctx,
+      plan([], { findings: [], refusal: "no" }),
+      { ...steps([]), report: reporting([], () => refused.ctx.log) },
+      { dryRun: false },
+    );
+    // Findings and "nothing to do" are the executor's own records still.
+    expect(messages(refused.logs)).toEqual([
+      ["INFO", "nothing to do"],
+      ["ERROR", "report line 1"],
+      ["ERROR", "report line 2: no"],
+    ]);
+    expect(messages(logs).filter(([, m]) => String(m).startsWith("failed"))).toEqual([]);
+  });
+
+  it("report hears of an interruption with the action that was next", async () => {
+    const abort = new AbortController();
+    const { ctx, logs } = bareContext(abort.signal);
+    const events: string[] = [];
+    const actions: Action[] = [
+      { kind: "make", name: "a" },
+      { kind: "make", name: "b" },
+    ];
+    const done = await executePlan(
+      ctx,
+      plan(actions, { findings: [] }),
+      { ...steps([], () => abort.abort()), report: reporting(events, () => ctx.log) },
+      { dryRun: false },
+    );
+    expect(done).toEqual({ status: "interrupted", actions: { make: 1 } });
+    expect(events).toEqual(["interrupted before b"]);
+    expect(messages(logs).some(([, m]) => String(m).startsWith("stopping"))).toBe(false);
+  });
+
+  it("afterAction runs after each applied action, before the next and before the signal check", async () => {
+    const abort = new AbortController();
+    const { ctx, audit } = bareContext(abort.signal);
+    const order: string[] = [];
+    const actions: Action[] = [
+      { kind: "make", name: "a" },
+      { kind: "make", name: "b" },
+      { kind: "fail", name: "c" },
+      { kind: "make", name: "d" },
+    ];
+    const done = await executePlan(
+      ctx,
+      plan(actions),
+      {
+        ...steps([], (a) => order.push(`apply ${a.name}`)),
+        afterAction: async (a) => {
+          order.push(`after ${a.name} (${audit.length} audited)`);
+        },
+      },
+      { dryRun: false },
+    );
+    expect(done.status).toBe("failed");
+    // Not after a failed action: the run stops there.
+    expect(order).toEqual(["apply a", "after a (1 audited)", "apply b", "after b (2 audited)", "apply c"]);
+
+    const stopped: string[] = [];
+    const run = executePlan(
+      ctx,
+      plan(actions.slice(0, 2)),
+      {
+        ...steps([]),
+        afterAction: async (a) => {
+          stopped.push(a.name);
+          abort.abort();
+        },
+      },
+      { dryRun: false },
+    );
+    expect(await run).toEqual({ status: "interrupted", actions: { make: 1 } });
+    expect(stopped).toEqual(["a"]);
+
+    const dry: string[] = [];
+    await executePlan(
+      bareContext().ctx,
+      plan(actions.slice(0, 2)),
+      { ...steps([]), afterAction: async (a) => void dry.push(a.name) },
+      { dryRun: true },
+    );
+    expect(dry).toEqual([]);
   });
 });
