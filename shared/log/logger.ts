@@ -5,9 +5,11 @@
 
 import type { Writable } from "node:stream";
 import { Entry } from "@google-cloud/logging";
+import { fieldsText, healthText, summaryText, TEXT, type TextHint } from "./text-view.ts";
 
 export type Severity = "DEBUG" | "INFO" | "NOTICE" | "WARNING" | "ERROR" | "CRITICAL";
-export type LogFields = Record<string, unknown>;
+/** A record's fields; the TEXT key (never in JSON) says how it reads on a terminal. */
+export type LogFields = Record<string, unknown> & { [TEXT]?: TextHint };
 
 export interface Logger {
   debug(message: string, fields?: LogFields): void;
@@ -42,7 +44,7 @@ export function createLogger(options: LoggerOptions): Logger {
   const env = options.env ?? process.env;
   const format = options.format ?? ((out as { isTTY?: boolean }).isTTY ? "text" : "json");
   const labels = logLabels(options.job);
-  const write = format === "json" ? jsonWriter(out, labels, options.job, env) : textWriter(out, options.job);
+  const write = format === "json" ? jsonWriter(out, labels, options.job, env) : textWriter(out);
   const make = (bound: LogFields): Logger => {
     const at = (severity: Severity) => (message: string, fields?: LogFields) => {
       if (severity === "DEBUG" && !options.verbose) return;
@@ -95,14 +97,40 @@ function errorReport(severity: Severity, job: string, fields: LogFields): LogFie
   return { stack_trace: error.stack, serviceContext: { service: `telemetry-jobs-${job}` } };
 }
 
-function textWriter(out: Writable, job: string): Writer {
+/** The tag before a line's message: nothing for the ordinary records, so the others stand out. */
+const TEXT_TAGS: Record<Severity, string> = {
+  DEBUG: "debug ",
+  INFO: "",
+  NOTICE: "",
+  WARNING: "WARN ",
+  ERROR: "ERROR ",
+  CRITICAL: "CRIT ",
+};
+
+/**
+ * Readable lines. The table a record is about is a heading printed when it changes, not a field of
+ * every line; the records under it are indented. A record may say how it reads as text (TEXT:
+ * other lines, or nothing); the health and summary records have a compact form of their own.
+ */
+function textWriter(out: Writable): Writer {
+  let heading: unknown;
   return (severity, message, fields) => {
-    const time = new Date().toISOString().slice(11, 19);
-    const extras = Object.entries(fields)
-      .filter(([, v]) => v !== undefined)
-      .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(toJsonSafe(v))}`)
-      .join(" ");
-    out.write(`${time} ${severity.padEnd(7)} [${job}] ${message}${extras ? `  ${extras}` : ""}\n`);
+    const hint = fields[TEXT];
+    if (hint === null) return;
+    const table = fields.table;
+    if (table !== undefined && table !== heading) out.write(`\n${String(table)}\n`);
+    heading = table;
+    const body =
+      hint ??
+      (fields.event === "table_health"
+        ? healthText(toJsonSafe(fields))
+        : fields.event === "run_summary"
+          ? summaryText(toJsonSafe(fields))
+          : [message, fieldsText(toJsonSafe(fields))].filter(Boolean).join("  "));
+    const prefix = `${new Date().toISOString().slice(11, 19)} ${table === undefined ? "" : "  "}${TEXT_TAGS[severity]}`;
+    const [first = "", ...rest] = body.split("\n");
+    const pad = " ".repeat(prefix.length - TEXT_TAGS[severity].length);
+    out.write(`${[prefix + first, ...rest.map((line) => pad + line)].join("\n")}\n`);
   };
 }
 
