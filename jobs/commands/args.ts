@@ -19,13 +19,21 @@ export class UsageError extends ConfigError {
   }
 }
 
+/** How the log reads: every command that logs takes these (jobs/process.ts decides the format). */
+export const LOG_FLAGS = {
+  json: { type: "boolean", default: false },
+  "log-format": { type: "string" },
+  verbose: { type: "boolean", default: false },
+} as const;
+
+export const LOG_FORMATS = ["text", "json"] as const;
+
 export const COMMON_FLAGS = {
   config: { type: "string" },
   "dry-run": { type: "boolean", default: false },
   now: { type: "string" },
   table: { type: "string", multiple: true },
-  json: { type: "boolean", default: false },
-  verbose: { type: "boolean", default: false },
+  ...LOG_FLAGS,
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
@@ -34,7 +42,10 @@ export const COMMON_HELP = `Common options:
   --dry-run          print the plan and change nothing
   --now ISO          plan as if it were this instant (UTC), e.g. 2026-11-21T00:00:00Z
   --table NAME       only this table (repeatable); default: every table in the policy
-  --json             JSON log lines (the default when stdout is not a terminal)
+  --log-format text|json
+                     readable lines (the default on a terminal) or JSON lines for Cloud Logging
+                     (the default otherwise, e.g. on Cloud Run or in a pipe)
+  --json             the same as --log-format json
   --verbose          debug logging
   -h, --help         this help
 
@@ -58,10 +69,25 @@ export function parseCommandArgs<O extends ParseArgsOptionsConfig>(
   allowPositionals = false,
   help?: string,
 ) {
+  const usage = help === undefined ? undefined : usageOf(help);
+  const parsed = parseStrict(command, argv, options, allowPositionals, usage);
+  const format = (parsed.values as Record<string, unknown>)["log-format"];
+  if (format !== undefined && !(LOG_FORMATS as readonly unknown[]).includes(format))
+    throw new UsageError(command, `--log-format must be text or json, not "${String(format)}"`, usage);
+  return parsed;
+}
+
+function parseStrict<O extends ParseArgsOptionsConfig>(
+  command: string,
+  argv: readonly string[],
+  options: O,
+  allowPositionals: boolean,
+  usage: string | undefined,
+) {
   try {
     return parseArgs({ args: [...argv], options, strict: true, allowPositionals });
   } catch (cause) {
     const problem = (cause as Error).message.replace(/\.$/, "");
-    throw new UsageError(command, problem, help === undefined ? undefined : usageOf(help), { cause });
+    throw new UsageError(command, problem, usage, { cause });
   }
 }

@@ -10,13 +10,15 @@ import {
   releaseHold,
 } from "../../shared/retention/holds.ts";
 import type { MainContext } from "../process.ts";
-import { parseCommandArgs } from "./args.ts";
+import { LOG_FLAGS, parseCommandArgs } from "./args.ts";
 import { openDatabase } from "./environment.ts";
 
 const HELP = `Usage:
   telemetry-jobs hold <schema.partition> --until <ISO date> --reason <text> [--config PATH]
   telemetry-jobs unhold <schema.partition>
   telemetry-jobs holds [--json]
+
+--json lists the holds as one JSON document; --log-format text|json says how the log lines read.
 
 <schema.partition> is read as SQL reads it: quote a part that has upper case, dots or spaces,
 e.g. 'public."Readings 2025"'. hold refuses (exit 2, nothing written) a name that is neither a
@@ -33,8 +35,7 @@ const FLAGS = {
   config: { type: "string" },
   until: { type: "string" },
   reason: { type: "string" },
-  json: { type: "boolean", default: false },
-  verbose: { type: "boolean", default: false },
+  ...LOG_FLAGS,
   help: { type: "boolean", short: "h", default: false },
 } as const;
 

@@ -9,7 +9,7 @@ import {
   throwIfFailed,
 } from "../../shared/migrate/migrator.ts";
 import type { MainContext } from "../process.ts";
-import { parseCommandArgs } from "./args.ts";
+import { LOG_FLAGS, parseCommandArgs } from "./args.ts";
 import { convert } from "./convert.ts";
 import { openDatabase } from "./environment.ts";
 
@@ -29,6 +29,8 @@ const HELP = `Usage: telemetry-jobs migrate <up|down|status> [--with-starter-sch
                          down: reverts the most recent starter migration first (reverting
                          starter_0001_tables drops those tables and their rows)
   --dry-run              with up/down: list what would run, change nothing
+  --log-format text|json readable lines (default on a terminal) or JSON lines (default otherwise);
+                         --json is the same as --log-format json
 
 Database from the environment (DATABASE_URL, or INSTANCE_CONNECTION_NAME + DB_USER + DB_NAME).
 Exit codes: 0 done, 1 a migration failed, 2 bad usage or configuration.`;
@@ -36,8 +38,7 @@ Exit codes: 0 done, 1 a migration failed, 2 bad usage or configuration.`;
 const FLAGS = {
   "dry-run": { type: "boolean", default: false },
   "with-starter-schema": { type: "boolean", default: false },
-  json: { type: "boolean", default: false },
-  verbose: { type: "boolean", default: false },
+  ...LOG_FLAGS,
   help: { type: "boolean", short: "h", default: false },
 } as const;
 

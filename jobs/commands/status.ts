@@ -22,6 +22,8 @@ Options:
   --table NAME       only this table (repeatable); default: every partitioned table in the policy
   --now ISO          assess as if it were this instant (UTC), e.g. 2026-11-21T00:00:00Z
   --json             the report as one JSON document {now, tables: [...]} instead of text
+  --log-format text|json
+                     how log lines (not the report) read; default text on a terminal, else JSON
   --verbose          debug logging
   -h, --help         this help
 

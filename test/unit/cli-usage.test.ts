@@ -57,4 +57,19 @@ describe("logFormat", () => {
     expect(logFormat([], { isTTY: false })).toBe("json");
     expect(logFormat([], {})).toBe("json");
   });
+
+  it("--log-format forces either, wherever the output goes", () => {
+    expect(logFormat(["--log-format", "text"], { isTTY: false })).toBe("text");
+    expect(logFormat(["--log-format=text"], { isTTY: false })).toBe("text");
+    expect(logFormat(["--log-format", "json"], { isTTY: true })).toBe("json");
+    expect(logFormat(["--json", "--log-format", "text"], { isTTY: false })).toBe("text");
+    // An unknown value decides nothing here: the command's parse refuses it.
+    expect(logFormat(["--log-format", "xml"], { isTTY: true })).toBe("text");
+  });
+
+  it("an unknown --log-format is a usage error that echoes it", () => {
+    const error = usageError(["--log-format", "xml"], HELP);
+    expect(error.problem).toBe('--log-format must be text or json, not "xml"');
+    expect(error.usage).toBe("Usage: telemetry-jobs demo [--table NAME]");
+  });
 });
