@@ -1,5 +1,6 @@
-// Carries out one insert-tracking action (ingest-actions.ts): logged before and after, recorded in
-// the audit table whether it succeeds or fails. Locks each kind of action takes:
+// Carries out one insert-tracking action (ingest-actions.ts), logged before and after; the plan
+// executor records it in the audit table (auditOf), whether it succeeds or fails. Locks
+// each kind of action takes:
 // - add_column / set_default: ACCESS EXCLUSIVE on the table (and, for a partitioned table, on every
 //   partition) for one short catalog-only transaction. ADD COLUMN without a default and SET DEFAULT
 //   afterwards rewrite nothing (a volatile default given in ADD COLUMN would rewrite every row); the
@@ -24,6 +25,13 @@ import { describeIngestAction, type IngestAction } from "./ingest-actions.ts";
 import { buildConcurrently, runConcurrently } from "./ingest-concurrent.ts";
 import { INGEST_COLUMN } from "./ingest-plan.ts";
 
+/** What an action's audit row names. */
+export interface IngestAudit {
+  kind: "adopt_ingest_column" | "adopt_ingest_index";
+  partition?: string;
+  detail: { action: IngestAction["kind"]; statement: string };
+}
+
 /** What running an action needs: the policy's lock limits, where to log, and the audit. */
 export interface ActionRunOptions {
   lockTimeoutMs: number;
@@ -34,8 +42,11 @@ export interface ActionRunOptions {
   record?: (action: Omit<AuditAction, "table">) => Promise<void>;
 }
 
-/** One action: logged at notice before and after (with its duration) and recorded, failed or not. */
-export async function runAction(
+/**
+ * One action: logged at notice before and after (with its duration), and its failure too. The
+ * audit row is the plan executor's (auditOf says what it names).
+ */
+export async function applyIngestAction(
   db: Kysely<DB>,
   o: ActionRunOptions,
   log: Logger,
@@ -43,26 +54,14 @@ export async function runAction(
 ): Promise<void> {
   const title = titleOf(action);
   log.notice(`${title}: ${describeIngestAction(action)}`);
-  const startedAt = new Date();
+  const startedAt = Date.now();
   try {
     await execute(db, o, action);
   } catch (error) {
-    const finishedAt = new Date();
-    log.error(
-      `${title} failed after ${finishedAt.getTime() - startedAt.getTime()} ms: ${(error as Error).message}`,
-    );
-    await o.record?.({
-      ...auditOf(action),
-      outcome: "failed",
-      error: (error as Error).message,
-      startedAt,
-      finishedAt,
-    });
+    log.error(`${title} failed after ${Date.now() - startedAt} ms: ${(error as Error).message}`);
     throw error;
   }
-  const finishedAt = new Date();
-  log.notice(`${title}: done in ${finishedAt.getTime() - startedAt.getTime()} ms`);
-  await o.record?.({ ...auditOf(action), outcome: "ok", startedAt, finishedAt });
+  log.notice(`${title}: done in ${Date.now() - startedAt} ms`);
 }
 
 function titleOf(a: IngestAction): string {
@@ -86,7 +85,8 @@ function titleOf(a: IngestAction): string {
   }
 }
 
-function auditOf(a: IngestAction): Pick<AuditAction, "kind" | "partition" | "detail"> {
+/** The audit row's kind, partition and detail for an action. */
+export function auditOf(a: IngestAction): IngestAudit {
   const statement = describeIngestAction(a);
   switch (a.kind) {
     case "add_column":

@@ -2,14 +2,18 @@
 // existing table while it is being written to. The facts come from ingest-facts.ts, the plan from
 // ingest-plan.ts, and ingest-execute.ts carries out each action; this file runs the plan, one
 // action at a time, re-reading the catalog at the start of every run so that a run killed anywhere
-// is finished by the next. (ingest-execute.ts says which locks each action takes.)
+// is finished by the next. The actions go through the plan executor (shared/run/execute-plan.ts),
+// which logs the plan, stops at a dry run or on SIGTERM, and audits each action. (ingest-execute.ts
+// says which locks each action takes.)
 import type { Kysely } from "kysely";
 import { displayRelation, type Relation } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
+import { actionsDone, executePlanOrThrow, type PlanRun } from "../rollups/plan-run.ts";
+import type { ActionSteps } from "../run/execute-plan.ts";
 import type { IngestAction } from "./ingest-actions.ts";
 import { describeIngestAction } from "./ingest-actions.ts";
-import { type ActionRunOptions, runAction } from "./ingest-execute.ts";
+import { type ActionRunOptions, applyIngestAction, auditOf, type IngestAudit } from "./ingest-execute.ts";
 import { type IngestDetachPendingFact, type IngestFacts, readIngestFacts } from "./ingest-facts.ts";
 import { INGEST_COLUMN, INGEST_DEFAULT, planIngestTracking } from "./ingest-plan.ts";
 
@@ -21,6 +25,8 @@ export interface IngestAdoptionOptions extends ActionRunOptions {
   source: Relation;
   timeColumn: string;
   dryRun: boolean;
+  /** The catalog as the caller read it just now; read here when not given. */
+  facts?: IngestFacts | undefined;
 }
 
 export interface IngestAdoptionResult {
@@ -41,7 +47,11 @@ export async function ingestTrackingReady(
   source: Relation,
   timeColumn: string,
 ): Promise<boolean> {
-  const f = await readIngestFacts(db, source, timeColumn);
+  return ingestFactsReady(await readIngestFacts(db, source, timeColumn));
+}
+
+/** ingestTrackingReady, from facts already read. */
+export function ingestFactsReady(f: IngestFacts): boolean {
   if (f.column?.type !== "xid8" || f.column.default !== INGEST_DEFAULT) return false;
   if (f.relkind === "r") return f.indexes.some((i) => i.valid && i.leading);
   if (f.relkind === "p")
@@ -70,7 +80,7 @@ export async function adoptIngestTracking(
 ): Promise<IngestAdoptionResult> {
   const shown = displayRelation(o.source);
   const log = o.log.child({ table: shown });
-  const facts = await readIngestFacts(db, o.source, o.timeColumn);
+  const facts = o.facts ?? (await readIngestFacts(db, o.source, o.timeColumn));
   const plan = planIngestTracking(facts);
   if (plan.refusal !== undefined) throw new AdoptionRefusedError(plan.refusal);
   if (plan.postponed !== undefined) {
@@ -78,19 +88,13 @@ export async function adoptIngestTracking(
     return { planned: [], done: 0, complete: false };
   }
   logDetachPending(log, facts);
-  // Rollups may already have run on this table: rows that slipped past them are worth a warning.
-  const adoptedBefore = facts.column?.default === INGEST_DEFAULT;
   const planned = plan.actions.map(describeIngestAction);
-  if (o.dryRun) {
-    for (const text of planned) log.info(`would run: ${text}`);
-    if (planned.length === 0) log.debug(`insert tracking (ingest_xid and its index) is in place on ${shown}`);
-    return { planned, done: 0, complete: planned.length === 0 };
-  }
   if (planned.length === 0) {
     log.debug(`insert tracking (ingest_xid and its index) is in place on ${shown}`);
     return { planned, done: 0, complete: true };
   }
-
+  // Rollups may already have run on this table: rows that slipped past them are worth a warning.
+  const run = ingestRun(db, o, log, facts.column?.default === INGEST_DEFAULT);
   let done = 0;
   let actions = plan.actions;
   // The table can change under us: a partition created after the catalog was read, but before the
@@ -98,14 +102,12 @@ export async function adoptIngestTracking(
   // after the plan and whatever is still missing is done too, a few rounds at most (a table that
   // keeps changing is left to the next run).
   for (let round = 1; ; round++) {
-    for (const action of actions) {
-      if (o.signal.aborted) {
-        log.notice(`stopping: ${done} of ${planned.length} actions done; the next run finishes the rest`);
-        return { planned, done, complete: false };
-      }
-      await runAction(db, o, log, action);
-      done++;
-      if (action.kind === "set_default" && action.partitionOf && adoptedBefore) warnNullRows(log, action);
+    const outcome = await run.execute(actions);
+    if (outcome.status === "planned") return { planned, done: 0, complete: false };
+    done += actionsDone(outcome);
+    if (outcome.status !== "ok") {
+      log.notice(`stopping: ${done} of ${planned.length} actions done; the next run finishes the rest`);
+      return { planned, done, complete: false };
     }
     const after = planIngestTracking(await readIngestFacts(db, o.source, o.timeColumn));
     if (after.refusal !== undefined) throw new AdoptionRefusedError(after.refusal);
@@ -118,9 +120,7 @@ export async function adoptIngestTracking(
     if (round === MAX_ROUNDS || o.signal.aborted) {
       log.warn(
         `change tracking on ${shown} is not complete yet (the table keeps changing); the next run continues`,
-        {
-          remaining,
-        },
+        { remaining },
       );
       return { planned, done, complete: false };
     }
@@ -128,6 +128,38 @@ export async function adoptIngestTracking(
     planned.push(...remaining);
     actions = after.actions;
   }
+}
+
+/** One insert-tracking action as the plan executor sees it: its kind is the audit row's. */
+interface IngestStep {
+  readonly kind: IngestAudit["kind"];
+  readonly action: IngestAction;
+}
+
+/** Hands each round's actions to the plan executor; a failed action is thrown again. */
+function ingestRun(db: Kysely<DB>, o: IngestAdoptionOptions, log: Logger, adoptedBefore: boolean) {
+  const steps: ActionSteps<IngestStep> = {
+    // "would run: <statement>" in a dry run.
+    describe: (s) => `run: ${describeIngestAction(s.action)}`,
+    planFields: (s) => ({ action: s.action.kind }),
+    target: (s) => ({ partition: auditOf(s.action).partition }),
+    apply: async ({ action }) => {
+      await applyIngestAction(db, o, log, action);
+      if (action.kind === "set_default" && action.partitionOf && adoptedBefore) warnNullRows(log, action);
+      return { outcome: "ok", detail: auditOf(action).detail, logFields: {} };
+    },
+    doneSeverity: "info",
+  };
+  const ctx = { log, signal: o.signal, record: o.record ?? (async () => {}) };
+  return {
+    async execute(actions: readonly IngestAction[]): Promise<PlanRun> {
+      const plan = {
+        actions: actions.map((action) => ({ kind: auditOf(action).kind, action })),
+        findings: [],
+      };
+      return await executePlanOrThrow(ctx, plan, steps, { dryRun: o.dryRun });
+    },
+  };
 }
 
 const MAX_ROUNDS = 3;
