@@ -6,6 +6,7 @@
 // obstacle (other tables go on: the runner isolates them). A job whose actions need more than one
 // line each (convert prints every statement) writes its own records through `report`.
 import type { Logger } from "../log/logger.ts";
+import { formatCount, progressLine, rangeText, renderTable, TEXT } from "../log/text-view.ts";
 import type { AuditAction } from "./audit.ts";
 
 /** What the executor needs of its caller; the runner's TableContext is one. */
@@ -49,8 +50,24 @@ export type PlanEvent<Action> =
   | { readonly event: "plan"; readonly action: Action; readonly dryRun: boolean }
   | { readonly event: "refused"; readonly refusal: string }
   | { readonly event: "interrupted"; readonly next: Action }
-  | { readonly event: "done"; readonly action: Action; readonly applied: Applied }
-  | { readonly event: "failed"; readonly action: Action; readonly error: unknown };
+  | ({ readonly event: "done"; readonly action: Action; readonly applied: Applied } & Progress)
+  | ({ readonly event: "failed"; readonly action: Action; readonly error: unknown } & Progress);
+
+/** Where an applied action stands in its plan: the terminal's `[3/12] ... 1.2 s`. */
+export interface Progress {
+  /** 1-based position of the action in the plan. */
+  readonly index: number;
+  readonly total: number;
+  readonly elapsedMs: number;
+}
+
+/** One row of the plan as a terminal shows it, under the columns partition, range, rows, action. */
+export interface PlanRow {
+  /** The rows the action moves or removes, as the job counts them (e.g. "~1,200" for an estimate). */
+  readonly rows?: string;
+  /** A few words: "create (rescue)", "drop". */
+  readonly action: string;
+}
 
 /** How a job's actions are described, audited and applied. */
 export interface ActionSteps<Action extends { readonly kind: string }, Code extends string = string> {
@@ -73,6 +90,10 @@ export interface ActionSteps<Action extends { readonly kind: string }, Code exte
   report?(event: PlanEvent<Action>): void;
   /** Runs after each action applied and audited, before the next one (a test's fault point). */
   afterAction?(action: Action): Promise<void>;
+  /** The action's row in the plan table of text logs; by default its description. */
+  planRow?(action: Action): PlanRow;
+  /** What the action did, for its progress line in text logs: "74,411 rows moved". */
+  progressText?(action: Action, applied: Applied): string;
 }
 
 export type PlanOutcome =
@@ -95,7 +116,7 @@ export async function executePlan<Action extends { readonly kind: string }, Code
       ...steps.findingFields?.(f),
     });
   if (plan.actions.length === 0 && steps.nothingToDo) log.info(steps.nothingToDo);
-  const report = steps.report ?? defaultReport(log, steps);
+  const report = steps.report ?? defaultReport(log, steps, plan.actions);
   for (const action of plan.actions) report({ event: "plan", action, dryRun: options.dryRun });
   if (plan.refusal) {
     report({ event: "refused", refusal: plan.refusal });
@@ -109,27 +130,36 @@ export async function executePlan<Action extends { readonly kind: string }, Code
     for (const a of plan.actions) count(a);
     return { status: "planned", actions: counts };
   }
-  for (const action of plan.actions) {
+  for (const [i, action] of plan.actions.entries()) {
     if (ctx.signal.aborted) {
       report({ event: "interrupted", next: action });
       return { status: "interrupted", actions: counts };
     }
-    const failure = await applyOne(ctx, steps, report, action, () => count(action));
+    const position = { index: i + 1, total: plan.actions.length };
+    const failure = await applyOne(ctx, steps, report, action, position, () => count(action));
     if (failure !== undefined) return { status: "failed", actions: counts, error: failure };
     await steps.afterAction?.(action);
   }
   return { status: "ok", actions: counts };
 }
 
-/** The one-line records of every job that does not report its own. */
+/**
+ * The one-line records of every job that does not report its own. On a terminal (TEXT hints; JSON
+ * records are the same either way) the plan reads once, as a table carried by its first record, and
+ * each applied action as one progress line instead of "done: <the plan's words again>".
+ */
 function defaultReport<Action extends { readonly kind: string }, Code extends string>(
   log: Logger,
   steps: ActionSteps<Action, Code>,
+  actions: readonly Action[],
 ): (event: PlanEvent<Action>) => void {
   return (e) => {
     switch (e.event) {
       case "plan":
-        log.info(`${e.dryRun ? "would " : "plan: "}${steps.describe(e.action)}`, steps.planFields(e.action));
+        log.info(`${e.dryRun ? "would " : "plan: "}${steps.describe(e.action)}`, {
+          ...steps.planFields(e.action),
+          [TEXT]: e.action === actions[0] ? planTable(steps, actions, e.dryRun) : null,
+        });
         return;
       case "refused":
         log.error(e.refusal, { refused: true });
@@ -142,6 +172,7 @@ function defaultReport<Action extends { readonly kind: string }, Code extends st
           action: e.action.kind,
           partition: steps.target(e.action).partition,
           ...e.applied.logFields,
+          [TEXT]: progressLine(e.index, e.total, nameOf(steps, e.action), doneText(steps, e), e.elapsedMs),
         });
         return;
       case "failed":
@@ -149,9 +180,46 @@ function defaultReport<Action extends { readonly kind: string }, Code extends st
           action: e.action.kind,
           partition: steps.target(e.action).partition,
           error: (e.error as Error).message,
+          [TEXT]: progressLine(
+            e.index,
+            e.total,
+            nameOf(steps, e.action),
+            `failed: ${(e.error as Error).message}`,
+            e.elapsedMs,
+          ),
         });
     }
   };
+}
+
+/** What a progress line names: the partition (or relation) acted on, else the action's kind. */
+function nameOf<Action extends { readonly kind: string }>(steps: ActionSteps<Action, string>, a: Action) {
+  return steps.target(a).partition ?? a.kind;
+}
+
+function doneText<Action extends { readonly kind: string }>(
+  steps: ActionSteps<Action, string>,
+  e: { action: Action; applied: Applied },
+): string {
+  if (e.applied.outcome === "skipped") return "already done";
+  if (steps.progressText) return steps.progressText(e.action, e.applied);
+  return e.applied.rows === undefined ? "done" : `${formatCount(e.applied.rows)} rows`;
+}
+
+/** The plan as a table: partition, range (in its interval's precision), rows, action. */
+function planTable<Action extends { readonly kind: string }>(
+  steps: ActionSteps<Action, string>,
+  actions: readonly Action[],
+  dryRun: boolean,
+): string {
+  const rows = actions.map((a) => {
+    const { partition, from, to } = steps.target(a);
+    const row = steps.planRow?.(a) ?? { action: steps.describe(a) };
+    return [partition ?? "", rangeText(from, to), row.rows ?? "", row.action];
+  });
+  const n = actions.length;
+  const title = `${dryRun ? "would do" : "plan:"} ${n} action${n === 1 ? "" : "s"}`;
+  return [title, ...renderTable(["partition", "range", "rows", "action"], rows, new Set([2]))].join("\n  ");
 }
 
 /** Applies, audits and reports one action; returns the error message when it failed. */
@@ -160,6 +228,7 @@ async function applyOne<Action extends { readonly kind: string }, Code extends s
   steps: ActionSteps<Action, Code>,
   report: (event: PlanEvent<Action>) => void,
   action: Action,
+  position: { index: number; total: number },
   count: () => void,
 ): Promise<string | undefined> {
   const startedAt = new Date();
@@ -176,7 +245,7 @@ async function applyOne<Action extends { readonly kind: string }, Code extends s
       startedAt,
       finishedAt: new Date(),
     });
-    report({ event: "done", action, applied });
+    report({ event: "done", action, applied, ...position, elapsedMs: Date.now() - startedAt.getTime() });
     return undefined;
   } catch (error) {
     const message = (error as Error).message;
@@ -188,7 +257,7 @@ async function applyOne<Action extends { readonly kind: string }, Code extends s
       startedAt,
       finishedAt: new Date(),
     });
-    report({ event: "failed", action, error });
+    report({ event: "failed", action, error, ...position, elapsedMs: Date.now() - startedAt.getTime() });
     return message;
   }
 }
