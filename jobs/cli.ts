@@ -1,12 +1,11 @@
 #!/usr/bin/env node
 // telemetry-jobs <command> [options]: one CLI for every job. The jobs/<job>/main.ts entrypoints
 // run the same commands. --version and --help load nothing but what they print.
-import pkg from "../package.json" with { type: "json" };
+import { isVersionFlag, VERSION_LINE } from "./entry.ts";
 
 const [name, ...rest] = process.argv.slice(2);
-if (name === "--version" || name === "-V" || name === "version") {
-  // package.json is inlined into the bundle (dist/cli.mjs) at build time: no file to find at run time.
-  process.stdout.write(`telemetry-jobs ${pkg.version}\n`);
+if (isVersionFlag(name) || name === "version") {
+  process.stdout.write(VERSION_LINE);
 } else {
   const { USAGE } = await import("./commands/index.ts");
   const usage = `${USAGE}\nRun \`telemetry-jobs --version\` for the version.\n`;

@@ -1,6 +1,4 @@
-// Cloud Run entrypoint for the migrate job: `node dist/migrate.mjs [options]`.
-import { runCommand } from "../commands/index.ts";
-import { runMain } from "../process.ts";
+// Cloud Run entrypoint for the migrate job: `node dist/migrate.mjs [options]` (or `--version`).
+import { runEntry } from "../entry.ts";
 
-const argv = process.argv.slice(2);
-runMain("migrate", argv, (ctx) => runCommand("migrate", argv, ctx));
+await runEntry("migrate", process.argv.slice(2));

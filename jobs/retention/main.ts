@@ -1,6 +1,4 @@
-// Cloud Run entrypoint for the retention job: `node dist/retention.mjs [options]`.
-import { runCommand } from "../commands/index.ts";
-import { runMain } from "../process.ts";
+// Cloud Run entrypoint for the retention job: `node dist/retention.mjs [options]` (or `--version`).
+import { runEntry } from "../entry.ts";
 
-const argv = process.argv.slice(2);
-runMain("retention", argv, (ctx) => runCommand("retention", argv, ctx));
+await runEntry("retention", process.argv.slice(2));

@@ -4,7 +4,7 @@
 // a real PostgreSQL. Each must exit 0 and write only JSON log lines that Cloud Logging reads as
 // structured entries (`severity` and `message`).
 import { type SpawnSyncReturns, spawn, spawnSync } from "node:child_process";
-import { existsSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -147,6 +147,25 @@ describe("each job bundle with plain node against PostgreSQL", () => {
     const help = run("cli.mjs", ["--help"]);
     expectSuccess(help, "cli --help");
     expect(help.stdout).toMatch(/^Usage: telemetry-jobs <command>/);
+  });
+
+  it("every job bundle answers --version, with no database and no policy", () => {
+    const version = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version;
+    for (const job of JOBS) {
+      const result = spawnSync(process.execPath, [join(app, "dist", `${job}.mjs`), "--version"], {
+        cwd: app,
+        encoding: "utf8",
+        timeout: 60_000,
+        // No DATABASE_URL and no policy: a job that tried to run would exit 2.
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: app },
+      });
+      expect({ job, code: result.status, stdout: result.stdout, stderr: result.stderr }).toEqual({
+        job,
+        code: 0,
+        stdout: `telemetry-jobs ${version}\n`,
+        stderr: "",
+      });
+    }
   });
 
   it("start-up loads only what the path needs: nothing for --help, no connector with DATABASE_URL", () => {

@@ -1,0 +1,23 @@
+// What every Cloud Run entrypoint (jobs/<job>/main.ts, bundled as dist/<job>.mjs) does: --version
+// prints the product's version and loads nothing else; any other command line runs the job's
+// command, whose code is imported only then.
+import pkg from "../package.json" with { type: "json" };
+
+/** package.json is inlined into each bundle at build time: no file to find at run time. */
+export const VERSION_LINE = `telemetry-jobs ${pkg.version}\n`;
+
+export function isVersionFlag(arg: string | undefined): boolean {
+  return arg === "--version" || arg === "-V";
+}
+
+export async function runEntry(job: string, argv: readonly string[]): Promise<void> {
+  if (argv.length === 1 && isVersionFlag(argv[0])) {
+    process.stdout.write(VERSION_LINE);
+    return;
+  }
+  const [{ runCommand }, { runMain }] = await Promise.all([
+    import("./commands/index.ts"),
+    import("./process.ts"),
+  ]);
+  runMain(job, argv, (ctx) => runCommand(job, argv, ctx));
+}
