@@ -114,6 +114,8 @@ export async function executePlan<Action extends { readonly kind: string }, Code
       finding: f.code,
       partition: f.partition,
       ...steps.findingFields?.(f),
+      // The message says it all to a reader; the code and fields are for log queries.
+      [TEXT]: f.message,
     });
   if (plan.actions.length === 0 && steps.nothingToDo) log.info(steps.nothingToDo);
   const report = steps.report ?? defaultReport(log, steps, plan.actions);

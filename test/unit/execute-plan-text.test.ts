@@ -22,9 +22,7 @@ function context(format: "text" | "json") {
   };
   // Times of day and durations vary from run to run; the rest is the snapshot.
   const lines = () =>
-    text
-      .split("\n")
-      .map((l) => l.replace(/^\d\d:\d\d:\d\d /, "").replace(/\d+\.\d s$/, "#.# s"));
+    text.split("\n").map((l) => l.replace(/^\d\d:\d\d:\d\d /, "").replace(/\d+\.\d s$/, "#.# s"));
   return { ctx, lines, raw: () => text };
 }
 
@@ -67,6 +65,22 @@ describe("executePlan on a terminal", () => {
       "             points_p202611  2026-11 .. 2026-12       0  create",
       "  [1/2] points_p202610  74,411 rows moved  #.# s",
       "  [2/2] points_p202611  0 rows moved  #.# s",
+      "",
+    ]);
+  });
+
+  it("a finding reads as its message, tagged by its severity", async () => {
+    const { ctx, lines } = context("text");
+    const findings = [
+      { severity: "info" as const, code: "noted", message: "75,200 rows are past the cutoff" },
+      { severity: "warn" as const, code: "skew", message: "5 rows are dated after 2027-03", partition: "p" },
+    ];
+    await executePlan(ctx, { actions: [], findings }, steps, { dryRun: false });
+    expect(lines()).toEqual([
+      "",
+      "public.points",
+      "  75,200 rows are past the cutoff",
+      "  WARN 5 rows are dated after 2027-03",
       "",
     ]);
   });
