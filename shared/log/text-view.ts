@@ -131,17 +131,37 @@ export function fieldsText(fields: Record<string, unknown>, skip: ReadonlySet<st
     .join(" ");
 }
 
+/** How the health figures every job reports read in a sentence; other fields read as key=value. */
+const HEALTH_WORDS: Record<string, (v: unknown) => string | undefined> = {
+  partitions: (v) => `partitions ${valueText(v)}`,
+  futureBufferIntervals: (v) => `future buffer ${valueText(v)}`,
+  futureBufferShortfall: (v) => (v ? `buffer short by ${valueText(v)}` : undefined),
+  defaultRows: (v) => `rows in DEFAULT ${valueText(v)}`,
+  missingIntervals: (v) => `missing ${valueText(v)}`,
+  totalRowsEstimate: (v) => `~${valueText(v)} rows`,
+  totalBytes: (v) => (typeof v === "number" ? formatBytes(v) : undefined),
+  bytesFreed: (v) => (typeof v === "number" ? `${formatBytes(v)} freed` : undefined),
+  rowsDeleted: (v) => `${valueText(v)} rows deleted`,
+};
+
 /** A table's health record: its verdict and figures on one line, each reason on a line of its own. */
 export function healthText(fields: Record<string, unknown>): string {
   const { verdict, reasons, coveredFrom, coveredTo } = fields;
-  const covered =
-    typeof coveredFrom === "string" && typeof coveredTo === "string"
-      ? `covered ${rangeText(new Date(coveredFrom), new Date(coveredTo))}`
-      : "";
-  const figures = fieldsText(fields, new Set(["verdict", "reasons", "coveredFrom", "coveredTo"]));
-  const head = ["health", typeof verdict === "string" ? verdict : "", covered, figures].filter(Boolean);
+  const words: string[] = [];
+  if (typeof coveredFrom === "string" && typeof coveredTo === "string")
+    words.push(`covered ${rangeText(new Date(coveredFrom), new Date(coveredTo))}`);
+  for (const [key, value] of Object.entries(fields)) {
+    const say = HEALTH_WORDS[key];
+    const word = say ? say(value) : undefined;
+    if (word) words.push(word);
+  }
+  const rest = fieldsText(
+    fields,
+    new Set(["verdict", "reasons", "coveredFrom", "coveredTo", ...Object.keys(HEALTH_WORDS)]),
+  );
+  const head = ["health", typeof verdict === "string" ? verdict : "", words.join(", "), rest];
   const lines = Array.isArray(reasons) ? reasons.map((r) => `  ${String(r)}`) : [];
-  return [head.join("  "), ...lines].join("\n");
+  return [head.filter(Boolean).join("  "), ...lines].join("\n");
 }
 
 /** The run's last line: status, duration, actions by kind, each table's status. */

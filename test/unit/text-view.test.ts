@@ -150,7 +150,7 @@ describe("text log writer", () => {
     expect(lines()).toEqual([
       "",
       "public.t",
-      "  health  WARN  covered 2025-11 .. 2027-03  partitions=16 defaultRows=75,205",
+      "  health  WARN  covered 2025-11 .. 2027-03, partitions 16, rows in DEFAULT 75,205",
       "             WARN: 75205 rows in the DEFAULT partition",
       "partition-manager ok  in 8.4 s  actions: create_partition 12  tables: public.t ok",
       "",
