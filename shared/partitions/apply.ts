@@ -20,6 +20,7 @@ import type { Logger } from "../log/logger.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import { boundLiteral } from "./bounds.ts";
 import type { TableCatalog } from "./catalog.ts";
+import { dropDefaultGuard, guardDefault } from "./default-guard.ts";
 import type { PartitionAction } from "./plan.ts";
 import {
   alreadyMade,
@@ -28,6 +29,7 @@ import {
   createDefaultPartition,
   type NewChild,
 } from "./standalone.ts";
+import { FUTURE_MARGIN_MS } from "./time.ts";
 
 export { BOUND_CONSTRAINT } from "./standalone.ts";
 
@@ -59,6 +61,10 @@ export async function applyPartitionAction(
       return await createPartition(ctx, action);
     case "create_default_partition":
       return await createDefaultPartition(ctx, action.partition);
+    case "guard_default":
+      return await guardDefault(ctx, action);
+    case "drop_default_guard":
+      return await dropDefaultGuard(ctx, action);
   }
 }
 
@@ -119,11 +125,12 @@ async function createPartition(ctx: ApplyContext, action: CreateAction): Promise
 // idle-in-transaction session, a long report): we back off instead, without joining the queue.
 // - Nothing moves and the range starts at least FUTURE_MARGIN_MS after both the run's now and the
 //   server's clock (premaking): SHARE UPDATE EXCLUSIVE, ATTACH's own lock, which writers do not
-//   notice. ATTACH still scans all of DEFAULT to prove the range absent, but only under DEFAULT's
-//   lock: ordinary inserts no longer wait for that scan, however many rows DEFAULT keeps (rows
-//   dated years ahead stay there by design). The price: an insert of a row dated in that range,
-//   routed to DEFAULT during the scan, fails after our commit ("violates partition constraint")
-//   instead of waiting. The margin keeps that to device clocks more than a day ahead (a device
+//   notice. ATTACH proves the range absent from DEFAULT under DEFAULT's lock only: from the guard
+//   the run validated beforehand when DEFAULT is large (plan-guard.ts), so DEFAULT is held for a
+//   catalog update whatever its size; otherwise by scanning it, which ordinary inserts do not wait
+//   for either. The price: an insert of a row dated in that range, routed to DEFAULT meanwhile,
+//   fails after our commit ("violates partition constraint") instead of waiting (with the guard,
+//   from the moment the guard is added: "violates check constraint"). The margin keeps that to device clocks more than a day ahead (a device
 //   set to the wrong time zone is at most 14 hours off); the application sees an error, no row
 //   is lost silently.
 // - Otherwise (a range that starts within the margin, where inserts are likely): SHARE ROW
@@ -140,6 +147,9 @@ async function attachWithRows(
   const attached = await withLockRetry(db, { ...retry, what: `attach ${childText}` }, async (trx) => {
     if (def) {
       await sql`LOCK TABLE ${relationSql(def)} IN ACCESS EXCLUSIVE MODE`.execute(trx);
+      // With constraint exclusion on, a valid guard on DEFAULT (default-guard.ts) that covers the
+      // range answers the probe from the catalog; otherwise it reads DEFAULT (by index if any).
+      await sql`SELECT set_config('constraint_exclusion', 'on', true)`.execute(trx);
       const probe = await sql<{ any: boolean; server_now: Date }>`
         SELECT EXISTS (SELECT 1 FROM ONLY ${relationSql(def)} WHERE ${col} >= ${from} AND ${col} < ${to}) AS any,
                clock_timestamp() AS server_now`.execute(trx);
@@ -162,9 +172,6 @@ async function attachWithRows(
   });
   return { rows: attached.result, lockRetries: attached.attempts - 1 };
 }
-
-/** How far ahead of now a range must start for premaking it to leave inserts alone (see above). */
-export const FUTURE_MARGIN_MS = 86_400_000;
 
 /** The parent's lock mode for an attach beside a DEFAULT partition (the cases are explained above). */
 function parentLockFor(rowsMove: boolean, from: Date, latestNowMs: number) {

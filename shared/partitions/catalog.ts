@@ -7,6 +7,7 @@ import "../db/pg-types.ts";
 import { withLockRetry } from "../db/lock-retry.ts";
 import { columnSql, displayRelation, type Relation, relationSql } from "../db/relation.ts";
 import { type PartitionBound, parsePartitionBound } from "./bounds.ts";
+import { DEFAULT_GUARD_CONSTRAINT } from "./naming.ts";
 import type { PartitionInterval } from "./time.ts";
 
 export type KeyType = "timestamptz" | "timestamp";
@@ -43,6 +44,8 @@ export interface TableCatalog {
   readonly defaultNullKeyRows: number;
   /** Insertable columns in order, for moving rows between relations. */
   readonly columns: readonly string[];
+  /** DEFAULT carries partition-manager's guard constraint (left by an earlier run); absent: it does not. */
+  readonly defaultGuard?: boolean;
 }
 
 /** Why a table cannot be managed as configured; the message names the fix. */
@@ -209,7 +212,12 @@ async function readCatalogIn<DB>(
 
   let defaultBuckets: DefaultBucket[] = [];
   let defaultNullKeyRows = 0;
+  let defaultGuard = false;
   if (defaultPartition) {
+    const guard = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM pg_constraint
+       WHERE conrelid = ${defaultPartition.oid} AND conname = ${DEFAULT_GUARD_CONSTRAINT}`.execute(db);
+    defaultGuard = (guard.rows[0]?.n ?? 0) > 0;
     const def = defaultPartition;
     const rel = relationSql(def);
     const col = columnSql(timeColumn);
@@ -234,5 +242,6 @@ async function readCatalogIn<DB>(
     defaultBuckets,
     defaultNullKeyRows,
     columns: columns.rows.map((c) => c.name),
+    defaultGuard,
   };
 }

@@ -12,6 +12,9 @@ import { type PartitionAction, planPartitions } from "./plan.ts";
 
 export function describeAction(a: PartitionAction): string {
   if (a.kind === "create_default_partition") return `create DEFAULT partition ${a.partition}`;
+  if (a.kind === "guard_default")
+    return `prove ${a.ranges.length} range(s) absent from ${a.partition} (a validated CHECK, so that their attaches do not scan it)`;
+  if (a.kind === "drop_default_guard") return `drop the guard constraint of ${a.partition}`;
   const rows = a.defaultRows > 0 ? `, moving ${a.defaultRows} rows out of DEFAULT` : "";
   return `create ${a.partition} [${a.from.toISOString()}, ${a.to.toISOString()}) (${a.reason}${rows})`;
 }

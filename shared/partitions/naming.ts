@@ -5,6 +5,12 @@ import { isoWeek, type PartitionInterval } from "./time.ts";
 /** Comment on a DEFAULT partition telemetry-jobs made (partition-manager, or migrate convert). */
 export const DEFAULT_PARTITION_MARKER = "telemetry-jobs: DEFAULT partition";
 
+/**
+ * The CHECK constraint partition-manager puts on a DEFAULT partition to prove ranges absent from it
+ * before attaching them (plan-guard.ts). Recognised by this name when a killed run left it behind.
+ */
+export const DEFAULT_GUARD_CONSTRAINT = "telemetry_jobs_default_guard";
+
 const pad = (n: number, width = 2) => String(n).padStart(width, "0");
 
 /** Placeholders a template needs so that each interval gets a distinct name. */

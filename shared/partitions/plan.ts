@@ -7,12 +7,21 @@ import type { Finding, Plan } from "../run/execute-plan.ts";
 import type { TableCatalog } from "./catalog.ts";
 import { partitionName } from "./naming.ts";
 import { type ChildrenSeen, coveredBy, type RangedChild, readChildren } from "./plan-children.ts";
+import { type GuardedRange, withDefaultGuard } from "./plan-guard.ts";
 import { addIntervals, floorToInterval, type PartitionInterval } from "./time.ts";
 
 export type CreateReason = "premake" | "gap" | "rescue";
 
 export type PartitionAction =
   | { readonly kind: "create_default_partition"; readonly table: string; readonly partition: string }
+  | {
+      /** Proves `ranges` absent from the DEFAULT partition `partition` (plan-guard.ts). */
+      readonly kind: "guard_default";
+      readonly table: string;
+      readonly partition: string;
+      readonly ranges: readonly GuardedRange[];
+    }
+  | { readonly kind: "drop_default_guard"; readonly table: string; readonly partition: string }
   | {
       readonly kind: "create_partition";
       readonly table: string;
@@ -78,24 +87,18 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
   // Gaps below the cutoff (between expired children retention has not removed yet) stay unfilled.
   for (const start of [...wanted.keys()]) if (expired(start)) wanted.delete(start);
 
-  const actions: PartitionAction[] = createActions(
-    policy,
-    catalog,
-    children,
-    wanted,
-    defaultRowsAt,
-    findings,
-  );
+  const actions = createActions(policy, catalog, children, wanted, defaultRowsAt, findings);
   capCreates(actions, current, catalog, findings);
   strandedDefaultRows(children.ranged, actions, defaultRowsAt, horizon, interval, findings);
+  const guarded = withDefaultGuard(table, catalog, actions, now);
   if (policy.defaultPartition && !catalog.defaultPartition) {
-    actions.push({
+    guarded.push({
       kind: "create_default_partition",
       table,
       partition: defaultPartitionName(catalog.table.name),
     });
   }
-  return { table, actions, findings };
+  return { table, actions: guarded, findings };
 }
 
 /**

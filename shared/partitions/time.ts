@@ -8,6 +8,13 @@ export type PartitionInterval = (typeof INTERVALS)[number];
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
 
+/**
+ * How far ahead of now a range must start for its attach to be made without making writers wait
+ * (see apply.ts): only a row from a device clock more than a day ahead can belong to it (a device
+ * set to the wrong time zone is at most 14 hours off).
+ */
+export const FUTURE_MARGIN_MS = DAY_MS;
+
 /** The start of the interval that contains `instant` (weeks start on ISO Monday). */
 export function floorToInterval(instant: Date, interval: PartitionInterval): Date {
   const t = instant.getTime();

@@ -11,6 +11,7 @@ import {
   type PartitionPlan,
   planPartitions,
 } from "../../shared/partitions/plan.ts";
+import { GUARD_MIN_DEFAULT_ROWS } from "../../shared/partitions/plan-guard.ts";
 import {
   addIntervals,
   floorToInterval,
@@ -674,5 +675,52 @@ describe("planPartitions: regressions", () => {
     });
     const plan = planPartitions(policy(), catalog({ children: [odd] }), NOW);
     expect(codes(plan)).toContain("misaligned_child");
+  });
+});
+
+describe("the DEFAULT guard (prove far-future ranges absent before attaching them)", () => {
+  // 200,000 rows dated 2031 (beyond any premake horizon): they stay in DEFAULT.
+  const farRows = [{ start: utc("2031-01-01T00:00:00Z"), rows: GUARD_MIN_DEFAULT_ROWS * 2 }];
+  const kinds = (plan: PartitionPlan) =>
+    plan.actions.map((a) => (a.kind === "create_partition" ? a.partition : a.kind));
+
+  it("covers the ranges that start more than a day ahead, before their creates, and is dropped last", () => {
+    const plan = planPartitions(policy({ premake: 3 }), catalog({ buckets: farRows }), NOW);
+    expect(kinds(plan)).toEqual([
+      "telemetry_points_p202611",
+      "guard_default",
+      "telemetry_points_p202612",
+      "telemetry_points_p202701",
+      "telemetry_points_p202702",
+      "drop_default_guard",
+    ]);
+    const guard = plan.actions.find((a) => a.kind === "guard_default");
+    expect(guard?.kind === "guard_default" && guard.ranges.map((r) => r.from.toISOString())).toEqual([
+      "2026-12-01T00:00:00.000Z",
+      "2027-01-01T00:00:00.000Z",
+      "2027-02-01T00:00:00.000Z",
+    ]);
+  });
+
+  it("leaves out a range that starts within a day, and a range whose rows are in DEFAULT", () => {
+    const late = new Date("2026-11-30T12:00:00Z");
+    const buckets = [{ start: utc("2027-01-01T00:00:00Z"), rows: 5 }, ...farRows];
+    const plan = planPartitions(policy({ premake: 3 }), catalog({ buckets }), late);
+    const guard = plan.actions.find((a) => a.kind === "guard_default");
+    // December starts in 12 hours; January has rows in DEFAULT (a rescue); February is guarded.
+    expect(guard?.kind === "guard_default" && guard.ranges.map((r) => r.from.toISOString())).toEqual([
+      "2027-02-01T00:00:00.000Z",
+    ]);
+  });
+
+  it("is not planned beside a small DEFAULT, whose scan costs less than the guard's locks", () => {
+    const small = [{ start: utc("2031-01-01T00:00:00Z"), rows: GUARD_MIN_DEFAULT_ROWS - 1 }];
+    const plan = planPartitions(policy({ premake: 3 }), catalog({ buckets: small }), NOW);
+    expect(kinds(plan).filter((k) => k.includes("guard"))).toEqual([]);
+  });
+
+  it("drops a guard an earlier run left, also when it plans none", () => {
+    const left = { ...catalog({ children: [monthlyChild("2026-11")] }), defaultGuard: true };
+    expect(kinds(planPartitions(policy({ premake: 0 }), left, NOW))).toEqual(["drop_default_guard"]);
   });
 });
