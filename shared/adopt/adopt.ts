@@ -18,15 +18,19 @@ import { displayRelation } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { SQLSTATE, sqlState } from "../db/sqlstate.ts";
 import { type ChangeTracking, ensureChangeTracking } from "../rollups/change-tracking.ts";
+import { executePlanOrThrow } from "../rollups/plan-run.ts";
 import { registerRollupRead } from "../rollups/registry.ts";
 import type { RollupContext, RollupSource } from "../rollups/source.ts";
-import { AdoptionRefusedError, adoptIngestTracking, ingestTrackingReady } from "./ingest.ts";
+import { type LockedResult, withAdvisoryLocks } from "../run/advisory-lock.ts";
+import { AdoptionRefusedError, adoptIngestTracking, ingestFactsReady } from "./ingest.ts";
+import { type IngestFacts, readIngestFacts } from "./ingest-facts.ts";
 import {
   createTarget,
   createTargetStatements,
   readTargetState,
   schemaMissingMessage,
   type TargetShape,
+  type TargetState,
   targetShape,
 } from "./target.ts";
 
@@ -41,10 +45,33 @@ export interface AdoptionOutcome {
   changeTracking?: ChangeTracking;
 }
 
+/** What adoption reads of the catalog before it acts: the target's state and the source's insert tracking. */
+export interface AdoptionFacts {
+  target: TargetState;
+  ingest: IngestFacts;
+}
+
+export async function readAdoptionFacts(db: Kysely<DB>, policy: RollupSource): Promise<AdoptionFacts> {
+  return {
+    target: await readTargetState(db, rollupTarget(policy.rollup)),
+    ingest: await readIngestFacts(db, policyTable(policy), policy.timeColumn),
+  };
+}
+
+/** What the rollups cannot run without is in place: the target, and ingest_xid with its index. */
+export function adoptionReady(facts: AdoptionFacts): boolean {
+  return facts.target === "present" && ingestFactsReady(facts.ingest);
+}
+
 export async function adoptRollupSource(
   db: Kysely<DB>,
   ctx: RollupContext,
-  options: { dryRun: boolean; policies: readonly TablePolicy[] },
+  options: {
+    dryRun: boolean;
+    policies: readonly TablePolicy[];
+    /** The catalog as the caller read it just now; read here when not given. */
+    facts?: AdoptionFacts | undefined;
+  },
 ): Promise<AdoptionOutcome> {
   const { policy, log, signal } = ctx;
   const { dryRun } = options;
@@ -55,9 +82,11 @@ export async function adoptRollupSource(
 
   // 1. The target.
   const shape = targetShape(policy, options.policies);
-  const target = await ensureTarget(db, ctx, shape, dryRun);
+  const state = options.facts?.target ?? (await readTargetState(db, shape.target));
+  const target = await ensureTarget(db, ctx, shape, { dryRun, state });
   if (target.refusal !== undefined) return { complete: false, actions, refusal: target.refusal };
   if (target.created) count("create_target");
+  if (target.interrupted) return { complete: false, actions };
 
   // 2. Insert tracking.
   let ingest: Awaited<ReturnType<typeof adoptIngestTracking>>;
@@ -71,6 +100,7 @@ export async function adoptRollupSource(
       log,
       signal,
       record: ctx.record,
+      facts: options.facts?.ingest,
     });
   } catch (error) {
     if (error instanceof AdoptionRefusedError) return { complete: false, actions, refusal: error.message };
@@ -102,54 +132,78 @@ export async function adoptRollupSource(
   return { complete: !dryRun || Object.keys(actions).length === 0, actions, changeTracking: tracking };
 }
 
+/** Making the rollup target, as the plan executor's one action. */
+interface CreateTarget {
+  readonly kind: "adopt_create_target";
+  readonly shape: TargetShape;
+}
+
 /**
- * Creates the rollup target when it is missing (a dry run says how), and records it. Returns a
- * refusal when the target's schema does not exist, else whether the target was (or would be) made.
+ * Creates the rollup target when it is missing (a dry run says how), through the plan executor,
+ * which audits it. Returns a refusal when the target's schema does not exist, else whether the
+ * target was (or would be) made, or termination was requested first.
  */
 async function ensureTarget(
   db: Kysely<DB>,
   ctx: RollupContext,
   shape: TargetShape,
-  dryRun: boolean,
-): Promise<{ refusal?: string; created: boolean }> {
+  o: { dryRun: boolean; state: TargetState },
+): Promise<{ refusal?: string; created: boolean; interrupted?: boolean }> {
   const { policy, log, signal } = ctx;
   const shown = displayRelation(shape.target);
-  const state = await readTargetState(db, shape.target);
-  if (state === "schema_missing")
+  if (o.state === "schema_missing")
     return { refusal: `rollup.target ${schemaMissingMessage(shape.target)}`, created: false };
-  if (state !== "missing") return { created: false };
+  if (o.state !== "missing") return { created: false };
   const statements = createTargetStatements(shape).map((s) => `${s.compile(db).sql};`);
-  if (dryRun) {
-    log.info(`would create the rollup target ${shown}: ${statements.join(" ")}`, { target: shown });
-    return { created: true };
-  }
-  const started = new Date();
-  await createTarget(db, shape, {
-    lockTimeoutMs: policy.lockTimeoutMs,
-    retryBudgetMs: policy.retryBudgetMs,
-    signal,
-  });
-  log.notice(
-    `created the rollup target ${shown}${shape.partitioned ? " (partitioned by bucket_ts; partition-manager makes its partitions)" : ""}`,
-    { target: shown, partitioned: shape.partitioned },
+  const action: CreateTarget = { kind: "adopt_create_target", shape };
+  const run = await executePlanOrThrow(
+    ctx,
+    { actions: [action], findings: [] },
+    {
+      // "would create the rollup target ...: CREATE TABLE ..." in a dry run.
+      describe: () => `create the rollup target ${shown}: ${statements.join(" ")}`,
+      planFields: () => ({ target: shown }),
+      target: () => ({ partition: shown }),
+      apply: async () => {
+        const lock = { lockTimeoutMs: policy.lockTimeoutMs, retryBudgetMs: policy.retryBudgetMs, signal };
+        await createTarget(db, shape, lock);
+        log.notice(
+          `created the rollup target ${shown}${shape.partitioned ? " (partitioned by bucket_ts; partition-manager makes its partitions)" : ""}`,
+          { target: shown, partitioned: shape.partitioned },
+        );
+        return { outcome: "ok", detail: { partitioned: shape.partitioned, statements }, logFields: {} };
+      },
+      doneSeverity: "info",
+    },
+    { dryRun: o.dryRun },
   );
-  await ctx.record({
-    kind: "adopt_create_target",
-    partition: shown,
-    outcome: "ok",
-    detail: { partitioned: shape.partitioned, statements },
-    startedAt: started,
-    finishedAt: new Date(),
-  });
-  return { created: true };
+  return run.status === "interrupted" ? { created: false, interrupted: true } : { created: true };
 }
 
-/** What the rollups cannot run without is in place: the target, and ingest_xid with its index. */
-export async function adoptionReady(db: Kysely<DB>, policy: RollupSource): Promise<boolean> {
-  return (
-    (await readTargetState(db, rollupTarget(policy.rollup))) === "present" &&
-    (await ingestTrackingReady(db, policyTable(policy), policy.timeColumn))
+/**
+ * Adoption under its advisory locks (adoptionLockKeys; `ownKey: false` when the caller holds the
+ * adoption's own key already), with the catalog read once: the facts choose the locks, and the
+ * adoption of a ready source (every run of rollup-hourly after the first) works from them. A source
+ * that is not ready is read again under the locks: they are what keeps partition-manager and
+ * retention from changing the partitions its plan names.
+ */
+export async function adoptUnderLocks(
+  db: Kysely<DB>,
+  ctx: RollupContext,
+  options: { dryRun: boolean; policies: readonly TablePolicy[]; ownKey: boolean },
+): Promise<{ ready: boolean; locked: LockedResult<AdoptionOutcome> }> {
+  const facts = await readAdoptionFacts(db, ctx.policy);
+  const ready = adoptionReady(facts);
+  const own = `adopt:${ctx.policy.table}`;
+  const keys = adoptionLockKeys(ctx.policy, ready).filter((k) => options.ownKey || k !== own);
+  const locked = await withAdvisoryLocks(db, keys, () =>
+    adoptRollupSource(db, ctx, {
+      dryRun: options.dryRun,
+      policies: options.policies,
+      facts: ready ? facts : undefined,
+    }),
   );
+  return { ready, locked };
 }
 
 /**

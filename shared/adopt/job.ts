@@ -7,9 +7,8 @@ import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import { inspectRollupSource } from "../rollups/inspect.ts";
 import { isRollupSource, rollupContext } from "../rollups/source.ts";
-import { withAdvisoryLocks } from "../run/advisory-lock.ts";
 import { type RunResult, runJob } from "../run/runner.ts";
-import { adoptionLockKeys, adoptionReady, adoptRollupSource } from "./adopt.ts";
+import { adoptUnderLocks } from "./adopt.ts";
 
 export async function runAdoptJob(
   db: Kysely<DB>,
@@ -30,11 +29,7 @@ export async function runAdoptJob(
       const ctx = rollupContext(tableCtx);
       // The job's own key (adopt:<table>) is held by the runner; the others only while there is
       // work that must keep partition-manager and retention away (adoptionLockKeys).
-      const ready = await adoptionReady(db, ctx.policy);
-      const others = adoptionLockKeys(ctx.policy, ready).filter((k) => !k.startsWith("adopt:"));
-      const locked = await withAdvisoryLocks(db, others, () =>
-        adoptRollupSource(db, ctx, { dryRun, policies: config.policies }),
-      );
+      const { locked } = await adoptUnderLocks(db, ctx, { dryRun, policies: config.policies, ownKey: false });
       if (!locked.acquired)
         return {
           status: "failed",

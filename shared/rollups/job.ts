@@ -1,11 +1,10 @@
 // The rollup-hourly job: the runner with rollup's table selection, checks and work.
 import type { Kysely } from "kysely";
-import { adoptionLockKeys, adoptionReady, adoptRollupSource } from "../adopt/adopt.ts";
+import { adoptUnderLocks } from "../adopt/adopt.ts";
 import type { Config } from "../config/load.ts";
 import type { TablePolicy } from "../config/policy.ts";
 import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
-import { withAdvisoryLocks } from "../run/advisory-lock.ts";
 import { type RunResult, runJob, type TableReport } from "../run/runner.ts";
 import type { ChangeTracking } from "./change-tracking.ts";
 import { groupMayBeNull, inspectRollupSourceFacts } from "./inspect.ts";
@@ -54,7 +53,7 @@ export async function runRollupJob(
 
 /**
  * rollup-hourly's first step: adopt the source (shared/adopt/adopt.ts) unless it is adopted already,
- * under the adoption's own advisory lock (an `adopt` command or another shard's task may be at it).
+ * reading its catalog once, under the adoption's own advisory lock (an `adopt` command or another shard's task may be at it).
  * `stop` is the table's report when the run cannot go on to the rollups: adoption refused,
  * incomplete, busy elsewhere, or planned only (a dry run, which cannot count new rows without
  * ingest_xid); otherwise the rollups go on, with what adoption found of the change triggers.
@@ -65,10 +64,11 @@ async function adoptFirst(
   config: Config,
 ): Promise<{ stop: TableReport } | { changeTracking: ChangeTracking | undefined }> {
   const dryRun = config.options.dryRun;
-  const ready = await adoptionReady(db, ctx.policy);
-  const locked = await withAdvisoryLocks(db, adoptionLockKeys(ctx.policy, ready), () =>
-    adoptRollupSource(db, ctx, { dryRun, policies: config.policies }),
-  );
+  const { ready, locked } = await adoptUnderLocks(db, ctx, {
+    dryRun,
+    policies: config.policies,
+    ownKey: true,
+  });
   if (!locked.acquired) {
     // Another shard's task checks the same table at the same time (or an `adopt` is running, or
     // partition-manager or retention is at work on a table adoption must change): go on if what
