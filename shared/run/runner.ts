@@ -84,9 +84,22 @@ export async function validatePolicies(
   spec: Pick<JobSpec, "appliesTo" | "inspect"> = {},
 ): Promise<TablePolicy[]> {
   const selected = selectedPolicies(config).filter((p) => spec.appliesTo?.(p) ?? true);
+  return await checkPolicies(db, config, spec, selected, await awaitedRollupTargets(db, config, selected));
+}
+
+/**
+ * validatePolicies with the awaited rollup targets already read (runJob reads them once, for this
+ * check and for its notices): the selected policies, less the awaited ones.
+ */
+async function checkPolicies(
+  db: Kysely<DB>,
+  config: Config,
+  spec: Pick<JobSpec, "appliesTo" | "inspect">,
+  selected: readonly TablePolicy[],
+  awaited: readonly TablePolicy[],
+): Promise<TablePolicy[]> {
   const inspect = spec.inspect ?? inspectPartitionedTable;
   const problems: string[] = [];
-  const awaited = await awaitedRollupTargets(db, config, selected);
   for (const policy of selected) {
     if (awaited.includes(policy)) continue;
     const index = config.policies.indexOf(policy);
@@ -136,13 +149,14 @@ export async function runJob(spec: JobSpec): Promise<RunResult> {
       "the telemetry_jobs bookkeeping schema is missing: run `telemetry-jobs migrate up` first",
     );
   }
-  const policies = await validatePolicies(db, config, spec);
-  for (const policy of await awaitedRollupTargets(db, config, selectedPolicies(config)))
-    if (spec.appliesTo?.(policy) ?? true)
-      log.notice(
-        `${policy.table} does not exist yet: it is a rollup target, which \`telemetry-jobs adopt\` (or rollup-hourly's first run) creates from the policy; ${job} manages it from then on`,
-        { table: policy.table },
-      );
+  const selected = selectedPolicies(config).filter((p) => spec.appliesTo?.(p) ?? true);
+  const awaited = await awaitedRollupTargets(db, config, selected);
+  const policies = await checkPolicies(db, config, spec, selected, awaited);
+  for (const policy of awaited)
+    log.notice(
+      `${policy.table} does not exist yet: it is a rollup target, which \`telemetry-jobs adopt\` (or rollup-hourly's first run) creates from the policy; ${job} manages it from then on`,
+      { table: policy.table },
+    );
   if (policies.length === 0) log.notice(`no table in the policy is managed by ${job}`);
   const runId = dryRun
     ? undefined

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sessionOptions } from "../../shared/db/connect.ts";
 import type { DB } from "../../shared/db/schema.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
-import { makeConfig, runRollup } from "../support/jobs.ts";
+import { makeConfig, runPartitionManager, runRollup } from "../support/jobs.ts";
 
 const NOW = "2026-06-10T10:30:00Z";
 const SOURCE = {
@@ -66,6 +66,17 @@ function reads(run: () => Promise<unknown>): Promise<Record<keyof typeof READS, 
 }
 
 describe("catalog reads per run", () => {
+  it("a job reads whether a rollup target exists once per run", async () => {
+    const config = makeConfig(t.url, [SOURCE, TARGET], { now: NOW });
+    const pm = await reads(async () => {
+      const run = await runPartitionManager(counted, config);
+      expect(run.exitCode).toBe(0);
+      expect(run.logs.some((l) => /points_hourly does not exist yet/.test(l.message))).toBe(true);
+    });
+    // One statement per selected table that is some policy's rollup target: points_hourly.
+    expect(pm.targetExists).toBe(1);
+  });
+
   it("rollup-hourly on an adopted source reads the adoption facts once per run", async () => {
     const config = makeConfig(t.url, [SOURCE, TARGET], { now: NOW });
     const first = await runRollup(counted, config);
