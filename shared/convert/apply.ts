@@ -1,4 +1,5 @@
-// The executor of `migrate convert`: runs the steps the step builders (step-*.ts) produce. A
+// How `migrate convert` runs one step of the steps the step builders (step-*.ts) produce; the plan
+// executor (shared/run/execute-plan.ts, through execute.ts) calls it for each step in turn. A
 // "transaction" step runs in one transaction under lock_timeout, retried with backoff
 // (shared/db/lock-retry.ts), so a step either happened or did not; a "concurrently" step runs
 // outside any transaction (CREATE/DROP INDEX CONCURRENTLY cannot run inside one) and, if killed,
@@ -21,7 +22,6 @@ export interface ExecContext {
   /** Relation named in "gave up" errors with its lock holders. */
   table: Relation;
   progressEveryMs: number;
-  dryRun: boolean;
   signal?: AbortSignal;
 }
 
@@ -36,27 +36,21 @@ export class StepGuardError extends Error {
   override readonly name = "StepGuardError";
 }
 
+/** What --dry-run prints of a step: what it would do, what it locks, and every statement. */
+export function logDryRun(log: Logger, step: Step): void {
+  log.notice(`dry run: would ${step.title}`, { step: step.id, locks: step.locks, kind: step.kind });
+  for (const s of step.statements) log.notice(`  ${s.sql};`, { step: step.id, sql: s.sql });
+}
+
+/** Runs one step, logging its title as it starts and its progress while it runs. */
 export async function runStep(ctx: ExecContext, step: Step): Promise<StepOutcome> {
-  const { log } = ctx;
-  if (ctx.dryRun) {
-    log.notice(`dry run: would ${step.title}`, { step: step.id, locks: step.locks, kind: step.kind });
-    for (const s of step.statements) log.notice(`  ${s.sql};`, { step: step.id, sql: s.sql });
-    return { rows: [], attempts: 0, durationMs: 0 };
-  }
-  log.info(`${step.title}`, { step: step.id, locks: step.locks });
+  ctx.log.info(`${step.title}`, { step: step.id, locks: step.locks });
   const started = Date.now();
   const stopProgress = step.progress ? startProgress(ctx, step, started) : () => {};
   try {
     const outcome =
       step.kind === "transaction" ? await runTransaction(ctx, step) : await runConcurrently(ctx, step);
-    const durationMs = Date.now() - started;
-    log.info(`done: ${step.id} (${durationMs} ms)`, {
-      step: step.id,
-      durationMs,
-      attempts: outcome.attempts,
-      rows: outcome.rows,
-    });
-    return { ...outcome, durationMs };
+    return { ...outcome, durationMs: Date.now() - started };
   } finally {
     stopProgress();
   }

@@ -1,5 +1,6 @@
 // `migrate convert`: holds the table's job locks, then runs the phases asked for, in order. Each
-// phase (phase-*.ts) reads the facts it needs, asks the pure planner for its steps and runs them.
+// phase (phase-*.ts) reads the facts it needs, asks the pure planner for its steps and runs them
+// through the plan executor every job uses (execute.ts).
 // Every phase is idempotent: it works out from the catalog and telemetry_jobs.conversions what is
 // already done, so the same command after a kill finishes the job. While it works it holds
 // partition-manager's and retention's advisory locks on the table, so neither touches the table
@@ -175,7 +176,6 @@ async function runPhase(
       retryBudgetMs: options.retryBudgetMs,
       table,
       progressEveryMs: options.progressEveryMs,
-      dryRun: options.dryRun,
       signal,
     },
   };

@@ -1,18 +1,16 @@
 // What every phase of `migrate convert` starts from: the options, the table, and the conversion's
 // recorded state, read once when the phase starts. Each phase (phase-*.ts) then reads the facts it
-// needs, asks the pure planner for its steps, and runs them through apply.ts.
+// needs, asks the pure planner for its steps, and runs them through execute.ts.
 import type { Kysely } from "kysely";
 import { EXIT, type ExitCode } from "../config/errors.ts";
 import type { TablePolicy } from "../config/policy.ts";
 import type { Relation } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
-import { pauseAtFaultPoint } from "../run/fault-points.ts";
-import { type ExecContext, runStep } from "./apply.ts";
+import type { ExecContext } from "./apply.ts";
 import type { ConversionDesign, ConvertInput } from "./design.ts";
 import { INGEST_COLUMN } from "./design.ts";
 import type { ConversionState, TableFacts } from "./facts.ts";
-import type { Step } from "./step.ts";
 import type { PrepareState } from "./step-prepare.ts";
 
 export const CONVERT_PHASES = [
@@ -73,16 +71,6 @@ export const REFUSED = EXIT.usage;
 /** The phase will not run in this state: exit 2, nothing changed. */
 export class Refusal extends Error {
   override readonly name = "Refusal";
-}
-
-/** Runs the steps in order; between two steps it stops on the signal (the next run continues). */
-export async function runSteps(ctx: PhaseContext, steps: readonly Step[]): Promise<void> {
-  for (const step of steps) {
-    if (ctx.signal.aborted)
-      throw new Error(`stopped before step ${step.id} (signal); run the same command again to continue`);
-    await runStep(ctx.exec, step);
-    if (!ctx.exec.dryRun) await pauseAtFaultPoint("convert-after-prepare-step", ctx.exec.log, step.id);
-  }
 }
 
 /** What prepare already built, from the table's facts and the conversion's state. */

@@ -3,14 +3,9 @@
 
 import { EXIT } from "../config/errors.ts";
 import type { ConversionDesign } from "./design.ts";
+import { afterPrepareStep, executeSteps } from "./execute.ts";
 import { existingRelations } from "./facts-state.ts";
-import {
-  type ConversionRecord,
-  type PhaseContext,
-  type PhaseOutcome,
-  Refusal,
-  runSteps,
-} from "./phase-context.ts";
+import { type ConversionRecord, type PhaseContext, type PhaseOutcome, Refusal } from "./phase-context.ts";
 import { finalizeSteps } from "./step-finalize.ts";
 
 /** The objects finalize may drop: the unique constraints kept on history, the old key index. */
@@ -46,7 +41,7 @@ export async function finalizePhase(ctx: PhaseContext): Promise<PhaseOutcome> {
   }
   if (gate.kind === "refused") throw new Refusal(gate.reason);
   const present = new Set(await existingRelations(ctx.db, ctx.table.schema, finalizeCandidates(gate.design)));
-  await runSteps(ctx, finalizeSteps(gate.design, present));
+  await executeSteps(ctx, { steps: finalizeSteps(gate.design, present), afterStep: afterPrepareStep(ctx) });
   if (!ctx.options.dryRun)
     ctx.log.notice(`finalized: ${ctx.shown} is an ordinary managed partitioned table now`);
   return { exitCode: EXIT.ok };

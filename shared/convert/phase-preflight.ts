@@ -8,6 +8,7 @@ import type { Logger } from "../log/logger.ts";
 import { type Assessment, assess } from "./assess.ts";
 import { defaultBoundary } from "./boundary.ts";
 import { type ConversionDesign, type ConvertInput, design, namesToCreate } from "./design.ts";
+import { executeSteps } from "./execute.ts";
 import type { ConversionState, TableFacts } from "./facts.ts";
 import { existingRelations } from "./facts-state.ts";
 import { readTableFacts } from "./facts-table.ts";
@@ -57,6 +58,26 @@ export async function assessWithClashes(
     return assess(facts, input, state, clashes);
   }
   return assess(facts, input, state);
+}
+
+/**
+ * Prepare's and swap's refusal when the assessment finds blockers: through the executor, which
+ * runs nothing and reports the refusal as the full preflight report.
+ */
+export async function refuseAsPreflight(
+  ctx: PhaseContext,
+  facts: TableFacts,
+  verdict: Assessment,
+  boundary: Date,
+): Promise<PhaseOutcome> {
+  await executeSteps(ctx, {
+    steps: [],
+    refusal: {
+      reason: `${displayRelation(facts.table)} cannot be converted safely`,
+      report: () => reportPreflight(ctx.log, facts, verdict, boundary),
+    },
+  });
+  return { exitCode: REFUSED };
 }
 
 export function reportPreflight(log: Logger, facts: TableFacts, verdict: Assessment, boundary: Date): void {

@@ -3,9 +3,9 @@
 
 import { EXIT } from "../config/errors.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
-import { runStep } from "./apply.ts";
 import type { Assessment } from "./assess.ts";
 import { type ConversionDesign, type ConvertInput, design } from "./design.ts";
+import { afterPrepareStep, executeSteps } from "./execute.ts";
 import type { TableFacts } from "./facts.ts";
 import { readTableFacts } from "./facts-table.ts";
 import {
@@ -14,10 +14,8 @@ import {
   type PhaseContext,
   type PhaseOutcome,
   prepareState,
-  REFUSED,
-  runSteps,
 } from "./phase-context.ts";
-import { assessWithClashes, phaseBoundary, reportPreflight } from "./phase-preflight.ts";
+import { assessWithClashes, phaseBoundary, refuseAsPreflight } from "./phase-preflight.ts";
 import type { Step } from "./step.ts";
 import { type PrepareState, prepareSteps } from "./step-prepare.ts";
 import { recordStep } from "./step-record.ts";
@@ -66,10 +64,7 @@ export async function preparePhase(ctx: PhaseContext): Promise<PhaseOutcome> {
   // A resumed prepare keeps what the operator accepted when it started.
   const accepted = active && storedDesign ? acceptedInput(ctx.input, storedDesign) : ctx.input;
   const verdict = await assessWithClashes(ctx.db, facts, accepted, ctx.state, storedDesign);
-  if (verdict.blockers.length > 0) {
-    reportPreflight(log, facts, verdict, boundary);
-    return { exitCode: REFUSED };
-  }
+  if (verdict.blockers.length > 0) return await refuseAsPreflight(ctx, facts, verdict, boundary);
   const plan = planPrepare({
     active,
     storedDesign,
@@ -80,11 +75,12 @@ export async function preparePhase(ctx: PhaseContext): Promise<PhaseOutcome> {
     verdict,
   });
   for (const w of plan.warnings) log.warn(w);
-  if (plan.record) {
-    await runStep(ctx.exec, plan.record);
-    await pauseAtFaultPoint("convert-after-record", log);
-  }
-  await runSteps(ctx, plan.steps);
+  const afterStep = afterPrepareStep(ctx);
+  await executeSteps(ctx, {
+    steps: plan.record ? [plan.record, ...plan.steps] : plan.steps,
+    afterStep: (step) =>
+      step === plan.record ? pauseAtFaultPoint("convert-after-record", log) : afterStep(step),
+  });
   const d = plan.design;
   if (!ctx.options.dryRun)
     log.notice(

@@ -6,8 +6,9 @@ import { EXIT } from "../config/errors.ts";
 import { columnSql, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { SQLSTATE, sqlState } from "../db/sqlstate.ts";
-import { runStep, type StepOutcome } from "./apply.ts";
+import type { StepOutcome } from "./apply.ts";
 import type { ConversionDesign } from "./design.ts";
+import { afterPrepareStep, executeStep, executeSteps } from "./execute.ts";
 import type { ConversionState } from "./facts.ts";
 import { readChangeTriggers } from "./facts-dependents.ts";
 import { readTableFacts } from "./facts-table.ts";
@@ -17,7 +18,6 @@ import {
   type PhaseOutcome,
   prepareState,
   Refusal,
-  runSteps,
 } from "./phase-context.ts";
 import { inSchema } from "./step.ts";
 import { abandonSteps } from "./step-abandon.ts";
@@ -66,7 +66,8 @@ export async function revertPhase(ctx: PhaseContext): Promise<PhaseOutcome> {
       throw new Refusal(decision.reason);
     case "abandon": {
       const facts = await readTableFacts(ctx.db, ctx.table, ctx.options.policy.timeColumn, null);
-      await runSteps(ctx, abandonSteps(decision.design, prepareState(facts, ctx.state)));
+      const steps = abandonSteps(decision.design, prepareState(facts, ctx.state));
+      await executeSteps(ctx, { steps, afterStep: afterPrepareStep(ctx) });
       return { exitCode: EXIT.ok };
     }
     case "revert":
@@ -85,7 +86,7 @@ async function revertSwapped(ctx: PhaseContext, d: ConversionDesign): Promise<Ph
   const changeTriggers = await readChangeTriggers(db, table);
   let outcome: StepOutcome;
   try {
-    outcome = await runStep(ctx.exec, revertStep(d, columns, changeTriggers));
+    outcome = await executeStep(ctx, revertStep(d, columns, changeTriggers));
   } catch (error) {
     if (sqlState(error) === SQLSTATE.uniqueViolation)
       throw new Refusal(

@@ -3,9 +3,9 @@
 
 import { EXIT } from "../config/errors.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
-import { runStep } from "./apply.ts";
 import { type Assessment, assess } from "./assess.ts";
 import { type ConversionDesign, type ConvertInput, design } from "./design.ts";
+import { executeStep } from "./execute.ts";
 import type { ConversionState, TableFacts } from "./facts.ts";
 import { readTableFacts } from "./facts-table.ts";
 import {
@@ -13,10 +13,9 @@ import {
   type PhaseContext,
   type PhaseOutcome,
   prepareState,
-  REFUSED,
   Refusal,
 } from "./phase-context.ts";
-import { reportPreflight } from "./phase-preflight.ts";
+import { refuseAsPreflight } from "./phase-preflight.ts";
 import type { Step } from "./step.ts";
 import { type PrepareState, prepareSteps } from "./step-prepare.ts";
 import { swapStep } from "./step-swap.ts";
@@ -118,14 +117,11 @@ export async function swapPhase(ctx: PhaseContext): Promise<PhaseOutcome> {
     boundary: active.boundary,
     nowMs: Date.now(),
   });
-  if (plan.kind === "blocked") {
-    reportPreflight(log, facts, plan.verdict, active.boundary);
-    return { exitCode: REFUSED };
-  }
+  if (plan.kind === "blocked") return await refuseAsPreflight(ctx, facts, plan.verdict, active.boundary);
   for (const w of plan.warnings) log.warn(w);
   if (plan.kind === "refused") throw new Refusal(plan.reason);
   await pauseAtFaultPoint("convert-before-swap", log);
-  const outcome = await runStep(ctx.exec, plan.step);
+  const outcome = await executeStep(ctx, plan.step);
   if (options.dryRun) return { exitCode: EXIT.ok, report: outcome };
   if (!options.policy.partitioned)
     log.warn(
@@ -142,6 +138,6 @@ export async function swapPhase(ctx: PhaseContext): Promise<PhaseOutcome> {
 async function previewSwap(ctx: PhaseContext): Promise<PhaseOutcome> {
   const facts = await readTableFacts(ctx.db, ctx.table, ctx.options.policy.timeColumn, null);
   const d = ctx.active && ctx.storedDesign ? ctx.storedDesign : design(facts, ctx.input);
-  await runStep(ctx.exec, swapStep(d, facts.changeTriggers));
+  await executeStep(ctx, swapStep(d, facts.changeTriggers));
   return { exitCode: EXIT.ok };
 }
