@@ -170,6 +170,15 @@ export const TablePolicySchema = z
       .max(3_600_000)
       .default(60_000)
       .describe("Total time to keep retrying a DDL that cannot get its lock, with backoff and jitter."),
+    maxRescueRows: z
+      .number()
+      .int()
+      .min(0)
+      .max(1_000_000_000)
+      .optional()
+      .describe(
+        "Most rows partition-manager moves out of the DEFAULT partition for one new partition (default 50000). The move blocks every reader and writer of the table until it ends (about 1 s per 75,000 rows); above this the rescue is refused (CRIT, exit 2) and left to a deliberate run (docs/runbooks/partition-manager.md).",
+      ),
     partitioned: z
       .boolean()
       .default(true)

@@ -55,6 +55,8 @@ export async function managePartitions(
     doneSeverity: "info",
   };
   const done = await executePlan(ctx, plan, steps, options);
+  // A rescue refused above maxRescueRows (a CRIT finding) ends the table refused, after the rest.
+  const refused = plan.findings.find((f) => f.code === "rescue_refused")?.message;
   switch (done.status) {
     case "refused":
       return { status: "refused", actions: {}, error: done.error };
@@ -70,9 +72,9 @@ export async function managePartitions(
   const after = await readCatalog(db, table, policy.timeColumn, policy.interval, lock);
   const health = assessHealth(policy, after, options.now);
   return {
-    status: done.status,
+    status: done.status === "ok" && refused ? "refused" : done.status,
     actions: done.actions,
     health: { ...health },
-    ...(done.status === "failed" ? { error: done.error } : {}),
+    ...(done.status === "failed" ? { error: done.error } : refused ? { error: refused } : {}),
   };
 }

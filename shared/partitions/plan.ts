@@ -8,6 +8,7 @@ import type { TableCatalog } from "./catalog.ts";
 import { partitionName } from "./naming.ts";
 import { type ChildrenSeen, coveredBy, type RangedChild, readChildren } from "./plan-children.ts";
 import { type GuardedRange, withDefaultGuard } from "./plan-guard.ts";
+import { refuseLargeRescues } from "./plan-rescue.ts";
 import { addIntervals, floorToInterval, type PartitionInterval } from "./time.ts";
 
 export type CreateReason = "premake" | "gap" | "rescue";
@@ -44,7 +45,8 @@ export type PartitionFindingCode =
   | "detach_pending"
   | "gap_span_too_large"
   | "creation_capped"
-  | "default_rows_expired";
+  | "default_rows_expired"
+  | "rescue_refused";
 
 export type PartitionFinding = Finding<PartitionFindingCode>;
 
@@ -87,7 +89,8 @@ export function planPartitions(policy: TablePolicy, catalog: TableCatalog, now: 
   // Gaps below the cutoff (between expired children retention has not removed yet) stay unfilled.
   for (const start of [...wanted.keys()]) if (expired(start)) wanted.delete(start);
 
-  const actions = createActions(policy, catalog, children, wanted, defaultRowsAt, findings);
+  const creates = createActions(policy, catalog, children, wanted, defaultRowsAt, findings);
+  const actions = refuseLargeRescues(policy, creates, findings);
   capCreates(actions, current, catalog, findings);
   strandedDefaultRows(children.ranged, actions, defaultRowsAt, horizon, interval, findings);
   const guarded = withDefaultGuard(table, catalog, actions, now);

@@ -51,9 +51,12 @@ describe("a statement that meets a DEFAULT rescue", () => {
     );
     await t.pool.query("ANALYZE public.rv");
 
+    // A deliberate rescue: ROWS is above the default maxRescueRows, which would refuse it.
     const job = runPartitionManager(
       t.db,
-      makeConfig(t.url, [{ table: "public.rv", timeColumn: "ts", premake: 0 }], { now: NOW }),
+      makeConfig(t.url, [{ table: "public.rv", timeColumn: "ts", premake: 0, maxRescueRows: ROWS }], {
+        now: NOW,
+      }),
     );
 
     // Wait until the rescue holds DEFAULT and the parent (it is moving the rows now), then start

@@ -12,6 +12,7 @@ import {
   planPartitions,
 } from "../../shared/partitions/plan.ts";
 import { GUARD_MIN_DEFAULT_ROWS } from "../../shared/partitions/plan-guard.ts";
+import { DEFAULT_MAX_RESCUE_ROWS } from "../../shared/partitions/plan-rescue.ts";
 import {
   addIntervals,
   floorToInterval,
@@ -722,5 +723,35 @@ describe("the DEFAULT guard (prove far-future ranges absent before attaching the
   it("drops a guard an earlier run left, also when it plans none", () => {
     const left = { ...catalog({ children: [monthlyChild("2026-11")] }), defaultGuard: true };
     expect(kinds(planPartitions(policy({ premake: 0 }), left, NOW))).toEqual(["drop_default_guard"]);
+  });
+});
+
+describe("a rescue above maxRescueRows", () => {
+  const november = [{ start: utc("2026-11-03T00:00:00Z"), rows: DEFAULT_MAX_RESCUE_ROWS + 1 }];
+
+  it("is left out with a CRIT finding naming the command; the rest of the plan stays", () => {
+    const plan = planPartitions(policy({ premake: 1 }), catalog({ buckets: november }), NOW);
+    expect(creates(plan).map((a) => a.partition)).toEqual(["telemetry_points_p202612"]);
+    const refused = plan.findings.filter((f) => f.code === "rescue_refused");
+    expect(refused.map((f) => [f.severity, f.partition])).toEqual([["crit", "telemetry_points_p202611"]]);
+    expect(refused[0]?.message).toContain(
+      `telemetry-jobs partition-manager --table public.${TABLE} --config <that policy file>`,
+    );
+  });
+
+  it("goes ahead up to the bound, and the policy can raise it", () => {
+    const at = [{ start: november[0]!.start, rows: DEFAULT_MAX_RESCUE_ROWS }];
+    expect(codes(planPartitions(policy({ premake: 1 }), catalog({ buckets: at }), NOW))).not.toContain(
+      "rescue_refused",
+    );
+    const raised = planPartitions(
+      policy({ premake: 1, maxRescueRows: DEFAULT_MAX_RESCUE_ROWS + 1 }),
+      catalog({ buckets: november }),
+      NOW,
+    );
+    expect(creates(raised).map((a) => [a.partition, a.defaultRows])).toEqual([
+      ["telemetry_points_p202611", DEFAULT_MAX_RESCUE_ROWS + 1],
+      ["telemetry_points_p202612", 0],
+    ]);
   });
 });
