@@ -9,10 +9,12 @@ import type { DB } from "../db/schema.ts";
 import { type ActionSteps, executePlan } from "../run/execute-plan.ts";
 import type { TableContext, TableReport } from "../run/runner.ts";
 import { applyRetentionAction } from "./apply.ts";
+import type { RetentionContext, RetentionOutcome } from "./context.ts";
 import { retentionCutoff, retentionOf } from "./expiry.ts";
 import { readRetentionFacts } from "./facts.ts";
 import { planRetention, type RetentionAction, type RetentionPlan } from "./plan.ts";
 import { resumeBlock } from "./progress.ts";
+import { type RemovePartition, removeTogether } from "./remove.ts";
 
 export function describeRetentionAction(a: RetentionAction): string {
   switch (a.kind) {
@@ -51,7 +53,7 @@ export async function manageRetention(
     deadline: Date.now() + retention.timeBudgetMs,
     totals,
   });
-  const done = await executePlan(ctx, plan, steps, options);
+  const done = await executePlan({ ...ctx, signal: steps.signal }, plan, steps, options);
   const { bytesFreed, rowsDeleted } = totals;
   switch (done.status) {
     case "refused":
@@ -99,10 +101,20 @@ function retentionSteps(
   ctx: TableContext,
   plan: RetentionPlan,
   run: { now: Date; deadline: number; totals: Totals },
-): ActionSteps<RetentionAction> {
+): ActionSteps<RetentionAction> & { signal: AbortSignal } {
   const { policy, log } = ctx;
   const { totals } = run;
+  const retentionCtx: RetentionContext = {
+    db,
+    policy,
+    log,
+    signal: ctx.signal,
+    now: run.now,
+    deadline: run.deadline,
+  };
+  const together = removalsTogether(retentionCtx, plan, ctx.signal);
   return {
+    signal: together.signal,
     describe: describeRetentionAction,
     planFields: (a) => ({ action: a.kind }),
     target: (action) => ({
@@ -120,11 +132,9 @@ function retentionSteps(
         action.kind === "delete_rows"
           ? await resumeBlock(db, policy.table, displayRelation(action.relation))
           : 0;
-      const outcome = await applyRetentionAction(
-        { db, policy, log, signal: ctx.signal, now: run.now, deadline: run.deadline },
-        action,
-        { startBlock },
-      );
+      const outcome =
+        (action.kind === "remove_partition" ? await together.outcome(action) : undefined) ??
+        (await applyRetentionAction(retentionCtx, action, { startBlock }));
       if (action.kind === "remove_partition" && action.mode === "drop") totals.bytesFreed += outcome.bytes;
       if (action.kind === "delete_rows") totals.rowsDeleted += outcome.rows;
       totals.incomplete ||= outcome.incomplete === true;
@@ -138,11 +148,44 @@ function retentionSteps(
           hold: action.kind === "remove_partition" ? (action.expiredHold ? "expired" : "none") : undefined,
           incomplete: outcome.incomplete,
           nextBlock: outcome.nextBlock,
+          batches: outcome.batches,
         },
         logFields: { path: outcome.path, rows: outcome.rows },
       };
     },
     doneSeverity: "notice",
+  };
+}
+
+/**
+ * The plan's partition removals, done together by removeTogether when the first of them is
+ * applied; each later one then only reports its outcome, so that the executor audits each. A stop
+ * request waits (the returned signal stays unaborted) until every removal done has been audited.
+ * `outcome` is undefined when they could not be done together: apply them one by one.
+ */
+function removalsTogether(ctx: RetentionContext, plan: RetentionPlan, stop: AbortSignal) {
+  const removals = plan.actions.filter((a): a is RemovePartition => a.kind === "remove_partition");
+  const done = new Map<RetentionAction, RetentionOutcome>();
+  let tried = false;
+  const gate = new AbortController();
+  const release = () => {
+    if (stop.aborted && done.size === 0) gate.abort(stop.reason);
+  };
+  stop.addEventListener("abort", release, { once: true });
+  release();
+  return {
+    signal: gate.signal,
+    async outcome(action: RemovePartition): Promise<RetentionOutcome | undefined> {
+      if (!tried) {
+        tried = true;
+        const outcomes = await removeTogether(ctx, removals);
+        if (outcomes !== "busy") for (const [i, r] of removals.entries()) done.set(r, outcomes[i]!);
+      }
+      const outcome = done.get(action);
+      done.delete(action);
+      release();
+      return outcome;
+    },
   };
 }
 

@@ -1,0 +1,41 @@
+// What every retention step is given, what it reports, and how it retries for a lock.
+import type { Kysely } from "kysely";
+import { policyTable, type TablePolicy } from "../config/policy.ts";
+import type { DB } from "../db/schema.ts";
+import type { Logger } from "../log/logger.ts";
+
+export interface RetentionContext {
+  db: Kysely<DB>;
+  policy: TablePolicy;
+  log: Logger;
+  signal: AbortSignal;
+  now: Date;
+  /** When row deletes must stop (epoch ms): the policy's time budget is per run, not per action. */
+  deadline?: number;
+  /** How long one row-delete batch should take (ms); see delete-rows.ts for the default. */
+  batchTargetMs?: number;
+}
+
+export interface RetentionOutcome {
+  rows: number;
+  bytes: number;
+  /** How it was done, for the audit trail and the logs (e.g. "detach concurrently, drop"). */
+  path: string;
+  /** Row deletes stopped at the time budget or on SIGTERM; the next run continues from nextBlock. */
+  incomplete?: boolean;
+  nextBlock?: number;
+  /** Row deletes: how many batches (transactions) they took. */
+  batches?: number;
+}
+
+export function retryOptions(ctx: RetentionContext, what: string) {
+  return {
+    lockTimeoutMs: ctx.policy.lockTimeoutMs,
+    budgetMs: ctx.policy.retryBudgetMs,
+    what,
+    contended: policyTable(ctx.policy),
+    signal: ctx.signal,
+    onRetry: (i: { attempt: number; waitMs: number; error: unknown }) =>
+      ctx.log.warn("lock not available, retrying", { what, ...i }),
+  };
+}
