@@ -13,7 +13,7 @@ import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import { withAdvisoryLocks } from "../run/advisory-lock.ts";
 import { boundaryProblem } from "./boundary.ts";
-import type { ConversionDesign } from "./design.ts";
+import { readStoredDesign } from "./design-schema.ts";
 import { readConversionState } from "./facts-state.ts";
 import { convertNames } from "./names.ts";
 import {
@@ -161,8 +161,9 @@ async function runPhase(
     state,
     record,
     active,
-    // The design prepare stored with the conversion (written by recordStep, read back as it was).
-    storedDesign: record ? (record.plan as ConversionDesign) : null,
+    // The design prepare stored with the conversion (recordStep), checked as it is read back. A
+    // reverted conversion's is never used (the next prepare designs afresh), so it is not read.
+    storedDesign: active ? readStoredDesign(tableKey(table), active) : null,
     input: {
       policy: options.policy,
       now: options.now,

@@ -50,7 +50,7 @@ export interface PhaseContext {
   record: ConversionRecord | null;
   /** The recorded conversion, unless it was reverted (then a new one may start). */
   active: ConversionRecord | null;
-  /** The design stored with the recorded conversion. */
+  /** The design stored with the active conversion, checked when it was read; null without one. */
   storedDesign: ConversionDesign | null;
   input: ConvertInput;
   exec: ExecContext;
