@@ -1,132 +1,124 @@
 // The rebuild of a rollup run: the pending range of the task's watermark, recomputed in batches of
 // whole hours, each batch in one transaction with the watermark's progress, so a kill loses at most
-// the batch in flight and the next run resumes. What the loop does next (a batch, stop, done) is
-// decided by nextBackfillStep (decide.ts); this file runs it.
+// the batch in flight and the next run resumes. The batches are actions of the run's plan
+// (planRollupWork, decide.ts) carried out by the plan executor (work.ts); this file applies one
+// batch, and says at the end whether the rebuild is complete or where it stopped.
 import type { Kysely } from "kysely";
 import type { DB } from "../db/schema.ts";
+import type { Applied } from "../run/execute-plan.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import { recomputeBuckets } from "./apply.ts";
-import { backfillProgress, hoursIn, nextBackfillStep } from "./decide.ts";
-import type { HourRange } from "./plan.ts";
+import { backfillProgress, hoursIn, nextBackfillStep, type RollupAction } from "./decide.ts";
 import type { RollupContext, RollupTask } from "./source.ts";
-import { loadSavedWatermark, type SavedWatermark, saveWatermark } from "./watermark.ts";
+import { loadSavedWatermark, saveWatermark } from "./watermark.ts";
 
 /** How often the rebuild logs its progress. */
 const PROGRESS_EVERY_MS = 5_000;
 
-export interface BackfillResult {
+/** What the run's batches have done so far (for the progress line and the health). */
+export interface RebuildTotals {
   batches: number;
-  /** Stopped between batches because termination was requested. */
-  interrupted: boolean;
+  hours: number;
+  buckets: number;
+  samples: number;
   /** Rows of the rebuilt hours skipped because their group is NULL. */
   nullGroupRows: number;
+  /** When the rebuild began: its time budget counts from here. */
+  started: number;
+  lastProgress: number;
+}
+
+export function rebuildTotals(started: number): RebuildTotals {
+  return { batches: 0, hours: 0, buckets: 0, samples: 0, nullGroupRows: 0, started, lastProgress: started };
 }
 
 /**
- * Recomputes the pending rebuild range in batches of whole hours, saving progress after each.
- * `horizon` is the run's raw-data horizon: before it, a batch keeps rollup rows it finds no raw
- * values for.
+ * One batch: recomputed and its progress saved in one transaction. Batches after the first wait
+ * rollup.batchPauseMs first (other sessions get the disk between them).
  */
-export async function runBackfill(
+export async function applyRebuildBatch(
   db: Kysely<DB>,
   ctx: RollupContext,
   task: RollupTask,
-  horizon: Date | null,
-): Promise<BackfillResult> {
-  const { log } = ctx;
+  action: Extract<RollupAction, { kind: "rollup_rebuild_batch" }>,
+  totals: RebuildTotals,
+): Promise<Applied> {
   const { rollup } = task.source;
-  const started = Date.now();
-  let lastProgress = started;
-  const done = { batches: 0, hours: 0, buckets: 0, samples: 0, nullGroupRows: 0 };
-  const result = (interrupted: boolean): BackfillResult => ({
-    batches: done.batches,
-    interrupted,
-    nullGroupRows: done.nullGroupRows,
-  });
-  for (;;) {
-    const w = await loadSavedWatermark(db, rollup.target, task.shard);
-    const next = nextBackfillStep(w, {
-      batchHours: rollup.backfillBatchHours,
-      horizon,
-      aborted: ctx.signal.aborted,
-      elapsedMs: Date.now() - started,
-      budgetMs: rollup.timeBudgetMs,
-    });
-    switch (next.kind) {
-      case "none":
-        return result(false);
-      case "complete":
-        log.notice("rebuild complete", { hours: done.hours, buckets: done.buckets, samples: done.samples });
-        await db
-          .transaction()
-          .execute((trx) =>
-            saveWatermark(trx, rollup.target, task.shard, { ...w, backfillNext: null, backfillTo: null }),
-          );
-        return result(false);
-      case "interrupted":
-        log.warn("stopping the rebuild between batches: termination requested; the next run resumes", {
-          next: w.backfillNext,
-        });
-        return result(true);
-      case "out_of_time":
-        log.warn("rebuild stopped at the time budget; the next run resumes", {
-          next: w.backfillNext,
-          to: w.backfillTo,
-        });
-        return result(false);
-      case "batch":
-        break;
-    }
-    const r = await runBatch(db, ctx, task, w, next);
-    done.batches++;
-    done.hours += hoursIn(next.batch);
-    done.buckets += r.buckets;
-    done.samples += r.samples;
-    done.nullGroupRows += r.nullGroupRows;
-    if (Date.now() - lastProgress > PROGRESS_EVERY_MS) {
-      lastProgress = Date.now();
-      log.info("rebuilding rollups", {
-        ...backfillProgress({
-          hoursDone: done.hours,
-          hoursLeft: next.hoursLeftAfter,
-          samples: done.samples,
-          buckets: done.buckets,
-          elapsedMs: Date.now() - started,
-        }),
-        next: next.batch.to,
-      });
-    }
-    if (rollup.batchPauseMs > 0) await new Promise((r) => setTimeout(r, rollup.batchPauseMs));
-  }
-}
-
-/** One batch: recomputed and its progress saved in one transaction, then recorded. */
-async function runBatch(
-  db: Kysely<DB>,
-  ctx: RollupContext,
-  task: RollupTask,
-  w: SavedWatermark,
-  step: { batch: HourRange; keepExisting: boolean },
-) {
-  const { batch, keepExisting } = step;
-  const target = task.source.rollup.target;
-  const batchStarted = new Date();
+  const { batch, keepExisting } = action;
+  if (totals.batches > 0 && rollup.batchPauseMs > 0)
+    await new Promise((r) => setTimeout(r, rollup.batchPauseMs));
+  const w = await loadSavedWatermark(db, rollup.target, task.shard);
   const result = await db.transaction().execute(async (trx) => {
     const r = await recomputeBuckets(trx, task, { kind: "hours", range: batch, keepExisting });
-    await saveWatermark(trx, target, task.shard, { ...w, backfillNext: batch.to });
+    await saveWatermark(trx, rollup.target, task.shard, { ...w, backfillNext: batch.to });
     return r;
   });
   await pauseAtFaultPoint("after-rollup-batch", ctx.log);
-  await ctx.record({
-    kind: "rollup_rebuild_batch",
-    partition: target,
-    from: batch.from,
-    to: batch.to,
+  totals.batches++;
+  totals.hours += hoursIn(batch);
+  totals.buckets += result.buckets;
+  totals.samples += result.samples;
+  totals.nullGroupRows += result.nullGroupRows;
+  if (Date.now() - totals.lastProgress > PROGRESS_EVERY_MS) {
+    totals.lastProgress = Date.now();
+    ctx.log.info("rebuilding rollups", {
+      ...backfillProgress({
+        hoursDone: totals.hours,
+        hoursLeft: action.hoursLeftAfter,
+        samples: totals.samples,
+        buckets: totals.buckets,
+        elapsedMs: Date.now() - totals.started,
+      }),
+      next: batch.to,
+    });
+  }
+  return {
     rows: result.buckets,
     outcome: "ok",
     detail: { shard: task.shard, upserted: result.upserted, deleted: result.deleted },
-    startedAt: batchStarted,
-    finishedAt: new Date(),
+    logFields: { buckets: result.buckets },
+  };
+}
+
+/**
+ * After the run's plan: a rebuild whose batches are all done is cleared from the watermark; one
+ * stopped by termination or by the time budget says so, and the next run resumes it.
+ */
+export async function finishRebuild(
+  db: Kysely<DB>,
+  ctx: RollupContext,
+  task: RollupTask,
+  how: "done" | "interrupted" | "out_of_time",
+  totals: RebuildTotals,
+): Promise<void> {
+  const { log } = ctx;
+  const { rollup } = task.source;
+  const w = await loadSavedWatermark(db, rollup.target, task.shard);
+  if (how === "interrupted") {
+    log.warn("stopping the rebuild between batches: termination requested; the next run resumes", {
+      next: w.backfillNext,
+    });
+    return;
+  }
+  if (how === "out_of_time") {
+    log.warn("rebuild stopped at the time budget; the next run resumes", {
+      next: w.backfillNext,
+      to: w.backfillTo,
+    });
+    return;
+  }
+  const next = nextBackfillStep(w, {
+    batchHours: rollup.backfillBatchHours,
+    horizon: null,
+    aborted: false,
+    elapsedMs: 0,
+    budgetMs: rollup.timeBudgetMs,
   });
-  return result;
+  if (next.kind !== "complete") return;
+  log.notice("rebuild complete", { hours: totals.hours, buckets: totals.buckets, samples: totals.samples });
+  await db
+    .transaction()
+    .execute((trx) =>
+      saveWatermark(trx, rollup.target, task.shard, { ...w, backfillNext: null, backfillTo: null }),
+    );
 }

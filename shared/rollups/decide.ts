@@ -1,7 +1,8 @@
 // The decisions of one rollup run besides its plan (plan.ts), as pure functions of the saved
-// watermark, the plan and the clock: what a run saves before its first step, what the incremental
-// step covers, what the rebuild loop does next, and the figures and messages the run reports.
-// No database, no Date.now(): manage.ts, incremental.ts and backfill.ts carry the decisions out.
+// watermark, the plan and the clock: what a run saves before its first step, the units of work it
+// hands the plan executor (the incremental step, the rebuild's batches), what the incremental step
+// covers, and the figures and messages the run reports. No database, no Date.now(): manage.ts,
+// incremental.ts and backfill.ts carry the decisions out.
 import {
   HOUR_MS,
   type HourRange,
@@ -121,6 +122,88 @@ export function nextBackfillStep(
     keepExisting: o.horizon !== null && batch.from < o.horizon,
     hoursLeftAfter: hoursIn({ from: batch.to, to: w.backfillTo }),
   };
+}
+
+/** One unit of a rollup run's work, as the plan executor carries it out; its kind is the audit row's. */
+export type RollupAction =
+  | {
+      /** The incremental step: one REPEATABLE READ transaction (incrementalScope says what it covers). */
+      readonly kind: "rollup_incremental";
+      readonly finalBefore: Date;
+      readonly newlyFinal: HourRange | null;
+    }
+  | {
+      /** One batch of the rebuild, its own transaction with the watermark's progress. */
+      readonly kind: "rollup_rebuild_batch";
+      readonly batch: HourRange;
+      readonly keepExisting: boolean;
+      readonly hoursLeftAfter: number;
+    };
+
+/**
+ * A run's work once its starting point is saved (`saved`): the incremental step, then every batch
+ * of the pending rebuild, in order, as nextBackfillStep walks it when there is time. The executor
+ * stops between them on termination or at the time budget; the next run plans what is left.
+ */
+export function planRollupWork(
+  saved: Watermark,
+  plan: Pick<RollupPlan, "finalBefore" | "newlyFinal" | "horizon">,
+  batchHours: number,
+): RollupAction[] {
+  const actions: RollupAction[] = [
+    { kind: "rollup_incremental", finalBefore: plan.finalBefore, newlyFinal: plan.newlyFinal },
+  ];
+  const walk = {
+    aborted: false,
+    elapsedMs: 0,
+    budgetMs: Number.POSITIVE_INFINITY,
+    batchHours,
+    horizon: plan.horizon,
+  };
+  for (let w = saved; ; ) {
+    const step = nextBackfillStep(w, walk);
+    if (step.kind !== "batch") return actions;
+    const { batch, keepExisting, hoursLeftAfter } = step;
+    actions.push({ kind: "rollup_rebuild_batch", batch, keepExisting, hoursLeftAfter });
+    w = { ...w, backfillNext: batch.to };
+  }
+}
+
+/**
+ * The watermark the run's work starts from: the starting point it saves first (startingPoint), or
+ * the saved one when it stands as it is. A dry run plans from it without saving it.
+ */
+export function watermarkAfterStart(
+  watermark: Watermark | undefined,
+  point: StartingPoint | null,
+): Watermark {
+  if (!point) {
+    if (!watermark) throw new Error("a first run always saves its starting point");
+    return watermark;
+  }
+  return {
+    finalBefore: point.finalBefore,
+    backfillNext: point.rebuild?.from ?? null,
+    backfillTo: point.rebuild?.to ?? null,
+  };
+}
+
+/** What the plan's log lines say of an action ("plan: ...", "would ...", "done: ..."). */
+export function describeRollupAction(a: RollupAction): string {
+  if (a.kind === "rollup_rebuild_batch")
+    return `rebuild ${iso(a.batch.from)} .. ${iso(a.batch.to)}${a.keepExisting ? " (before the raw-data horizon: adding and updating only)" : ""}`;
+  const hours = a.newlyFinal
+    ? `the newly final hours ${iso(a.newlyFinal.from)} .. ${iso(a.newlyFinal.to)} and `
+    : "";
+  return `recompute ${hours}the final buckets touched since the last run (final before ${iso(a.finalBefore)})`;
+}
+
+/** The report's action counts, by the names run summaries have always used. */
+export function rollupActionCounts(done: Record<string, number>): Record<string, number> {
+  const counts: Record<string, number> = {};
+  if (done.rollup_incremental) counts.incremental = done.rollup_incremental;
+  if (done.rollup_rebuild_batch) counts.rebuild_batch = done.rollup_rebuild_batch;
+  return counts;
 }
 
 /** The rebuild's progress figures, for its periodic log line. */

@@ -1,9 +1,11 @@
 // The incremental step of a rollup run, in one REPEATABLE READ transaction: recompute the hours that
 // became final and the final buckets touched by newly visible rows or by committed updates and
 // deletes, and save the snapshot the transaction saw with the new finalBefore. What it covers is
-// decided by incrementalScope (decide.ts); this file runs it, logs it and records it.
+// decided by incrementalScope (decide.ts); this file runs it and logs it, as the first action of the
+// run's plan (work.ts), and says what its audit row holds.
 import { type Kysely, sql } from "kysely";
 import type { DB } from "../db/schema.ts";
+import type { Applied } from "../run/execute-plan.ts";
 import { collectTouchedBuckets, type RecomputeResult, recomputeBuckets } from "./apply.ts";
 import { type ChangeConsumption, consumeChanges } from "./change-records.ts";
 import { hoursIn, incrementalScope } from "./decide.ts";
@@ -25,16 +27,32 @@ export interface IncrementalStep {
 const iso = (d: Date) => d.toISOString();
 const NOTHING: RecomputeResult = { buckets: 0, samples: 0, upserted: 0, deleted: 0, nullGroupRows: 0 };
 
-export async function runIncremental(
+/** Runs the step and logs it; returns the step and what the plan executor audits of it. */
+export async function applyIncremental(
   db: Kysely<DB>,
   ctx: RollupContext,
   task: RollupTask,
   start: { saved: SavedWatermark; plan: RollupPlan; inherited: boolean },
-): Promise<IncrementalStep> {
+): Promise<{ step: IncrementalStep; applied: Applied }> {
   const started = Date.now();
   const step = await incrementalTransaction(db, task, start);
-  await reportIncremental(ctx, task, start.plan, step, started);
-  return step;
+  const durationMs = Date.now() - started;
+  const buckets = reportIncremental(ctx, start.plan, step, durationMs);
+  return {
+    step,
+    applied: {
+      rows: step.touched.rows,
+      outcome: "ok",
+      detail: {
+        shard: task.shard,
+        buckets,
+        changedBuckets: step.changes.buckets,
+        seen: step.seen,
+        durationMs,
+      },
+      logFields: { buckets },
+    },
+  };
 }
 
 async function incrementalTransaction(
@@ -78,16 +96,14 @@ async function incrementalTransaction(
     });
 }
 
-/** The step's log lines and its audit row. */
-async function reportIncremental(
+/** The step's log lines; returns how many metric buckets it recomputed. */
+function reportIncremental(
   ctx: RollupContext,
-  task: RollupTask,
   plan: RollupPlan,
   step: IncrementalStep,
-  started: number,
-): Promise<void> {
+  durationMs: number,
+): number {
   const { log } = ctx;
-  const durationMs = Date.now() - started;
   const horizon = plan.horizon ? iso(plan.horizon) : "";
   if (step.touched.skippedBeforeHorizon > 0)
     log.warn(
@@ -115,20 +131,5 @@ async function reportIncremental(
       unsettledTransactions: parseSnapshot(step.seen).xip.length,
     },
   );
-  await ctx.record({
-    kind: "rollup_incremental",
-    partition: task.source.rollup.target,
-    to: plan.finalBefore,
-    rows: step.touched.rows,
-    outcome: "ok",
-    detail: {
-      shard: task.shard,
-      buckets,
-      changedBuckets: step.changes.buckets,
-      seen: step.seen,
-      durationMs,
-    },
-    startedAt: new Date(started),
-    finishedAt: new Date(),
-  });
+  return buckets;
 }

@@ -1,20 +1,19 @@
 // rollup-hourly's work for one source table (one shard of it): make sure the source records its
-// UPDATEs and DELETEs (change triggers), plan from the saved watermark, then (1) the incremental
-// step in one REPEATABLE READ transaction: recompute the hours that became final and the final
-// buckets touched by newly visible rows or by committed updates and deletes, save the snapshot;
-// (2) the rebuild of history, in batches of whole hours, each its own transaction, within the
-// time budget. What each step covers is decided by plan.ts and decide.ts; this file, with
-// incremental.ts and backfill.ts, carries it out.
+// UPDATEs and DELETEs (change triggers), read the saved watermark (the facts), plan, save the
+// starting point, and hand the run's units of work to the plan executor (work.ts): (1) the
+// incremental step in one REPEATABLE READ transaction: recompute the hours that became final and
+// the final buckets touched by newly visible rows or by committed updates and deletes, save the
+// snapshot; (2) the rebuild of history, in batches of whole hours, each its own transaction,
+// within the time budget; then report the table's health. What each step covers is decided by
+// plan.ts and decide.ts; work.ts, incremental.ts and backfill.ts carry it out.
 import { type Kysely, sql } from "kysely";
 import { policyTable } from "../config/policy.ts";
 import { columnSql, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import type { TableReport } from "../run/runner.ts";
-import { runBackfill } from "./backfill.ts";
 import { pendingChangeBuckets } from "./change-records.ts";
 import { type ChangeTracking, ensureChangeTracking } from "./change-tracking.ts";
-import { describeDryRun, describeStart, rollupHealth, startingPoint } from "./decide.ts";
-import { runIncremental } from "./incremental.ts";
+import { describeDryRun, describeStart, rollupHealth, startingPoint, watermarkAfterStart } from "./decide.ts";
 import { type HourRange, planRollup, type RollupPlan, type ShardSpec } from "./plan.ts";
 import type { RollupContext, RollupSource, RollupTask } from "./source.ts";
 import {
@@ -26,6 +25,7 @@ import {
   type SavedWatermark,
   saveWatermark,
 } from "./watermark.ts";
+import { listRollupWork, runRollupWork } from "./work.ts";
 
 export interface RollupOptions {
   now: Date;
@@ -69,16 +69,14 @@ export async function manageRollup(
     horizon: plan.horizon,
     rebuild: plan.startBackfill && { from: plan.startBackfill.from, to: plan.startBackfill.to },
   });
-  if (options.dryRun) return await planOnly(db, ctx, plan, start.watermark);
+  if (options.dryRun) return await planOnly(db, ctx, task, plan, start);
 
   const saved = await saveStart(db, ctx, task, start, plan);
-  const step = await runIncremental(db, ctx, task, { saved, plan, inherited: start.inherited });
-  const counts: Record<string, number> = { incremental: 1 };
-  const rebuilt = await runBackfill(db, ctx, task, plan.horizon);
-  if (rebuilt.batches > 0) counts.rebuild_batch = rebuilt.batches;
+  const work = await runRollupWork(db, ctx, task, { saved, plan, inherited: start.inherited });
   await dropObsoleteLayouts(db, rollup.target, shard);
 
   const after = await loadSavedWatermark(db, rollup.target, shard);
+  const { step } = work;
   const health = rollupHealth(
     after,
     options.now,
@@ -89,10 +87,10 @@ export async function manageRollup(
     },
     tracking,
   );
-  const nullGroupRows = step.nullGroupRows + rebuilt.nullGroupRows;
+  const nullGroupRows = step.nullGroupRows + work.rebuildNullGroupRows;
   return {
-    status: rebuilt.interrupted ? "interrupted" : "ok",
-    actions: counts,
+    status: work.status,
+    actions: work.actions,
     health: withNullGroups(ctx, task, health, nullGroupRows),
   };
 }
@@ -130,16 +128,22 @@ async function firstSnapshot(db: Kysely<DB>, policy: RollupSource) {
     });
 }
 
-/** A dry run counts what the incremental step would find, and changes nothing. */
+/**
+ * A dry run counts what the incremental step would find, lists the run's units of work from the
+ * starting point it would save, and changes nothing.
+ */
 async function planOnly(
   db: Kysely<DB>,
   ctx: RollupContext,
+  task: RollupTask,
   plan: RollupPlan,
-  watermark: SavedWatermark | undefined,
+  start: Start,
 ): Promise<TableReport> {
-  const pending = await countNewRows(db, ctx.policy, watermark?.seen);
+  const pending = await countNewRows(db, ctx.policy, start.watermark?.seen);
   const changed = await pendingChangeBuckets(db, ctx.policy);
   ctx.log.info(describeDryRun(plan, pending, changed), { newRows: pending, changedBuckets: changed });
+  const from = watermarkAfterStart(start.watermark, startingPoint(start.watermark, start.inherited, plan));
+  await listRollupWork(ctx, task, from, plan);
   return {
     status: "ok",
     actions: { incremental: 1, ...(plan.startBackfill ? { rebuild: 1 } : {}) },
