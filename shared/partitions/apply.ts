@@ -17,6 +17,7 @@ import { columnSql, displayRelation, type Relation, relationOidSql, relationSql 
 import type { DB } from "../db/schema.ts";
 import { SQLSTATE } from "../db/sqlstate.ts";
 import type { Logger } from "../log/logger.ts";
+import { TEXT } from "../log/text-view.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import { boundLiteral } from "./bounds.ts";
 import type { TableCatalog } from "./catalog.ts";
@@ -235,6 +236,8 @@ async function moveFromDefault(
     trx,
   );
   const rows = Number(r.numAffectedRows ?? 0n);
-  if (rows > 0) ctx.log.info("moved rows out of the DEFAULT partition", { partition: child.name, rows });
+  // On a terminal the action's progress line says it ("74,411 rows moved").
+  if (rows > 0)
+    ctx.log.info("moved rows out of the DEFAULT partition", { partition: child.name, rows, [TEXT]: null });
   return rows;
 }

@@ -9,6 +9,7 @@ import { applyPartitionAction } from "./apply.ts";
 import { readCatalog } from "./catalog.ts";
 import { assessHealth } from "./health.ts";
 import { type PartitionAction, planPartitions } from "./plan.ts";
+import { partitionPlanRow, partitionProgress } from "./present.ts";
 
 export function describeAction(a: PartitionAction): string {
   if (a.kind === "create_default_partition") return `create DEFAULT partition ${a.partition}`;
@@ -53,6 +54,8 @@ export async function managePartitions(
     },
     nothingToDo: "partitions are up to date: nothing to do",
     doneSeverity: "info",
+    planRow: partitionPlanRow,
+    progressText: partitionProgress,
   };
   const done = await executePlan(ctx, plan, steps, options);
   // A rescue refused above maxRescueRows (a CRIT finding) ends the table refused, after the rest.
