@@ -1,0 +1,74 @@
+// What an operator reads on a terminal: a partition-manager run with a rescue, as the CLI prints it
+// with --log-format text. The plan once as a table (ranges in the interval's precision), one
+// progress line per action, the health and the summary; nothing said twice. Times of day, durations
+// and the run id vary from run to run and are masked; everything else is the snapshot.
+import { spawnSync } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cliEnv } from "../support/adoption.ts";
+import { createTestDatabase, type TestDatabase } from "../support/database.ts";
+
+let t: TestDatabase;
+beforeAll(async () => {
+  t = await createTestDatabase();
+});
+afterAll(async () => {
+  await t.drop();
+});
+
+const POINTS = { table: "public.telemetry_points", timeColumn: "ts", interval: "monthly", premake: 1 };
+
+function cliText(args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const run = spawnSync(
+    process.execPath,
+    ["--import", "tsx", "jobs/cli.ts", ...args, "--log-format", "text"],
+    {
+      encoding: "utf8",
+      timeout: 120_000,
+      env: { ...process.env, ...cliEnv(t.url, [POINTS]), TZ: "America/St_Johns", LANG: "de_DE.UTF-8" },
+    },
+  );
+  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
+}
+
+const mask = (text: string) =>
+  text.split("\n").map((line) =>
+    line
+      .replace(/^\d\d:\d\d:\d\d /, "")
+      .replace(/\d+\.\d s\b/g, "#.# s")
+      .replace(/runId=\d+/, "runId=#")
+      // Sizes differ between PostgreSQL versions, and the row estimate with autovacuum's timing.
+      .replace(/\d+\.\d [KM]iB/, "# MiB")
+      .replace(/~[\d,]+ rows/, "~# rows"),
+  );
+
+describe("text output of a partition-manager run", () => {
+  it("a rescue: the plan as a table, a progress line per action, the health, the summary", async () => {
+    await t.pool.query("INSERT INTO public.devices (id) VALUES ('dev-1') ON CONFLICT DO NOTHING");
+    await t.pool.query(
+      `INSERT INTO public.telemetry_points (device_id, ts, metrics)
+       SELECT 'dev-1', ts, '{"temp_c": 20}'::jsonb
+         FROM generate_series('2026-09-03'::timestamptz, '2026-10-28', '1 hour') AS ts`,
+    );
+    const run = cliText(["partition-manager", "--now", "2026-11-21T00:00:00Z"]);
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    expect(mask(run.stdout)).toEqual([
+      'run started  runId=# now=2026-11-21T00:00:00.000Z tables=["public.telemetry_points"]',
+      "",
+      "public.telemetry_points",
+      "  plan: 4 actions",
+      "             partition                 range               rows  action",
+      "             telemetry_points_p202611  2026-11 .. 2026-12        create (premake)",
+      "             telemetry_points_p202612  2026-12 .. 2027-01        create (premake)",
+      "             telemetry_points_p202610  2026-10 .. 2026-11   649  create (rescue)",
+      "             telemetry_points_p202609  2026-09 .. 2026-10   672  create (rescue)",
+      "  [1/4] telemetry_points_p202611  created  #.# s",
+      "  [2/4] telemetry_points_p202612  created  #.# s",
+      "  [3/4] telemetry_points_p202610  649 rows moved  #.# s",
+      "  [4/4] telemetry_points_p202609  672 rows moved  #.# s",
+      "  health  OK  covered 2026-09 .. 2027-01, partitions 4, future buffer 1, rows in DEFAULT 0, missing 0, # MiB, ~# rows",
+      "partition-manager ok  in #.# s  actions: create_partition 4  tables: public.telemetry_points ok",
+      "",
+    ]);
+  });
+});
