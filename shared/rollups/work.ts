@@ -7,6 +7,7 @@
 // the step finish and save its snapshot.
 import type { Kysely } from "kysely";
 import type { DB } from "../db/schema.ts";
+import type { Logger } from "../log/logger.ts";
 import type { ActionSteps } from "../run/execute-plan.ts";
 import { applyRebuildBatch, finishRebuild, rebuildTotals } from "./backfill.ts";
 import {
@@ -73,9 +74,8 @@ export async function runRollupWork(
     return applied;
   });
   const actions = planRollupWork(start.saved, start.plan, rollup.backfillBatchHours);
-  const run = await executePlanOrThrow({ ...ctx, signal: stop.signal }, { actions, findings: [] }, steps, {
-    dryRun: false,
-  });
+  const executor = { ...ctx, log: batchesAtDebug(ctx.log), signal: stop.signal };
+  const run = await executePlanOrThrow(executor, { actions, findings: [] }, steps, { dryRun: false });
   if (!step) throw new Error("the incremental step is the first action of every rollup plan");
   await finishRebuild(db, ctx, task, stopped ?? "done", totals);
   return {
@@ -100,7 +100,23 @@ export async function listRollupWork(
   const steps = rollupSteps(task, async () => {
     throw new Error("a dry run applies nothing");
   });
-  await executePlanOrThrow(ctx, { actions, findings: [] }, steps, { dryRun: true });
+  await executePlanOrThrow({ ...ctx, log: batchesAtDebug(ctx.log) }, { actions, findings: [] }, steps, {
+    dryRun: true,
+  });
+}
+
+/**
+ * The table's log, with the executor's records of each rebuild batch ("plan: rebuild ...",
+ * "done: rebuild ...", "would rebuild ...") at DEBUG: a first run over months of history has
+ * hundreds of batches, and the rebuild's own lines (its progress every few seconds, where it
+ * stopped, that it is complete) already say what it does. Every other record is as logged.
+ */
+function batchesAtDebug(log: Logger): Logger {
+  const quiet =
+    (at: Logger["info"]): Logger["info"] =>
+    (message, fields) =>
+      (fields?.action === "rollup_rebuild_batch" ? log.debug : at)(message, fields);
+  return { ...log, info: quiet(log.info), notice: quiet(log.notice) };
 }
 
 /** How the executor describes, audits and applies a rollup run's units. */
