@@ -1,6 +1,12 @@
 // Row deletes within one named leaf relation, addressed by that relation's own physical block
 // ranges (ctid), never through a partitioned parent (ctid repeats across partitions: deleting by a
 // parent's ctid deletes recent rows of other partitions too).
+//
+// Batches are sized by time, not by a row count: each batch's block range is scaled by how long
+// the last one took, aiming at BATCH_TARGET_MS. A fixed 5,000 rows made a batch's own cost (a
+// transaction, a few round trips) a large part of the whole on a fast table; a batch of a fixed
+// duration keeps it small on any table, while each transaction still ends within a fraction of a
+// second (row locks held, SIGTERM and the time budget honoured between batches).
 import { sql } from "kysely";
 import { withLockRetry } from "../db/lock-retry.ts";
 import { columnSql, displayRelation, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
@@ -10,27 +16,44 @@ import { retentionOf } from "./expiry.ts";
 import type { RetentionAction } from "./plan.ts";
 
 /**
+ * How long one batch should take, by default (RetentionContext.batchTargetMs overrides it). A
+ * constant rather than a policy field until a table needs another value.
+ */
+export const BATCH_TARGET_MS = 150;
+
+/** How much larger than the last a batch may be: past blocks with nothing to delete, a batch may meet blocks full of it. */
+const MAX_GROWTH = 1.5;
+
+/** The next batch's size in blocks, from the last one's size and how long it took. */
+export function nextBatchBlocks(blocks: number, tookMs: number, targetMs: number): number {
+  const most = Math.ceil(blocks * MAX_GROWTH);
+  const scaled = tookMs > 0 ? Math.floor((blocks * targetMs) / tookMs) : most;
+  return Math.max(1, Math.min(most, scaled));
+}
+
+type DeleteRows = Extract<RetentionAction, { kind: "delete_rows" }>;
+
+/**
  * Deletes rows older than the cutoff from one leaf relation, in batches of physical blocks
- * (`ctid >= '(b,0)' AND ctid < '(b+n,0)'`: a TID range scan, PostgreSQL 14+). Each batch is its
- * own short transaction; a kill loses nothing newer than the cutoff and the next run goes on.
- * A run that stops at its time budget reports the block it reached; the next run starts there
- * (rescanning cleaned blocks from 0 every run would spend each small budget on no work at all).
+ * (`ctid >= '(b,0)' AND ctid < '(b+n,0)'`: a TID range scan, PostgreSQL 14+, which reads only
+ * those blocks). Each batch is its own short transaction; a kill loses nothing newer than the
+ * cutoff (the time condition is re-checked on any row a concurrent update changed) and the next
+ * run goes on. A run that stops at its time budget reports the block it reached; the next run
+ * starts there (rescanning cleaned blocks from 0 every run would spend each small budget on no
+ * work at all), and wraps round to block 0: rows inserted since (with old timestamps) may sit in
+ * space freed before that block.
  */
 export async function deleteRowsInBatches(
   ctx: RetentionContext,
-  action: Extract<RetentionAction, { kind: "delete_rows" }>,
+  action: DeleteRows,
   startBlock: number,
 ): Promise<RetentionOutcome> {
   const retention = retentionOf(ctx.policy);
-  const rel = relationSql(action.relation);
   const shown = displayRelation(action.relation);
-  const col = columnSql(ctx.policy.timeColumn);
   const { blocks, blocksPerBatch } = await batchGeometry(ctx, action.relation, retention.batchSize);
   const started = Date.now();
-  let deleted = 0;
-  let lastProgress = started;
-  // One full pass over the relation, starting where the previous run stopped and wrapping round to
-  // block 0: rows inserted since (with old timestamps) may sit in space freed before that block.
+  const deadline = ctx.deadline ?? started + retention.timeBudgetMs;
+  const target = ctx.batchTargetMs ?? BATCH_TARGET_MS;
   const first = startBlock > 0 && startBlock < blocks ? startBlock : 0;
   if (first > 0)
     ctx.log.info("resuming row deletes where the previous run stopped", {
@@ -45,37 +68,28 @@ export async function deleteRowsInBatches(
           [0, first],
         ]
       : [[0, blocks]];
-  let scanned = 0;
+  const progress = { deleted: 0, scanned: 0, batches: 0, started, lastLog: started };
+  let size = blocksPerBatch;
   let stoppedAt: number | undefined;
   outer: for (const [from, to] of segments) {
-    for (let block = from; block < to; block += blocksPerBatch) {
-      if (ctx.signal.aborted || Date.now() > (ctx.deadline ?? started + retention.timeBudgetMs)) {
+    for (let block = from; block < to; ) {
+      const now = Date.now();
+      if (ctx.signal.aborted || now > deadline) {
         stoppedAt = block;
         break outer;
       }
-      const lo = `(${block},0)`;
-      const hi = `(${Math.min(block + blocksPerBatch, to)},0)`;
-      const { result } = await withLockRetry(
-        ctx.db,
-        retryOptions(ctx, `delete expired rows of ${shown}`),
-        async (trx) => {
-          // A batch lost in a crash is simply deleted again by the next run, so its commit need
-          // not wait for the WAL flush: hundreds of small commits cost no fsync each.
-          await sql`SET LOCAL synchronous_commit = off`.execute(trx);
-          return await sql`DELETE FROM ONLY ${rel}
-             WHERE ctid >= ${lo}::tid AND ctid < ${hi}::tid AND ${col} < ${action.before}`.execute(trx);
-        },
-      );
-      deleted += Number(result.numAffectedRows ?? 0n);
-      scanned += Math.min(blocksPerBatch, to - block);
-      if (scanned >= 10 * blocksPerBatch) await pauseAtFaultPoint("after-delete-batch", ctx.log);
-      if (Date.now() - lastProgress > 5_000) {
-        lastProgress = Date.now();
-        const rowsPerSecond = Math.round(deleted / ((Date.now() - started) / 1000));
-        const remainingEstimate = Math.max(0, action.rows - deleted);
-        const progress = { rowsDeleted: deleted, rowsPerSecond, remainingEstimate, blocksDone: scanned };
-        ctx.log.info("deleting expired rows", { relation: shown, ...progress, blocks });
-      }
+      // A batch never aims past the run's deadline.
+      const aim = Math.max(1, Math.min(target, deadline - now));
+      const end = Math.min(block + size, to);
+      const t0 = performance.now();
+      progress.deleted += await deleteBatch(ctx, action, block, end);
+      const took = performance.now() - t0;
+      progress.scanned += end - block;
+      progress.batches++;
+      size = nextBatchBlocks(end - block, took, aim);
+      block = end;
+      if (progress.batches === 10) await pauseAtFaultPoint("after-delete-batch", ctx.log);
+      logProgress(ctx, action, progress, blocks);
       if (retention.batchPauseMs > 0) await new Promise((r) => setTimeout(r, retention.batchPauseMs));
     }
   }
@@ -83,17 +97,59 @@ export async function deleteRowsInBatches(
   if (incomplete) {
     ctx.log.warn("row deletes stopped at the time budget (or on request); the next run continues", {
       relation: shown,
-      rowsDeleted: deleted,
-      remainingEstimate: Math.max(0, action.rows - deleted),
+      rowsDeleted: progress.deleted,
+      remainingEstimate: Math.max(0, action.rows - progress.deleted),
       nextBlock: stoppedAt,
     });
   }
   return {
-    rows: deleted,
+    rows: progress.deleted,
     bytes: 0,
-    path: `batched delete by block range (${blocksPerBatch} blocks per batch)`,
+    path: `batched delete by block range (${progress.batches} batches, each aiming at ${target} ms)`,
+    batches: progress.batches,
     ...(incomplete ? { incomplete, nextBlock: stoppedAt } : {}),
   };
+}
+
+/** Deletes the expired rows of blocks [from, to) in one transaction; returns how many. */
+async function deleteBatch(ctx: RetentionContext, action: DeleteRows, from: number, to: number) {
+  const rel = relationSql(action.relation);
+  const col = columnSql(ctx.policy.timeColumn);
+  const { result } = await withLockRetry(
+    ctx.db,
+    retryOptions(ctx, `delete expired rows of ${displayRelation(action.relation)}`),
+    async (trx) => {
+      // A batch lost in a crash is simply deleted again by the next run, so its commit need
+      // not wait for the WAL flush.
+      await sql`SET LOCAL synchronous_commit = off`.execute(trx);
+      return await sql`DELETE FROM ONLY ${rel}
+         WHERE ctid >= ${`(${from},0)`}::tid AND ctid < ${`(${to},0)`}::tid AND ${col} < ${action.before}`.execute(
+        trx,
+      );
+    },
+  );
+  return Number(result.numAffectedRows ?? 0n);
+}
+
+/** Every 5 s: rows deleted so far, the rate, and what is left. */
+function logProgress(
+  ctx: RetentionContext,
+  action: DeleteRows,
+  progress: { deleted: number; scanned: number; batches: number; started: number; lastLog: number },
+  blocks: number,
+): void {
+  const now = Date.now();
+  if (now - progress.lastLog <= 5_000) return;
+  progress.lastLog = now;
+  ctx.log.info("deleting expired rows", {
+    relation: displayRelation(action.relation),
+    rowsDeleted: progress.deleted,
+    rowsPerSecond: Math.round(progress.deleted / ((now - progress.started) / 1000)),
+    remainingEstimate: Math.max(0, action.rows - progress.deleted),
+    blocksDone: progress.scanned,
+    batches: progress.batches,
+    blocks,
+  });
 }
 
 /** The relation's size in blocks, and how many blocks make a batch of about `batchSize` rows. */
