@@ -2,14 +2,16 @@
 // identity over between the plain table and the partitioned one).
 import { quoteIdentifier, quoteLiteral, quoteRelation } from "../db/quote.ts";
 import type { Relation } from "../db/relation.ts";
+import { relationOidText } from "./step.ts";
 
 /**
- * pg_get_serial_sequence(table, column) as statement text. The function takes the table as text
- * (there is no form taking an oid), so the relation goes in as a literal of its quoted parts, which
- * PostgreSQL reads back as exactly that relation.
+ * The oid of the sequence behind `table`'s identity column `column`, found as
+ * pg_get_serial_sequence finds it (the sequence depends internally on the column) but from the
+ * table's oid, so that no relation name is parsed from text. A pg_class row's tableoid is the oid
+ * of pg_class itself, which pg_depend's classid and refclassid name. NULL when there is none.
  */
-function serialSequenceText(table: Relation, column: string): string {
-  return `pg_get_serial_sequence(${quoteLiteral(quoteRelation(table))}, ${quoteLiteral(column)})`;
+function identitySequenceText(table: Relation, column: string): string {
+  return `(SELECT s.oid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid AND d.classid = s.tableoid AND s.relkind = 'S' JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid WHERE d.refclassid = s.tableoid AND d.deptype = 'i' AND d.refobjid = ${relationOidText(table)} AND a.attname = ${quoteLiteral(column)})`;
 }
 
 /**
@@ -26,5 +28,5 @@ export function continueSequence(
   const largest = identity.indexed
     ? `(SELECT coalesce(max(${quoteIdentifier(identity.column)}), 0) FROM ${quoteRelation(scanned)})`
     : "0";
-  return `SELECT setval(${serialSequenceText(target, identity.column)}, greatest(v, 1), v >= 1) FROM (SELECT greatest(coalesce(pg_sequence_last_value(${serialSequenceText(source, identity.column)}::regclass), 0), ${largest}) AS v) AS last`;
+  return `SELECT setval(${identitySequenceText(target, identity.column)}, greatest(v, 1), v >= 1) FROM (SELECT greatest(coalesce(pg_sequence_last_value(${identitySequenceText(source, identity.column)}), 0), ${largest}) AS v) AS last`;
 }

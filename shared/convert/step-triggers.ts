@@ -5,7 +5,7 @@ import { displayRelation } from "../db/relation.ts";
 import { CHANGE_FUNCTION, CHANGE_TRIGGERS, changeTriggerStatement } from "../rollups/changes.ts";
 import type { ConversionDesign } from "./design.ts";
 import type { ChangeTriggerFacts } from "./facts.ts";
-import { inSchema, type Statement } from "./step.ts";
+import { inSchema, relationOidText, type Statement } from "./step.ts";
 
 const TRIGGER_STATE = { O: null, D: "DISABLE", R: "ENABLE REPLICA", A: "ENABLE ALWAYS" } as const;
 
@@ -44,9 +44,9 @@ function argsHex(args: readonly string[]): string {
  * after it, this sees the catalog the step changes. rollup-hourly may have installed them in
  * between: the step then rolls back, and the same command again reads them anew.
  *
- * The relation and the function go in as text literals cast to regclass / read by
- * to_regprocedure: the statement is text (printed by --dry-run), and each literal holds the quoted
- * parts, which PostgreSQL reads back as exactly that relation and that function.
+ * The relation is found by its oid, looked up from its schema and name (relationOidText). The
+ * function goes in as a text literal read by to_regprocedure, which takes its argument list too:
+ * the literal holds the quoted parts, which PostgreSQL reads back as exactly that function.
  */
 export function changeTriggersGuard(
   d: ConversionDesign,
@@ -58,10 +58,9 @@ export function changeTriggersGuard(
     .map((t) => `${t.name}/${t.enabled}/t/${argsHex(t.args)}`)
     .join(" ");
   const fn = quoteLiteral(`${quoteRelation(CHANGE_FUNCTION)}()`);
-  const relation = quoteLiteral(quoteRelation(inSchema(d, name)));
   const names = CHANGE_TRIGGERS.map((c) => quoteLiteral(c.name)).join(", ");
   return {
-    sql: `SELECT 1 WHERE (SELECT coalesce(string_agg(t.tgname::text || '/' || t.tgenabled::text || '/' || CASE WHEN t.tgfoid = to_regprocedure(${fn}) THEN 't' ELSE 'f' END || '/' || encode(t.tgargs, 'hex'), ' ' ORDER BY t.tgname::text COLLATE "C"), '') FROM pg_catalog.pg_trigger t WHERE t.tgrelid = ${relation}::regclass AND t.tgname IN (${names})) = ${quoteLiteral(expected)}`,
+    sql: `SELECT 1 WHERE (SELECT coalesce(string_agg(t.tgname::text || '/' || t.tgenabled::text || '/' || CASE WHEN t.tgfoid = to_regprocedure(${fn}) THEN 't' ELSE 'f' END || '/' || encode(t.tgargs, 'hex'), ' ' ORDER BY t.tgname::text COLLATE "C"), '') FROM pg_catalog.pg_trigger t WHERE t.tgrelid = ${relationOidText(inSchema(d, name))} AND t.tgname IN (${names})) = ${quoteLiteral(expected)}`,
     expectRows: 1,
     guard: `rollup-hourly's change triggers on ${displayRelation(inSchema(d, name))} changed since they were read (expected: ${triggers.map((t) => t.name).join(", ") || "none"}); run the same command again`,
   };

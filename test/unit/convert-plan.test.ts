@@ -387,7 +387,7 @@ describe("statement order", () => {
     // Under the lock, before anything changes: the triggers are still the ones read before it.
     const guard = at(
       list,
-      /^SELECT 1 WHERE .* FROM pg_catalog\.pg_trigger t WHERE t\.tgrelid = '"ew"\."telemetry_points"'::regclass/,
+      /^SELECT 1 WHERE .* FROM pg_catalog\.pg_trigger t WHERE t\.tgrelid = \(SELECT c\.oid FROM pg_catalog\.pg_class c JOIN pg_catalog\.pg_namespace n ON n\.oid = c\.relnamespace WHERE n\.nspname = 'ew' AND c\.relname = 'telemetry_points'\) AND/,
     );
     expect(guard).toBeGreaterThan(1);
     expect(list[guard]).toContain(

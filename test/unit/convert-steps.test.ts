@@ -77,6 +77,12 @@ const d: ConversionDesign = {
   buildIngestIndex: false,
 };
 
+/** A relation of ew found by its oid, from its schema and name each quoted on its own. */
+const oidOf = (name: string) =>
+  `(SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'ew' AND c.relname = '${name}')`;
+/** The oid of the sequence behind the identity column id of ew.<name>, from the table's oid. */
+const identitySequence = (name: string) =>
+  `(SELECT s.oid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid AND d.classid = s.tableoid AND s.relkind = 'S' JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid WHERE d.refclassid = s.tableoid AND d.deptype = 'i' AND d.refobjid = ${oidOf(name)} AND a.attname = 'id')`;
 const sqls = (steps: Step[]) => steps.flatMap((s) => s.statements.map((x) => x.sql));
 const ids = (steps: Step[]) => steps.map((s) => s.id);
 
@@ -174,10 +180,10 @@ describe("swap", () => {
     expect(sqls([step])).toEqual([
       'LOCK TABLE "ew"."points" IN ACCESS EXCLUSIVE MODE',
       "UPDATE telemetry_jobs.conversions SET phase = 'swapped', updated_at = now() WHERE table_name = 'ew.points' AND phase = 'prepared'",
-      'SELECT setval(pg_get_serial_sequence(\'"ew"."points_partitioned"\', \'id\'), greatest(v, 1), v >= 1) FROM (SELECT greatest(coalesce(pg_sequence_last_value(pg_get_serial_sequence(\'"ew"."points"\', \'id\')::regclass), 0), (SELECT coalesce(max("id"), 0) FROM "ew"."points")) AS v) AS last',
+      `SELECT setval(${identitySequence("points_partitioned")}, greatest(v, 1), v >= 1) FROM (SELECT greatest(coalesce(pg_sequence_last_value(${identitySequence("points")}), 0), (SELECT coalesce(max("id"), 0) FROM "ew"."points")) AS v) AS last`,
       'ALTER TABLE "ew"."points" ALTER COLUMN "id" DROP IDENTITY',
       'ALTER SEQUENCE ew.points_n_seq OWNED BY "ew"."points_partitioned"."n"',
-      "SELECT 1 WHERE (SELECT coalesce(string_agg(t.tgname::text || '/' || t.tgenabled::text || '/' || CASE WHEN t.tgfoid = to_regprocedure('\"telemetry_jobs\".\"record_rollup_changes\"()') THEN 't' ELSE 'f' END || '/' || encode(t.tgargs, 'hex'), ' ' ORDER BY t.tgname::text COLLATE \"C\"), '') FROM pg_catalog.pg_trigger t WHERE t.tgrelid = '\"ew\".\"points\"'::regclass AND t.tgname IN ('telemetry_jobs_rollup_delete', 'telemetry_jobs_rollup_update')) = 'telemetry_jobs_rollup_update/D/t/7473006465766963655f696400'",
+      `SELECT 1 WHERE (SELECT coalesce(string_agg(t.tgname::text || '/' || t.tgenabled::text || '/' || CASE WHEN t.tgfoid = to_regprocedure('"telemetry_jobs"."record_rollup_changes"()') THEN 't' ELSE 'f' END || '/' || encode(t.tgargs, 'hex'), ' ' ORDER BY t.tgname::text COLLATE "C"), '') FROM pg_catalog.pg_trigger t WHERE t.tgrelid = ${oidOf("points")} AND t.tgname IN ('telemetry_jobs_rollup_delete', 'telemetry_jobs_rollup_update')) = 'telemetry_jobs_rollup_update/D/t/7473006465766963655f696400'`,
       'DROP TRIGGER "telemetry_jobs_rollup_update" ON "ew"."points"',
       'ALTER TABLE "ew"."points" DROP CONSTRAINT "points_pkey"',
       'ALTER TABLE "ew"."points" ADD CONSTRAINT "points_pkey_hist" PRIMARY KEY USING INDEX "points_convert_key"',
@@ -203,9 +209,9 @@ describe("revert", () => {
       'ALTER TABLE "ew"."points_history" DROP CONSTRAINT "telemetry_jobs_convert_bound"',
       'INSERT INTO "ew"."points_history" ("id", "ts") SELECT "id", "ts" FROM "ew"."points"',
       'ALTER TABLE "ew"."points_history" ALTER COLUMN "id" ADD GENERATED ALWAYS AS IDENTITY',
-      'SELECT setval(pg_get_serial_sequence(\'"ew"."points_history"\', \'id\'), greatest(v, 1), v >= 1) FROM (SELECT greatest(coalesce(pg_sequence_last_value(pg_get_serial_sequence(\'"ew"."points"\', \'id\')::regclass), 0), (SELECT coalesce(max("id"), 0) FROM "ew"."points_history")) AS v) AS last',
+      `SELECT setval(${identitySequence("points_history")}, greatest(v, 1), v >= 1) FROM (SELECT greatest(coalesce(pg_sequence_last_value(${identitySequence("points")}), 0), (SELECT coalesce(max("id"), 0) FROM "ew"."points_history")) AS v) AS last`,
       'ALTER SEQUENCE ew.points_n_seq OWNED BY "ew"."points_history"."n"',
-      "SELECT 1 WHERE (SELECT coalesce(string_agg(t.tgname::text || '/' || t.tgenabled::text || '/' || CASE WHEN t.tgfoid = to_regprocedure('\"telemetry_jobs\".\"record_rollup_changes\"()') THEN 't' ELSE 'f' END || '/' || encode(t.tgargs, 'hex'), ' ' ORDER BY t.tgname::text COLLATE \"C\"), '') FROM pg_catalog.pg_trigger t WHERE t.tgrelid = '\"ew\".\"points\"'::regclass AND t.tgname IN ('telemetry_jobs_rollup_delete', 'telemetry_jobs_rollup_update')) = ''",
+      `SELECT 1 WHERE (SELECT coalesce(string_agg(t.tgname::text || '/' || t.tgenabled::text || '/' || CASE WHEN t.tgfoid = to_regprocedure('"telemetry_jobs"."record_rollup_changes"()') THEN 't' ELSE 'f' END || '/' || encode(t.tgargs, 'hex'), ' ' ORDER BY t.tgname::text COLLATE "C"), '') FROM pg_catalog.pg_trigger t WHERE t.tgrelid = ${oidOf("points")} AND t.tgname IN ('telemetry_jobs_rollup_delete', 'telemetry_jobs_rollup_update')) = ''`,
       'DROP TABLE "ew"."points"',
       'ALTER TABLE "ew"."points_history" DROP CONSTRAINT "points_pkey_hist"',
       'ALTER TABLE "ew"."points_history" ADD CONSTRAINT "points_pkey" PRIMARY KEY USING INDEX "points_convert_oldkey"',
