@@ -37,11 +37,7 @@ export async function ensureChangeTracking(
   const source = policyTable(policy);
   const shown = displayRelation(source);
   const { states, groupChanged } = await inspectChangeTriggers(db, policy);
-  const todo = CHANGE_TRIGGERS.filter((t) => {
-    const s = states.get(t.name);
-    return s === "missing" || s === "different";
-  });
-  const disabled = CHANGE_TRIGGERS.filter((t) => states.get(t.name) === "disabled");
+  const { todo, disabled } = planChangeTriggers(states);
   if (todo.length === 0) {
     if (disabled.length === 0) return "present";
     log.warn(
@@ -61,6 +57,23 @@ export async function ensureChangeTracking(
     return "would_install";
   }
   return await installTriggers(db, ctx, { todo, states, groupChanged, statements });
+}
+
+/**
+ * What to do about the change triggers, from their state on the source: create or correct those
+ * missing or defined otherwise (todo); leave those an operator disabled as they are (disabled).
+ */
+export function planChangeTriggers(states: ReadonlyMap<string, TriggerState>): {
+  todo: ChangeTrigger[];
+  disabled: ChangeTrigger[];
+} {
+  return {
+    todo: CHANGE_TRIGGERS.filter((t) => {
+      const s = states.get(t.name);
+      return s === "missing" || s === "different";
+    }),
+    disabled: CHANGE_TRIGGERS.filter((t) => states.get(t.name) === "disabled"),
+  };
 }
 
 /** Creates or corrects the triggers in `todo`; on a lock budget run out or no privilege, warns. */
