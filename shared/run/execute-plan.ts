@@ -208,20 +208,33 @@ function doneText<Action extends { readonly kind: string }>(
   return e.applied.rows === undefined ? "done" : `${formatCount(e.applied.rows)} rows`;
 }
 
+/** Plans longer than HEAD + TAIL actions show their first and last ones and how many lie between. */
+const PLAN_TABLE_HEAD = 15;
+const PLAN_TABLE_TAIL = 5;
+
 /** The plan as a table: partition, range (in its interval's precision), rows, action. */
 function planTable<Action extends { readonly kind: string }>(
   steps: ActionSteps<Action, string>,
   actions: readonly Action[],
   dryRun: boolean,
 ): string {
-  const rows = actions.map((a) => {
+  const row = (a: Action) => {
     const { partition, from, to } = steps.target(a);
-    const row = steps.planRow?.(a) ?? { action: steps.describe(a) };
-    return [partition ?? "", rangeText(from, to), row.rows ?? "", row.action];
-  });
+    const { rows, action } = steps.planRow?.(a) ?? { action: steps.describe(a) };
+    return [partition ?? "", rangeText(from, to), rows ?? "", action];
+  };
   const n = actions.length;
-  const title = `${dryRun ? "would do" : "plan:"} ${n} action${n === 1 ? "" : "s"}`;
-  return [title, ...renderTable(["partition", "range", "rows", "action"], rows, new Set([2]))].join("\n  ");
+  // A rebuild of a year is hundreds of batches: the reader needs where it starts and ends.
+  const shown =
+    n <= PLAN_TABLE_HEAD + PLAN_TABLE_TAIL
+      ? actions.map(row)
+      : [
+          ...actions.slice(0, PLAN_TABLE_HEAD).map(row),
+          ["", `... ${formatCount(n - PLAN_TABLE_HEAD - PLAN_TABLE_TAIL)} more ...`, "", ""],
+          ...actions.slice(n - PLAN_TABLE_TAIL).map(row),
+        ];
+  const title = `${dryRun ? "would do" : "plan:"} ${formatCount(n)} action${n === 1 ? "" : "s"}`;
+  return [title, ...renderTable(["partition", "range", "rows", "action"], shown, new Set([2]))].join("\n  ");
 }
 
 /** Applies, audits and reports one action; returns the error message when it failed. */

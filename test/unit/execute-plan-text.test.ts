@@ -69,6 +69,22 @@ describe("executePlan on a terminal", () => {
     ]);
   });
 
+  it("a long plan shows its first 15 and last 5 actions and how many lie between", async () => {
+    const { ctx, lines } = context("text");
+    const many = Array.from({ length: 427 }, (_, i) => ({
+      ...month("2026-10", "2026-11", `batch_${i + 1}`, 0),
+    }));
+    await executePlan(ctx, { actions: many, findings: [] }, steps, { dryRun: true });
+    const table = lines().filter((l) => l.startsWith("             "));
+    expect(lines()[2]).toBe("  would do 427 actions");
+    expect(table).toHaveLength(1 + 15 + 1 + 5);
+    expect(table[1]).toContain("batch_1 ");
+    expect(table[15]).toContain("batch_15 ");
+    expect(table[16]?.trim()).toBe("... 407 more ...");
+    expect(table[17]).toContain("batch_423 ");
+    expect(table[21]).toContain("batch_427 ");
+  });
+
   it("a finding reads as its message, tagged by its severity", async () => {
     const { ctx, lines } = context("text");
     const findings = [
