@@ -5,9 +5,11 @@
 //      (ingest_xid, time) index, built CONCURRENTLY (per partition on a partitioned table);
 //   3. UPDATE/DELETE tracking on the source (the two statement triggers, rollups/change-tracking.ts);
 //   4. the source's entry for the real-time read (rollups/registry.ts).
-// Each step reads the catalog first and does only what is missing, so a run killed anywhere is
-// completed by the next one, and a run over an adopted table changes nothing. Every DDL that can
-// make writers wait runs under the policy's lock_timeout with retries; CREATE/DROP INDEX
+// Each step reads the catalog first (steps 1 and 2 from what adoptUnderLocks read once for the
+// run) and does only what is missing, so a run killed anywhere is completed by the next one, and a
+// run over an adopted table changes nothing. Steps 1 and 2 hand their actions to the plan executor
+// (shared/run/execute-plan.ts), which logs them, stops at a dry run and audits each one. Every DDL
+// that can make writers wait runs under the policy's lock_timeout with retries; CREATE/DROP INDEX
 // CONCURRENTLY, which blocks no writer, waits for older transactions up to retryBudgetMs instead
 // (ingest.ts), while partition-manager and retention are kept away (adoptionLockKeys).
 // The `adopt` command runs this ahead of time; rollup-hourly runs it as its first step, so a table
@@ -45,7 +47,7 @@ export interface AdoptionOutcome {
   changeTracking?: ChangeTracking;
 }
 
-/** What adoption reads of the catalog before it acts: the target's state and the source's insert tracking. */
+/** What adoption reads of the catalog first: the target's state and the source's insert tracking. */
 export interface AdoptionFacts {
   target: TargetState;
   ingest: IngestFacts;
