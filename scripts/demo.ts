@@ -4,7 +4,9 @@
 //   2. run partition-manager on the empty schema (current month + 3 ahead);
 //   3. load a synthetic fleet: 50 devices, 14 months, ~1M rows, plus late rows and rows from a
 //      device whose clock is years ahead; history lands in the DEFAULT partition;
-//   4. run partition-manager again: its plan rescues the DEFAULT rows into monthly partitions;
+//   4. run partition-manager again: its dry run refuses the large rescues (maxRescueRows); a run
+//      with the bound raised, as an operator would do it, rescues the DEFAULT rows into monthly
+//      partitions;
 //   5. status, and EXPLAIN of a last-7-days query for one device showing partition pruning.
 // --keep leaves the server running and prints its connection string.
 import { readFileSync } from "node:fs";
@@ -107,8 +109,18 @@ try {
   banner("partition-manager --dry-run: the plan");
   await run("partition-manager", ["--dry-run", "--table", "public.telemetry_points"]);
 
-  banner("partition-manager: rescue DEFAULT rows into monthly partitions");
+  // Each month holds ~75,000 rows, above the default maxRescueRows (50,000): a scheduled run refuses
+  // to hold every reader and writer for such a move (CRIT, exit 2, as the dry run above says). An
+  // operator does it deliberately, at a quiet time, with the bound raised for one run.
+  banner(
+    "partition-manager with maxRescueRows raised for one run: rescue DEFAULT rows into monthly partitions",
+  );
+  const deliberate = structuredClone(examplePolicy);
+  for (const table of deliberate.tables)
+    if (table.table === "public.telemetry_points") table.maxRescueRows = 100_000;
+  process.env.TELEMETRY_JOBS_CONFIG_JSON = JSON.stringify(deliberate);
   await run("partition-manager", []);
+  process.env.TELEMETRY_JOBS_CONFIG_JSON = JSON.stringify(examplePolicy);
   await pool.query("ANALYZE telemetry_points");
 
   banner("status");
