@@ -89,6 +89,7 @@ export function canonicalBytes(column: ColdColumn, value: unknown): Buffer {
     case "int16":
     case "int32":
     case "int64":
+    case "xid8":
     case "timestamptz":
     case "timestamp":
       return Buffer.from(String(value), "utf8");

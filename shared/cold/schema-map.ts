@@ -16,7 +16,9 @@
 //   through JavaScript (losing number precision and jsonb's text form); readers cast the string.
 // - text/varchar: STRING; int2/int4 INT32 (int2 annotated INT(16)); int8 INT64; float4 FLOAT;
 //   float8 DOUBLE (NaN and infinities kept); boolean BOOLEAN; timestamp (a partition key can be
-//   one) INT64 TIMESTAMP(isAdjustedToUTC=false, MICROS). Every column OPTIONAL (NULLs).
+//   one) INT64 TIMESTAMP(isAdjustedToUTC=false, MICROS); xid8 (the starter table's ingest_xid)
+//   INT64: unsigned in PostgreSQL, but a transaction id's epoch keeps it far below 2^63, and
+//   BigQuery has no unsigned 64-bit type. Every column OPTIONAL (NULLs).
 import type { SchemaElement } from "hyparquet";
 
 export const COLD_KINDS = [
@@ -33,6 +35,7 @@ export const COLD_KINDS = [
   "json",
   "timestamptz",
   "timestamp",
+  "xid8",
 ] as const;
 
 export type ColdKind = (typeof COLD_KINDS)[number];
@@ -69,7 +72,7 @@ export class UnsupportedColumnTypeError extends Error {
     super(
       `column "${column}" has type ${pgType}, which the cold tier cannot export yet ` +
         "(supported: boolean, smallint, integer, bigint, real, double precision, numeric, text, " +
-        "varchar, uuid, json, jsonb, timestamp, timestamp with time zone)",
+        "varchar, uuid, json, jsonb, timestamp, timestamp with time zone, xid8)",
     );
     this.name = "UnsupportedColumnTypeError";
   }
@@ -89,6 +92,7 @@ const SIMPLE_KINDS: Record<string, ColdKind> = {
   jsonb: "json",
   timestamptz: "timestamptz",
   timestamp: "timestamp",
+  xid8: "xid8",
 };
 
 /** The cold column for one catalog column; UnsupportedColumnTypeError names the column. */
@@ -137,6 +141,7 @@ function leafElement(c: ColdColumn): Partial<SchemaElement> {
     case "int32":
       return { type: "INT32" };
     case "int64":
+    case "xid8":
       return { type: "INT64" };
     case "float32":
       return { type: "FLOAT" };

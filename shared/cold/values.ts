@@ -23,6 +23,16 @@ export function unscaledDecimal(column: ColdColumn, text: string): bigint {
   return m[1] === "-" ? -unscaled : unscaled;
 }
 
+const INT64_MAX = 2n ** 63n - 1n;
+
+/** An unsigned 64-bit value (xid8) into a signed INT64; the rare value above 2^63 - 1 is refused. */
+export function signedInt64(column: ColdColumn, text: string): bigint {
+  const value = BigInt(text);
+  if (value > INT64_MAX)
+    throw new UnrepresentableValueError(column.name, column.pgType, text, "exceeds INT64");
+  return value;
+}
+
 /** One value for the writer; `text` is PostgreSQL's output (null for NULL). */
 export function writerValue(column: ColdColumn, text: string | null): unknown {
   if (text === null) return null;
@@ -42,6 +52,8 @@ export function writerValue(column: ColdColumn, text: string | null): unknown {
       return BigInt(text);
     case "decimal":
       return unscaledDecimal(column, text);
+    case "xid8":
+      return signedInt64(column, text);
     default:
       return text;
   }

@@ -215,4 +215,30 @@ describe("cold export", () => {
     }
     expect(await verifyExport(result.dir, td.pool)).toMatchObject({ ok: true, readBack: { rows: 2506n } });
   });
+
+  it("exports the starter telemetry table, ingest_xid (xid8) included", async () => {
+    await td.pool.query(`
+      CREATE TABLE public.telemetry_points_2025_12 PARTITION OF public.telemetry_points
+        FOR VALUES FROM ('2025-12-01 00:00:00+00') TO ('2026-01-01 00:00:00+00');
+      INSERT INTO public.devices (id) VALUES ('dev-1'), ('dev-2');
+      INSERT INTO public.telemetry_points (device_id, message_id, ts, metrics)
+      SELECT 'dev-' || (1 + g % 2), 'm' || g, '2025-12-01'::timestamptz + g * interval '1 minute',
+             jsonb_build_object('temp', 20 + g % 9, 'ok', g % 3 = 0)
+        FROM generate_series(0, 999) AS g;`);
+    const result = await exportPartition(
+      session,
+      {
+        table: { schema: "public", name: "telemetry_points" },
+        partition: { schema: "public", name: "telemetry_points_2025_12" },
+        keyColumn: "ts",
+        timeColumn: "ts",
+        from: new Date("2025-12-01T00:00:00Z"),
+        to: new Date("2026-01-01T00:00:00Z"),
+      },
+      { root, productVersion: "test" },
+    );
+    expect(result.manifest.columns.find((c) => c.name === "ingest_xid")?.kind).toBe("xid8");
+    expect(result.manifest.time.max?.iso).toBe("2025-12-01T16:39:00Z");
+    expect(await verifyExport(result.dir, td.pool)).toMatchObject({ ok: true, readBack: { rows: 1000n } });
+  });
 });

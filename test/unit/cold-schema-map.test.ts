@@ -110,6 +110,11 @@ describe("cold-tier values and checksum", () => {
     expect(Object.is(writerValue(coldColumn(col("f", "float8")), "-0"), -0)).toBe(true);
     expect(writerValue(coldColumn(col("ok", "bool")), "f")).toBe(false);
     expect(writerValue(coldColumn(col("x", "text")), null)).toBeNull();
+    const xid = coldColumn(col("ingest_xid", "xid8"));
+    expect(writerValue(xid, "9223372036854775807")).toBe(9223372036854775807n);
+    expect(() => writerValue(xid, "9223372036854775808")).toThrow(
+      /column "ingest_xid" \(xid8\).*exceeds INT64/,
+    );
   });
 
   it("hashes NULL and empty text differently, and depends on every column", () => {
