@@ -120,16 +120,15 @@ export async function readRetentionFacts(
     db,
     { ...lock, what: `inspect the partitions of ${policy.table}`, contended: table },
     async (trx) => {
-      const childHasRows = new Map<string, boolean>();
       const expiredRows = new Map<string, number>();
-      for (const child of catalog.children) {
-        if (child.detachPending) continue;
+      const children = catalog.children.filter((c) => !c.detachPending);
+      const childHasRows = await whichHaveRows(
+        trx,
+        children.map((c) => ({ schema: c.schema, name: c.name })),
+      );
+      for (const child of children) {
         const relation: Relation = { schema: child.schema, name: child.name };
         const name = displayRelation(relation);
-        const r = await sql<{
-          has: boolean;
-        }>`SELECT EXISTS (SELECT 1 FROM ONLY ${relationSql(relation)}) AS has`.execute(trx);
-        childHasRows.set(name, r.rows[0]?.has === true);
         const range = boundRange(child.bound);
         if (policy.retention?.exactCutoff && range && straddlesCutoff(range, cutoff)) {
           const n = await countExpired(trx, relation, policy.timeColumn, cutoff, limit);
@@ -160,16 +159,31 @@ export async function readRetentionFacts(
   return { table: policy.table, catalog, ...result, unfinishedRemovals, holds, archiveClashes, rollup };
 }
 
+/** displayRelation(relation) -> whether it has a row, for every relation at once (one round trip). */
+async function whichHaveRows(db: Kysely<DB>, relations: readonly Relation[]): Promise<Map<string, boolean>> {
+  if (relations.length === 0) return new Map();
+  const r = await sql<{ has: boolean[] }>`
+    SELECT ARRAY[${sql.join(relations.map((x) => sql`EXISTS (SELECT 1 FROM ONLY ${relationSql(x)})`))}] AS has`.execute(
+    db,
+  );
+  const has = r.rows[0]?.has ?? [];
+  return new Map(relations.map((x, i) => [displayRelation(x), has[i] === true]));
+}
+
 /** Tables a killed run detached from `table` but did not yet drop or archive (marked by comment). */
 async function readUnfinishedRemovals(
   db: Kysely<DB>,
   table: string,
 ): Promise<RetentionFacts["unfinishedRemovals"]> {
+  // From the comments (few) to their tables, not a comment lookup for every table of the database.
   const unfinished = await sql<{ schema: string; name: string; comment: string }>`
-    SELECT n.nspname::text AS schema, c.relname::text AS name, obj_description(c.oid, 'pg_class') AS comment
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relkind = 'r' AND NOT c.relispartition
-       AND obj_description(c.oid, 'pg_class') LIKE 'telemetry-jobs retention: removing from %'`.execute(db);
+    SELECT n.nspname::text AS schema, c.relname::text AS name, d.description AS comment
+      FROM pg_catalog.pg_description d
+      JOIN pg_catalog.pg_class c ON c.oid = d.objoid
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE d.classoid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0
+       AND c.relkind = 'r' AND NOT c.relispartition
+       AND d.description LIKE 'telemetry-jobs retention: removing from %'`.execute(db);
   return unfinished.rows.flatMap((row) => {
     const m = MARKER_PATTERN.exec(row.comment);
     return m && m[1] === table
