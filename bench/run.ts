@@ -7,6 +7,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runDdlBench } from "./ddl-under-load.ts";
 import { runNoopBench } from "./noop-run.ts";
+import { runPartitionDefaultBench } from "./partition-default.ts";
 import { runRetentionBench } from "./retention.ts";
 import { runRollupBench } from "./rollup.ts";
 import { type BenchResult, markdownTable, stopAllServers } from "./support.ts";
@@ -19,6 +20,7 @@ const BENCHMARKS: { name: string; run: () => Promise<BenchResult> }[] = [
   { name: "ddl-under-load", run: () => runDdlBench() },
   { name: "rollup", run: () => runRollupBench() },
   { name: "retention", run: () => runRetentionBench() },
+  { name: "partition-default", run: () => runPartitionDefaultBench() },
 ];
 
 async function main(): Promise<number> {
