@@ -3,9 +3,11 @@
 // Order, and what a kill at each point leaves (the next export of the partition clears it all):
 // 1. clear the partition directory of our own files, manifest first: from then on the directory
 //    is "not exported" (no manifest) until step 4 completes;
-// 2. one REPEATABLE READ, READ ONLY transaction: columns, row count, checksum and time range, then
-//    the rows through a cursor into part files (each written under an in-progress name, fsynced,
-//    renamed); a kill leaves in-progress files and finished parts without a manifest;
+// 2. one REPEATABLE READ, READ ONLY transaction: the columns, then one scan through a cursor that
+//    yields each row and its hash computed by PostgreSQL (checksum.ts), so the row count, checksum
+//    and time range are the snapshot's; the rows go into part files (each written under an
+//    in-progress name, fsynced, renamed); a kill leaves in-progress files and finished parts
+//    without a manifest;
 // 3. fsync the directory, so the renames are durable before the manifest names the files;
 // 4. the manifest, atomically. Only a manifest makes the export count, and only a verified
 //    manifest (verify.ts) may allow the partition to be removed.
@@ -24,7 +26,6 @@ import {
   fetchRows,
   type PartitionDigest,
   readPartitionColumns,
-  readPartitionDigest,
 } from "./source.ts";
 
 export interface PartitionToExport {
@@ -129,7 +130,7 @@ export async function exportPartition(
 
 interface SnapshotExport {
   columns: ColdColumn[];
-  digest: PartitionDigest;
+  digest: RunningDigest;
   files: WrittenPart[];
   maxBufferedRows: number;
 }
@@ -145,8 +146,9 @@ async function exportInSnapshot(
   if (time?.kind !== "timestamptz" && time?.kind !== "timestamp") {
     throw new Error(`time column "${p.timeColumn}" is not a timestamp column of the partition`);
   }
-  const digest = await readPartitionDigest(client, p.partition, columns, p.timeColumn);
   await declareRowCursor(client, p.partition, columns);
+  const digest = emptyDigest();
+  const timeIndex = columns.indexOf(time);
   const limits = { ...DEFAULT_ROW_GROUP, ...options.rowGroup };
   const rowsPerFile = options.rowsPerFile ?? DEFAULT_ROWS_PER_FILE;
   const files: WrittenPart[] = [];
@@ -161,10 +163,22 @@ async function exportInSnapshot(
     for (const event of events.splice(0)) await options.onEvent?.(event);
     await options.onEvent?.({ kind: "part_file", file: part.name, rows: part.rows });
   };
+  const fetchSize = options.fetchRows ?? DEFAULT_FETCH_ROWS;
+  // The next FETCH is sent before this batch is written, so PostgreSQL produces rows while this
+  // process encodes and compresses: at most two batches are held at once.
+  const prefetch = () => {
+    const promise = fetchRows(client, fetchSize);
+    // Awaited below; this only keeps a failure while a batch is being written from going unhandled.
+    promise.catch(() => {});
+    return promise;
+  };
+  let next = prefetch();
   for (;;) {
-    const batch = await fetchRows(client, options.fetchRows ?? DEFAULT_FETCH_ROWS);
+    const batch = await next;
     if (batch.length === 0) break;
+    next = prefetch();
     for (const row of batch) {
+      addToDigest(digest, row, columns.length, timeIndex);
       writer ??= newPartWriter(dir, files.length, columns, limits, options, events);
       writer.add(row);
       if (writer.rows >= rowsPerFile) {
@@ -176,6 +190,34 @@ async function exportInSnapshot(
   }
   if (writer) await finishWriter(writer);
   return { columns, digest, files, maxBufferedRows };
+}
+
+/** The digest as the rows stream by: PartitionDigest with the checksum still a bigint. */
+interface RunningDigest extends Omit<PartitionDigest, "checksum"> {
+  checksum: bigint;
+}
+
+function emptyDigest(): RunningDigest {
+  return { rows: 0n, checksum: 0n, minTimeMicros: null, maxTimeMicros: null };
+}
+
+/**
+ * Counts one fetched row into the partition's digest: the row hash PostgreSQL computed (the
+ * cursor's extra last column) and the time column's microseconds.
+ */
+function addToDigest(
+  digest: RunningDigest,
+  row: readonly (string | null)[],
+  hashIndex: number,
+  timeIndex: number,
+) {
+  digest.rows++;
+  digest.checksum += BigInt(row[hashIndex]!);
+  const time = row[timeIndex];
+  if (time === null || time === undefined) return;
+  const t = BigInt(time);
+  if (digest.minTimeMicros === null || t < digest.minTimeMicros) digest.minTimeMicros = t;
+  if (digest.maxTimeMicros === null || t > digest.maxTimeMicros) digest.maxTimeMicros = t;
 }
 
 function newPartWriter(
@@ -217,7 +259,7 @@ function buildManifest(p: PartitionToExport, options: ExportOptions, s: Snapshot
       min: digest.minTimeMicros === null ? null : instantOf(digest.minTimeMicros),
       max: digest.maxTimeMicros === null ? null : instantOf(digest.maxTimeMicros),
     },
-    checksum: { algorithm: CHECKSUM_ALGORITHM, value: digest.checksum },
+    checksum: { algorithm: CHECKSUM_ALGORITHM, value: digest.checksum.toString() },
     columns: s.columns.map((c) => ({ ...c })),
     files: s.files,
     exportedAt: new Date().toISOString(),

@@ -99,19 +99,23 @@ function selectExpression(c: ColdColumn): string {
   return c.kind === "timestamptz" || c.kind === "timestamp" ? epochMicrosSql(column) : column;
 }
 
-/** Declares the cursor the rows are fetched through (no ORDER BY: the checksum ignores order). */
+/**
+ * Declares the cursor the rows are fetched through: the columns, then the row's hash as computed
+ * by rowHashSql, so one scan yields both the rows and the database's own checksum of them (no
+ * ORDER BY: the checksum ignores order).
+ */
 export async function declareRowCursor(
   client: pg.ClientBase,
   child: Relation,
   columns: readonly ColdColumn[],
 ): Promise<void> {
-  const list = columns.map(selectExpression).join(", ");
+  const list = [...columns.map(selectExpression), rowHashSql(columns)].join(", ");
   await client.query(
     `DECLARE ${EXPORT_CURSOR} NO SCROLL CURSOR FOR SELECT ${list} FROM ONLY ${quoteRelation(child)}`,
   );
 }
 
-/** The next `count` rows, each an array of text values (null for NULL); empty at the end. */
+/** The next `count` rows, each the column values as text (null for NULL) then the row hash; empty at the end. */
 export async function fetchRows(client: pg.ClientBase, count: number): Promise<(string | null)[][]> {
   const result = await client.query<(string | null)[]>({
     text: `FETCH FORWARD ${Math.trunc(count)} FROM ${EXPORT_CURSOR}`,
