@@ -41,7 +41,10 @@ type DeleteRows = Extract<RetentionAction, { kind: "delete_rows" }>;
  * run goes on. A run that stops at its time budget reports the block it reached; the next run
  * starts there (rescanning cleaned blocks from 0 every run would spend each small budget on no
  * work at all), and wraps round to block 0: rows inserted since (with old timestamps) may sit in
- * space freed before that block.
+ * space freed before that block. The pass ends once as many rows as were counted when the run
+ * planned (action.rows) are deleted: the rest of the table held none of them, and in a table
+ * written in time order that rest is its newer half. A row that turns up later with an old
+ * timestamp is deleted by the next run, as one written behind the pass always was.
  */
 export async function deleteRowsInBatches(
   ctx: RetentionContext,
@@ -79,7 +82,7 @@ export async function deleteRowsInBatches(
         break outer;
       }
       // A batch never aims past the run's deadline.
-      const aim = Math.max(1, Math.min(target, deadline - now));
+      const aim = Math.min(target, Math.max(1, deadline - now));
       const end = Math.min(block + size, to);
       const t0 = performance.now();
       progress.deleted += await deleteBatch(ctx, action, block, end);
@@ -90,6 +93,7 @@ export async function deleteRowsInBatches(
       block = end;
       if (progress.batches === 10) await pauseAtFaultPoint("after-delete-batch", ctx.log);
       logProgress(ctx, action, progress, blocks);
+      if (progress.deleted >= action.rows) break outer;
       if (retention.batchPauseMs > 0) await new Promise((r) => setTimeout(r, retention.batchPauseMs));
     }
   }
