@@ -1,8 +1,7 @@
 // The statement that makes one sequence continue where another left off (swap and revert hand the
 // identity over between the plain table and the partitioned one).
-import { quoteIdentifier, quoteLiteral, quoteRelation } from "../db/quote.ts";
+import { quoteIdentifier, quoteLiteral, quoteRelation, relationOidText } from "../db/quote.ts";
 import type { Relation } from "../db/relation.ts";
-import { relationOidText } from "./step.ts";
 
 /**
  * The oid of the sequence behind `table`'s identity column `column`, found as

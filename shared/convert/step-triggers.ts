@@ -1,11 +1,11 @@
 // Statements that move rollup-hourly's change triggers between the plain table and the partitioned
 // one (swap and revert), and the guard that they are still the ones read before the step's lock.
-import { quoteIdentifier, quoteLiteral, quoteRelation } from "../db/quote.ts";
+import { quoteIdentifier, quoteLiteral, quoteRelation, relationOidText } from "../db/quote.ts";
 import { displayRelation } from "../db/relation.ts";
 import { CHANGE_FUNCTION, CHANGE_TRIGGERS, changeTriggerStatement } from "../rollups/changes.ts";
 import type { ConversionDesign } from "./design.ts";
 import type { ChangeTriggerFacts } from "./facts.ts";
-import { inSchema, relationOidText, type Statement } from "./step.ts";
+import { inSchema, type Statement } from "./step.ts";
 
 const TRIGGER_STATE = { O: null, D: "DISABLE", R: "ENABLE REPLICA", A: "ENABLE ALWAYS" } as const;
 

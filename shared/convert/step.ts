@@ -41,15 +41,6 @@ export function relationText(d: ConversionDesign, name: string): string {
   return quoteRelation(inSchema(d, name));
 }
 
-/**
- * The relation's oid as statement text: looked up by its schema and name, each a literal of its
- * own, so no relation name is parsed from text (the text twin of relationOidSql). NULL when it
- * does not exist.
- */
-export function relationOidText(r: Relation): string {
-  return `(SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ${quoteLiteral(r.schema)} AND c.relname = ${quoteLiteral(r.name)})`;
-}
-
 /** A range bound (an ISO instant) as a literal of the partition key's type. */
 export function boundText(d: ConversionDesign, iso: string): string {
   return quoteLiteral(boundLiteral(new Date(iso), d.keyType));

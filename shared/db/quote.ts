@@ -26,3 +26,12 @@ export function quoteRelation(r: Relation): string {
 export function quoteIdentifiers(parts: readonly string[]): string {
   return parts.map(quoteIdentifier).join(", ");
 }
+
+/**
+ * The relation's oid as statement text: looked up by its schema and name, each a literal of its
+ * own, so no relation name is parsed from text (the text twin of relationOidSql). NULL when it
+ * does not exist.
+ */
+export function relationOidText(r: Relation): string {
+  return `(SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ${quoteLiteral(r.schema)} AND c.relname = ${quoteLiteral(r.name)})`;
+}

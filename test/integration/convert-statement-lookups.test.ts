@@ -3,9 +3,8 @@
 // that relation (never one whose name joins the same text differently), and the identity
 // statement continues exactly that table's identity sequence.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { relationOidText } from "../../shared/convert/step.ts";
 import { continueSequence } from "../../shared/convert/step-sequence.ts";
-import { quoteRelation } from "../../shared/db/quote.ts";
+import { quoteRelation, relationOidText } from "../../shared/db/quote.ts";
 import type { Relation } from "../../shared/db/relation.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
 
