@@ -77,24 +77,15 @@ export async function inspectPartitionedTable(
   return inspected.ok ? undefined : inspected.problem;
 }
 
-/** Checks every selected policy against the catalog; throws ConfigError naming each bad field. */
-export async function validatePolicies(
-  db: Kysely<DB>,
-  config: Config,
-  spec: Pick<JobSpec, "appliesTo" | "inspect"> = {},
-): Promise<TablePolicy[]> {
-  const selected = selectedPolicies(config).filter((p) => spec.appliesTo?.(p) ?? true);
-  return await checkPolicies(db, config, spec, selected, await awaitedRollupTargets(db, config, selected));
-}
-
 /**
- * validatePolicies with the awaited rollup targets already read (runJob reads them once, for this
- * check and for its notices): the selected policies, less the awaited ones.
+ * Checks the selected policies against the catalog, all but the awaited rollup targets (read once
+ * by runJob, which also names them); throws ConfigError naming each bad field. Returns the
+ * policies the job works on.
  */
-async function checkPolicies(
+async function validatePolicies(
   db: Kysely<DB>,
   config: Config,
-  spec: Pick<JobSpec, "appliesTo" | "inspect">,
+  spec: Pick<JobSpec, "inspect">,
   selected: readonly TablePolicy[],
   awaited: readonly TablePolicy[],
 ): Promise<TablePolicy[]> {
@@ -151,7 +142,7 @@ export async function runJob(spec: JobSpec): Promise<RunResult> {
   }
   const selected = selectedPolicies(config).filter((p) => spec.appliesTo?.(p) ?? true);
   const awaited = await awaitedRollupTargets(db, config, selected);
-  const policies = await checkPolicies(db, config, spec, selected, awaited);
+  const policies = await validatePolicies(db, config, spec, selected, awaited);
   for (const policy of awaited)
     log.notice(
       `${policy.table} does not exist yet: it is a rollup target, which \`telemetry-jobs adopt\` (or rollup-hourly's first run) creates from the policy; ${job} manages it from then on`,
