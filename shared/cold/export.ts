@@ -16,7 +16,7 @@ import path from "node:path";
 import type pg from "pg";
 import type { Relation } from "../db/relation.ts";
 import { CHECKSUM_ALGORITHM } from "./checksum.ts";
-import { classifyEntry, isoFromEpochMicros, partitionDirectory } from "./layout.ts";
+import { classifyEntry, hivePartitionKey, isoFromEpochMicros, partitionDirectory } from "./layout.ts";
 import { fsyncDirectory, MANIFEST_FORMAT, type Manifest, writeManifest } from "./manifest.ts";
 import { PartWriter, type RowGroupLimits, type WrittenPart } from "./part-writer.ts";
 import { type ColdColumn, coldColumns } from "./schema-map.ts";
@@ -142,6 +142,12 @@ async function exportInSnapshot(
   options: ExportOptions,
 ): Promise<SnapshotExport> {
   const columns = coldColumns(await readPartitionColumns(client, p.partition));
+  const hiveKey = hivePartitionKey(p.keyColumn);
+  if (columns.some((c) => c.name === hiveKey)) {
+    throw new Error(
+      `column "${hiveKey}" has the name of the cold tier's Hive partition key; rename it to export`,
+    );
+  }
   const time = columns.find((c) => c.name === p.timeColumn);
   if (time?.kind !== "timestamptz" && time?.kind !== "timestamp") {
     throw new Error(`time column "${p.timeColumn}" is not a timestamp column of the partition`);

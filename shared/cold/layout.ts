@@ -1,9 +1,13 @@
 // Where an exported partition's files live under the cold-tier root, in the Hive layout that
 // BigQuery's and DuckDB's Hive partitioning read:
 //
-//   <root>/<schema>.<table>/<key>=<partition start, ISO 8601 UTC>/part-00000.parquet
-//                                                                 part-00001.parquet ...
-//                                                                 _manifest.json (written last)
+//   <root>/<schema>.<table>/<key>_start=<partition start, ISO 8601 UTC>/part-00000.parquet
+//                                                                       part-00001.parquet ...
+//                                                                       _manifest.json (last)
+//
+// The directory key is `<key>_start`, not `<key>`: the files hold the key column itself, and a
+// Hive partition key with a column's name replaces that column for the reader (DuckDB shows every
+// row's `ts` as the partition start) or is refused (BigQuery). hivePartitionKey names it.
 //
 // Every directory name derived from a catalog name goes through encodePathPart, which keeps only
 // [A-Za-z0-9_-] and percent-encodes every other UTF-8 byte (so ".", "/", "\", NUL and "%" itself
@@ -74,13 +78,18 @@ export interface PartitionLocation {
   startMicros: bigint;
 }
 
+/** The Hive partition key of the directories: the partition key column's name + "_start". */
+export function hivePartitionKey(keyColumn: string): string {
+  return `${keyColumn}_start`;
+}
+
 /** The partition's directory, always inside `root`. */
 export function partitionDirectory(root: string, where: PartitionLocation): string {
   const base = path.resolve(root);
   const dir = path.join(
     base,
     tableDirectoryName(where.table),
-    `${encodePathPart(where.keyColumn)}=${isoFromEpochMicros(where.startMicros)}`,
+    `${encodePathPart(hivePartitionKey(where.keyColumn))}=${isoFromEpochMicros(where.startMicros)}`,
   );
   // Cannot happen with encoded parts; checked anyway because a path outside the root would be
   // written to and, on a re-export, cleared.

@@ -14,7 +14,7 @@
 //   UUID logical type as BYTES, which cannot be compared with the hot table's uuid text.
 // - jsonb/json: STRING holding PostgreSQL's text. The writer's JSON type re-serialises values
 //   through JavaScript (losing number precision and jsonb's text form); readers cast the string.
-// - text/varchar: STRING; int2/int4 INT32 (int2 annotated INT(16)); int8 INT64; float4 FLOAT;
+// - text/varchar: STRING; int2/int4 INT32 (int2 annotated INT_16); int8 INT64; float4 FLOAT;
 //   float8 DOUBLE (NaN and infinities kept); boolean BOOLEAN; timestamp (a partition key can be
 //   one) INT64 TIMESTAMP(isAdjustedToUTC=false, MICROS); xid8 (the starter table's ingest_xid)
 //   INT64: unsigned in PostgreSQL, but a transaction id's epoch keeps it far below 2^63, and
@@ -133,11 +133,9 @@ function leafElement(c: ColdColumn): Partial<SchemaElement> {
     case "boolean":
       return { type: "BOOLEAN" };
     case "int16":
-      return {
-        type: "INT32",
-        converted_type: "INT_16",
-        logical_type: { type: "INTEGER", bitWidth: 16, isSigned: true },
-      };
+      // Converted type only: hyparquet-writer 0.17.0 serialises the INTEGER logical type in a form
+      // DuckDB rejects ("TProtocolException: Invalid data"); INT_16 alone means the same to readers.
+      return { type: "INT32", converted_type: "INT_16" };
     case "int32":
       return { type: "INT32" };
     case "int64":

@@ -131,7 +131,9 @@ describe("cold export", () => {
 
   it("round-trips every supported type exactly, NULLs included, and verifies", async () => {
     const result = await exportPartition(session, PARTITION, { root, productVersion: "test" });
-    expect(path.relative(root, result.dir)).toBe(path.join("public.cold_src", "time=2026-01-01T00:00:00Z"));
+    expect(path.relative(root, result.dir)).toBe(
+      path.join("public.cold_src", "time_start=2026-01-01T00:00:00Z"),
+    );
     const expected = await databaseRows(td);
     const actual = await fileRows(result.dir);
     expect(actual).toHaveLength(expected.size);
@@ -214,6 +216,23 @@ describe("cold export", () => {
       expect(metadata.row_groups.every((g) => g.num_rows <= 100n)).toBe(true);
     }
     expect(await verifyExport(result.dir, td.pool)).toMatchObject({ ok: true, readBack: { rows: 2506n } });
+  });
+
+  it("refuses a table with a column named like the Hive partition key, naming it", async () => {
+    await td.pool.query(`
+      CREATE TABLE public.cold_clash (ts timestamptz NOT NULL, ts_start text) PARTITION BY RANGE (ts);
+      CREATE TABLE public.cold_clash_2026_01 PARTITION OF public.cold_clash
+        FOR VALUES FROM ('2026-01-01 00:00:00+00') TO ('2026-02-01 00:00:00+00');`);
+    const clash = {
+      ...PARTITION,
+      table: { schema: "public", name: "cold_clash" },
+      partition: { schema: "public", name: "cold_clash_2026_01" },
+      keyColumn: "ts",
+      timeColumn: "ts",
+    };
+    await expect(exportPartition(session, clash, { root, productVersion: "test" })).rejects.toThrow(
+      /column "ts_start" has the name of the cold tier's Hive partition key/,
+    );
   });
 
   it("exports the starter telemetry table, ingest_xid (xid8) included", async () => {

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import {
   classifyEntry,
   encodePathPart,
+  hivePartitionKey,
   inProgressName,
   isoFromEpochMicros,
   isPartFileName,
@@ -29,10 +30,11 @@ function assertInsideRoot(dir: string): void {
 }
 
 describe("cold-tier layout", () => {
-  it("is Hive style: <schema>.<table>/<key>=<ISO start>", () => {
+  it("is Hive style: <schema>.<table>/<key>_start=<ISO start>, never the key column's own name", () => {
     expect(dirFor("public", "telemetry_points")).toBe(
-      "/mnt/cold/public.telemetry_points/ts=2026-01-01T00:00:00Z",
+      "/mnt/cold/public.telemetry_points/ts_start=2026-01-01T00:00:00Z",
     );
+    expect(hivePartitionKey("ts")).toBe("ts_start");
   });
 
   it("keeps hostile names inside the root, one level each", () => {
