@@ -2,14 +2,16 @@
 // action and returns its message; these jobs have always let the error itself go up (the runner
 // reports the table failed, with the driver's error as its cause), so the failure is thrown again
 // as it was thrown. A plan of theirs never carries a refusal (they refuse before planning actions).
-import { type ActionSteps, executePlan, type Plan, type PlanOutcome } from "../run/execute-plan.ts";
-import type { TableContext } from "../run/runner.ts";
+import {
+  type ActionSteps,
+  executePlan,
+  type Plan,
+  type PlanContext,
+  type PlanOutcome,
+} from "../run/execute-plan.ts";
 
 /** What a plan run that did not fail came to: planned (a dry run), ok, or interrupted by SIGTERM. */
 export type PlanRun = Extract<PlanOutcome, { status: "planned" | "ok" | "interrupted" }>;
-
-/** What the executor needs of a table's context. */
-export type PlanContext = Pick<TableContext, "log" | "signal" | "record">;
 
 export async function executePlanOrThrow<Action extends { readonly kind: string }>(
   ctx: PlanContext,
@@ -29,8 +31,7 @@ export async function executePlanOrThrow<Action extends { readonly kind: string 
       }
     },
   };
-  // The executor reads only the log, the signal and the audit of the table's context.
-  const outcome = await executePlan(ctx as TableContext, plan, remembering, options);
+  const outcome = await executePlan(ctx, plan, remembering, options);
   if (outcome.status === "failed") throw failure ?? new Error(outcome.error);
   if (outcome.status === "refused") throw new Error(outcome.error);
   return outcome;

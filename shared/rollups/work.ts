@@ -1,17 +1,19 @@
 // A rollup run's units of work through the plan executor: the incremental step, then the pending
 // rebuild's batches (planRollupWork, decide.ts). The executor logs the plan, stops at --dry-run,
 // audits each unit and stops at the first failure. It stops between units when its signal says so;
-// the signal given it is this run's own, raised after a unit when nextBackfillStep says the rebuild
-// must stop (termination requested, or the time budget spent), as the rebuild loop has always
-// decided between batches. A SIGTERM in the middle of the incremental step therefore still lets
-// the step finish and save its snapshot.
+// the signal given it is this run's own, raised after a unit (afterAction) when nextBackfillStep
+// says the rebuild must stop (termination requested, or the time budget spent), as the rebuild
+// loop has always decided between batches. A SIGTERM in the middle of the incremental step
+// therefore still lets the step finish and save its snapshot.
 import type { Kysely } from "kysely";
 import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
+import { formatCount } from "../log/text-view.ts";
 import type { ActionSteps } from "../run/execute-plan.ts";
 import { applyRebuildBatch, finishRebuild, rebuildTotals } from "./backfill.ts";
 import {
   describeRollupAction,
+  hoursIn,
   nextBackfillStep,
   planRollupWork,
   type RollupAction,
@@ -45,7 +47,7 @@ export async function runRollupWork(
   let step: IncrementalStep | undefined;
   let progress: Watermark = start.saved;
   const totals = rebuildTotals(Date.now());
-  // After each unit: would the rebuild loop go on to another batch?
+  // After each unit (applied and audited): would the rebuild loop go on to another batch?
   const check = () => {
     const next = nextBackfillStep(progress, {
       batchHours: rollup.backfillBatchHours,
@@ -58,21 +60,22 @@ export async function runRollupWork(
     stopped = next.kind;
     stop.abort();
   };
-  const steps = rollupSteps(task, async (action) => {
-    if (action.kind === "rollup_incremental") {
+  const steps: ActionSteps<RollupAction> = {
+    ...rollupSteps(task, async (action) => {
+      if (action.kind === "rollup_rebuild_batch")
+        return await applyRebuildBatch(db, ctx, task, action, totals);
       const done = await applyIncremental(db, ctx, task, start);
       step = done.step;
       // The rebuild's time budget counts from the end of the incremental step.
       totals.started = Date.now();
       totals.lastProgress = totals.started;
-      check();
       return done.applied;
-    }
-    const applied = await applyRebuildBatch(db, ctx, task, action, totals);
-    progress = { ...progress, backfillNext: action.batch.to };
-    check();
-    return applied;
-  });
+    }),
+    afterAction: async (action) => {
+      if (action.kind === "rollup_rebuild_batch") progress = { ...progress, backfillNext: action.batch.to };
+      check();
+    },
+  };
   const actions = planRollupWork(start.saved, start.plan, rollup.backfillBatchHours);
   const executor = { ...ctx, log: batchesAtDebug(ctx.log), signal: stop.signal };
   const run = await executePlanOrThrow(executor, { actions, findings: [] }, steps, { dryRun: false });
@@ -136,5 +139,14 @@ function rollupSteps(task: RollupTask, apply: ActionSteps<RollupAction>["apply"]
         : { partition: target, to: a.finalBefore },
     apply,
     doneSeverity: "info",
+    // On a terminal: the plan table's words, and what each unit's progress line says it did.
+    planRow: (a) => ({
+      action:
+        a.kind === "rollup_rebuild_batch"
+          ? `rebuild${a.keepExisting ? " (before the raw-data horizon)" : ""}`
+          : `recompute ${a.newlyFinal ? `${hoursIn(a.newlyFinal)} newly final hours and ` : ""}touched buckets`,
+    }),
+    progressText: (_a, applied) =>
+      `${formatCount(Number(applied.logFields.buckets ?? 0))} buckets recomputed`,
   };
 }
