@@ -3,7 +3,7 @@
 //
 //   row bytes  = for each column in table order:
 //                  NULL     -> 0x00
-//                  non-NULL -> 0x01, int4 big-endian byte length of B, B
+//                  non-NULL -> 0x01, B, and for every kind but the floats a closing 0x00
 //   B          = the value's canonical bytes, by kind:
 //                  float32/float64 -> IEEE 754 big-endian (float4send/float8send), so NaN, -0 and
 //                                     infinities compare bit for bit
@@ -13,8 +13,11 @@
 //   row hash   = first 8 bytes of sha256(row bytes), as a signed big-endian int8
 //   checksum   = exact sum of the row hashes over all rows (numeric; never wraps)
 //
-// A sum of per-row hashes does not depend on row order, so the database needs no ORDER BY and the
-// files can hold rows in any order; it changes when a row is lost, duplicated or altered.
+// The encoding is unambiguous without length prefixes: floats are fixed-width, and every other B is
+// text, which PostgreSQL never lets contain a NUL byte, so 0x00 can close it. (No length prefix
+// also means PostgreSQL builds each B once per row, not twice.) A sum of per-row hashes does not
+// depend on row order, so the database needs no ORDER BY and the files can hold rows in any order;
+// it changes when a row is lost, duplicated or altered.
 import { createHash } from "node:crypto";
 import { quoteIdentifier } from "../db/quote.ts";
 import type { ColdColumn, ColdKind } from "./schema-map.ts";
@@ -43,9 +46,12 @@ function canonicalBytesSql(column: string, kind: ColdKind): string {
 /** One row's hash (int8) as an SQL expression over the columns of the FROM item. */
 export function rowHashSql(columns: readonly ColdColumn[]): string {
   const pieces = columns.map((c) => {
-    const column = quoteIdentifier(c.name);
-    const bytes = canonicalBytesSql(column, c.kind);
-    return `CASE WHEN ${column} IS NULL THEN '\\x00'::bytea ELSE '\\x01'::bytea || int4send(octet_length(${bytes})) || ${bytes} END`;
+    const bytes = canonicalBytesSql(quoteIdentifier(c.name), c.kind);
+    // Every function in B is strict: B is NULL exactly when the value is, and so is the concatenation.
+    const value = isFixedWidth(c.kind)
+      ? `'\\x01'::bytea || ${bytes}`
+      : `'\\x01'::bytea || ${bytes} || '\\x00'::bytea`;
+    return `coalesce(${value}, '\\x00'::bytea)`;
   });
   const row = pieces.length === 0 ? "''::bytea" : pieces.join("\n    || ");
   return `('x' || left(encode(sha256(${row}), 'hex'), 16))::bit(64)::int8`;
@@ -98,8 +104,13 @@ export function canonicalBytes(column: ColdColumn, value: unknown): Buffer {
   }
 }
 
+function isFixedWidth(kind: ColdKind): boolean {
+  return kind === "float32" || kind === "float64";
+}
+
 const NULL_MARK = Buffer.from([0]);
 const VALUE_MARK = Buffer.from([1]);
+const END_MARK = Buffer.from([0]);
 
 /** The signed 64-bit hash of one row of read-back values, as rowHashSql computes it. */
 export function rowHash(columns: readonly ColdColumn[], row: readonly unknown[]): bigint {
@@ -110,10 +121,8 @@ export function rowHash(columns: readonly ColdColumn[], row: readonly unknown[])
       hash.update(NULL_MARK);
       return;
     }
-    const bytes = canonicalBytes(c, value);
-    const length = Buffer.alloc(4);
-    length.writeInt32BE(bytes.length);
-    hash.update(VALUE_MARK).update(length).update(bytes);
+    hash.update(VALUE_MARK).update(canonicalBytes(c, value));
+    if (!isFixedWidth(c.kind)) hash.update(END_MARK);
   });
   return hash.digest().readBigInt64BE(0);
 }

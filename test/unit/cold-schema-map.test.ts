@@ -122,7 +122,7 @@ describe("cold-tier values and checksum", () => {
     expect(rowHash(cols, [null, 1])).not.toBe(rowHash(cols, ["", 1]));
     expect(rowHash(cols, ["x", 1])).not.toBe(rowHash(cols, ["x", 2]));
     expect(rowHash(cols, ["ab", 1])).toBe(rowHash(cols, ["ab", 1]));
-    // Length prefixes keep ("a","bc") and ("ab","c") apart.
+    // The closing 0x00 keeps ("a","bc") and ("ab","c") apart.
     const two = coldColumns([col("a", "text"), col("b", "text")]);
     expect(rowHash(two, ["a", "bc"])).not.toBe(rowHash(two, ["ab", "c"]));
   });
