@@ -58,7 +58,7 @@ export async function runRollupWork(
     });
     if (next.kind !== "interrupted" && next.kind !== "out_of_time") return;
     stopped = next.kind;
-    stop.abort();
+    stop.abort(next.kind === "out_of_time" ? "the rollup's time budget is spent" : "termination requested");
   };
   const steps: ActionSteps<RollupAction> = {
     ...rollupSteps(task, async (action) => {

@@ -49,7 +49,7 @@ export interface Applied {
 export type PlanEvent<Action> =
   | { readonly event: "plan"; readonly action: Action; readonly dryRun: boolean }
   | { readonly event: "refused"; readonly refusal: string }
-  | { readonly event: "interrupted"; readonly next: Action }
+  | { readonly event: "interrupted"; readonly next: Action; readonly reason: string }
   | ({ readonly event: "done"; readonly action: Action; readonly applied: Applied } & Progress)
   | ({ readonly event: "failed"; readonly action: Action; readonly error: unknown } & Progress);
 
@@ -134,7 +134,7 @@ export async function executePlan<Action extends { readonly kind: string }, Code
   }
   for (const [i, action] of plan.actions.entries()) {
     if (ctx.signal.aborted) {
-      report({ event: "interrupted", next: action });
+      report({ event: "interrupted", next: action, reason: stopReason(ctx.signal) });
       return { status: "interrupted", actions: counts };
     }
     const position = { index: i + 1, total: plan.actions.length };
@@ -167,7 +167,7 @@ function defaultReport<Action extends { readonly kind: string }, Code extends st
         log.error(e.refusal, { refused: true });
         return;
       case "interrupted":
-        log.warn("stopping between actions: termination requested");
+        log.warn(`stopping between actions: ${e.reason}`);
         return;
       case "done":
         log[steps.doneSeverity](`done: ${steps.describe(e.action)}`, {
@@ -192,6 +192,14 @@ function defaultReport<Action extends { readonly kind: string }, Code extends st
         });
     }
   };
+}
+
+/**
+ * Why the signal stopped the plan: the reason it was aborted with, when a job stops itself (e.g.
+ * rollup-hourly's time budget); otherwise SIGTERM or SIGINT, which abort without one.
+ */
+function stopReason(signal: AbortSignal): string {
+  return typeof signal.reason === "string" ? signal.reason : "termination requested";
 }
 
 /** What a progress line names: the partition (or relation) acted on, else the action's kind. */

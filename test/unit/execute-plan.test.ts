@@ -164,6 +164,23 @@ describe("executePlan", () => {
     expect(applied).toEqual(["a"]);
     expect(messages(logs).at(-1)).toEqual(["WARNING", "stopping between actions: termination requested"]);
   });
+
+  it("a job that stops itself says why (the reason its signal was aborted with)", async () => {
+    const abort = new AbortController();
+    const { ctx, logs } = fakeContext(abort.signal);
+    const actions: Action[] = [
+      { kind: "make", name: "a" },
+      { kind: "make", name: "b" },
+    ];
+    const done = await executePlan(
+      ctx,
+      plan(actions),
+      steps([], () => abort.abort("the time budget is spent")),
+      { dryRun: false },
+    );
+    expect(done.status).toBe("interrupted");
+    expect(messages(logs).at(-1)).toEqual(["WARNING", "stopping between actions: the time budget is spent"]);
+  });
 });
 
 describe("executePlan's hooks", () => {
