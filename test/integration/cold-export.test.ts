@@ -36,11 +36,11 @@ INSERT INTO public.cold_src VALUES
  (3, '2026-01-31 23:59:59.999999+00', '00000000-0000-0000-0000-000000000000', false, 32767, 9223372036854775807,
      'Infinity', '-Infinity', '0.0000000001', 'NaN', '0', '', '[]', '0001-01-01 00:00:00'),
  (4, '2026-01-20 03:04:05.000001-03:30', 'ffffffff-ffff-ffff-ffff-ffffffffffff', true, 0, 0,
-     '-0', '-0', '-0.0000000000', '-0.000', '1', repeat('x', 5000), '"just a string"', NULL),
+     '-0', '-0', '-0.0000000000', '-0.000', '1', repeat('x', 5000), '"just a string"', 'infinity'),
  (5, '2026-01-02 00:00:00+00', '12345678-1234-5678-1234-567812345678', false, 1, 1,
      '3.4028235e38', '1.7976931348623157e308', '99999999999999999999.9999999999', '1e-30', '12345', 'plain', '{"big": 123456789012345678901234567890}', '2262-04-11 23:47:16.854775'),
  (6, '2026-01-03 00:00:00+00', NULL, NULL, NULL, NULL,
-     '1.401298e-45', '5e-324', NULL, '-1e30', NULL, NULL, 'null', NULL)`;
+     '1.401298e-45', '5e-324', NULL, '-1e30', NULL, NULL, 'null', '-infinity')`;
 
 async function createSource(td: TestDatabase): Promise<void> {
   await td.pool.query(`
@@ -62,7 +62,9 @@ async function createSource(td: TestDatabase): Promise<void> {
 
 /** Each row as the database prints it, timestamps as epoch microseconds, keyed by id. */
 async function databaseRows(td: TestDatabase): Promise<Map<number, Record<string, string | null>>> {
-  const micros = (c: string) => `((extract(epoch from ${c}) * 1000000)::int8)::text AS ${c}`;
+  const micros = (c: string) =>
+    `(CASE WHEN ${c} = 'infinity' THEN '9223372036854775807' WHEN ${c} = '-infinity' THEN '-9223372036854775808'
+           ELSE ((extract(epoch from ${c}) * 1000000)::int8)::text END) AS ${c}`;
   const result = await td.pool.query(
     `SELECT id, ${micros("time")}, device::text, ok::text, small::text, big::text, f4::text, f8::text,
             n_fixed::text, n_free::text, n_38::text, note, doc::text, ${micros("local_ts")}
@@ -160,6 +162,8 @@ describe("cold export", () => {
     expect(decimalText(byId.get(2)!.n_fixed as Uint8Array, 10)).toBe("-12345678901234567890.1234567890");
     expect(byId.get(2)!.n_free).toBe("123456789012345678901234567890.000000000000000000001");
     expect(byId.get(2)!.note).toBe('Grüße, 世界 🌍 "quoted" \\ back');
+    expect(byId.get(4)!.local_ts).toBe(9223372036854775807n);
+    expect(byId.get(6)!.local_ts).toBe(-9223372036854775808n);
 
     const m = result.manifest;
     expect(m.rows).toBe("6");
