@@ -8,7 +8,7 @@
 //                  float32/float64 -> IEEE 754 big-endian (float4send/float8send), so NaN, -0 and
 //                                     infinities compare bit for bit
 //                  timestamptz/timestamp -> decimal text of microseconds since 1970-01-01
-//                                     (±infinity as the largest/smallest int8)
+//                                     (±infinity as ±9223372036854775807)
 //                  decimal         -> PostgreSQL's numeric text (always `scale` fraction digits)
 //                  anything else   -> PostgreSQL's text output, UTF-8 (bool: "true"/"false")
 //   row hash   = first 8 bytes of sha256(row bytes), as a signed big-endian int8
@@ -27,13 +27,13 @@ export const CHECKSUM_ALGORITHM = "sha256-int8-sum/v1";
 
 /**
  * Microseconds since 1970 of a timestamptz or timestamp expression, as exact int8. 'infinity' and
- * '-infinity' become the largest and smallest int8, the values PostgreSQL itself stores for them
- * (and DuckDB reads the largest as infinity); a finite time after about year 294,000 does not fit
- * and fails the export.
+ * '-infinity' become +/-9223372036854775807, which DuckDB reads as infinity and -infinity (the
+ * smallest int8, PostgreSQL's own internal -infinity, would read there as a date in 290309 BC); a
+ * finite time after about year 294,000 does not fit and fails the export.
  */
 export function epochMicrosSql(expression: string): string {
   return `(CASE WHEN ${expression} = 'infinity' THEN 9223372036854775807
-               WHEN ${expression} = '-infinity' THEN -9223372036854775808
+               WHEN ${expression} = '-infinity' THEN -9223372036854775807
                ELSE (extract(epoch from ${expression}) * 1000000)::int8 END)`;
 }
 
