@@ -160,7 +160,7 @@ function defaultReport<Action extends { readonly kind: string }, Code extends st
       case "plan":
         log.info(`${e.dryRun ? "would " : "plan: "}${steps.describe(e.action)}`, {
           ...steps.planFields(e.action),
-          [TEXT]: e.action === actions[0] ? planTable(steps, actions, e.dryRun) : null,
+          [TEXT]: e.action === actions[0] ? textOf(() => planTable(steps, actions, e.dryRun)) : null,
         });
         return;
       case "refused":
@@ -174,20 +174,24 @@ function defaultReport<Action extends { readonly kind: string }, Code extends st
           action: e.action.kind,
           partition: steps.target(e.action).partition,
           ...e.applied.logFields,
-          [TEXT]: progressLine(e.index, e.total, nameOf(steps, e.action), doneText(steps, e), e.elapsedMs),
+          [TEXT]: textOf(() =>
+            progressLine(e.index, e.total, nameOf(steps, e.action), doneText(steps, e), e.elapsedMs),
+          ),
         });
         return;
       case "failed":
         log.error(`failed: ${steps.describe(e.action)}`, {
           action: e.action.kind,
           partition: steps.target(e.action).partition,
-          error: (e.error as Error).message,
-          [TEXT]: progressLine(
-            e.index,
-            e.total,
-            nameOf(steps, e.action),
-            `failed: ${(e.error as Error).message}`,
-            e.elapsedMs,
+          error: errorMessage(e.error),
+          [TEXT]: textOf(() =>
+            progressLine(
+              e.index,
+              e.total,
+              nameOf(steps, e.action),
+              `failed: ${errorMessage(e.error)}`,
+              e.elapsedMs,
+            ),
           ),
         });
     }
@@ -256,8 +260,9 @@ async function applyOne<Action extends { readonly kind: string }, Code extends s
 ): Promise<string | undefined> {
   const startedAt = new Date();
   const target = steps.target(action);
+  let applied: Applied;
   try {
-    const applied = await steps.apply(action);
+    applied = await steps.apply(action);
     count();
     await ctx.record({
       kind: action.kind,
@@ -268,10 +273,9 @@ async function applyOne<Action extends { readonly kind: string }, Code extends s
       startedAt,
       finishedAt: new Date(),
     });
-    report({ event: "done", action, applied, ...position, elapsedMs: Date.now() - startedAt.getTime() });
-    return undefined;
   } catch (error) {
-    const message = (error as Error).message;
+    // Whatever was thrown (a driver error, or a string from a careless callee) is a failure.
+    const message = errorMessage(error);
     await ctx.record({
       kind: action.kind,
       ...target,
@@ -283,4 +287,23 @@ async function applyOne<Action extends { readonly kind: string }, Code extends s
     report({ event: "failed", action, error, ...position, elapsedMs: Date.now() - startedAt.getTime() });
     return message;
   }
+  // Reported once applied and audited: how it is logged cannot turn a done action into a failed one.
+  report({ event: "done", action, applied, ...position, elapsedMs: Date.now() - startedAt.getTime() });
+  return undefined;
+}
+
+/**
+ * A record's terminal text, or nothing (the record then reads as its message and fields) when a
+ * job's planRow or progressText throws: how a run reads must never change what it did.
+ */
+function textOf(render: () => string): string | undefined {
+  try {
+    return render();
+  } catch {
+    return undefined;
+  }
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

@@ -183,6 +183,45 @@ describe("executePlan", () => {
   });
 });
 
+describe("executePlan's failures", () => {
+  it("anything thrown fails the action and stops the plan, not only an Error", async () => {
+    const { ctx, audit } = fakeContext();
+    const applied: string[] = [];
+    const throwing: ActionSteps<Action> = {
+      ...steps(applied),
+      apply: async (a) => {
+        if (a.name === "a") throw "a string, not an Error";
+        applied.push(a.name);
+        return { outcome: "ok", detail: {}, logFields: {} };
+      },
+    };
+    const actions: Action[] = [
+      { kind: "make", name: "a" },
+      { kind: "make", name: "b" },
+    ];
+    const done = await executePlan(ctx, plan(actions), throwing, { dryRun: false });
+    expect(done).toEqual({ status: "failed", actions: {}, error: "a string, not an Error" });
+    expect(applied).toEqual([]);
+    expect(audit.map((a) => [a.outcome, a.error])).toEqual([["failed", "a string, not an Error"]]);
+  });
+
+  it("a terminal rendering that throws cannot turn a done action into a failed one", async () => {
+    const { ctx, audit } = fakeContext();
+    const rendering: ActionSteps<Action> = {
+      ...steps([]),
+      progressText: () => {
+        throw new Error("render bug");
+      },
+      planRow: () => {
+        throw new Error("render bug");
+      },
+    };
+    const done = await executePlan(ctx, plan([{ kind: "make", name: "a" }]), rendering, { dryRun: false });
+    expect(done).toEqual({ status: "ok", actions: { make: 1 } });
+    expect(audit.map((a) => a.outcome)).toEqual(["ok"]);
+  });
+});
+
 describe("executePlan's hooks", () => {
   /** A context that is not the runner's TableContext: no policy, only what the executor uses. */
   function bareContext(signal = new AbortController().signal) {
