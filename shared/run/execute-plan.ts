@@ -109,8 +109,9 @@ export async function executePlan<Action extends { readonly kind: string }, Code
   options: { readonly dryRun: boolean },
 ): Promise<PlanOutcome> {
   const { log } = ctx;
+  // A crit finding (the run ends refused because of it) is an ERROR record, so it reads as one.
   for (const f of plan.findings)
-    (f.severity === "info" ? log.info : log.warn)(f.message, {
+    (f.severity === "info" ? log.info : f.severity === "crit" ? log.error : log.warn)(f.message, {
       finding: f.code,
       partition: f.partition,
       ...steps.findingFields?.(f),

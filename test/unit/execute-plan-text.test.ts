@@ -90,6 +90,7 @@ describe("executePlan on a terminal", () => {
     const findings = [
       { severity: "info" as const, code: "noted", message: "75,200 rows are past the cutoff" },
       { severity: "warn" as const, code: "skew", message: "5 rows are dated after 2027-03", partition: "p" },
+      { severity: "crit" as const, code: "big", message: "not moving 74,411 rows", partition: "p" },
     ];
     await executePlan(ctx, { actions: [], findings }, steps, { dryRun: false });
     expect(lines()).toEqual([
@@ -97,6 +98,7 @@ describe("executePlan on a terminal", () => {
       "public.points",
       "  75,200 rows are past the cutoff",
       "  WARN 5 rows are dated after 2027-03",
+      "  ERROR not moving 74,411 rows",
       "",
     ]);
   });
