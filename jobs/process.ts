@@ -29,22 +29,21 @@ export interface MainContext {
 }
 
 /**
- * `--log-format text|json` (or `--json`) when given; else JSON when stdout is not a terminal (Cloud
- * Run, a pipe) and text on a terminal. A value that is neither is left to the command's own parse,
- * which refuses it (exit 2).
+ * `--log-format text|json` when given, wherever it stands; else JSON with `--json` or when stdout
+ * is not a terminal (Cloud Run, a pipe); text on a terminal. A value that is neither is left to the
+ * command's own parse, which refuses it (exit 2).
  */
 export function logFormat(
   argv: readonly string[],
   stdout: { isTTY?: boolean } = process.stdout,
 ): "json" | "text" {
-  let chosen: "json" | "text" | undefined;
+  let explicit: "json" | "text" | undefined;
   argv.forEach((arg, i) => {
     const value =
       arg === "--log-format" ? argv[i + 1] : arg.startsWith("--log-format=") ? arg.slice(13) : undefined;
-    if (value === "json" || value === "text") chosen = value;
-    else if (arg === "--json") chosen = "json";
+    if (value === "json" || value === "text") explicit = value;
   });
-  return chosen ?? (stdout.isTTY ? "text" : "json");
+  return explicit ?? (argv.includes("--json") || !stdout.isTTY ? "json" : "text");
 }
 
 export function runMain(

@@ -63,6 +63,8 @@ describe("logFormat", () => {
     expect(logFormat(["--log-format=text"], { isTTY: false })).toBe("text");
     expect(logFormat(["--log-format", "json"], { isTTY: true })).toBe("json");
     expect(logFormat(["--json", "--log-format", "text"], { isTTY: false })).toBe("text");
+    // Before or after --json: the explicit format wins either way.
+    expect(logFormat(["--log-format", "text", "--json"], { isTTY: false })).toBe("text");
     // An unknown value decides nothing here: the command's parse refuses it.
     expect(logFormat(["--log-format", "xml"], { isTTY: true })).toBe("text");
   });
