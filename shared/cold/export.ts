@@ -11,13 +11,19 @@
 // 3. fsync the directory, so the renames are durable before the manifest names the files;
 // 4. the manifest, atomically. Only a manifest makes the export count, and only a verified
 //    manifest (verify.ts) may allow the partition to be removed.
-import { mkdirSync, readdirSync, rmSync } from "node:fs";
+import { readdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import type pg from "pg";
 import type { Relation } from "../db/relation.ts";
 import { CHECKSUM_ALGORITHM } from "./checksum.ts";
 import { classifyEntry, hivePartitionKey, isoFromEpochMicros, partitionDirectory } from "./layout.ts";
-import { fsyncDirectory, MANIFEST_FORMAT, type Manifest, writeManifest } from "./manifest.ts";
+import {
+  fsyncDirectory,
+  MANIFEST_FORMAT,
+  type Manifest,
+  makeDirectoryDurable,
+  writeManifest,
+} from "./manifest.ts";
 import { PartWriter, type RowGroupLimits, type WrittenPart } from "./part-writer.ts";
 import { type ColdColumn, coldColumns } from "./schema-map.ts";
 import {
@@ -107,7 +113,7 @@ export async function exportPartition(
     keyColumn: p.keyColumn,
     startMicros: microsOf(p.from),
   });
-  mkdirSync(dir, { recursive: true });
+  makeDirectoryDurable(dir);
   clearPartitionDirectory(dir);
   const client = await pool.connect();
   let written: SnapshotExport;
