@@ -1,5 +1,7 @@
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { canonicalBytes, formatDecimal, rowHash, rowHashSql } from "../../shared/cold/checksum.ts";
+import { WRITER_NAME } from "../../shared/cold/export.ts";
 import {
   type CatalogColumn,
   coldColumn,
@@ -139,5 +141,12 @@ describe("cold-tier values and checksum", () => {
     expect(sql).toContain('"we""ird"');
     expect(sql).toContain('float4send("f")');
     expect(sql).toMatch(/^\('x' \|\| left\(encode\(sha256\(/);
+  });
+});
+
+describe("cold-tier writer identity", () => {
+  it("names the hyparquet-writer version that is installed (files and manifests record it)", () => {
+    const installed = JSON.parse(readFileSync("node_modules/hyparquet-writer/package.json", "utf8")).version;
+    expect(WRITER_NAME).toBe(`hyparquet-writer ${installed}`);
   });
 });
