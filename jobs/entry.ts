@@ -1,5 +1,5 @@
 // What every Cloud Run entrypoint (jobs/<job>/main.ts, bundled as dist/<job>.mjs) does: --version
-// prints the product's version and loads nothing else; any other command line runs the job's
+// (anywhere on the line) prints the product's version and loads nothing else; any other command line runs the job's
 // command, whose code is imported only then.
 import pkg from "../package.json" with { type: "json" };
 
@@ -11,7 +11,8 @@ export function isVersionFlag(arg: string | undefined): boolean {
 }
 
 export async function runEntry(job: string, argv: readonly string[]): Promise<void> {
-  if (argv.length === 1 && isVersionFlag(argv[0])) {
+  // As with the CLI (`telemetry-jobs --version --anything`), --version answers whatever else is given.
+  if (argv.some(isVersionFlag)) {
     process.stdout.write(VERSION_LINE);
     return;
   }

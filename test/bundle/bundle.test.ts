@@ -151,8 +151,10 @@ describe("each job bundle with plain node against PostgreSQL", () => {
 
   it("every job bundle answers --version, with no database and no policy", () => {
     const version = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version;
-    for (const job of JOBS) {
-      const result = spawnSync(process.execPath, [join(app, "dist", `${job}.mjs`), "--version"], {
+    // --version alone, and among other flags (it answers before they are parsed).
+    const lines = [...JOBS.map((job) => [job, "--version"]), ["partition-manager", "--dry-run", "--version"]];
+    for (const [job, ...args] of lines) {
+      const result = spawnSync(process.execPath, [join(app, "dist", `${job}.mjs`), ...args], {
         cwd: app,
         encoding: "utf8",
         timeout: 60_000,
