@@ -148,8 +148,10 @@ const HEALTH_WORDS: Record<string, (v: unknown) => string | undefined> = {
 export function healthText(fields: Record<string, unknown>): string {
   const { verdict, reasons, coveredFrom, coveredTo } = fields;
   const words: string[] = [];
-  if (typeof coveredFrom === "string" && typeof coveredTo === "string")
-    words.push(`covered ${rangeText(new Date(coveredFrom), new Date(coveredTo))}`);
+  // An open end (null) is a MINVALUE or MAXVALUE bound, e.g. a converted table's history partition.
+  const end = (v: unknown) => (typeof v === "string" ? new Date(v) : undefined);
+  if (typeof coveredFrom === "string" || typeof coveredTo === "string")
+    words.push(`covered ${rangeText(end(coveredFrom), end(coveredTo))}`);
   for (const [key, value] of Object.entries(fields)) {
     const say = HEALTH_WORDS[key];
     const word = say ? say(value) : undefined;

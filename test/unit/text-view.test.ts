@@ -121,6 +121,18 @@ describe("text log writer", () => {
     expect(json).not.toContain("other");
   });
 
+  it("a health record's open end reads as MINVALUE, and no coverage at all as nothing", () => {
+    const { log, lines } = textLog();
+    log.info("table health", {
+      event: "table_health",
+      verdict: "OK",
+      coveredFrom: null,
+      coveredTo: "2027-01-01T00:00:00.000Z",
+    });
+    log.info("table health", { event: "table_health", verdict: "WARN", coveredFrom: null, coveredTo: null });
+    expect(lines()).toEqual(["health  OK  covered MINVALUE .. 2027-01", "health  WARN", ""]);
+  });
+
   it("health and summary records read compactly, without the fields meant for metrics", () => {
     const { log, lines } = textLog();
     log.child({ table: "public.t" }).info("table health", {
