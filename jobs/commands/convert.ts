@@ -9,7 +9,7 @@ import {
 import { boundaryProblem } from "../../shared/convert/boundary.ts";
 import { CONVERT_PHASES, type ConvertPhase, runConvert } from "../../shared/convert/job.ts";
 import type { MainContext } from "../process.ts";
-import { parseCommandArgs } from "./args.ts";
+import { LOG_FLAGS, parseCommandArgs } from "./args.ts";
 import { openDatabase } from "./environment.ts";
 
 const CONVERT_HELP = `Usage: telemetry-jobs migrate convert [PHASE] --table NAME [options]
@@ -48,6 +48,9 @@ Options:
   --progress-every-s N  progress of VALIDATE and index builds every N seconds (default 10)
   --dry-run             print every statement, change nothing
   --now ISO             plan as if it were this instant
+  --log-format text|json
+                        readable lines (the default on a terminal) or JSON lines (the default
+                        otherwise); --json is the same as --log-format json
   --json, --verbose, -h/--help
 
 Exit codes: 0 done (or already done), 1 failed (run it again), 2 refused (preflight problems, bad usage).`;
@@ -62,8 +65,7 @@ const FLAGS = {
   "progress-every-s": { type: "string" },
   "dry-run": { type: "boolean", default: false },
   now: { type: "string" },
-  json: { type: "boolean", default: false },
-  verbose: { type: "boolean", default: false },
+  ...LOG_FLAGS,
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
