@@ -222,6 +222,21 @@ describe("cold export", () => {
     expect(await verifyExport(result.dir, td.pool)).toMatchObject({ ok: true, readBack: { rows: 2506n } });
   });
 
+  it("exports an empty partition as a manifest with no files, and verifies it", async () => {
+    await td.pool.query(`CREATE TABLE public.cold_src_2026_02 PARTITION OF public.cold_src
+                           FOR VALUES FROM ('2026-02-01 00:00:00+00') TO ('2026-03-01 00:00:00+00')`);
+    const empty = {
+      ...PARTITION,
+      partition: { schema: "public", name: "cold_src_2026_02" },
+      from: new Date("2026-02-01T00:00:00Z"),
+      to: new Date("2026-03-01T00:00:00Z"),
+    };
+    const result = await exportPartition(session, empty, { root, productVersion: "test" });
+    expect(result.manifest).toMatchObject({ rows: "0", files: [], time: { min: null, max: null } });
+    expect(readdirSync(result.dir)).toEqual(["_manifest.json"]);
+    expect(await verifyExport(result.dir, td.pool)).toMatchObject({ ok: true, readBack: { rows: 0n } });
+  });
+
   it("refuses a table with a column named like the Hive partition key, naming it", async () => {
     await td.pool.query(`
       CREATE TABLE public.cold_clash (ts timestamptz NOT NULL, ts_start text) PARTITION BY RANGE (ts);
