@@ -85,6 +85,11 @@ export function rangeText(from: Date | undefined, to: Date | undefined): string 
   return `${from ? render(from, precision) : "MINVALUE"} .. ${to ? render(to, precision) : "MAXVALUE"}`;
 }
 
+/** One instant in its own precision, never coarser than a month: "2026-11-21 05:00", "2026-10". */
+export function instantText(d: Date): string {
+  return render(d, ORDER[Math.max(1, ORDER.indexOf(precisionOf(d)))] ?? "exact");
+}
+
 /** Columns padded to their widest cell; the columns named in `right` are right-aligned (numbers). */
 export function renderTable(
   header: readonly string[],

@@ -8,7 +8,7 @@
 import type { Kysely } from "kysely";
 import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
-import { formatCount } from "../log/text-view.ts";
+import { formatCount, instantText } from "../log/text-view.ts";
 import type { ActionSteps } from "../run/execute-plan.ts";
 import { applyRebuildBatch, finishRebuild, rebuildTotals } from "./backfill.ts";
 import {
@@ -141,6 +141,9 @@ function rollupSteps(task: RollupTask, apply: ActionSteps<RollupAction>["apply"]
     doneSeverity: "info",
     // On a terminal: the plan table's words, and what each unit's progress line says it did.
     planRow: (a) => ({
+      // The incremental step's target has only an end (its new finalBefore): it does not start at
+      // MINVALUE, as a range with an open start would read.
+      ...(a.kind === "rollup_rebuild_batch" ? {} : { range: `final before ${instantText(a.finalBefore)}` }),
       action:
         a.kind === "rollup_rebuild_batch"
           ? `rebuild${a.keepExisting ? " (before the raw-data horizon)" : ""}`

@@ -67,6 +67,8 @@ export interface PlanRow {
   readonly rows?: string;
   /** A few words: "create (rescue)", "drop". */
   readonly action: string;
+  /** The range column, when the target's from/to would misstate it (e.g. only an end is known). */
+  readonly range?: string;
 }
 
 /** How a job's actions are described, audited and applied. */
@@ -233,8 +235,8 @@ function planTable<Action extends { readonly kind: string }>(
 ): string {
   const row = (a: Action) => {
     const { partition, from, to } = steps.target(a);
-    const { rows, action } = steps.planRow?.(a) ?? { action: steps.describe(a) };
-    return [partition ?? "", rangeText(from, to), rows ?? "", action];
+    const { rows, action, range } = steps.planRow?.(a) ?? { action: steps.describe(a) };
+    return [partition ?? "", range ?? rangeText(from, to), rows ?? "", action];
   };
   const n = actions.length;
   // A rebuild of a year is hundreds of batches: the reader needs where it starts and ends.

@@ -85,6 +85,16 @@ describe("executePlan on a terminal", () => {
     expect(table[21]).toContain("batch_427 ");
   });
 
+  it("a job's planRow may say the range itself", async () => {
+    const { ctx, lines } = context("text");
+    const ranged = {
+      ...steps,
+      planRow: () => ({ action: "recompute", range: "final before 2026-11-21 05:00" }),
+    };
+    await executePlan(ctx, { actions: [actions[0]!], findings: [] }, ranged, { dryRun: true });
+    expect(lines()[4]).toContain("points_p202610  final before 2026-11-21 05:00");
+  });
+
   it("a finding reads as its message, tagged by its severity", async () => {
     const { ctx, lines } = context("text");
     const findings = [

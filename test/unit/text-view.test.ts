@@ -7,6 +7,7 @@ import {
   formatBytes,
   formatCount,
   formatDuration,
+  instantText,
   progressLine,
   rangeText,
   renderTable,
@@ -46,6 +47,8 @@ describe("text values", () => {
     );
     expect(rangeText(undefined, d("2026-01-01T00:00Z"))).toBe("MINVALUE .. 2026-01");
     expect(rangeText(undefined, undefined)).toBe("");
+    expect(instantText(d("2026-11-21T05:00Z"))).toBe("2026-11-21 05:00");
+    expect(instantText(d("2027-01-01T00:00Z"))).toBe("2027-01");
   });
 
   it("aligns a table's columns, numbers to the right", () => {
