@@ -1,5 +1,5 @@
 // How partition-manager's actions read on a terminal: their row in the plan table and the words of
-// their progress line (the executor adds the partition, the range and the elapsed time).
+// their progress line (the executor adds the partition and the elapsed time).
 
 import { formatCount } from "../log/text-view.ts";
 import type { Applied, PlanRow } from "../run/execute-plan.ts";
