@@ -10,6 +10,7 @@ import { policyTable, type TablePolicy } from "../config/policy.ts";
 import { relationOidSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
+import { TEXT } from "../log/text-view.ts";
 import { inspectTable, type TableProblem } from "../partitions/catalog.ts";
 import { withAdvisoryLock } from "./advisory-lock.ts";
 import { type AuditAction, bookkeepingReady, finishRun, recordAction, startRun } from "./audit.ts";
@@ -158,10 +159,12 @@ export async function runJob(spec: JobSpec): Promise<RunResult> {
         execution: process.env.CLOUD_RUN_EXECUTION,
         host: hostname(),
       });
+  const tableNames = policies.map((p) => p.table);
   log.info(dryRun ? "dry run: planning only, nothing will change" : "run started", {
     runId,
     now: config.options.now,
-    tables: policies.map((p) => p.table),
+    tables: tableNames,
+    [TEXT]: `${job} ${dryRun ? "dry run (nothing will change)" : `run ${runId}`}, now ${config.options.now.toISOString()}: ${tableNames.length} table${tableNames.length === 1 ? "" : "s"}`,
   });
 
   const tables: Record<string, TableStatus> = {};
