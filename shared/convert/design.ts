@@ -56,9 +56,15 @@ export interface PrimaryKeyDesign {
   changes: boolean;
 }
 
+/**
+ * The version of the design's shape this release stores. Raise it with every change to the
+ * shape, and teach design-schema.ts to read the version before it.
+ */
+export const DESIGN_VERSION = 2;
+
 /** Decided once when prepare starts and stored with the conversion: swap, revert and finalize use it. */
 export interface ConversionDesign {
-  version: 1;
+  version: typeof DESIGN_VERSION;
   schema: string;
   table: string;
   timeColumn: string;
@@ -127,7 +133,7 @@ export function design(facts: TableFacts, input: ConvertInput): ConversionDesign
   if (addIngestColumn) columns.push(INGEST_COLUMN);
 
   return {
-    version: 1,
+    version: DESIGN_VERSION,
     schema,
     table,
     timeColumn: time,

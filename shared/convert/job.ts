@@ -135,6 +135,15 @@ async function runPhases(
   }
 }
 
+/** `read`, run on the first call only; later calls give its result. */
+function once<T>(read: () => T): () => T {
+  let done: { value: T } | null = null;
+  return () => {
+    done ??= { value: read() };
+    return done.value;
+  };
+}
+
 /** Reads where the conversion stands, then runs the phase from there. */
 async function runPhase(
   db: Kysely<DB>,
@@ -161,9 +170,10 @@ async function runPhase(
     state,
     record,
     active,
-    // The design prepare stored with the conversion (recordStep), checked as it is read back. A
+    // The design prepare stored with the conversion (recordStep), checked as it is read back, and
+    // read only when the phase needs it: status and a phase with nothing to do never fail on it. A
     // reverted conversion's is never used (the next prepare designs afresh), so it is not read.
-    storedDesign: active ? readStoredDesign(tableKey(table), active) : null,
+    storedDesign: once(() => (active ? readStoredDesign(tableKey(table), active) : null)),
     input: {
       policy: options.policy,
       now: options.now,

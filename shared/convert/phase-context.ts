@@ -50,8 +50,12 @@ export interface PhaseContext {
   record: ConversionRecord | null;
   /** The recorded conversion, unless it was reverted (then a new one may start). */
   active: ConversionRecord | null;
-  /** The design stored with the active conversion, checked when it was read; null without one. */
-  storedDesign: ConversionDesign | null;
+  /**
+   * The design stored with the active conversion, read and checked on the first call (then kept);
+   * null without one. Called only where a phase uses the design: a row whose design this release
+   * cannot use fails those paths, never status or a phase that has nothing to do.
+   */
+  storedDesign: () => ConversionDesign | null;
   input: ConvertInput;
   exec: ExecContext;
 }

@@ -21,16 +21,17 @@ type FinalizeGate =
 /** Whether finalize runs, from the recorded conversion. Pure. */
 function finalizeGate(
   record: ConversionRecord | null,
-  stored: ConversionDesign | null,
+  stored: () => ConversionDesign | null,
   shown: string,
 ): FinalizeGate {
   if (record?.phase === "finalized") return { kind: "already" };
-  if (record?.phase !== "swapped" || !stored)
+  const d = record?.phase === "swapped" ? stored() : null;
+  if (!d)
     return {
       kind: "refused",
       reason: `${shown} is not swapped (${record?.phase ?? "no conversion recorded"}): nothing to finalize`,
     };
-  return { kind: "run", design: stored };
+  return { kind: "run", design: d };
 }
 
 export async function finalizePhase(ctx: PhaseContext): Promise<PhaseOutcome> {

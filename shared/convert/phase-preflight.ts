@@ -45,10 +45,10 @@ export async function assessWithClashes(
   facts: TableFacts,
   input: ConvertInput,
   state: ConversionState,
-  stored: ConversionDesign | null,
+  stored: () => ConversionDesign | null,
 ): Promise<Assessment> {
-  const resuming = state.record && state.record.phase !== "reverted" ? stored : null;
   if (facts.exists && facts.relkind === "r") {
+    const resuming = state.record && state.record.phase !== "reverted" ? stored() : null;
     const d = resuming ?? design(facts, input);
     // Objects a resumed prepare already made are ours, not clashes.
     const ours = new Set(resuming ? namesToCreate(resuming) : []);

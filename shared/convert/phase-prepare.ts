@@ -54,16 +54,17 @@ export function planPrepare(args: {
 }
 
 export async function preparePhase(ctx: PhaseContext): Promise<PhaseOutcome> {
-  const { active, storedDesign, log } = ctx;
+  const { active, log } = ctx;
   if (active?.phase === "swapped" || active?.phase === "finalized") {
     log.notice(`already ${active.phase}: nothing to prepare`);
     return { exitCode: EXIT.ok, already: true };
   }
+  const storedDesign = ctx.storedDesign();
   const boundary = phaseBoundary(ctx);
   const facts = await readTableFacts(ctx.db, ctx.table, ctx.options.policy.timeColumn, boundary);
   // A resumed prepare keeps what the operator accepted when it started.
   const accepted = active && storedDesign ? acceptedInput(ctx.input, storedDesign) : ctx.input;
-  const verdict = await assessWithClashes(ctx.db, facts, accepted, ctx.state, storedDesign);
+  const verdict = await assessWithClashes(ctx.db, facts, accepted, ctx.state, () => storedDesign);
   if (verdict.blockers.length > 0) return await refuseAsPreflight(ctx, facts, verdict, boundary);
   const plan = planPrepare({
     active,

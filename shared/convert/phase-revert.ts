@@ -29,10 +29,13 @@ export type RevertDecision =
   | { kind: "abandon"; design: ConversionDesign }
   | { kind: "revert"; design: ConversionDesign };
 
-/** Which revert the recorded conversion calls for, if any. Pure. */
+/**
+ * Which revert the recorded conversion calls for, if any. Pure; `stored` (the recorded design) is
+ * called only when the revert is one that reads it.
+ */
 export function decideRevert(
   record: ConversionRecord | null,
-  stored: ConversionDesign | null,
+  stored: () => ConversionDesign | null,
   state: Pick<ConversionState, "historyAttached">,
   shown: string,
 ): RevertDecision {
@@ -46,14 +49,15 @@ export function decideRevert(
       kind: "refused",
       reason: `${shown} was finalized: revert is no longer possible (the objects it needs were dropped)`,
     };
-  if (!stored) return { kind: "refused", reason: "the conversion record has no design; cannot revert" };
-  if (record.phase === "preparing" || record.phase === "prepared") return { kind: "abandon", design: stored };
+  const d = stored();
+  if (!d) return { kind: "refused", reason: "the conversion record has no design; cannot revert" };
+  if (record.phase === "preparing" || record.phase === "prepared") return { kind: "abandon", design: d };
   if (!state.historyAttached)
     return {
       kind: "refused",
-      reason: `${stored.names.history} is no longer a partition of ${shown} (did retention drop or detach it?): revert needs it`,
+      reason: `${d.names.history} is no longer a partition of ${shown} (did retention drop or detach it?): revert needs it`,
     };
-  return { kind: "revert", design: stored };
+  return { kind: "revert", design: d };
 }
 
 export async function revertPhase(ctx: PhaseContext): Promise<PhaseOutcome> {

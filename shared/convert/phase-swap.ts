@@ -94,11 +94,12 @@ export function planSwap(args: {
 }
 
 export async function swapPhase(ctx: PhaseContext): Promise<PhaseOutcome> {
-  const { active, storedDesign, log, options, shown } = ctx;
+  const { active, log, options, shown } = ctx;
   if (active?.phase === "swapped" || active?.phase === "finalized") {
     log.notice(`already ${active.phase}`);
     return { exitCode: EXIT.ok, already: true };
   }
+  const storedDesign = active?.phase === "prepared" ? ctx.storedDesign() : null;
   if (active?.phase !== "prepared" || !storedDesign) {
     if (options.dryRun && (options.phase === "all" || active?.phase === "preparing"))
       return await previewSwap(ctx);
@@ -137,7 +138,7 @@ export async function swapPhase(ctx: PhaseContext): Promise<PhaseOutcome> {
 /** --dry-run before the conversion is prepared: the swap as the design stands now. */
 async function previewSwap(ctx: PhaseContext): Promise<PhaseOutcome> {
   const facts = await readTableFacts(ctx.db, ctx.table, ctx.options.policy.timeColumn, null);
-  const d = ctx.active && ctx.storedDesign ? ctx.storedDesign : design(facts, ctx.input);
+  const d = ctx.storedDesign() ?? design(facts, ctx.input);
   await executeStep(ctx, swapStep(d, facts.changeTriggers));
   return { exitCode: EXIT.ok };
 }

@@ -5,14 +5,16 @@ import { type PhaseContext, type PhaseOutcome, Refusal } from "./phase-context.t
 import { verifyConversion } from "./verify.ts";
 
 export async function verifyPhase(ctx: PhaseContext): Promise<PhaseOutcome> {
-  const { log, active, record, storedDesign } = ctx;
+  const { log, active, record } = ctx;
   if (ctx.options.dryRun) {
     log.notice(
       "dry run: verify only reads; it would compare counts and checksums, bounds, indexes and pruning",
     );
     return { exitCode: EXIT.ok };
   }
-  if (!storedDesign || (active?.phase !== "swapped" && active?.phase !== "finalized"))
+  const swapped = active?.phase === "swapped" || active?.phase === "finalized";
+  const storedDesign = swapped ? ctx.storedDesign() : null;
+  if (!storedDesign)
     throw new Refusal(
       `${ctx.shown} is not swapped (${record?.phase ?? "no conversion recorded"}): nothing to verify yet`,
     );

@@ -1,6 +1,7 @@
 // The design prepare stores with a conversion is checked when a later phase reads it back: a row
 // whose design does not match fails the phase with an error naming the row (exit 1), and nothing
-// is changed; with the design restored the same phase goes on.
+// is changed; status, which reads no design, still reports the conversion; with the design
+// restored the same phase goes on.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
 import { runCli } from "../support/jobs.ts";
@@ -52,6 +53,10 @@ describe("a stored design that does not match", () => {
     // Every phase that reads the design refuses it the same way.
     for (const phase of ["revert", "prepare"]) expect((await convert(phase)).code).toBe(1);
     expect(await shape()).toEqual([{ kind: "r", phase: "prepared" }]);
+    // status reads no design: it tells where the conversion stands all the same.
+    const status = await convert("status");
+    expect(status.code).toBe(0);
+    expect(status.lines.filter((l) => l.message.includes("sd.sensor_readings: prepared"))).toHaveLength(1);
 
     await t.pool.query("UPDATE telemetry_jobs.conversions SET plan = $2 WHERE table_name = $1", [
       key,

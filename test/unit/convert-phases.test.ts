@@ -166,25 +166,43 @@ describe("swap", () => {
 });
 
 describe("revert", () => {
+  const stored = () => d;
+  /** A design this release cannot read: the decisions that do not need it never ask for it. */
+  const unreadable = () => {
+    throw new Error("the design was read");
+  };
   it("nothing to do without a conversion, or after a revert", () => {
-    expect(decideRevert(null, null, state(), "ew.points")).toEqual({
+    expect(decideRevert(null, unreadable, state(), "ew.points")).toEqual({
       kind: "nothing",
       message: "no conversion recorded: nothing to revert",
     });
-    expect(decideRevert(record("reverted"), d, state(), "ew.points")).toMatchObject({ kind: "nothing" });
+    expect(decideRevert(record("reverted"), unreadable, state(), "ew.points")).toMatchObject({
+      kind: "nothing",
+    });
   });
   it("before the swap it abandons what prepare built; after it, it reverts while the history is attached", () => {
-    expect(decideRevert(record("prepared"), d, state(), "ew.points")).toEqual({ kind: "abandon", design: d });
-    expect(decideRevert(record("swapped"), d, state({ historyAttached: true }), "ew.points")).toEqual({
+    expect(decideRevert(record("prepared"), stored, state(), "ew.points")).toEqual({
+      kind: "abandon",
+      design: d,
+    });
+    expect(decideRevert(record("swapped"), stored, state({ historyAttached: true }), "ew.points")).toEqual({
       kind: "revert",
       design: d,
     });
-    expect(decideRevert(record("swapped"), d, state({ historyAttached: false }), "ew.points")).toMatchObject({
+    expect(
+      decideRevert(record("swapped"), stored, state({ historyAttached: false }), "ew.points"),
+    ).toMatchObject({
       kind: "refused",
       reason: expect.stringMatching(/points_history is no longer a partition of ew\.points/),
     });
+    expect(() => decideRevert(record("prepared"), unreadable, state(), "ew.points")).toThrow(
+      "the design was read",
+    );
   });
-  it("refuses after finalize", () => {
-    expect(decideRevert(record("finalized"), d, state(), "ew.points")).toMatchObject({ kind: "refused" });
+  it("refuses after finalize, without reading the design", () => {
+    expect(decideRevert(record("finalized"), unreadable, state(), "ew.points")).toMatchObject({
+      kind: "refused",
+      reason: expect.stringMatching(/was finalized/),
+    });
   });
 });

@@ -20,7 +20,7 @@ import { swapStep } from "../../shared/convert/step-swap.ts";
 
 /** A table ew.points whose key (id) gains the time column, with an identity and a serial column. */
 const d: ConversionDesign = {
-  version: 1,
+  version: 2,
   schema: "ew",
   table: "points",
   timeColumn: "ts",

@@ -95,13 +95,37 @@ describe("readStoredDesign", () => {
     expect(e.message).toMatch(/\(names: [^;)]+\)/);
     expect(e.message).toContain("nothing was changed");
 
-    const several = { ...stored(), version: 2, keyType: "date", boundary: "December" };
+    const several = { ...stored(), version: 3, keyType: "date", boundary: "December" };
     const m = failure(several).message;
     for (const field of ["version", "keyType", "boundary"]) expect(m).toContain(`${field}: `);
 
     const badPartition = stored();
     (badPartition.partitions as { to: string }[])[0]!.to = "soon";
     expect(failure(badPartition).message).toContain("partitions.0.to: ");
+  });
+
+  it("a version 1 design from before constraintDef and identity.indexed reads as its release meant", () => {
+    const plan = stored();
+    const parentIndexes = plan.parentIndexes as Record<string, unknown>[];
+    expect(parentIndexes.length).toBeGreaterThan(0);
+    expect((plan.identity as { indexed: boolean }).indexed).toBe(false);
+    for (const i of parentIndexes) delete i.constraintDef;
+    delete (plan.identity as Record<string, unknown>).indexed;
+    const read = readStoredDesign("ew.points", row({ ...plan, version: 1 }));
+    // The keys rebuilt from their columns, max(id) always read: what the writing release did.
+    expect(read).toEqual({
+      ...d,
+      parentIndexes: d.parentIndexes.map((i) => ({ ...i, constraintDef: null })),
+      identity: { ...d.identity, indexed: true },
+    });
+    // A version 1 design with every field keeps them.
+    expect(readStoredDesign("ew.points", row({ ...stored(), version: 1 }))).toEqual(d);
+  });
+
+  it("the current version requires every field: a missing one is an edit, not an old design", () => {
+    const plan = stored();
+    delete (plan.parentIndexes as Record<string, unknown>[])[0]!.constraintDef;
+    expect(failure(plan).message).toContain("parentIndexes.0.constraintDef: ");
   });
 
   it("a plan that is not a design at all", () => {
