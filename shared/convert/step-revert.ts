@@ -58,7 +58,7 @@ function identityToHistory(d: ConversionDesign): Statement[] {
     {
       sql: `ALTER TABLE ${quoteRelation(history)} ALTER COLUMN ${quoteIdentifier(d.identity.column)} ADD GENERATED ${generated} AS IDENTITY`,
     },
-    { sql: continueSequence(history, inSchema(d, d.table), history, d.identity) },
+    continueSequence(history, inSchema(d, d.table), history, d.identity),
   ];
 }
 

@@ -56,7 +56,7 @@ function identityToParent(d: ConversionDesign): Statement[] {
   if (!d.identity) return [];
   const table = inSchema(d, d.table);
   return [
-    { sql: continueSequence(inSchema(d, d.names.parent), table, table, d.identity) },
+    continueSequence(inSchema(d, d.names.parent), table, table, d.identity),
     {
       sql: `ALTER TABLE ${quoteRelation(table)} ALTER COLUMN ${quoteIdentifier(d.identity.column)} DROP IDENTITY`,
     },

@@ -59,9 +59,9 @@ describe("relation and identity lookups in convert's statements", () => {
           )
         ).rows[0].id,
       );
-    await t.pool.query(continueSequence(target, source, source, { column, indexed: false }));
+    await t.pool.query(continueSequence(target, source, source, { column, indexed: false }).sql);
     expect(await next()).toBe(6);
-    await t.pool.query(continueSequence(target, source, source, { column, indexed: true }));
+    await t.pool.query(continueSequence(target, source, source, { column, indexed: true }).sql);
     expect(await next()).toBe(41);
   });
 });

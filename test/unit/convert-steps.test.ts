@@ -180,7 +180,7 @@ describe("swap", () => {
     expect(sqls([step])).toEqual([
       'LOCK TABLE "ew"."points" IN ACCESS EXCLUSIVE MODE',
       "UPDATE telemetry_jobs.conversions SET phase = 'swapped', updated_at = now() WHERE table_name = 'ew.points' AND phase = 'prepared'",
-      `SELECT setval(${identitySequence("points_partitioned")}, greatest(v, 1), v >= 1) FROM (SELECT greatest(coalesce(pg_sequence_last_value(${identitySequence("points")}), 0), (SELECT coalesce(max("id"), 0) FROM "ew"."points")) AS v) AS last`,
+      `SELECT setval(seq.target, greatest(last.v, 1), last.v >= 1) FROM (SELECT ${identitySequence("points_partitioned")} AS target, ${identitySequence("points")} AS source) AS seq CROSS JOIN LATERAL (SELECT greatest(coalesce(pg_sequence_last_value(seq.source), 0), (SELECT coalesce(max("id"), 0) FROM "ew"."points")) AS v) AS last WHERE seq.target IS NOT NULL AND seq.source IS NOT NULL`,
       'ALTER TABLE "ew"."points" ALTER COLUMN "id" DROP IDENTITY',
       'ALTER SEQUENCE ew.points_n_seq OWNED BY "ew"."points_partitioned"."n"',
       `SELECT 1 WHERE (SELECT coalesce(string_agg(t.tgname::text || '/' || t.tgenabled::text || '/' || CASE WHEN t.tgfoid = to_regprocedure('"telemetry_jobs"."record_rollup_changes"()') THEN 't' ELSE 'f' END || '/' || encode(t.tgargs, 'hex'), ' ' ORDER BY t.tgname::text COLLATE "C"), '') FROM pg_catalog.pg_trigger t WHERE t.tgrelid = ${oidOf("points")} AND t.tgname IN ('telemetry_jobs_rollup_delete', 'telemetry_jobs_rollup_update')) = 'telemetry_jobs_rollup_update/D/t/7473006465766963655f696400'`,
@@ -197,6 +197,8 @@ describe("swap", () => {
       'COMMENT ON TABLE "ew"."points_history" IS \'telemetry-jobs convert: historical partition of ew.points (rows before 2026-12-01T00:00:00.000Z); retention drops it whole once 2026-12-01T00:00:00.000Z is past the cutoff\'',
       'ALTER TABLE "ew"."points" ATTACH PARTITION "ew"."points_history" FOR VALUES FROM (MINVALUE) TO (\'2026-12-01 00:00:00.000+00\')',
     ]);
+    // The identity hand-over finds both sequences or fails the step.
+    expect(step.statements[2]?.expectRows).toBe(1);
   });
 });
 
@@ -209,7 +211,7 @@ describe("revert", () => {
       'ALTER TABLE "ew"."points_history" DROP CONSTRAINT "telemetry_jobs_convert_bound"',
       'INSERT INTO "ew"."points_history" ("id", "ts") SELECT "id", "ts" FROM "ew"."points"',
       'ALTER TABLE "ew"."points_history" ALTER COLUMN "id" ADD GENERATED ALWAYS AS IDENTITY',
-      `SELECT setval(${identitySequence("points_history")}, greatest(v, 1), v >= 1) FROM (SELECT greatest(coalesce(pg_sequence_last_value(${identitySequence("points")}), 0), (SELECT coalesce(max("id"), 0) FROM "ew"."points_history")) AS v) AS last`,
+      `SELECT setval(seq.target, greatest(last.v, 1), last.v >= 1) FROM (SELECT ${identitySequence("points_history")} AS target, ${identitySequence("points")} AS source) AS seq CROSS JOIN LATERAL (SELECT greatest(coalesce(pg_sequence_last_value(seq.source), 0), (SELECT coalesce(max("id"), 0) FROM "ew"."points_history")) AS v) AS last WHERE seq.target IS NOT NULL AND seq.source IS NOT NULL`,
       'ALTER SEQUENCE ew.points_n_seq OWNED BY "ew"."points_history"."n"',
       `SELECT 1 WHERE (SELECT coalesce(string_agg(t.tgname::text || '/' || t.tgenabled::text || '/' || CASE WHEN t.tgfoid = to_regprocedure('"telemetry_jobs"."record_rollup_changes"()') THEN 't' ELSE 'f' END || '/' || encode(t.tgargs, 'hex'), ' ' ORDER BY t.tgname::text COLLATE "C"), '') FROM pg_catalog.pg_trigger t WHERE t.tgrelid = ${oidOf("points")} AND t.tgname IN ('telemetry_jobs_rollup_delete', 'telemetry_jobs_rollup_update')) = ''`,
       'DROP TABLE "ew"."points"',
