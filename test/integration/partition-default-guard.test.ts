@@ -34,7 +34,7 @@ const monthName = (table: string, offset: number) => {
 };
 
 /** A table with this month and the next, and DEFAULT_ROWS rows dated years ahead in DEFAULT. */
-async function tableWithLargeDefault(name: string) {
+async function tableWithLargeDefault(name: string, rows = DEFAULT_ROWS) {
   await t.pool.query(
     `CREATE TABLE public.${name} (id bigint NOT NULL, ts timestamptz NOT NULL, v float8) PARTITION BY RANGE (ts)`,
   );
@@ -43,7 +43,7 @@ async function tableWithLargeDefault(name: string) {
   expect((await runPartitionManager(t.db, makeConfig(t.url, [policy], { now: NOW }))).exitCode).toBe(0);
   await t.pool.query(
     `INSERT INTO public.${name} SELECT g, $1::timestamptz + interval '4 years' + g * interval '1 second', g
-       FROM generate_series(1, ${DEFAULT_ROWS}) g`,
+       FROM generate_series(1, ${rows}) g`,
     [NOW],
   );
   return policy;
@@ -186,6 +186,45 @@ describe("premaking beside a large DEFAULT partition", () => {
     ]);
     const landed = await t.pool.query("SELECT tableoid::regclass::text AS part FROM public.dk WHERE id = -3");
     expect(landed.rows).toEqual([{ part: monthName("dk", 3) }]);
+  }, 120_000);
+
+  it("after a SIGKILL during the guard's validation, the next run attaches and removes it", async () => {
+    // A DEFAULT big enough for the validation to be seen running.
+    const policy = await tableWithLargeDefault("dv", 2_000_000);
+    const premake = { ...policy, premake: 3 };
+    const cli = startCli(["partition-manager"], {
+      DATABASE_URL: t.url,
+      TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify({ tables: [premake] }),
+    });
+    let validating = false;
+    for (let i = 0; i < 20_000 && !validating; i++) {
+      const r = await t.pool.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%VALIDATE CONSTRAINT%' AND pid <> pg_backend_pid()",
+      );
+      validating = r.rows[0].n > 0;
+    }
+    cli.child.kill("SIGKILL");
+    expect((await cli.done).signal).toBe("SIGKILL");
+    expect(validating, "the validation was never seen running").toBe(true);
+    // The killed session goes on until PostgreSQL notices the closed socket: wait for it to end.
+    for (let i = 0; i < 200; i++) {
+      const r = await t.pool.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'telemetry-jobs/partition-manager'",
+      );
+      if (r.rows[0].n === 0) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect((await guardOf("dv")).length).toBe(1);
+
+    const run = await runPartitionManager(t.db, makeConfig(t.url, [premake], { now: NOW }));
+    expect(run.exitCode, JSON.stringify(run.logs.filter((l) => l.severity === "ERROR"))).toBe(0);
+    expect((await partitionsOf(t.url, "public.dv")).map((p) => p.name)).toEqual([
+      "dv_default",
+      ...[0, 1, 2, 3].map((i) => monthName("dv", i)),
+    ]);
+    expect(await guardOf("dv")).toEqual([]);
+    const inDefault = await t.pool.query("SELECT count(*)::int AS n FROM ONLY public.dv_default");
+    expect(inDefault.rows[0].n).toBe(2_000_000);
   }, 120_000);
 
   it("drops a leftover guard that no longer proves anything, even when it plans no new one", async () => {
