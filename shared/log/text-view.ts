@@ -147,6 +147,8 @@ const HEALTH_WORDS: Record<string, (v: unknown) => string | undefined> = {
   totalBytes: (v) => (typeof v === "number" ? formatBytes(v) : undefined),
   bytesFreed: (v) => (typeof v === "number" ? `${formatBytes(v)} freed` : undefined),
   rowsDeleted: (v) => `${valueText(v)} rows deleted`,
+  rowDeletesIncomplete: (v) => (v ? "row deletes stopped early (the next run goes on)" : undefined),
+  cutoff: (v) => (typeof v === "string" ? `cutoff ${v}` : undefined),
 };
 
 /** A table's health record: its verdict and figures on one line, each reason on a line of its own. */

@@ -6,6 +6,7 @@
 import type { Kysely } from "kysely";
 import { displayRelation, type Relation } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
+import { TEXT } from "../log/text-view.ts";
 import { type ActionSteps, executePlan } from "../run/execute-plan.ts";
 import type { TableContext, TableReport } from "../run/runner.ts";
 import { applyRetentionAction } from "./apply.ts";
@@ -13,6 +14,7 @@ import type { RetentionContext, RetentionOutcome } from "./context.ts";
 import { retentionCutoff, retentionOf } from "./expiry.ts";
 import { readRetentionFacts } from "./facts.ts";
 import { planRetention, type RetentionAction, type RetentionPlan } from "./plan.ts";
+import { retentionPlanRow, retentionProgress } from "./present.ts";
 import { resumeBlock } from "./progress.ts";
 import { type RemovePartition, removeTogether } from "./remove.ts";
 
@@ -46,6 +48,7 @@ export async function manageRetention(
   log.info(`cutoff ${cutoff.toISOString()} (keep ${retention.keep}, mode ${retention.mode})`, {
     cutoff,
     partitioned: policy.partitioned,
+    [TEXT]: `cutoff ${cutoff.toISOString()} (keep ${retention.keep}, mode ${retention.mode})`,
   });
   const totals: Totals = { bytesFreed: 0, rowsDeleted: 0, incomplete: false };
   const steps = retentionSteps(db, ctx, plan, {
@@ -154,6 +157,8 @@ function retentionSteps(
       };
     },
     doneSeverity: "notice",
+    planRow: retentionPlanRow,
+    progressText: retentionProgress,
   };
 }
 
