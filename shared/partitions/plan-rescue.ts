@@ -15,25 +15,45 @@ export const DEFAULT_MAX_RESCUE_ROWS = 50_000;
 
 export const RESCUE_RUNBOOK = "docs/runbooks/partition-manager.md (section 'A refused DEFAULT rescue')";
 
-/** `actions` without the creates that would move more than the policy's maxRescueRows rows. */
+/**
+ * `actions` without the creates that would move more than the policy's maxRescueRows rows, and one
+ * CRIT finding for all of them: after a long outage every month of it is over the bound, and a
+ * finding per month would say the same thing a dozen times (in the log and in the health reasons).
+ */
 export function refuseLargeRescues(
   policy: TablePolicy,
   actions: readonly PartitionAction[],
   findings: PartitionFinding[],
 ): PartitionAction[] {
   const bound = policy.maxRescueRows ?? DEFAULT_MAX_RESCUE_ROWS;
-  return actions.filter((a) => {
-    if (a.kind !== "create_partition" || a.defaultRows <= bound) return true;
-    findings.push({
-      severity: "crit",
-      code: "rescue_refused",
-      partition: a.partition,
-      message:
-        `not creating ${a.partition} [${a.from.toISOString()}, ${a.to.toISOString()}): ${a.defaultRows} of its rows are in the DEFAULT partition, ` +
-        `more than maxRescueRows (${bound}); moving them would make every reader and writer of ${policy.table} wait for the whole move. ` +
-        `The rows stay in DEFAULT, visible. To move them deliberately, at a quiet time, run once with "maxRescueRows": ${a.defaultRows} (or more) in this table's policy: ` +
-        `telemetry-jobs partition-manager --table ${policy.table} --config <that policy file>. See ${RESCUE_RUNBOOK}.`,
-    });
-    return false;
-  });
+  const tooLarge = (a: PartitionAction): a is CreateAction =>
+    a.kind === "create_partition" && a.defaultRows > bound;
+  const refused = actions.filter(tooLarge);
+  if (refused.length > 0) findings.push(refusalFinding(policy, bound, refused));
+  return actions.filter((a) => !tooLarge(a));
+}
+
+type CreateAction = Extract<PartitionAction, { kind: "create_partition" }>;
+
+function refusalFinding(
+  policy: TablePolicy,
+  bound: number,
+  refused: readonly CreateAction[],
+): PartitionFinding {
+  const largest = refused.reduce((a, b) => (b.defaultRows > a.defaultRows ? b : a));
+  const earliest = refused.reduce((a, b) => (b.from < a.from ? b : a));
+  const latest = refused.reduce((a, b) => (b.to > a.to ? b : a));
+  const what =
+    refused.length === 1
+      ? `not creating ${largest.partition} [${largest.from.toISOString()}, ${largest.to.toISOString()}): ${largest.defaultRows} of its rows are in the DEFAULT partition`
+      : `not creating ${refused.length} partitions [${earliest.from.toISOString()}, ${latest.to.toISOString()}): their rows are in the DEFAULT partition, up to ${largest.defaultRows} for one (${largest.partition})`;
+  return {
+    severity: "crit",
+    code: "rescue_refused",
+    partition: largest.partition,
+    message:
+      `${what}, more than maxRescueRows (${bound}); moving them would make every reader and writer of ${policy.table} wait for the whole move. ` +
+      `The rows stay in DEFAULT, visible. To move them deliberately, at a quiet time, run once with "maxRescueRows": ${largest.defaultRows} (or more) in this table's policy: ` +
+      `telemetry-jobs partition-manager --table ${policy.table} --config <that policy file>. See ${RESCUE_RUNBOOK}.`,
+  };
 }

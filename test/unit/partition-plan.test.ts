@@ -739,6 +739,22 @@ describe("a rescue above maxRescueRows", () => {
     );
   });
 
+  it("an outage's worth of months over the bound is one finding, naming the largest", () => {
+    const months = ["2026-08-03", "2026-09-03", "2026-10-03", "2026-11-03"].map((d, i) => ({
+      start: utc(`${d}T00:00:00Z`),
+      rows: DEFAULT_MAX_RESCUE_ROWS + 1 + i * 10,
+    }));
+    const plan = planPartitions(policy({ premake: 1 }), catalog({ buckets: months }), NOW);
+    const refused = plan.findings.filter((f) => f.code === "rescue_refused");
+    expect(refused).toHaveLength(1);
+    expect(refused[0]?.partition).toBe("telemetry_points_p202611");
+    expect(refused[0]?.message).toContain(
+      `not creating 4 partitions [2026-08-01T00:00:00.000Z, 2026-12-01T00:00:00.000Z): their rows are in the DEFAULT partition, up to ${DEFAULT_MAX_RESCUE_ROWS + 31} for one (telemetry_points_p202611)`,
+    );
+    expect(refused[0]?.message).toContain(`"maxRescueRows": ${DEFAULT_MAX_RESCUE_ROWS + 31} (or more)`);
+    expect(creates(plan).map((a) => a.partition)).toEqual(["telemetry_points_p202612"]);
+  });
+
   it("goes ahead up to the bound, and the policy can raise it", () => {
     const at = [{ start: november[0]!.start, rows: DEFAULT_MAX_RESCUE_ROWS }];
     expect(codes(planPartitions(policy({ premake: 1 }), catalog({ buckets: at }), NOW))).not.toContain(
