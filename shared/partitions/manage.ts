@@ -62,7 +62,7 @@ export async function managePartitions(
   const refused = plan.findings.find((f) => f.code === "rescue_refused")?.message;
   switch (done.status) {
     case "refused":
-      return { status: "refused", actions: {}, error: done.error };
+      return { status: "refused", actions: {}, error: done.error, errorLogged: true };
     case "planned":
       return {
         status: "ok",
@@ -79,5 +79,7 @@ export async function managePartitions(
     actions: done.actions,
     health: { ...health },
     ...(done.status === "failed" ? { error: done.error } : refused ? { error: refused } : {}),
+    // The executor logged the failed action, and the refusal is the CRIT finding it logged.
+    ...(done.status === "failed" || refused ? { errorLogged: true } : {}),
   };
 }

@@ -60,7 +60,7 @@ export async function manageRetention(
   const { bytesFreed, rowsDeleted } = totals;
   switch (done.status) {
     case "refused":
-      return { status: "refused", actions: {}, error: done.error };
+      return { status: "refused", actions: {}, error: done.error, errorLogged: true };
     case "planned":
       return {
         status: "ok",
@@ -74,6 +74,7 @@ export async function manageRetention(
         status: "failed",
         actions: done.actions,
         error: done.error,
+        errorLogged: true,
         health: { cutoff: cutoff.toISOString(), bytesFreed, rowsDeleted, ...rollupHealth },
       };
     case "ok":

@@ -18,11 +18,16 @@ import { type AuditAction, bookkeepingReady, finishRun, recordAction, startRun }
 export type TableStatus = "ok" | "skipped" | "failed" | "interrupted" | "refused";
 
 export interface TableReport {
-  /** refused: a safety guard stopped this table before it changed anything (exit 2). */
+  /**
+   * refused: a safety guard said no (exit 2): before anything changed, or (a DEFAULT rescue above
+   * maxRescueRows) after the rest of the table's plan was made.
+   */
   status: "ok" | "failed" | "interrupted" | "refused";
   actions: Record<string, number>;
   health?: Record<string, unknown>;
   error?: string;
+  /** The error is what a record of this run already said (the executor's failed action, a finding). */
+  errorLogged?: boolean;
 }
 
 export interface TableContext {
@@ -252,7 +257,11 @@ async function processTable(
       });
     }
     if (report.error)
-      tlog.error(report.status === "refused" ? "table refused" : "table failed", { error: report.error });
+      tlog.error(report.status === "refused" ? "table refused" : "table failed", {
+        error: report.error,
+        // On a terminal the reason is the line above; JSON keeps it on this record for queries.
+        ...(report.errorLogged ? { [TEXT]: `table ${report.status} (see above)` } : {}),
+      });
     return report;
   } catch (error) {
     tlog.error("table failed", { error: (error as Error).message, cause: error });

@@ -94,4 +94,21 @@ describe("text output of a partition-manager run", () => {
       "",
     ]);
   });
+
+  it("a refused rescue: its reason once, as an ERROR, and the table's end points at it", async () => {
+    await t.pool.query(
+      `INSERT INTO public.telemetry_points (device_id, ts, metrics)
+       SELECT 'dev-1', ts, '{"temp_c": 20}'::jsonb
+         FROM generate_series('2027-01-05'::timestamptz, '2027-01-06', '1 hour') AS ts`,
+    );
+    const policy = { ...POINTS, premake: 2, maxRescueRows: 10 };
+    const run = cliText(["partition-manager", "--now", "2026-12-21T00:00:00Z"], policy);
+    expect(run.code).toBe(2);
+    const lines = mask(run.stdout);
+    const reason = lines.filter((l) => l.includes("not creating telemetry_points_p202701"));
+    // The finding, and the health reason (the health record lists what made the table CRIT).
+    expect(reason.map((l) => l.trim().split(" ")[0])).toEqual(["ERROR", "CRIT:"]);
+    expect(lines).toContain("  ERROR table refused (see above)");
+    expect(lines).toContain("  [1/1] telemetry_points_p202702  created  #.# s");
+  });
 });
