@@ -69,7 +69,9 @@ export const RetentionPolicySchema = z
       .min(1)
       .max(1_000_000)
       .default(5_000)
-      .describe("Rows per delete batch (about)."),
+      .describe(
+        "Rows in the first delete batch of a row-delete pass (about); later batches are sized to take about 100 ms each.",
+      ),
     batchPauseMs: z.number().int().min(0).max(60_000).default(50).describe("Pause between delete batches."),
     timeBudgetMs: timeBudgetMs.describe(
       "Row deletes of one run (all of them together) stop after this long; the next run resumes.",
