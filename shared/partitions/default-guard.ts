@@ -6,6 +6,7 @@
 import { sql } from "kysely";
 import { withLockRetry } from "../db/lock-retry.ts";
 import { columnSql, displayRelation, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
+import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import type { ActionOutcome, ApplyContext } from "./apply.ts";
 import { boundLiteral } from "./bounds.ts";
 import { DEFAULT_GUARD_CONSTRAINT } from "./naming.ts";
@@ -72,6 +73,8 @@ export async function guardDefault(ctx: ApplyContext, action: GuardAction): Prom
     });
     return { rows: 0, lockRetries: added.attempts - 1, alreadyDone: true };
   }
+  // The guard is committed NOT VALID (it refuses new rows of its ranges) and not yet validated.
+  await pauseAtFaultPoint("guard-after-add", ctx.log);
   try {
     const validated = await withLockRetry(ctx.db, retryOptions(ctx, def, "validate the guard"), (trx) =>
       sql`ALTER TABLE ${rel} VALIDATE CONSTRAINT ${GUARD}`.execute(trx),
@@ -108,6 +111,8 @@ async function dropGuard(ctx: ApplyContext, def: Relation): Promise<{ dropped: b
 
 /** Once its ranges are attached the guard says nothing DEFAULT's partition constraint does not. */
 export async function dropDefaultGuard(ctx: ApplyContext, action: DropGuardAction): Promise<ActionOutcome> {
+  // The run's attaches are done and committed; the guard is still in place.
+  await pauseAtFaultPoint("guard-before-drop", ctx.log);
   const { dropped, attempts } = await dropGuard(ctx, defaultOf(ctx, action));
   return { rows: 0, lockRetries: attempts - 1, alreadyDone: !dropped };
 }

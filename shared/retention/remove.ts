@@ -16,6 +16,7 @@ import { withLockRetry, withLockRetryOnConnection } from "../db/lock-retry.ts";
 import { displayRelation, type Relation, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { isRetryableLockError, SQLSTATE, sqlState } from "../db/sqlstate.ts";
+import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import { type RetentionContext, type RetentionOutcome, retryOptions } from "./context.ts";
 import { retentionOf } from "./expiry.ts";
 import { removalMarker } from "./facts.ts";
@@ -63,6 +64,8 @@ export async function removeTogether(
     await withLockRetry(ctx.db, retryOptions(ctx, `detach ${actions.length} partitions`), detachAll);
     why = "the table has a DEFAULT partition";
   }
+  // Between the two transactions: the children are detached and marked, none is finished yet.
+  await pauseAtFaultPoint("retention-after-detach", ctx.log);
   const finished = await finishTogether(
     ctx,
     actions.map((a) => ({ relation: a.partition, to: a.to })),
@@ -193,9 +196,11 @@ export async function finishTogether(
     tables.length === 1 ? displayRelation(tables[0]!.relation) : `${tables.length} detached tables`;
   switch (mode) {
     case "drop":
-      await withLockRetry(ctx.db, retryOptions(ctx, `drop ${shown}`), (trx) =>
-        sql`DROP TABLE ${sql.join(tables.map((t) => relationSql(t.relation)))}`.execute(trx),
-      );
+      await withLockRetry(ctx.db, retryOptions(ctx, `drop ${shown}`), async (trx) => {
+        await sql`DROP TABLE ${sql.join(tables.map((t) => relationSql(t.relation)))}`.execute(trx);
+        // Inside the finishing transaction: dropped, not committed (a kill rolls the drop back).
+        await pauseAtFaultPoint("retention-in-finish", ctx.log, mode);
+      });
       return tables.map(() => "drop");
     case "detach":
       await withLockRetry(ctx.db, retryOptions(ctx, `label ${shown}`), async (trx) => {
@@ -203,6 +208,8 @@ export async function finishTogether(
           await sql`COMMENT ON TABLE ${relationSql(relation)} IS ${sql.lit(
             `telemetry-jobs retention: detached from ${ctx.policy.table} at ${stamp}${to ? ` (rows before ${to.toISOString()})` : ""}`,
           )}`.execute(trx);
+        // Inside the finishing transaction: labelled, not committed (the marks are still theirs).
+        await pauseAtFaultPoint("retention-in-finish", ctx.log, mode);
       });
       return tables.map(() => "kept detached");
     case "archive": {
@@ -216,6 +223,8 @@ export async function finishTogether(
             `telemetry-jobs retention: archived from ${ctx.policy.table} at ${stamp}`,
           )}`.execute(trx);
         }
+        // Inside the finishing transaction: moved and labelled, not committed.
+        await pauseAtFaultPoint("retention-in-finish", ctx.log, mode);
       });
       return archived.map((a) => `moved to ${displayRelation(a)}`);
     }

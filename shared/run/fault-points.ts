@@ -12,7 +12,11 @@ export type FaultPoint =
   | "after-rollup-batch"
   | "convert-after-record"
   | "convert-after-prepare-step"
-  | "convert-before-swap";
+  | "convert-before-swap"
+  | "retention-after-detach"
+  | "retention-in-finish"
+  | "guard-after-add"
+  | "guard-before-drop";
 
 export async function pauseAtFaultPoint(point: FaultPoint, log: Logger, detail?: string): Promise<void> {
   const wanted = process.env.TELEMETRY_JOBS_FAULT_PAUSE;
