@@ -7,12 +7,8 @@
 //
 // Not part of `npm run bench`; writes bench/results/adopt.md.
 //
-// Server: unlike the other benchmarks (test/support/embedded-postgres.ts runs with fsync,
-// synchronous_commit and full_page_writes off), this one starts its embedded PostgreSQL with all
-// three on, because an INSERT's commit latency is what it measures. startEmbeddedPostgres takes no
-// server settings, and settings given on the postgres command line win over ALTER SYSTEM, so the
-// data directory is made by startEmbeddedPostgres (initdb, server account) and the server is then
-// started again from the same binaries with the durable settings (startDurableServer below).
+// Server: withServer's, as every benchmark's: fsync, synchronous_commit and full_page_writes on, as
+// in production, which matters here because an INSERT's commit latency is what it measures.
 //
 // Set-up: public.app_readings, an application's own table (not the starter schema): identity key,
 // device_id (FK to public.app_devices), ts, metrics jsonb, primary key (id, ts), an index on
@@ -29,10 +25,8 @@
 //   (a) baseline: the same writer for exactly as long as (b)'s window, no adoption, on the original.
 // Afterwards (b)'s table is checked: parent index valid, every partition's index attached, target
 // present, triggers installed, registered for the real-time read, a second run changes nothing.
-import { execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { cpus, tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus } from "node:os";
 import { dirname, join } from "node:path";
 import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
@@ -43,7 +37,6 @@ import { runAdoptJob } from "../shared/adopt/job.ts";
 import { createLogger } from "../shared/log/logger.ts";
 import { CHANGE_TRIGGERS } from "../shared/rollups/changes.ts";
 import type { EmbeddedPostgres } from "../test/support/embedded-postgres.ts";
-import { startEmbeddedPostgres } from "../test/support/embedded-postgres.ts";
 import { type LogRecord, makeConfig } from "../test/support/jobs.ts";
 import {
   type BenchResult,
@@ -59,7 +52,10 @@ import {
   percentile,
   ratio,
   runAloneIfMain,
+  serverSettings,
   sleep,
+  stopAllServers,
+  withServer,
 } from "./support.ts";
 import type { WriterCommand, WriterMessage, WriterStats } from "./writer-worker.ts";
 
@@ -224,121 +220,19 @@ async function startWriter(params: AdoptWriterParams) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A durable server (fsync, synchronous_commit, full_page_writes on)
+// Server
 
-const liveServers = new Set<EmbeddedPostgres>();
-
-function binDir(major: number): string {
-  const require = createRequire(import.meta.url);
-  for (let dir = dirname(require.resolve(`postgres-bin-${major}`)); dir !== dirname(dir); dir = dirname(dir))
-    if (existsSync(join(dir, "native", "bin", "postgres"))) return join(dir, "native", "bin");
-  throw new Error(`postgres-bin-${major} has no native/bin/postgres`);
-}
-
-/** The account startEmbeddedPostgres runs the server as when we are root (it creates it). */
-function serverAccount(): { uid: number; gid: number } | undefined {
-  if (process.getuid?.() !== 0) return undefined;
-  const id = (flag: string) => Number(execFileSync("id", [flag, "tjpostgres"]).toString().trim());
-  return { uid: id("-u"), gid: id("-g") };
-}
-
-const DURABLE_SETTINGS = [
-  "listen_addresses=127.0.0.1",
-  "fsync=on",
-  "synchronous_commit=on",
-  "full_page_writes=on",
-  "max_connections=300",
-  "shared_buffers=256MB",
-];
-
-async function startDurableServer(): Promise<EmbeddedPostgres> {
-  const dataDir = mkdtempSync(join(tmpdir(), "tj-adopt-bench-"));
-  try {
-    // initdb and the server account, as every benchmark's server; then stopped, data kept.
-    const first = await startEmbeddedPostgres({ dataDir });
-    await first.stop();
-    const { major, port } = first;
-    const runAs = serverAccount();
-    const args = ["-D", dataDir, "-p", String(port), "-k", dataDir];
-    for (const s of DURABLE_SETTINGS) args.push("-c", s);
-    const child = spawn(join(binDir(major), "postgres"), args, {
-      ...(runAs ?? {}),
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    const keep = (chunk: Buffer) => {
-      output = (output + chunk.toString()).slice(-8000);
-    };
-    child.stdout.on("data", keep);
-    child.stderr.on("data", keep);
-    const url = (database = "postgres") => `postgres://postgres@127.0.0.1:${port}/${database}`;
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`postgres exited with ${child.exitCode}:\n${output}`);
-      try {
-        const c = await openClient(url(), "bench-probe");
-        await closeClient(c);
-        break;
-      } catch (error) {
-        if (Date.now() > deadline) throw new Error(`postgres did not start:\n${output}`, { cause: error });
-        await sleep(100);
-      }
-    }
-    let stopped = false;
-    const server: EmbeddedPostgres = {
-      major,
-      port,
-      dataDir,
-      url,
-      async stop() {
-        if (stopped) return;
-        stopped = true;
-        liveServers.delete(server);
-        if (child.exitCode === null) {
-          const exited = new Promise((r) => child.once("exit", r));
-          child.kill("SIGINT");
-          let timer: NodeJS.Timeout | undefined;
-          await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 15_000)))]);
-          clearTimeout(timer);
-          if (child.exitCode === null) child.kill("SIGKILL");
-        }
-        rmSync(dataDir, { recursive: true, force: true });
-      },
-    };
-    liveServers.add(server);
-    return server;
-  } catch (error) {
-    rmSync(dataDir, { recursive: true, force: true });
-    throw error;
-  }
-}
-
-async function stopServers() {
-  await Promise.allSettled([...liveServers].map((s) => s.stop()));
-}
-
-async function withDurableServer<T>(work: (server: EmbeddedPostgres) => Promise<T>): Promise<T> {
-  for (const sig of ["SIGINT", "SIGTERM"] as const)
-    process.once(sig, () => {
-      console.error(`\n[${LABEL}] ${sig}: stopping the embedded PostgreSQL server`);
-      void stopServers().finally(() => process.exit(130));
-    });
+/** withServer (fsync on), and a watchdog that stops the server and exits if the run hangs. */
+async function withWatchedServer<T>(work: (server: EmbeddedPostgres) => Promise<T>): Promise<T> {
   const watchdog = setTimeout(() => {
     console.error(`[${LABEL}] watchdog: still running after ${WATCHDOG_MS / 60_000} minutes, stopping`);
-    void stopServers().finally(() => process.exit(1));
+    void stopAllServers().finally(() => process.exit(1));
   }, WATCHDOG_MS);
   watchdog.unref();
-  const started = nowMs();
-  const server = await startDurableServer();
-  console.log(
-    `[${LABEL}] embedded PostgreSQL ${server.major} on port ${server.port}, fsync on (${Math.round(nowMs() - started)} ms)`,
-  );
   try {
-    return await work(server);
+    return await withServer(LABEL, work);
   } finally {
-    await server.stop();
     clearTimeout(watchdog);
-    console.log(`[${LABEL}] embedded PostgreSQL stopped`);
   }
 }
 
@@ -755,26 +649,25 @@ function waitText(w: WaitRecord | undefined): string {
 
 export async function runAdoptBench(): Promise<BenchResult> {
   const started = nowMs();
-  return await withDurableServer(async (server) => {
+  return await withWatchedServer(async (server) => {
     const url = await createMigratedDatabase(server, DATABASE);
     const now = new Date();
-    const settings = await (async () => {
-      const c = await openClient(url, "bench-setup", { statement_timeout: "0" });
-      try {
-        const t = nowMs();
-        await createAppTable(c, now);
-        console.log(`[${LABEL}] set-up: ${ROWS} rows in ${secs(nowMs() - t)}`);
-        const r = await c.query<{ name: string; setting: string }>(
-          `SELECT name, current_setting(name) AS setting FROM pg_settings
-            WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method', 'shared_buffers',
-                           'max_wal_size', 'checkpoint_timeout', 'maintenance_work_mem', 'autovacuum')
-            ORDER BY name`,
-        );
-        return r.rows.map((x) => `${x.name}=${x.setting}`).join(", ");
-      } finally {
-        await closeClient(c);
-      }
-    })();
+    const setup = await openClient(url, "bench-setup", { statement_timeout: "0" });
+    try {
+      const t = nowMs();
+      await createAppTable(setup, now);
+      console.log(`[${LABEL}] set-up: ${ROWS} rows in ${secs(nowMs() - t)}`);
+    } finally {
+      await closeClient(setup);
+    }
+    const settings = await serverSettings(server, [
+      "wal_sync_method",
+      "shared_buffers",
+      "max_wal_size",
+      "checkpoint_timeout",
+      "maintenance_work_mem",
+      "autovacuum",
+    ]);
     const strategy = server.major >= 15 ? " STRATEGY = FILE_COPY" : "";
     await adminQuery(server.url(), `CREATE DATABASE ${DATABASE_B} TEMPLATE ${DATABASE}${strategy}`);
     const urlB = server.url(DATABASE_B);
@@ -914,7 +807,7 @@ export async function runAdoptBench(): Promise<BenchResult> {
       "",
       `Measured on ${new Date().toISOString().slice(0, 10)} by \`npm run bench:adopt\`: Node ${process.version}, ${cpu.length} cores (${cpu[0]?.model ?? "?"}), embedded PostgreSQL ${server.major} on the same machine; whole run ${secs(nowMs() - started)}.`,
       "",
-      `Server: started by this benchmark with fsync, synchronous_commit and full_page_writes **on** (the other benchmarks' server has them off): ${settings}.`,
+      `Server: fsync, synchronous_commit and full_page_writes **on**, as in production (read from pg_settings): ${settings}.`,
       "",
       `Table: \`${TABLE}\` (identity id, device_id text FK to public.app_devices (${DEVICES} rows), ts timestamptz, metrics jsonb; primary key (id, ts), index (device_id, ts)), 12 monthly children + DEFAULT, ${ROWS} rows over 11 months (1% older, in DEFAULT), vacuumed and analyzed. Policy: \`${JSON.stringify(POLICY)}\` (default lockTimeoutMs 2000, retryBudgetMs 60000). Writer: one session in a worker thread, one ${WRITER_BATCH_ROWS}-row INSERT into the current month every ${WRITER_PERIOD_MS} ms (${(WRITER_BATCH_ROWS * 1000) / WRITER_PERIOD_MS} rows/s), each one committed; ${WARMUP_MS / 1000} s warm-up, then recorded. (b): ${SETTLE_MS / 1000} s, \`runAdoptJob\` (the code of \`telemetry-jobs adopt\`), ${SETTLE_MS / 1000} s (at least ${MIN_WINDOW_MS / 1000} s in all), on a copy of the database; (a): afterwards, the same writer alone on the original for as long as (b)'s window. Lock monitor: pg_locks every ${MONITOR_PERIOD_MS} ms.`,
       "",

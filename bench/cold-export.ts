@@ -6,7 +6,8 @@
 // data load does not count), and bytes on disk (Parquet, gzip CSV, the partition in PostgreSQL).
 //   npx tsx bench/cold-export.ts           (COLD_BENCH_ROWS=1000000 by default; a list such as
 //                                           COLD_BENCH_ROWS=250000,1000000 compares peak RSS)
-// The shared embedded server has fsync off; the export reads only, and fsyncs its own files.
+// The server (withServer's) has fsync on, as in production; the export reads only, and fsyncs its
+// own files.
 import { spawnSync } from "node:child_process";
 import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";

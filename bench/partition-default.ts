@@ -1,5 +1,5 @@
 // Benchmark 5: partition-manager beside a large DEFAULT partition, and a DEFAULT rescue, while
-// writers insert. Server: fsync, synchronous_commit and full_page_writes on (bench/durable-server.ts).
+// writers insert. Server: withServer's, fsync, synchronous_commit and full_page_writes on.
 //
 // Writers, identical in every scenario, each on its own session in its own worker thread
 // (bench/writer-worker.ts): one 10-row INSERT every 8 ms into the current month, and the same into
@@ -21,7 +21,6 @@ import type pg from "pg";
 import type { DB } from "../shared/db/schema.ts";
 import { addIntervals, floorToInterval } from "../shared/partitions/time.ts";
 import { makeConfig, runPartitionManager } from "../test/support/jobs.ts";
-import { withDurableServer } from "./durable-server.ts";
 import {
   type BenchResult,
   closeClient,
@@ -35,7 +34,9 @@ import {
   openKysely,
   ratio,
   runAloneIfMain,
+  serverSettings,
   sleep,
+  withServer,
 } from "./support.ts";
 import type { WriterMessage, WriterParams, WriterStats } from "./writer-worker.ts";
 
@@ -173,7 +174,7 @@ async function dropMonths(admin: pg.Client, from: Date, count: number) {
 }
 
 export async function runPartitionDefaultBench(): Promise<BenchResult> {
-  return await withDurableServer(LABEL, async (server) => {
+  return await withServer(LABEL, async (server) => {
     const url = await createMigratedDatabase(server, "bench_partition_default");
     const db = openKysely(url, "partition-manager");
     const admin = await openClient(url, "bench-admin");
@@ -218,11 +219,8 @@ export async function runPartitionDefaultBench(): Promise<BenchResult> {
           await admin.query("TRUNCATE public.telemetry_points_default");
         }
       }
-      const settings = await admin.query<{ s: string }>(
-        `SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) AS s FROM pg_settings
-          WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'shared_buffers')`,
-      );
-      return report(premake, rescue, `PostgreSQL ${server.major}; ${settings.rows[0]?.s}`);
+      const settings = await serverSettings(server, ["shared_buffers"]);
+      return report(premake, rescue, `PostgreSQL ${server.major}; ${settings}`);
     } finally {
       await closeClient(admin);
       await db.destroy();

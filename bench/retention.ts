@@ -4,16 +4,9 @@
 //     DELETE ... WHERE ts < cutoff on an identical copy;
 // wall time and WAL bytes (pg_current_wal_lsn() before and after) for each, the fallback's rows/s,
 // and the worst insert latency of a concurrent writer during the fallback and during the DELETE.
-// Server: fsync, synchronous_commit and full_page_writes on, as in production (the shared bench
-// server has them off): each commit's WAL flush is part of what retention costs, and of what a
-// concurrent writer waits for.
-import { execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+// Server: withServer's, fsync, synchronous_commit and full_page_writes on as in production: each
+// commit's WAL flush is part of what retention costs, and of what a concurrent writer waits for.
 import type pg from "pg";
-import { type EmbeddedPostgres, startEmbeddedPostgres } from "../test/support/embedded-postgres.ts";
 import { makeConfig, runRetention } from "../test/support/jobs.ts";
 import {
   type BenchResult,
@@ -29,90 +22,13 @@ import {
   percentile,
   ratio,
   runAloneIfMain,
-  sleep,
+  serverSettings,
+  withServer,
 } from "./support.ts";
 
 const ROWS = Number(process.env.RETENTION_BENCH_ROWS ?? 5_000_000);
 const FROM = "2025-01-01T00:00:00Z";
 const NOW = "2026-01-01T00:00:00Z"; // keep 6 months -> cutoff 2025-07-01: January .. June expire
-
-const DURABLE_SETTINGS = [
-  "listen_addresses=127.0.0.1",
-  "fsync=on",
-  "synchronous_commit=on",
-  "full_page_writes=on",
-  "max_connections=300",
-  "shared_buffers=256MB",
-];
-
-function binDir(major: number): string {
-  const require = createRequire(import.meta.url);
-  for (let dir = dirname(require.resolve(`postgres-bin-${major}`)); dir !== dirname(dir); dir = dirname(dir))
-    if (existsSync(join(dir, "native", "bin", "postgres"))) return join(dir, "native", "bin");
-  throw new Error(`postgres-bin-${major} has no native/bin/postgres`);
-}
-
-/**
- * An embedded PostgreSQL with the durable settings: startEmbeddedPostgres makes the data directory
- * (initdb, and the server account when we are root) and is stopped; postgres is then started again
- * from the same binaries with DURABLE_SETTINGS on its command line (which wins over any file).
- */
-async function startDurableServer(): Promise<EmbeddedPostgres> {
-  const dataDir = mkdtempSync(join(tmpdir(), "tj-retention-bench-"));
-  const first = await startEmbeddedPostgres({ dataDir });
-  await first.stop();
-  const { major, port } = first;
-  const asRoot = process.getuid?.() === 0;
-  const id = (flag: string) => Number(execFileSync("id", [flag, "tjpostgres"]).toString().trim());
-  const args = ["-D", dataDir, "-p", String(port), "-k", dataDir];
-  for (const s of DURABLE_SETTINGS) args.push("-c", s);
-  const child = spawn(join(binDir(major), "postgres"), args, {
-    ...(asRoot ? { uid: id("-u"), gid: id("-g") } : {}),
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  const keep = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-8000);
-  };
-  child.stdout.on("data", keep);
-  child.stderr.on("data", keep);
-  const stop = async () => {
-    if (child.exitCode === null) {
-      const exited = new Promise((r) => child.once("exit", r));
-      child.kill("SIGINT");
-      await Promise.race([exited, sleep(15_000)]);
-      if (child.exitCode === null) child.kill("SIGKILL");
-    }
-    rmSync(dataDir, { recursive: true, force: true });
-  };
-  const url = (database = "postgres") => `postgres://postgres@127.0.0.1:${port}/${database}`;
-  for (const deadline = Date.now() + 60_000; ; await sleep(100)) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      await stop();
-      throw new Error(`postgres did not start:\n${output}`);
-    }
-    const probe = await openClient(url(), "bench-probe").catch(() => undefined);
-    if (probe) {
-      await closeClient(probe);
-      break;
-    }
-  }
-  return { major, port, dataDir, url, stop };
-}
-
-async function withDurableServer<T>(label: string, work: (server: EmbeddedPostgres) => Promise<T>) {
-  const server = await startDurableServer();
-  const onSignal = () => void server.stop().finally(() => process.exit(130));
-  for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, onSignal);
-  console.log(`[${label}] embedded PostgreSQL ${server.major} on port ${server.port}, fsync on`);
-  try {
-    return await work(server);
-  } finally {
-    for (const sig of ["SIGINT", "SIGTERM"] as const) process.off(sig, onSignal);
-    await server.stop();
-    console.log(`[${label}] embedded PostgreSQL stopped`);
-  }
-}
 
 async function walBytes<T>(c: pg.Client, work: () => Promise<T>) {
   const before = (await c.query("SELECT pg_current_wal_lsn() AS l")).rows[0].l;
@@ -174,7 +90,7 @@ async function load(c: pg.Client, table: string, partitioned: boolean) {
 
 export async function runRetentionBench(): Promise<BenchResult> {
   const label = "retention";
-  return await withDurableServer(label, async (server) => {
+  return await withServer(label, async (server) => {
     const url = await createMigratedDatabase(server, "bench_retention");
     const db = openKysely(url, "retention");
     const c = await openClient(url, "bench-setup", { maintenance_work_mem: "256MB", statement_timeout: "0" });
@@ -246,12 +162,7 @@ export async function runRetentionBench(): Promise<BenchResult> {
           WHERE table_name IN ('public.parted_ours', 'public.flat_ours') GROUP BY table_name`,
       );
       const pathOf = (table: string) => paths.rows.find((r) => r.table_name === table)?.path ?? "n/a";
-      const settings = (
-        await c.query(
-          `SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) AS s FROM pg_settings
-            WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method', 'shared_buffers')`,
-        )
-      ).rows[0].s;
+      const settings = await serverSettings(server, ["wal_sync_method", "shared_buffers"]);
       const row = (
         name: string,
         m: { wallMs: number; wal: number },
@@ -270,7 +181,7 @@ export async function runRetentionBench(): Promise<BenchResult> {
         "",
         `${ROWS.toLocaleString("en-US")} rows over 12 monthly children (and the same rows in an unpartitioned table); keep 6 months expires January-June (about half). Loaded in ${ms(nowMs() - t0)}.`,
         "",
-        `Server: PostgreSQL ${server.major} started by this benchmark with the durable settings, as in production (${settings}).`,
+        `Server: PostgreSQL ${server.major} with the durable settings, as in production (${settings}).`,
         "",
         markdownTable(
           ["operation", "wall", "ratio (wall)", "WAL", "ratio (WAL)"],

@@ -1,6 +1,8 @@
-// Shared plumbing for the benchmarks: an embedded PostgreSQL that is always stopped (on success, on
-// error, and on SIGINT/SIGTERM), a migrated database per benchmark, and small statistics and
-// formatting helpers. Benchmarks measure and print; they never assert on performance.
+// Shared plumbing for the benchmarks: the benchmark server (an embedded PostgreSQL with fsync,
+// synchronous_commit and full_page_writes on, as in production: bench/durable-server.ts) that is
+// always stopped (on success, on error, and on SIGINT/SIGTERM), a migrated database per benchmark,
+// and small statistics and formatting helpers. Benchmarks measure and print; they never assert on
+// performance.
 import { fileURLToPath } from "node:url";
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
@@ -8,7 +10,8 @@ import "../shared/db/pg-types.ts";
 import { sessionOptions } from "../shared/db/connect.ts";
 import type { DB } from "../shared/db/schema.ts";
 import { migrateToLatest } from "../shared/migrate/migrator.ts";
-import { type EmbeddedPostgres, startEmbeddedPostgres } from "../test/support/embedded-postgres.ts";
+import type { EmbeddedPostgres } from "../test/support/embedded-postgres.ts";
+import { DURABILITY, readSettings, startDurableServer } from "./durable-server.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Server lifecycle
@@ -34,25 +37,42 @@ export async function stopAllServers(): Promise<void> {
   await Promise.allSettled(servers.map((s) => s.stop()));
 }
 
-/** Starts a throwaway embedded PostgreSQL, runs `work`, and stops the server whatever happens. */
+/**
+ * Starts a throwaway embedded PostgreSQL with production's durability, runs `work`, and stops the
+ * server whatever happens. The durability settings are read back from the server, printed on the
+ * label line, and checked: a benchmark never runs on a server that would flatter its figures.
+ */
 export async function withServer<T>(
   label: string,
   work: (server: EmbeddedPostgres) => Promise<T>,
 ): Promise<T> {
   installSignalHandlers();
   const started = Date.now();
-  const server = await startEmbeddedPostgres();
+  const server = await startDurableServer();
   liveServers.add(server);
-  console.log(
-    `[${label}] embedded PostgreSQL ${server.major} on port ${server.port} (${Date.now() - started} ms)`,
-  );
   try {
+    const durability = await readSettings(server.url(), DURABILITY);
+    console.log(
+      `[${label}] embedded PostgreSQL ${server.major} on port ${server.port}, ${durability} (${Date.now() - started} ms)`,
+    );
+    const off = durability.split(", ").filter((s) => !s.endsWith("=on"));
+    if (off.length > 0) throw new Error(`benchmark server is not durable: ${off.join(", ")}`);
     return await work(server);
   } finally {
     liveServers.delete(server);
     await server.stop();
     console.log(`[${label}] embedded PostgreSQL stopped`);
   }
+}
+
+/**
+ * The server's settings a report quotes, read from pg_settings: the durability ones and any `more`.
+ */
+export async function serverSettings(
+  server: EmbeddedPostgres,
+  more: readonly string[] = [],
+): Promise<string> {
+  return await readSettings(server.url(), [...DURABILITY, ...more]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -160,7 +180,6 @@ export function markdownTable(header: readonly string[], rows: readonly (readonl
   return [line(header), rule, ...rows.map(line)].join("\n");
 }
 
-/** What a benchmark hands back to bench/run.ts: its own report section and its summary rows. */
 /**
  * `npx tsx bench/<name>.ts`: runs that benchmark alone and prints its report; does nothing when the
  * module is imported (by bench/run.ts). Pass `import.meta.url`.
@@ -176,6 +195,7 @@ export function runAloneIfMain(moduleUrl: string, run: () => Promise<BenchResult
     });
 }
 
+/** What a benchmark hands back to bench/run.ts: its own report section and its summary rows. */
 export interface BenchResult {
   name: string;
   /** Markdown section (heading, tables, notes), printed and written to results/latest.md. */
