@@ -48,6 +48,7 @@ import {
   percentile,
   ratio,
   runAloneIfMain,
+  serverSettings,
   sleep,
   withServer,
 } from "./support.ts";
@@ -658,6 +659,7 @@ export async function runDdlBench(options: DdlBenchOptions = {}): Promise<BenchR
 
       return buildReport(results, {
         major: server.major,
+        settings: await serverSettings(server),
         windowMs,
         warmupMs,
         partitions,
@@ -676,6 +678,7 @@ function buildReport(
   results: ScenarioResult[],
   p: {
     major: number;
+    settings: string;
     windowMs: number;
     warmupMs: number;
     partitions: number;
@@ -736,7 +739,7 @@ function buildReport(
   const report = [
     "## 2. Partition creation under load",
     "",
-    `PostgreSQL ${p.major}. Writer: one ${WRITER_BATCH_ROWS}-row INSERT every ${WRITER_PERIOD_MS} ms (target ${(WRITER_BATCH_ROWS * 1000) / WRITER_PERIOD_MS} rows/s) into the current month. ` +
+    `PostgreSQL ${p.major} (${p.settings}). Writer: one ${WRITER_BATCH_ROWS}-row INSERT every ${WRITER_PERIOD_MS} ms (target ${(WRITER_BATCH_ROWS * 1000) / WRITER_PERIOD_MS} rows/s) into the current month. ` +
       `Reader: \`SELECT (SELECT count(*) FROM ${TABLE}), pg_sleep(${READER_HOLD_S})\` every ${READER_PERIOD_MS / 1000} s ` +
       `(ACCESS SHARE on the parent and every partition for ${READER_HOLD_S} s; ${p.preloadRows} preloaded rows). ` +
       `Each scenario: ${p.warmupMs / 1000} s warm-up (not recorded), then a ${p.windowMs / 1000} s measured window; ` +

@@ -18,6 +18,7 @@ import {
   percentile,
   ratio,
   runAloneIfMain,
+  serverSettings,
   withServer,
 } from "./support.ts";
 
@@ -127,10 +128,11 @@ export async function runNoopBench(options: NoopOptions = {}): Promise<BenchResu
           `${ratio(rMed, cMed)} (p95 ${ratio(rP95, cP95)})`,
         ],
       ];
+      const settings = await serverSettings(server);
       const report = [
         `## 1. No-op partition-manager run, ${children} monthly children`,
         "",
-        `PostgreSQL ${server.major}; table ${TABLE} with ${children} monthly children + DEFAULT (logical now ${LOGICAL_NOW}, premake ${children - 1}).`,
+        `PostgreSQL ${server.major} (${settings}); table ${TABLE} with ${children} monthly children + DEFAULT (logical now ${LOGICAL_NOW}, premake ${children - 1}).`,
         `Setup (not part of the figures): the first run created the ${created} children in ${ms(setupMs, 0)} (${ms(setupMs / created)} per child, two short transactions + audit row each).`,
         `${warmup} warm-up rounds, then ${iterations} measured rounds, the two operations interleaved.`,
         "",

@@ -24,7 +24,14 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { installImageContents } from "../test/support/image-contents.ts";
-import { createMigratedDatabase, markdownTable, median, percentile, withServer } from "./support.ts";
+import {
+  createMigratedDatabase,
+  markdownTable,
+  median,
+  percentile,
+  serverSettings,
+  withServer,
+} from "./support.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const HOOK = fileURLToPath(new URL("./startup-hook.mjs", import.meta.url));
@@ -238,7 +245,7 @@ async function main() {
           msText(r.exit),
         ]);
       }
-      return { out, help, imports, node, major: server.major };
+      return { out, help, imports, node, major: server.major, settings: await serverSettings(server) };
     });
 
     // 4. Report.
@@ -246,7 +253,7 @@ async function main() {
       "# Start-up and size of the image's contents",
       "",
       `Measured by \`npx tsx bench/startup.ts\` on ${new Date().toISOString().slice(0, 10)}: Node ${process.version}, ` +
-        `${cpus().length} cores (${cpus()[0]?.model.trim() ?? "unknown"}), embedded PostgreSQL ${rows.major} on the same machine.`,
+        `${cpus().length} cores (${cpus()[0]?.model.trim() ?? "unknown"}), embedded PostgreSQL ${rows.major} on the same machine (${rows.settings}).`,
       "",
       "## Bundles (`npm run build`)",
       "",
