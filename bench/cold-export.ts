@@ -23,6 +23,7 @@ import {
   nowMs,
   ratio,
   runAloneIfMain,
+  serverSettings,
   withServer,
 } from "./support.ts";
 
@@ -147,7 +148,7 @@ async function runColdExportBench(): Promise<BenchResult> {
       const table = markdownTable(
         [
           "rows",
-          "floor: COPY csv | gzip",
+          "floor: COPY csv into gzip",
           "export",
           "verify",
           "export+verify vs floor",
@@ -157,7 +158,8 @@ async function runColdExportBench(): Promise<BenchResult> {
         ],
         rows,
       );
-      const report = `## Cold-tier export (bench/cold-export.ts)\n\n${table}\n`;
+      const settings = `PostgreSQL ${server.major} (${await serverSettings(server)}).`;
+      const report = `## Cold-tier export (bench/cold-export.ts)\n\n${settings}\n\n${table}\n`;
       return { name: "cold-export", report, summary: [], problems: [] };
     } finally {
       rmSync(work, { recursive: true, force: true });
