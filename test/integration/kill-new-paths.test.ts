@@ -24,11 +24,15 @@ afterAll(async () => {
   await t.drop();
 });
 
-/** Sessions of the CLI's job (not the in-process runs of this file, which are "telemetry-jobs/test"). */
+/**
+ * Sessions of the CLI's job in this file's database: other files run jobs on the same server at the
+ * same time, and this file's in-process runs are "telemetry-jobs/test".
+ */
 async function jobSessions(job: string): Promise<{ state: string }[]> {
-  const r = await t.pool.query("SELECT state FROM pg_stat_activity WHERE application_name = $1", [
-    `telemetry-jobs/${job}`,
-  ]);
+  const r = await t.pool.query(
+    "SELECT state FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1",
+    [`telemetry-jobs/${job}`],
+  );
   return r.rows;
 }
 
