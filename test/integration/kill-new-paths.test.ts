@@ -185,82 +185,114 @@ function finishedPath(mode: Mode, child: string): string {
   return mode === "drop" ? "drop" : mode === "detach" ? "kept detached" : `moved to ${ARCHIVE}.${child}`;
 }
 
+/** A fresh table for one test, and what it held before any run. */
+async function retentionScene(mode: Mode, withDefault: boolean) {
+  const name = await retentionTable(withDefault);
+  const expired = expiredOf(name);
+  const kept = keptOf(name, withDefault);
+  const rows = await rowsThroughParent(name);
+  expect(Object.keys(rows).sort()).toEqual([...expired, ...kept].sort());
+  for (const c of expired) expect(rows[c]).toBeGreaterThan(0);
+  return {
+    name,
+    mode,
+    expired,
+    kept,
+    policy: { table: `public.${name}`, timeColumn: "ts", retention: { keep: "1 month", mode } },
+    expiredRows: Object.fromEntries(expired.map((c) => [c, rows[c]!])),
+    keptRows: Object.fromEntries(kept.map((c) => [c, rows[c]!])),
+    otherCatalog: await catalogBesides(expired),
+    since: await lastRunId(),
+  };
+}
+type Scene = Awaited<ReturnType<typeof retentionScene>>;
+
+/** Runs the retention CLI until it pauses at `pause`, checks whether a transaction is open, kills it. */
+async function killRetentionAt(scene: Scene, pause: string, inTransaction: boolean): Promise<void> {
+  const cli = startCli(["retention", "--now", NOW], {
+    DATABASE_URL: t.url,
+    TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify({ tables: [scene.policy] }),
+    TELEMETRY_JOBS_FAULT_PAUSE: pause,
+  });
+  await cli.waitFor("paused at fault point", 60_000);
+  const open = (await jobSessions("retention")).filter((s) => s.state.startsWith("idle in transaction"));
+  expect(open).toHaveLength(inTransaction ? 1 : 0);
+  await killAndSettle(cli, "retention");
+}
+
+/** What the code expects a kill to leave: every expired child detached, in public, marked, whole. */
+async function expectLeftMarked(scene: Scene, killedRuns: number): Promise<void> {
+  for (const c of scene.expired)
+    expect(await tableState(c)).toEqual({
+      schema: "public",
+      partition: false,
+      comment: `telemetry-jobs retention: removing from public.${scene.name}, mode ${scene.mode}`,
+      rows: scene.expiredRows[c],
+    });
+  expect(await rowsThroughParent(scene.name)).toEqual(scene.keptRows);
+  expect((await partitionsOf(t.url, `public.${scene.name}`)).map((p) => p.name)).toEqual(scene.kept);
+  expect(await runsSince(scene.since, "retention", `public.${scene.name}`)).toEqual(
+    Array.from({ length: killedRuns }, () => ({ status: "running", actions: [] })),
+  );
+}
+
+/** A normal run finishes the marked children, audits each, and touches nothing else. */
+async function expectNextRunFinishes(scene: Scene, killedRuns: number): Promise<void> {
+  const { name, mode, expired } = scene;
+  const next = await runRetention(t.db, makeConfig(t.url, [scene.policy], { now: NOW }));
+  expect(next.exitCode, JSON.stringify(next.logs.filter((l) => l.severity === "ERROR"))).toBe(0);
+  expect(next.summary.actions).toEqual({ finish_removal: 3 });
+  for (const c of expired) expect(await tableState(c)).toEqual(finished(mode, name, scene.expiredRows[c]!));
+  expect(await rowsThroughParent(name)).toEqual(scene.keptRows);
+  expect((await partitionsOf(t.url, `public.${name}`)).map((p) => p.name)).toEqual(scene.kept);
+  // No mark of this table's is left (a mark of another test's table is that test's business).
+  const marks = await t.pool.query(
+    "SELECT count(*)::int AS n FROM pg_description WHERE description LIKE $1",
+    [`telemetry-jobs retention: removing from public.${name},%`],
+  );
+  expect(marks.rows[0].n).toBe(0);
+  const runs = await runsSince(scene.since, "retention", `public.${name}`);
+  expect(runs.map((r) => r.status)).toEqual([...Array.from({ length: killedRuns }, () => "running"), "ok"]);
+  expect(runs.at(-1)!.actions).toEqual(
+    expired.map((c) => ({
+      kind: "finish_removal",
+      partition: `public.${c}`,
+      outcome: "ok",
+      path: finishedPath(mode, c),
+    })),
+  );
+  expect(await catalogBesides(expired)).toEqual(scene.otherCatalog);
+  // Finished: a further run has nothing to do.
+  const again = await runRetention(t.db, makeConfig(t.url, [scene.policy], { now: NOW }));
+  expect(again.exitCode).toBe(0);
+  expect(again.summary.actions).toEqual({});
+}
+
 describe.each(RETENTION_CASES)(
   "retention: SIGKILL at %s, mode %s, DEFAULT partition %s",
   (point, mode, withDefault) => {
     it("leaves the children detached and marked; the next run finishes them, audited, nothing else touched", async () => {
-      const name = await retentionTable(withDefault);
-      const expired = expiredOf(name);
-      const policy = { table: `public.${name}`, timeColumn: "ts", retention: { keep: "1 month", mode } };
-      const rowsBefore = await rowsThroughParent(name);
-      const expiredRows = Object.fromEntries(expired.map((c) => [c, rowsBefore[c]!]));
-      for (const c of expired) expect(expiredRows[c]).toBeGreaterThan(0);
-      const keptRows = Object.fromEntries(keptOf(name, withDefault).map((c) => [c, rowsBefore[c]!]));
-      expect(Object.keys(rowsBefore).sort()).toEqual([...expired, ...keptOf(name, withDefault)].sort());
-      const otherCatalog = await catalogBesides(expired);
-      const since = await lastRunId();
-
-      const cli = startCli(["retention", "--now", NOW], {
-        DATABASE_URL: t.url,
-        TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify({ tables: [policy] }),
-        TELEMETRY_JOBS_FAULT_PAUSE: point === "retention-in-finish" ? `${point}:${mode}` : point,
-      });
-      await cli.waitFor("paused at fault point", 60_000);
+      const scene = await retentionScene(mode, withDefault);
       // Paused inside the second transaction, the job holds it open; between the two, none is open.
-      const open = (await jobSessions("retention")).filter((s) => s.state.startsWith("idle in transaction"));
-      expect(open).toHaveLength(point === "retention-in-finish" ? 1 : 0);
-      await killAndSettle(cli, "retention");
-
-      // What the code expects to find: every expired child detached, still in public, marked, whole.
-      const marked = (c: string): TableState => ({
-        schema: "public",
-        partition: false,
-        comment: `telemetry-jobs retention: removing from public.${name}, mode ${mode}`,
-        rows: expiredRows[c]!,
-      });
-      for (const c of expired) expect(await tableState(c)).toEqual(marked(c));
-      expect(await rowsThroughParent(name)).toEqual(keptRows);
-      expect((await partitionsOf(t.url, `public.${name}`)).map((p) => p.name)).toEqual(
-        keptOf(name, withDefault),
-      );
-      expect(await runsSince(since, "retention", `public.${name}`)).toEqual([
-        { status: "running", actions: [] },
-      ]);
-
-      const next = await runRetention(t.db, makeConfig(t.url, [policy], { now: NOW }));
-      expect(next.exitCode, JSON.stringify(next.logs.filter((l) => l.severity === "ERROR"))).toBe(0);
-      expect(next.summary.actions).toEqual({ finish_removal: 3 });
-
-      for (const c of expired) expect(await tableState(c)).toEqual(finished(mode, name, expiredRows[c]!));
-      expect(await rowsThroughParent(name)).toEqual(keptRows);
-      expect((await partitionsOf(t.url, `public.${name}`)).map((p) => p.name)).toEqual(
-        keptOf(name, withDefault),
-      );
-      // No mark of this table's is left (a mark of another test's table is that test's business).
-      const marks = await t.pool.query(
-        "SELECT count(*)::int AS n FROM pg_description WHERE description LIKE $1",
-        [`telemetry-jobs retention: removing from public.${name},%`],
-      );
-      expect(marks.rows[0].n).toBe(0);
-      const runs = await runsSince(since, "retention", `public.${name}`);
-      expect(runs.map((r) => r.status)).toEqual(["running", "ok"]);
-      expect(runs[1]!.actions).toEqual(
-        expired.map((c) => ({
-          kind: "finish_removal",
-          partition: `public.${c}`,
-          outcome: "ok",
-          path: finishedPath(mode, c),
-        })),
-      );
-      expect(await catalogBesides(expired)).toEqual(otherCatalog);
-
-      // Finished: a further run has nothing to do.
-      const again = await runRetention(t.db, makeConfig(t.url, [policy], { now: NOW }));
-      expect(again.exitCode).toBe(0);
-      expect(again.summary.actions).toEqual({});
+      const inFinish = point === "retention-in-finish";
+      await killRetentionAt(scene, inFinish ? `${point}:${mode}` : point, inFinish);
+      await expectLeftMarked(scene, 1);
+      await expectNextRunFinishes(scene, 1);
     }, 120_000);
   },
 );
+
+describe("retention: SIGKILL between the transactions, then again while the next run finishes", () => {
+  it("the leftovers' own finishing transaction rolls back too; the run after that finishes them", async () => {
+    const scene = await retentionScene("drop", false);
+    await killRetentionAt(scene, "retention-after-detach", false);
+    await expectLeftMarked(scene, 1);
+    // The second run has only the leftovers to finish; killed inside the first one's drop.
+    await killRetentionAt(scene, "retention-in-finish:drop", true);
+    await expectLeftMarked(scene, 2);
+    await expectNextRunFinishes(scene, 2);
+  }, 120_000);
+});
 
 // ---------------------------------------------------------------------------------------------
 // partition-manager: the guard on a large DEFAULT partition.
