@@ -351,7 +351,8 @@ describe("alerts and dashboard (monitoring.tf)", () => {
     expect(policy.for_each).toBe("${local.scheduled_jobs}");
     const query = nested(policy, "conditions", "condition_prometheus_query_language")?.query as string;
     expect(query).toMatch(/^absent_over_time\(logging_googleapis_com:user_telemetry_jobs_run_summaries\{/);
-    expect(query).toContain('status="ok"');
+    // A refused run ran (and pages through execution_failed): it must not read as an outage.
+    expect(query).toContain('status=~"ok|refused"');
     expect(tf.resources.google_logging_metric?.run_summaries?.name).toBe("telemetry_jobs/run_summaries");
     const windows = tf.variables.success_windows?.default ?? {};
     expect(Object.keys(windows).sort()).toEqual(scheduledJobNames());

@@ -238,7 +238,10 @@ resource "google_monitoring_alert_policy" "execution_failed" {
 }
 
 # Metric-absence conditions stop at 23.5 hours, too short for a daily job; a PromQL condition can
-# look back further. Only status "ok" counts: a run that keeps being skipped (lock held) is not healthy.
+# look back further. A run counts when it ended ok or refused: a refusal (a guard rail said no, e.g. a
+# DEFAULT rescue above maxRescueRows, with the rest of the plan made) exits 2 and pages through
+# execution_failed, so counting it here would only hide an outage of the job behind it. A run that
+# keeps being skipped (lock held) or interrupted is not healthy.
 resource "google_monitoring_alert_policy" "no_successful_run" {
   for_each = local.scheduled_jobs
 
@@ -249,9 +252,9 @@ resource "google_monitoring_alert_policy" "no_successful_run" {
   user_labels           = local.labels
 
   conditions {
-    display_name = "No ${each.key} run_summary with status ok for ${var.success_windows[each.key]}"
+    display_name = "No ${each.key} run_summary with status ok or refused for ${var.success_windows[each.key]}"
     condition_prometheus_query_language {
-      query               = "absent_over_time(logging_googleapis_com:user_telemetry_jobs_run_summaries{monitored_resource=\"cloud_run_job\",job_name=\"${each.key}\",status=\"ok\"}[${var.success_windows[each.key]}])"
+      query               = "absent_over_time(logging_googleapis_com:user_telemetry_jobs_run_summaries{monitored_resource=\"cloud_run_job\",job_name=\"${each.key}\",status=~\"ok|refused\"}[${var.success_windows[each.key]}])"
       duration            = "0s"
       evaluation_interval = "300s"
     }
