@@ -107,21 +107,22 @@ export async function startDurableServer(): Promise<EmbeddedPostgres> {
   return { major, port, dataDir, url, stop };
 }
 
-/**
- * Reads `names` from the running server as "name=value, ..." (sorted), so that what a report says
- * about the server is what the server said, not what we asked it for.
- */
-export async function readSettings(url: string, names: readonly string[]): Promise<string> {
+/** Reads `names` from the running server's pg_settings, sorted by name, as [name, value] pairs. */
+export async function readSettings(url: string, names: readonly string[]): Promise<[string, string][]> {
   const c = new pg.Client({ connectionString: url, application_name: "bench-settings" });
   c.on("error", () => {});
   await c.connect();
   try {
     const r = await c.query<{ name: string; setting: string }>(
-      `SELECT name, current_setting(name) AS setting FROM pg_settings WHERE name = ANY($1) ORDER BY name`,
+      "SELECT name, current_setting(name) AS setting FROM pg_settings WHERE name = ANY($1) ORDER BY name",
       [names],
     );
-    return r.rows.map((x) => `${x.name}=${x.setting}`).join(", ");
+    return r.rows.map((x) => [x.name, x.setting]);
   } finally {
     await c.end().catch(() => {});
   }
 }
+
+/** "name=value, ..." as the label line and the reports print them. */
+export const formatSettings = (settings: readonly [string, string][]) =>
+  settings.map(([name, value]) => `${name}=${value}`).join(", ");

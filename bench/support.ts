@@ -11,7 +11,7 @@ import { sessionOptions } from "../shared/db/connect.ts";
 import type { DB } from "../shared/db/schema.ts";
 import { migrateToLatest } from "../shared/migrate/migrator.ts";
 import type { EmbeddedPostgres } from "../test/support/embedded-postgres.ts";
-import { DURABILITY, readSettings, startDurableServer } from "./durable-server.ts";
+import { DURABILITY, formatSettings, readSettings, startDurableServer } from "./durable-server.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Server lifecycle
@@ -25,6 +25,9 @@ function installSignalHandlers() {
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     process.once(sig, () => {
       console.error(`\n[bench] ${sig}: stopping the embedded PostgreSQL server(s)`);
+      // Stopping the server ends its sessions, and a client with no error listener then throws:
+      // that must not end the process before the servers are stopped and their data removed.
+      process.on("uncaughtException", (error) => console.error(`[bench] after ${sig}: ${error.message}`));
       void stopAllServers().finally(() => process.exit(130));
     });
   }
@@ -53,10 +56,14 @@ export async function withServer<T>(
   try {
     const durability = await readSettings(server.url(), DURABILITY);
     console.log(
-      `[${label}] embedded PostgreSQL ${server.major} on port ${server.port}, ${durability} (${Date.now() - started} ms)`,
+      `[${label}] embedded PostgreSQL ${server.major} on port ${server.port}, ${formatSettings(durability)} (${Date.now() - started} ms)`,
     );
-    const off = durability.split(", ").filter((s) => !s.endsWith("=on"));
-    if (off.length > 0) throw new Error(`benchmark server is not durable: ${off.join(", ")}`);
+    const value = new Map(durability);
+    const off = DURABILITY.filter((name) => value.get(name) !== "on");
+    if (off.length > 0)
+      throw new Error(
+        `benchmark server is not durable: ${off.map((n) => `${n}=${value.get(n)}`).join(", ")}`,
+      );
     return await work(server);
   } finally {
     liveServers.delete(server);
@@ -72,7 +79,7 @@ export async function serverSettings(
   server: EmbeddedPostgres,
   more: readonly string[] = [],
 ): Promise<string> {
-  return await readSettings(server.url(), [...DURABILITY, ...more]);
+  return formatSettings(await readSettings(server.url(), [...DURABILITY, ...more]));
 }
 
 // ---------------------------------------------------------------------------------------------
