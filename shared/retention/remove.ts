@@ -7,13 +7,15 @@
 // next run finishes. Writers queue behind the ACCESS EXCLUSIVE request while it waits, so that wait
 // is bounded: by lock_timeout with retries when the table has a DEFAULT partition (PostgreSQL
 // refuses DETACH CONCURRENTLY then), and otherwise by one short attempt (PLAIN_DETACH_WAIT_MS).
+// It is the only wait: the children and the DEFAULT partition are then locked without waiting, and
+// one that is in use fails the attempt as a busy parent does.
 // A parent that is busy for longer (a long query, or a transaction that has read it) is left to
 // child by child: mark, DETACH ... CONCURRENTLY (SHARE UPDATE EXCLUSIVE, which writers and readers
 // never wait for; two transactions and a wait for older snapshots), then finish.
 import { type Kysely, sql } from "kysely";
 import { policyTable } from "../config/policy.ts";
 import { withLockRetry, withLockRetryOnConnection } from "../db/lock-retry.ts";
-import { displayRelation, type Relation, relationSql } from "../db/relation.ts";
+import { displayRelation, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { isRetryableLockError, SQLSTATE, sqlState } from "../db/sqlstate.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
@@ -34,8 +36,9 @@ export const PLAIN_DETACH_WAIT_MS = 100;
 
 /**
  * Removes `actions` (expired children of one table, one mode) together: one outcome per action, in
- * order; or "busy" when the parent could not be had within PLAIN_DETACH_WAIT_MS (nothing changed:
- * remove them one by one with removeOne).
+ * order; or "busy" when the parent could not be had within PLAIN_DETACH_WAIT_MS, or one of the
+ * children (or the DEFAULT partition) was in use once it was (nothing changed: remove them one by
+ * one with removeOne).
  */
 export async function removeTogether(
   ctx: RetentionContext,
@@ -54,7 +57,7 @@ export async function removeTogether(
       });
     } catch (error) {
       if (!isRetryableLockError(error)) throw error;
-      ctx.log.info("the parent is busy: detaching each partition CONCURRENTLY instead", {
+      ctx.log.info("the parent or a partition is busy: detaching each one CONCURRENTLY instead", {
         waitedMs: wait,
       });
       return "busy";
@@ -84,18 +87,40 @@ async function markAndDetach(
   trx: Kysely<DB>,
   actions: readonly RemovePartition[],
 ): Promise<void> {
-  const parent = relationSql(policyTable(ctx.policy));
-  // The parent is locked by the first DETACH, before any child: the order every query takes.
+  const table = policyTable(ctx.policy);
+  const parent = relationSql(table);
+  // The parent first, waiting at most lock_timeout: the order every query on the table takes its
+  // locks in (parent, then partitions), so no query can hold a child while waiting for the parent
+  // behind us. Once it is held, writers of the table queue behind it, so nothing more may be waited
+  // for: every DETACH also needs its child and the DEFAULT partition, and waiting for each of those
+  // in turn (a reader of an old child, say) would hold the writers for one lock_timeout per table.
+  // They are taken at once or not at all (NOWAIT: 55P03, the same failure as a timed-out wait).
+  await sql`LOCK TABLE ONLY ${parent} IN ACCESS EXCLUSIVE MODE`.execute(trx);
+  const others = [...actions.map((a) => a.partition), ...(await defaultPartitionOf(trx, table))];
   // Sent as one multi-statement query (identifiers and literals inlined, no parameters): one round
   // trip while the parent is locked, however many children.
-  const statements = actions.flatMap((a) => {
-    const child = relationSql(a.partition);
-    return [
-      sql`ALTER TABLE ${parent} DETACH PARTITION ${child}`,
-      sql`COMMENT ON TABLE ${child} IS ${sql.lit(removalMarker(ctx.policy.table, a.mode))}`,
-    ];
-  });
+  const statements = [
+    sql`LOCK TABLE ${sql.join(others.map(relationSql))} IN ACCESS EXCLUSIVE MODE NOWAIT`,
+    ...actions.flatMap((a) => {
+      const child = relationSql(a.partition);
+      return [
+        sql`ALTER TABLE ${parent} DETACH PARTITION ${child}`,
+        sql`COMMENT ON TABLE ${child} IS ${sql.lit(removalMarker(ctx.policy.table, a.mode))}`,
+      ];
+    }),
+  ];
   await sql`${sql.join(statements, sql`; `)}`.execute(trx);
+}
+
+/** The table's DEFAULT partition (none or one); read with the parent locked, so it cannot change. */
+async function defaultPartitionOf(trx: Kysely<DB>, table: Relation): Promise<Relation[]> {
+  const r = await sql<Relation>`
+    SELECT n.nspname AS schema, c.relname AS name
+      FROM pg_catalog.pg_partitioned_table p
+      JOIN pg_catalog.pg_class c ON c.oid = p.partdefid
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE p.partrelid = ${relationOidSql(table)}`.execute(trx);
+  return r.rows;
 }
 
 /** Child by child: mark, detach (CONCURRENTLY when the action allows it), finish. */
