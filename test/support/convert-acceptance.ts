@@ -1,6 +1,7 @@
 // The acceptance scenario of `migrate convert`, shared by the EdgeWatch and sensor_readings test
 // files: a 1M-row legacy table converted by the real CLI (a child process) while a writer inserts
 // 600 rows/s and a reader queries; then every row is accounted for.
+import pg from "pg";
 import { expect } from "vitest";
 import type { TestDatabase } from "./database.ts";
 import { runCli } from "./jobs.ts";
@@ -23,7 +24,40 @@ export interface AcceptanceOutcome {
   worstInsertMs: number;
   p99InsertMs: number;
   rowsPerSecond: number;
+  /** The writer's longest wait for a lock, sampled from pg_locks every 50 ms while convert ran. */
+  writerLockWaitMs: number;
   convertMs: number;
+}
+
+/**
+ * Samples pg_locks for the longest lock wait of the load's writer (application_name test-writer)
+ * until stopped. A stall that convert causes is a lock wait; a writer slowed by a busy machine is
+ * not, so this, not the writer's rate, is what the tests bound.
+ */
+function sampleWriterLockWaits(url: string): { stop(): Promise<number> } {
+  const monitor = new pg.Client({ connectionString: url, application_name: "test-lock-sampler" });
+  monitor.on("error", () => {});
+  let running = true;
+  let longest = 0;
+  const loop = (async () => {
+    await monitor.connect();
+    while (running) {
+      const r = await monitor.query(
+        `SELECT coalesce(max(extract(epoch FROM clock_timestamp() - l.waitstart) * 1000), 0)::float8 AS ms
+           FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+          WHERE NOT l.granted AND a.application_name = 'test-writer'`,
+      );
+      longest = Math.max(longest, r.rows[0].ms);
+      await new Promise((done) => setTimeout(done, 50));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop.finally(() => monitor.end());
+      return longest;
+    },
+  };
 }
 
 export async function convertUnderLoad(
@@ -46,7 +80,9 @@ export async function convertUnderLoad(
   const started = Date.now();
   const args = ["migrate", "convert", "--table", table.qualified, "--progress-every-s", "1"];
   if (shape === "edgewatch") args.push("--drop-unique", "telemetry_points_device_message_key");
+  const sampler = sampleWriterLockWaits(t.url);
   const run = await runCli(args, env);
+  const writerLockWaitMs = await sampler.stop();
   const convertMs = Date.now() - started;
   await new Promise((r) => setTimeout(r, 1000));
   const { writer, reader } = await load.stop();
@@ -92,6 +128,7 @@ export async function convertUnderLoad(
     worstInsertMs: Math.max(...writer.latenciesMs),
     p99InsertMs: percentile(writer.latenciesMs, 99),
     rowsPerSecond: writer.written.length / seconds,
+    writerLockWaitMs,
     convertMs,
   };
 }
