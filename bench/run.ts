@@ -1,5 +1,5 @@
-// `npm run bench`: runs every benchmark (each on its own embedded PostgreSQL, stopped at the end
-// even on error), prints each report and a summary table, and writes them to bench/results/latest.md.
+// `npm run bench`: runs every benchmark (each on its own embedded PostgreSQL with fsync,
+// synchronous_commit and full_page_writes on, as in production; stopped at the end even on error), prints each report and a summary table, and writes them to bench/results/latest.md.
 // Figures are measured, never asserted: the exit code is non-zero only when a benchmark could not run.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
@@ -12,7 +12,7 @@ import { runRetentionBench } from "./retention.ts";
 import { runRollupBench } from "./rollup.ts";
 import { type BenchResult, markdownTable, stopAllServers } from "./support.ts";
 
-/** Whole-run watchdog: far above the expected ~6 minutes; stops the servers and exits if reached. */
+/** Whole-run watchdog: far above a normal run (not yet timed with fsync on and partition-default); stops the servers and exits if reached. */
 const WATCHDOG_MS = 25 * 60_000;
 
 const BENCHMARKS: { name: string; run: () => Promise<BenchResult> }[] = [
