@@ -3,8 +3,9 @@
 // parent's ctid deletes recent rows of other partitions too).
 //
 // Batches are sized by time, not by a row count: each batch's block range is scaled by how long
-// the last one took, aiming at BATCH_TARGET_MS. A fixed 5,000 rows made a batch's own cost (a
-// transaction, a few round trips) a large part of the whole on a fast table; a batch of a fixed
+// the last one took, aiming at BATCH_TARGET_MS, but never past the blocks whose rows, all expired,
+// could be deleted in that time (blocksWithinDeleteCost). A fixed 5,000 rows made a batch's own
+// cost (a transaction, a few round trips) a large part of the whole on a fast table; a batch of a fixed
 // duration keeps it small on any table, while each transaction still ends within a fraction of a
 // second (row locks held, SIGTERM and the time budget honoured between batches).
 import { sql } from "kysely";
@@ -26,11 +27,53 @@ export const BATCH_TARGET_MS = 100;
 /** How much larger than the last a batch may be: past blocks with nothing to delete, a batch may meet blocks full of it. */
 const MAX_GROWTH = 1.5;
 
-/** The next batch's size in blocks, from the last one's size and how long it took. */
-export function nextBatchBlocks(blocks: number, tookMs: number, targetMs: number): number {
-  const most = Math.ceil(blocks * MAX_GROWTH);
+/**
+ * Until a batch has deleted a row, no batch spans more than this many times the first one (sized
+ * by the policy's batchSize rows): a batch's time says what scanning costs, not what deleting does.
+ */
+const UNMEASURED_MAX_MULTIPLE = 4;
+
+/**
+ * The next batch's size in blocks, from the last one's size and how long it took; never more than
+ * `mostBlocks` (see blocksWithinDeleteCost).
+ */
+export function nextBatchBlocks(
+  blocks: number,
+  tookMs: number,
+  targetMs: number,
+  mostBlocks = Infinity,
+): number {
+  const most = Math.min(Math.ceil(blocks * MAX_GROWTH), mostBlocks);
   const scaled = tookMs > 0 ? Math.floor((blocks * targetMs) / tookMs) : most;
   return Math.max(1, Math.min(most, scaled));
+}
+
+/**
+ * The most blocks a batch may span so that deleting every row in them would still fit in
+ * `targetMs`, at the lowest cost per deleted row seen so far (`msPerRow`; the densest batch tells
+ * it best, a sparse one mostly measures scanning). Without that scaling by time alone overshoots:
+ * a stretch of blocks with nothing to delete is cheap, the batch grows through it, then meets
+ * blocks full of expired rows. Before any row is deleted: UNMEASURED_MAX_MULTIPLE first batches.
+ */
+export function blocksWithinDeleteCost(
+  targetMs: number,
+  tuplesPerBlock: number,
+  msPerRow: number | undefined,
+  firstBlocks: number,
+): number {
+  if (msPerRow === undefined || msPerRow <= 0) return Math.max(1, firstBlocks * UNMEASURED_MAX_MULTIPLE);
+  return Math.max(1, Math.floor(targetMs / (msPerRow * Math.max(1, tuplesPerBlock))));
+}
+
+/** The lowest cost per deleted row so far, given the last batch's time and rows deleted. */
+export function lowestMsPerRow(
+  seen: number | undefined,
+  tookMs: number,
+  deleted: number,
+): number | undefined {
+  if (deleted <= 0 || tookMs <= 0) return seen;
+  const cost = tookMs / deleted;
+  return seen === undefined ? cost : Math.min(seen, cost);
 }
 
 type DeleteRows = Extract<RetentionAction, { kind: "delete_rows" }>;
@@ -55,7 +98,11 @@ export async function deleteRowsInBatches(
 ): Promise<RetentionOutcome> {
   const retention = retentionOf(ctx.policy);
   const shown = displayRelation(action.relation);
-  const { blocks, blocksPerBatch } = await batchGeometry(ctx, action.relation, retention.batchSize);
+  const { blocks, blocksPerBatch, tuplesPerBlock } = await batchGeometry(
+    ctx,
+    action.relation,
+    retention.batchSize,
+  );
   const started = Date.now();
   const deadline = ctx.deadline ?? started + retention.timeBudgetMs;
   const target = ctx.batchTargetMs ?? BATCH_TARGET_MS;
@@ -75,6 +122,7 @@ export async function deleteRowsInBatches(
       : [[0, blocks]];
   const progress = { deleted: 0, scanned: 0, batches: 0, started, lastLog: started };
   let size = blocksPerBatch;
+  let msPerRow: number | undefined;
   let stoppedAt: number | undefined;
   outer: for (const [from, to] of segments) {
     for (let block = from; block < to; ) {
@@ -87,11 +135,14 @@ export async function deleteRowsInBatches(
       const aim = Math.min(target, Math.max(1, deadline - now));
       const end = Math.min(block + size, to);
       const t0 = performance.now();
-      progress.deleted += await deleteBatch(ctx, action, block, end);
+      const deleted = await deleteBatch(ctx, action, block, end);
       const took = performance.now() - t0;
+      progress.deleted += deleted;
       progress.scanned += end - block;
       progress.batches++;
-      size = nextBatchBlocks(end - block, took, aim);
+      msPerRow = lowestMsPerRow(msPerRow, took, deleted);
+      const most = blocksWithinDeleteCost(aim, tuplesPerBlock, msPerRow, blocksPerBatch);
+      size = nextBatchBlocks(end - block, took, aim, most);
       block = end;
       if (progress.batches === 10) await pauseAtFaultPoint("after-delete-batch", ctx.log);
       logProgress(ctx, action, progress, blocks);
@@ -158,12 +209,12 @@ function logProgress(
   });
 }
 
-/** The relation's size in blocks, and how many blocks make a batch of about `batchSize` rows. */
+/** The relation's size in blocks, its rows per block, and how many blocks make about `batchSize` rows. */
 async function batchGeometry(
   ctx: RetentionContext,
   relation: Relation,
   batchSize: number,
-): Promise<{ blocks: number; blocksPerBatch: number }> {
+): Promise<{ blocks: number; blocksPerBatch: number; tuplesPerBlock: number }> {
   const size = await sql<{ blocks: string; tuples: number; pages: number }>`
     SELECT (pg_relation_size(c.oid) / current_setting('block_size')::int) AS blocks,
            c.reltuples AS tuples, c.relpages AS pages
@@ -173,5 +224,9 @@ async function batchGeometry(
     size.rows[0] && size.rows[0].pages > 0 && size.rows[0].tuples > 0
       ? size.rows[0].tuples / size.rows[0].pages
       : 60;
-  return { blocks, blocksPerBatch: Math.max(1, Math.floor(batchSize / Math.max(1, tuplesPerBlock))) };
+  return {
+    blocks,
+    blocksPerBatch: Math.max(1, Math.floor(batchSize / Math.max(1, tuplesPerBlock))),
+    tuplesPerBlock,
+  };
 }
