@@ -87,9 +87,12 @@ type DeleteRows = Extract<RetentionAction, { kind: "delete_rows" }>;
  * starts there (rescanning cleaned blocks from 0 every run would spend each small budget on no
  * work at all), and wraps round to block 0: rows inserted since (with old timestamps) may sit in
  * space freed before that block. The pass ends once as many rows as were counted when the run
- * planned (action.rows) are deleted: the rest of the table held none of them, and in a table
- * written in time order that rest is its newer half. A row that turns up later with an old
- * timestamp is deleted by the next run, as one written behind the pass always was.
+ * planned (action.rows) are deleted and one read finds no expired row in the blocks it has not
+ * reached: in a table written in time order those are its newer half, not worth deleting from.
+ * Rows with old timestamps written since planning (devices with no clock set) can use up the
+ * count before the counted rows are all gone; then that read finds them and the pass goes on to
+ * its end. A row that turns up later beyond the pass's last block is deleted by the next run, as
+ * one written behind the pass always was.
  */
 export async function deleteRowsInBatches(
   ctx: RetentionContext,
@@ -106,25 +109,13 @@ export async function deleteRowsInBatches(
   const started = Date.now();
   const deadline = ctx.deadline ?? started + retention.timeBudgetMs;
   const target = ctx.batchTargetMs ?? BATCH_TARGET_MS;
-  const first = startBlock > 0 && startBlock < blocks ? startBlock : 0;
-  if (first > 0)
-    ctx.log.info("resuming row deletes where the previous run stopped", {
-      relation: shown,
-      block: first,
-      blocks,
-    });
-  const segments: [number, number][] =
-    first > 0
-      ? [
-          [first, blocks],
-          [0, first],
-        ]
-      : [[0, blocks]];
+  const segments = passSegments(ctx, shown, startBlock, blocks);
   const progress = { deleted: 0, scanned: 0, batches: 0, started, lastLog: started };
   let size = blocksPerBatch;
   let msPerRow: number | undefined;
   let stoppedAt: number | undefined;
-  outer: for (const [from, to] of segments) {
+  let countEnds = true;
+  outer: for (const [i, [from, to]] of segments.entries()) {
     for (let block = from; block < to; ) {
       const now = Date.now();
       if (ctx.signal.aborted || now > deadline) {
@@ -146,7 +137,15 @@ export async function deleteRowsInBatches(
       block = end;
       if (progress.batches === 10) await pauseAtFaultPoint("after-delete-batch", ctx.log);
       logProgress(ctx, action, progress, blocks);
-      if (progress.deleted >= action.rows) break outer;
+      if (countEnds && progress.deleted >= action.rows) {
+        const rest: [number, number][] = [[block, to], ...segments.slice(i + 1)];
+        if (!(await expiredRowsIn(ctx, action, rest))) break outer;
+        // Rows with old timestamps written since the count used it up: on to the end of the pass.
+        countEnds = false;
+        ctx.log.info("expired rows remain past the counted ones; deleting on to the end", {
+          relation: shown,
+        });
+      }
       if (retention.batchPauseMs > 0) await new Promise((r) => setTimeout(r, retention.batchPauseMs));
     }
   }
@@ -166,6 +165,43 @@ export async function deleteRowsInBatches(
     batches: progress.batches,
     ...(incomplete ? { incomplete, nextBlock: stoppedAt } : {}),
   };
+}
+
+/** The block ranges of one pass: from the resume block to the end, then round from block 0. */
+function passSegments(ctx: RetentionContext, shown: string, startBlock: number, blocks: number) {
+  const first = startBlock > 0 && startBlock < blocks ? startBlock : 0;
+  if (first === 0) return [[0, blocks]] as [number, number][];
+  ctx.log.info("resuming row deletes where the previous run stopped", {
+    relation: shown,
+    block: first,
+    blocks,
+  });
+  return [
+    [first, blocks],
+    [0, first],
+  ] as [number, number][];
+}
+
+/**
+ * Whether any block range of `ranges` holds a row older than the cutoff: one read, ended at the
+ * first such row (by an index on the time column, or a TID range scan of those blocks).
+ */
+async function expiredRowsIn(
+  ctx: RetentionContext,
+  action: DeleteRows,
+  ranges: readonly [number, number][],
+): Promise<boolean> {
+  const rel = relationSql(action.relation);
+  const col = columnSql(ctx.policy.timeColumn);
+  const checks = ranges
+    .filter(([from, to]) => from < to)
+    .map(
+      ([from, to]) => sql`EXISTS (SELECT 1 FROM ONLY ${rel}
+        WHERE ctid >= ${`(${from},0)`}::tid AND ctid < ${`(${to},0)`}::tid AND ${col} < ${action.before})`,
+    );
+  if (checks.length === 0) return false;
+  const r = await sql<{ found: boolean }>`SELECT ${sql.join(checks, sql` OR `)} AS found`.execute(ctx.db);
+  return r.rows[0]?.found === true;
 }
 
 /** Deletes the expired rows of blocks [from, to) in one transaction; returns how many. */

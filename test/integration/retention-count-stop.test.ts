@@ -1,0 +1,95 @@
+// A row-delete pass may end before the table's last block once it has deleted as many rows as the
+// run counted when it planned. Rows with old timestamps written in between (devices with no clock
+// set, dated 1970) land in space freed by an earlier pass, are deleted first and use up that
+// count: the pass must still not end while rows it counted are left, nor say it finished when
+// they are.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { applyRetentionAction } from "../../shared/retention/apply.ts";
+import { createTestDatabase, type TestDatabase } from "../support/database.ts";
+import { captureLogger, makeConfig } from "../support/jobs.ts";
+
+let t: TestDatabase;
+beforeAll(async () => {
+  t = await createTestDatabase();
+});
+afterAll(async () => {
+  await t.drop();
+});
+
+const NOW = "2026-03-01T00:00:00Z";
+const CUTOFF = "2025-03-01T00:00:00Z"; // keep 1 year
+
+async function expiredLeft(name: string) {
+  const r = await t.pool.query(
+    `SELECT count(*) FILTER (WHERE ts < '1971-01-01')::int AS clockless,
+            count(*) FILTER (WHERE ts >= '1971-01-01' AND ts < $1)::int AS counted,
+            count(*) FILTER (WHERE ts >= $1)::int AS kept
+       FROM public.${name}`,
+    [CUTOFF],
+  );
+  return r.rows[0] as { clockless: number; counted: number; kept: number };
+}
+
+describe("a delete pass that ends at the counted rows", () => {
+  it("rows dated 1970 written into freed space after planning: every counted row still goes, and the pass says so", async () => {
+    const name = "c_1";
+    // 30,000 old rows, then 30,000 current ones; an earlier pass deleted the first 15,000 old rows
+    // and VACUUM freed their blocks.
+    await t.pool.query(`
+      CREATE TABLE public.${name} (id bigserial PRIMARY KEY, ts timestamptz NOT NULL, v float8, note text);
+      INSERT INTO public.${name} (ts, v, note)
+        SELECT '2020-01-01'::timestamptz + g * interval '1 minute', g, repeat('x', 60) FROM generate_series(1, 30000) g;
+      INSERT INTO public.${name} (ts, v, note)
+        SELECT '2026-02-01'::timestamptz + g * interval '1 minute', g, repeat('x', 60) FROM generate_series(1, 30000) g;
+      DELETE FROM public.${name} WHERE id <= 15000;`);
+    await t.pool.query(`VACUUM ANALYZE public.${name}`);
+    // The run plans: 15,000 expired rows.
+    const counted = (await expiredLeft(name)).counted;
+    expect(counted).toBe(15_000);
+    // Then, before the pass: 7,500 rows from clock-less devices, into the freed blocks.
+    await t.pool.query(`
+      INSERT INTO public.${name} (ts, v, note)
+        SELECT '1970-01-01'::timestamptz + g * interval '1 s', g, repeat('x', 60) FROM generate_series(1, 7500) g`);
+    const placed = await t.pool.query(
+      `SELECT max((ctid::text::point)[0])::int AS clockless_last,
+              (SELECT min((ctid::text::point)[0])::int FROM public.${name} WHERE ts >= '2020-01-01' AND ts < $1) AS counted_first
+         FROM public.${name} WHERE ts < '1971-01-01'`,
+      [CUTOFF],
+    );
+    expect(placed.rows[0].clockless_last).toBeLessThan(placed.rows[0].counted_first);
+
+    const config = makeConfig(
+      t.url,
+      [
+        {
+          table: `public.${name}`,
+          timeColumn: "ts",
+          partitioned: false,
+          retention: { keep: "1 year", batchSize: 1_000, batchPauseMs: 0 },
+        },
+      ],
+      { now: NOW },
+    );
+    const { log } = captureLogger("retention");
+    const outcome = await applyRetentionAction(
+      {
+        db: t.db,
+        policy: config.policies[0]!,
+        log,
+        signal: new AbortController().signal,
+        now: new Date(NOW),
+        batchTargetMs: 1,
+      },
+      {
+        kind: "delete_rows",
+        relation: { schema: "public", name },
+        reason: "plain_table",
+        before: new Date(CUTOFF),
+        rows: counted,
+      },
+    );
+    expect(await expiredLeft(name)).toEqual({ clockless: 0, counted: 0, kept: 30_000 });
+    expect(outcome.rows).toBe(22_500);
+    expect(outcome.incomplete).toBeUndefined();
+  });
+});
