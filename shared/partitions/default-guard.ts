@@ -2,7 +2,7 @@
 // ACCESS EXCLUSIVE on DEFAULT for a catalog update; validating it scans DEFAULT under SHARE UPDATE
 // EXCLUSIVE, which readers and writers do not notice; dropping it is a catalog update again. Every
 // step runs under lock_timeout with retries, and each one leaves a state the next run completes:
-// a guard left behind (valid or not) is found by its name, then replaced or dropped.
+// a guard left behind (valid or not) is found by its name and dropped first.
 import { sql } from "kysely";
 import { withLockRetry } from "../db/lock-retry.ts";
 import { columnSql, displayRelation, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
@@ -112,7 +112,7 @@ async function dropGuard(ctx: ApplyContext, def: Relation): Promise<{ dropped: b
 /** Once its ranges are attached the guard says nothing DEFAULT's partition constraint does not. */
 export async function dropDefaultGuard(ctx: ApplyContext, action: DropGuardAction): Promise<ActionOutcome> {
   // The run's attaches are done and committed; the guard is still in place.
-  await pauseAtFaultPoint("guard-before-drop", ctx.log);
+  if (!action.leftover) await pauseAtFaultPoint("guard-before-drop", ctx.log);
   const { dropped, attempts } = await dropGuard(ctx, defaultOf(ctx, action));
   return { rows: 0, lockRetries: attempts - 1, alreadyDone: !dropped };
 }

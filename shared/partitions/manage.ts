@@ -15,9 +15,17 @@ export function describeAction(a: PartitionAction): string {
   if (a.kind === "create_default_partition") return `create DEFAULT partition ${a.partition}`;
   if (a.kind === "guard_default")
     return `prove ${a.ranges.length} range(s) absent from ${a.partition} (a validated CHECK, so that their attaches do not scan it)`;
-  if (a.kind === "drop_default_guard") return `drop the guard constraint of ${a.partition}`;
+  if (a.kind === "drop_default_guard")
+    return a.leftover
+      ? `drop the guard constraint an earlier run left on ${a.partition} (it may refuse rows of ranges that have begun)`
+      : `drop the guard constraint of ${a.partition}`;
   const rows = a.defaultRows > 0 ? `, moving ${a.defaultRows} rows out of DEFAULT` : "";
   return `create ${a.partition} [${a.from.toISOString()}, ${a.to.toISOString()}) (${a.reason}${rows})`;
+}
+
+/** The audit row's reason for an action that is not a create. */
+function actionReason(a: Exclude<PartitionAction, { kind: "create_partition" }>): string {
+  return a.kind === "drop_default_guard" && a.leftover ? "guard left by an earlier run" : "default";
 }
 
 export async function managePartitions(
@@ -46,7 +54,7 @@ export async function managePartitions(
         rows: outcome.rows,
         outcome: outcome.alreadyDone ? "skipped" : "ok",
         detail: {
-          reason: action.kind === "create_partition" ? action.reason : "default",
+          reason: action.kind === "create_partition" ? action.reason : actionReason(action),
           lockRetries: outcome.lockRetries,
         },
         logFields: { rowsMoved: outcome.rows, lockRetries: outcome.lockRetries },

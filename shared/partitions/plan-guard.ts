@@ -49,8 +49,10 @@ export function guardableRanges(
 
 /**
  * The actions with the guard added before the first create it covers and its removal last. A guard
- * left by an earlier run (killed, or its removal timed out) is replaced by the new one, or removed
- * when this run plans none: a leftover would go on refusing rows of ranges that may never be made.
+ * an earlier run left (it failed or was stopped before its removal, or was killed) is dropped
+ * first, before anything that can fail for another reason: it may name a range that has begun
+ * since, and then it refuses current rows; dropped at the end, it would stay whenever an earlier
+ * action failed.
  */
 export function withDefaultGuard(
   table: string,
@@ -65,8 +67,9 @@ export function withDefaultGuard(
   if (ranges.length > 0) {
     const first = out.findIndex((a) => a.kind === "create_partition" && a.from === ranges[0]!.from);
     out.splice(first, 0, { kind: "guard_default", table, partition: def.name, ranges });
+    out.push({ kind: "drop_default_guard", table, partition: def.name, leftover: false });
   }
-  if (ranges.length > 0 || catalog.defaultGuard)
-    out.push({ kind: "drop_default_guard", table, partition: def.name });
+  if (catalog.defaultGuard)
+    out.unshift({ kind: "drop_default_guard", table, partition: def.name, leftover: true });
   return out;
 }

@@ -22,7 +22,13 @@ export type PartitionAction =
       readonly partition: string;
       readonly ranges: readonly GuardedRange[];
     }
-  | { readonly kind: "drop_default_guard"; readonly table: string; readonly partition: string }
+  | {
+      readonly kind: "drop_default_guard";
+      readonly table: string;
+      readonly partition: string;
+      /** True: a guard an earlier run left, dropped first; false: this run's own, dropped last. */
+      readonly leftover: boolean;
+    }
   | {
       readonly kind: "create_partition";
       readonly table: string;

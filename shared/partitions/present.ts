@@ -12,7 +12,7 @@ export function partitionPlanRow(a: PartitionAction): PlanRow {
     case "guard_default":
       return { action: `guard DEFAULT for ${a.ranges.length} range(s)` };
     case "drop_default_guard":
-      return { action: "drop DEFAULT guard" };
+      return { action: a.leftover ? "drop DEFAULT guard left by an earlier run" : "drop DEFAULT guard" };
     case "create_partition":
       return {
         rows: a.defaultRows > 0 ? formatCount(a.defaultRows) : "",

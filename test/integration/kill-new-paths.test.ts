@@ -8,7 +8,7 @@
 //
 // partition-manager guards a large DEFAULT partition with a CHECK added NOT VALID, validated, then
 // relied on by the attaches and dropped. Killed after the add, or after the attaches, the guard is
-// left behind; the next run replaces it or drops it.
+// left behind; the next run drops it first, before anything else.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_GUARD_CONSTRAINT } from "../../shared/partitions/naming.ts";
 import { GUARD_MIN_DEFAULT_ROWS } from "../../shared/partitions/plan-guard.ts";
@@ -351,7 +351,7 @@ const monthsBefore = (table: string) => [`${table}_default`, monthName(table, 0)
 const monthsAfter = (table: string) => [`${table}_default`, ...[0, 1, 2, 3].map((i) => monthName(table, i))];
 
 describe("partition-manager: SIGKILL with the DEFAULT guard in place, then a normal run", () => {
-  it("killed between adding the guard NOT VALID and validating it: the next run replaces it, attaches, drops it", async () => {
+  it("killed between adding the guard NOT VALID and validating it: the next run drops it, guards, attaches, drops", async () => {
     const policy = await guardedTable("gk_add");
     const rows = await guardRows("gk_add");
     expect(rows).toMatchObject({ total: GUARD_MIN_DEFAULT_ROWS + 1, in_default: GUARD_MIN_DEFAULT_ROWS });
@@ -379,13 +379,15 @@ describe("partition-manager: SIGKILL with the DEFAULT guard in place, then a nor
 
     const next = await runPartitionManager(t.db, makeConfig(t.url, [policy], { now: REAL_NOW }));
     expect(next.exitCode, JSON.stringify(next.logs.filter((l) => l.severity === "ERROR"))).toBe(0);
-    expect(next.summary.actions).toEqual({ guard_default: 1, create_partition: 2, drop_default_guard: 1 });
+    // The leftover is dropped first (it may refuse a range that has begun), then a new guard.
+    expect(next.summary.actions).toEqual({ guard_default: 1, create_partition: 2, drop_default_guard: 2 });
     expect((await partitionsOf(t.url, "public.gk_add")).map((p) => p.name)).toEqual(monthsAfter("gk_add"));
     expect(await guardOf("gk_add")).toEqual([]);
     expect(await guardRows("gk_add")).toEqual(rows);
     const runs = await runsSince(since, "partition-manager", "public.gk_add");
     expect(runs.map((r) => r.status)).toEqual(["running", "ok"]);
     expect(runs[1]!.actions.map((a: { kind: string; outcome: string }) => [a.kind, a.outcome])).toEqual([
+      ["drop_default_guard", "ok"],
       ["guard_default", "ok"],
       ["create_partition", "ok"],
       ["create_partition", "ok"],

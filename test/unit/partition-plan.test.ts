@@ -724,6 +724,31 @@ describe("the DEFAULT guard (prove far-future ranges absent before attaching the
     const left = { ...catalog({ children: [monthlyChild("2026-11")] }), defaultGuard: true };
     expect(kinds(planPartitions(policy({ premake: 0 }), left, NOW))).toEqual(["drop_default_guard"]);
   });
+
+  // A guard left by a run that failed or was stopped may name a range that has begun since: every
+  // insert of a current row would be refused. Dropped last, it stayed whenever a create before it
+  // failed; dropped first, only a failure of that drop itself can keep it.
+  it("drops a guard an earlier run left first, before any create, and its own guard last", () => {
+    const left = { ...catalog({ buckets: farRows }), defaultGuard: true };
+    const plan = planPartitions(policy({ premake: 3 }), left, NOW);
+    expect(kinds(plan)).toEqual([
+      "drop_default_guard",
+      "telemetry_points_p202611",
+      "guard_default",
+      "telemetry_points_p202612",
+      "telemetry_points_p202701",
+      "telemetry_points_p202702",
+      "drop_default_guard",
+    ]);
+    const drops = plan.actions.filter((a) => a.kind === "drop_default_guard");
+    expect(drops.map((a) => a.kind === "drop_default_guard" && a.leftover)).toEqual([true, false]);
+  });
+
+  it("drops a leftover guard first also when it plans creates and no guard of its own", () => {
+    const left = { ...catalog({ children: [monthlyChild("2026-11")] }), defaultGuard: true };
+    const plan = planPartitions(policy({ premake: 1 }), left, NOW);
+    expect(kinds(plan)).toEqual(["drop_default_guard", "telemetry_points_p202612"]);
+  });
 });
 
 describe("a rescue above maxRescueRows", () => {
