@@ -1,15 +1,17 @@
 // The executor of the DEFAULT guard (why, and for which ranges: plan-guard.ts). Adding it takes
 // ACCESS EXCLUSIVE on DEFAULT for a catalog update; validating it scans DEFAULT under SHARE UPDATE
 // EXCLUSIVE, which readers and writers do not notice; dropping it is a catalog update again. Every
-// step runs under lock_timeout with retries, and each one leaves a state the next run completes:
-// a guard left behind (valid or not) is found by its name and dropped first.
+// step runs under lock_timeout with retries. A run that ends before its planned drop (a failure, a
+// stop request) drops the guard on its way out; one that is killed, or cannot drop it, leaves it
+// (valid or not), and the next run finds it by its name and drops it first.
 import { sql } from "kysely";
 import { withLockRetry } from "../db/lock-retry.ts";
 import { columnSql, displayRelation, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
+import type { PlanContext } from "../run/execute-plan.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import type { ActionOutcome, ApplyContext } from "./apply.ts";
 import { boundLiteral } from "./bounds.ts";
-import { DEFAULT_GUARD_CONSTRAINT } from "./naming.ts";
+import { DEFAULT_GUARD_CONSTRAINT, GUARD_RUNBOOK } from "./naming.ts";
 import type { PartitionAction } from "./plan.ts";
 import type { GuardedRange } from "./plan-guard.ts";
 import { FUTURE_MARGIN_MS } from "./time.ts";
@@ -93,10 +95,14 @@ export async function guardDefault(ctx: ApplyContext, action: GuardAction): Prom
   }
 }
 
-async function dropGuard(ctx: ApplyContext, def: Relation): Promise<{ dropped: boolean; attempts: number }> {
+async function dropGuard(
+  ctx: ApplyContext,
+  def: Relation,
+  budgetMs = ctx.policy.retryBudgetMs,
+): Promise<{ dropped: boolean; attempts: number }> {
   const { result, attempts } = await withLockRetry(
     ctx.db,
-    retryOptions(ctx, def, "drop the guard"),
+    { ...retryOptions(ctx, def, "drop the guard"), budgetMs },
     async (trx) => {
       const r = await sql<{ n: number }>`
       SELECT count(*)::int AS n FROM pg_constraint
@@ -115,4 +121,48 @@ export async function dropDefaultGuard(ctx: ApplyContext, action: DropGuardActio
   if (!action.leftover) await pauseAtFaultPoint("guard-before-drop", ctx.log);
   const { dropped, attempts } = await dropGuard(ctx, defaultOf(ctx, action));
   return { rows: 0, lockRetries: attempts - 1, alreadyDone: !dropped };
+}
+
+/**
+ * For a run whose plan adds or drops the guard and that ended before its last action: the executor
+ * stops at the first failure or stop request, so the planned drop never ran, and the guard would go
+ * on refusing rows of its ranges, one of which may begin before the next run. One attempt under
+ * lock_timeout (the run is over: a stop request may be pending), logged and audited either way.
+ * Returns whether a guard was dropped.
+ */
+export async function dropGuardAfterUnfinishedRun(
+  ctx: ApplyContext,
+  record: PlanContext["record"],
+): Promise<boolean> {
+  const d = ctx.catalog.defaultPartition;
+  if (!d) return false;
+  const def: Relation = { schema: d.schema, name: d.name };
+  const startedAt = new Date();
+  const audit = (outcome: "ok" | "failed", error?: string) =>
+    record({
+      kind: "drop_default_guard",
+      partition: d.name,
+      outcome,
+      ...(error === undefined ? {} : { error }),
+      detail: { reason: "the run ended before its planned drop of the DEFAULT guard" },
+      startedAt,
+      finishedAt: new Date(),
+    }).catch((e: unknown) => ctx.log.warn("could not audit the guard's drop", { error: e }));
+  try {
+    const { dropped } = await dropGuard(ctx, def, ctx.policy.lockTimeoutMs);
+    if (!dropped) return false;
+    ctx.log.warn("dropped the DEFAULT guard: the run ended before its planned drop", {
+      partition: d.name,
+      constraint: DEFAULT_GUARD_CONSTRAINT,
+    });
+    await audit("ok");
+    return true;
+  } catch (error) {
+    ctx.log.error(
+      `could not drop the DEFAULT guard: constraint ${DEFAULT_GUARD_CONSTRAINT} stays on ${displayRelation(def)} and refuses rows dated in the ranges it names until it is dropped; the next run drops it first, or drop it by hand (${GUARD_RUNBOOK})`,
+      { partition: d.name, error },
+    );
+    await audit("failed", error instanceof Error ? error.message : String(error));
+    return false;
+  }
 }

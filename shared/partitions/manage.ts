@@ -3,12 +3,13 @@
 import type { Kysely } from "kysely";
 import { policyTable } from "../config/policy.ts";
 import type { DB } from "../db/schema.ts";
-import { type ActionSteps, executePlan } from "../run/execute-plan.ts";
+import { type ActionSteps, executePlan, type PlanOutcome } from "../run/execute-plan.ts";
 import type { TableContext, TableReport } from "../run/runner.ts";
-import { applyPartitionAction } from "./apply.ts";
+import { type ApplyContext, applyPartitionAction } from "./apply.ts";
 import { readCatalog } from "./catalog.ts";
+import { dropGuardAfterUnfinishedRun } from "./default-guard.ts";
 import { assessHealth } from "./health.ts";
-import { type PartitionAction, planPartitions } from "./plan.ts";
+import { type PartitionAction, type PartitionPlan, planPartitions } from "./plan.ts";
 import { partitionPlanRow, partitionProgress } from "./present.ts";
 
 export function describeAction(a: PartitionAction): string {
@@ -38,6 +39,7 @@ export async function managePartitions(
   const lock = { lockTimeoutMs: policy.lockTimeoutMs, budgetMs: policy.retryBudgetMs };
   const catalog = await readCatalog(db, table, policy.timeColumn, policy.interval, lock);
   const plan = planPartitions(policy, catalog, options.now);
+  const applyCtx: ApplyContext = { db, policy, catalog, log, now: options.now, signal: ctx.signal };
   const steps: ActionSteps<PartitionAction> = {
     describe: describeAction,
     planFields: (a) => ({ action: a.kind, partition: a.partition }),
@@ -46,10 +48,7 @@ export async function managePartitions(
       ...(a.kind === "create_partition" ? { from: a.from, to: a.to } : {}),
     }),
     apply: async (action) => {
-      const outcome = await applyPartitionAction(
-        { db, policy, catalog, log, now: options.now, signal: ctx.signal },
-        action,
-      );
+      const outcome = await applyPartitionAction(applyCtx, action);
       return {
         rows: outcome.rows,
         outcome: outcome.alreadyDone ? "skipped" : "ok",
@@ -65,7 +64,7 @@ export async function managePartitions(
     planRow: partitionPlanRow,
     progressText: partitionProgress,
   };
-  const done = await executePlan(ctx, plan, steps, options);
+  const done = await executeDroppingGuard(ctx, plan, steps, { dryRun: options.dryRun, apply: applyCtx });
   // A rescue refused above maxRescueRows (a CRIT finding) ends the table refused, after the rest.
   const refused = plan.findings.find((f) => f.code === "rescue_refused")?.message;
   switch (done.status) {
@@ -90,4 +89,30 @@ export async function managePartitions(
     // The executor logged the failed action, and the refusal is the CRIT finding it logged.
     ...(done.status === "failed" || refused ? { errorLogged: true } : {}),
   };
+}
+
+/**
+ * The executor stops at the first failed action or stop request (or throws), before the plan's
+ * last action: a guard the plan adds, or a leftover it could not drop first, would stay on DEFAULT
+ * and refuse rows of its ranges, one of which may begin before the next run. So whenever the plan
+ * touches the guard and did not run to the end, the guard is dropped here, whatever stopped it.
+ */
+async function executeDroppingGuard(
+  ctx: TableContext,
+  plan: PartitionPlan,
+  steps: ActionSteps<PartitionAction>,
+  options: { dryRun: boolean; apply: ApplyContext },
+): Promise<PlanOutcome> {
+  const guarded = plan.actions.some((a) => a.kind === "guard_default" || a.kind === "drop_default_guard");
+  let done: PlanOutcome | undefined;
+  let dropped = false;
+  try {
+    done = await executePlan(ctx, plan, steps, options);
+  } finally {
+    if (guarded && !options.dryRun && done?.status !== "ok")
+      dropped = await dropGuardAfterUnfinishedRun(options.apply, ctx.record);
+  }
+  if (!dropped || done.status === "refused") return done;
+  const n = done.actions.drop_default_guard ?? 0;
+  return { ...done, actions: { ...done.actions, drop_default_guard: n + 1 } };
 }

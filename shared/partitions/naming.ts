@@ -7,9 +7,13 @@ export const DEFAULT_PARTITION_MARKER = "telemetry-jobs: DEFAULT partition";
 
 /**
  * The CHECK constraint partition-manager puts on a DEFAULT partition to prove ranges absent from it
- * before attaching them (plan-guard.ts). Recognised by this name when a killed run left it behind.
+ * before attaching them (plan-guard.ts). Recognised by this name when a run that did not finish (it
+ * was killed, or could not drop it) left it behind.
  */
 export const DEFAULT_GUARD_CONSTRAINT = "telemetry_jobs_default_guard";
+
+/** Where an operator reads what a guard left on DEFAULT does and how to drop it. */
+export const GUARD_RUNBOOK = "docs/runbooks/partition-manager.md, section 'The DEFAULT guard'";
 
 const pad = (n: number, width = 2) => String(n).padStart(width, "0");
 

@@ -7,7 +7,8 @@
 // DEFAULT for a catalog update only), then validated (one scan under SHARE UPDATE EXCLUSIVE, which
 // no reader or writer notices), covering every guarded range of the run; each attach then holds
 // DEFAULT for a catalog update only, however many rows DEFAULT keeps. It is dropped at the end of
-// the run: once the ranges are attached it says nothing DEFAULT's own partition constraint does not.
+// the run: once the ranges are attached it says nothing DEFAULT's own partition constraint does not;
+// and a run that ends before that (a failure, a stop request) drops it on its way out.
 //
 // The price: from the moment the guard is added until its range is attached, an INSERT of a row
 // dated in a guarded range fails (check violation) instead of landing in DEFAULT. So the guard only
@@ -52,7 +53,7 @@ export function guardableRanges(
  * an earlier run left (it failed or was stopped before its removal, or was killed) is dropped
  * first, before anything that can fail for another reason: it may name a range that has begun
  * since, and then it refuses current rows; dropped at the end, it would stay whenever an earlier
- * action failed.
+ * action failed. (The run also drops its own guard when it ends early: manage.ts.)
  */
 export function withDefaultGuard(
   table: string,
