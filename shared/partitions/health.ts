@@ -1,8 +1,10 @@
 // Health of one managed table, from its catalog snapshot: what an operator (and an alert) needs to
 // know at a glance. Pure, like the planner.
 import type { TablePolicy } from "../config/policy.ts";
+import { displayRelation } from "../db/relation.ts";
 import { boundRange } from "./bounds.ts";
 import type { TableCatalog } from "./catalog.ts";
+import { DEFAULT_GUARD_CONSTRAINT, GUARD_RUNBOOK } from "./naming.ts";
 import { planPartitions } from "./plan.ts";
 import { addIntervals, floorToInterval } from "./time.ts";
 
@@ -56,6 +58,12 @@ export function assessHealth(policy: TablePolicy, catalog: TableCatalog, now: Da
   else if (buffer < policy.premake) raise("WARN", `${buffer} of ${policy.premake} premade partitions ready`);
   if (defaultRows > 0) raise("WARN", `${defaultRows} rows in the DEFAULT partition`);
   if (missing > 0) raise("WARN", `${missing} interval(s) missing a partition (gaps or premake)`);
+  // Its removal failed, or the run that added it was killed: it refuses rows of its ranges.
+  if (catalog.defaultGuard && catalog.defaultPartition)
+    raise(
+      "WARN",
+      `constraint ${DEFAULT_GUARD_CONSTRAINT} is still on ${displayRelation(catalog.defaultPartition)} (left by a partition-manager run that did not finish): it refuses rows dated in the ranges it names until it is dropped; the next run drops it first, or drop it by hand (${GUARD_RUNBOOK})`,
+    );
   if (policy.defaultPartition && !catalog.defaultPartition)
     raise("WARN", "no DEFAULT partition: out-of-range rows are rejected");
   for (const f of plan.findings)

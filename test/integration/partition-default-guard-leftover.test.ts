@@ -3,8 +3,8 @@
 // the ranges are far ahead. A run that failed or was stopped after adding it used to leave it valid
 // (its removal was the plan's last action, and the executor stops at the first failure or a stop
 // request), and a later run removed a leftover only at its own end: once a guarded range began,
-// current rows were refused. Now the run removes its own guard whatever its outcome, and a later
-// run removes a leftover as its first action.
+// current rows were refused. Now the run removes its own guard whatever its outcome, a later run
+// removes a leftover as its first action, and a guard that is still there shows in the health.
 import { unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -151,6 +151,40 @@ describe("the DEFAULT guard of a run that does not finish", () => {
     } finally {
       await parentBusy.release();
     }
+  }, 180_000);
+
+  it("a guard that cannot be dropped is reported in the table's health, with the way out", async () => {
+    const policy = await guardedTable("gl_stuck");
+    await t.pool.query(
+      `ALTER TABLE public.gl_stuck_default ADD CONSTRAINT ${DEFAULT_GUARD_CONSTRAINT}
+         CHECK (ts IS NULL OR ts < '${monthStart(6).toISOString()}' OR ts >= '${monthStart(7).toISOString()}')`,
+    );
+    // A reader of DEFAULT in an open transaction: dropping a constraint needs DEFAULT to itself.
+    const defaultRead = await holding(
+      "SELECT count(*) FROM (SELECT 1 FROM public.gl_stuck_default LIMIT 1) x",
+    );
+    let run: Awaited<ReturnType<typeof runPartitionManager>>;
+    try {
+      run = await runPartitionManager(t.db, makeConfig(t.url, [{ ...policy, premake: 1 }], { now: NOW }));
+    } finally {
+      await defaultRead.release();
+    }
+    expect(run.exitCode).toBe(1);
+    expect(kindsAndOutcomes(run)).toEqual(["failed drop_default_guard"]);
+    expect(await guardOf("gl_stuck")).toEqual([{ convalidated: true }]);
+    const health = run.summary.health["public.gl_stuck"] as { verdict: string; reasons: string[] };
+    expect(health.verdict).toBe("WARN");
+    expect(health.reasons).toContainEqual(
+      expect.stringContaining(`constraint ${DEFAULT_GUARD_CONSTRAINT} is still on public.gl_stuck_default`),
+    );
+    // Unblocked, the next run drops it first.
+    const next = await runPartitionManager(
+      t.db,
+      makeConfig(t.url, [{ ...policy, premake: 1 }], { now: NOW }),
+    );
+    expect(next.exitCode).toBe(0);
+    expect(next.summary.actions).toEqual({ drop_default_guard: 1 });
+    expect(await guardOf("gl_stuck")).toEqual([]);
   }, 180_000);
 
   it("SIGTERM during an attach: the run stops after it and removes its guard", async () => {

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { type TablePolicy, TablePolicySchema } from "../../shared/config/policy.ts";
 import type { BoundValue, PartitionBound } from "../../shared/partitions/bounds.ts";
 import type { ChildPartition, DefaultBucket, TableCatalog } from "../../shared/partitions/catalog.ts";
+import { assessHealth } from "../../shared/partitions/health.ts";
 import { partitionName } from "../../shared/partitions/naming.ts";
 import {
   defaultPartitionName,
@@ -748,6 +749,21 @@ describe("the DEFAULT guard (prove far-future ranges absent before attaching the
     const left = { ...catalog({ children: [monthlyChild("2026-11")] }), defaultGuard: true };
     const plan = planPartitions(policy({ premake: 1 }), left, NOW);
     expect(kinds(plan)).toEqual(["drop_default_guard", "telemetry_points_p202612"]);
+  });
+});
+
+describe("health while a DEFAULT guard is in place", () => {
+  const ready = ["2026-11", "2026-12", "2027-01", "2027-02"].map(monthlyChild);
+
+  it("is WARN, naming the constraint, the DEFAULT partition and the runbook section", () => {
+    expect(assessHealth(policy(), catalog({ children: ready }), NOW).verdict).toBe("OK");
+    const h = assessHealth(policy(), { ...catalog({ children: ready }), defaultGuard: true }, NOW);
+    expect(h.verdict).toBe("WARN");
+    expect(h.reasons).toEqual([
+      expect.stringMatching(
+        /^WARN: constraint telemetry_jobs_default_guard is still on public\.telemetry_points_default .*refuses.*next run drops it first.*docs\/runbooks\/partition-manager\.md.*The DEFAULT guard/,
+      ),
+    ]);
   });
 });
 
