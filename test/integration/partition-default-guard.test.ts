@@ -82,7 +82,7 @@ async function defaultRowsReadBy(table: string, run: (db: Kysely<DB>) => Promise
   }
   for (let i = 0; i < 200; i++) {
     const left = await t.pool.query(
-      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1",
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1",
       [`telemetry-jobs/${job}`],
     );
     if (left.rows[0].n === 0) break;
@@ -199,7 +199,7 @@ describe("premaking beside a large DEFAULT partition", () => {
     let validating = false;
     for (let i = 0; i < 20_000 && !validating; i++) {
       const r = await t.pool.query(
-        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%VALIDATE CONSTRAINT%' AND pid <> pg_backend_pid()",
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND query LIKE '%VALIDATE CONSTRAINT%' AND pid <> pg_backend_pid()",
       );
       validating = r.rows[0].n > 0;
     }
@@ -209,7 +209,7 @@ describe("premaking beside a large DEFAULT partition", () => {
     // The killed session goes on until PostgreSQL notices the closed socket: wait for it to end.
     for (let i = 0; i < 200; i++) {
       const r = await t.pool.query(
-        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'telemetry-jobs/partition-manager'",
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'telemetry-jobs/partition-manager'",
       );
       if (r.rows[0].n === 0) break;
       await new Promise((r) => setTimeout(r, 50));
