@@ -58,11 +58,12 @@ export function assessHealth(policy: TablePolicy, catalog: TableCatalog, now: Da
   else if (buffer < policy.premake) raise("WARN", `${buffer} of ${policy.premake} premade partitions ready`);
   if (defaultRows > 0) raise("WARN", `${defaultRows} rows in the DEFAULT partition`);
   if (missing > 0) raise("WARN", `${missing} interval(s) missing a partition (gaps or premake)`);
-  // Its removal failed, or the run that added it was killed: it refuses rows of its ranges.
+  // Its removal failed, or the run that added it was killed (or, seen by status, is still under
+  // way): it refuses rows of its ranges, which may have begun.
   if (catalog.defaultGuard && catalog.defaultPartition)
     raise(
       "WARN",
-      `constraint ${DEFAULT_GUARD_CONSTRAINT} is still on ${displayRelation(catalog.defaultPartition)} (left by a partition-manager run that did not finish): it refuses rows dated in the ranges it names until it is dropped; the next run drops it first, or drop it by hand (${GUARD_RUNBOOK})`,
+      `constraint ${DEFAULT_GUARD_CONSTRAINT} is still on ${displayRelation(catalog.defaultPartition)} (left by a partition-manager run that did not finish, unless one is under way): it refuses rows dated in the ranges it names until it is dropped; the next run drops it first, or drop it by hand (${GUARD_RUNBOOK})`,
     );
   if (policy.defaultPartition && !catalog.defaultPartition)
     raise("WARN", "no DEFAULT partition: out-of-range rows are rejected");
