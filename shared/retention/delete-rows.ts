@@ -204,8 +204,12 @@ async function expiredRowsIn(
         WHERE ctid >= ${`(${from},0)`}::tid AND ctid < ${`(${to},0)`}::tid AND ${col} < ${action.before})`,
     );
   if (checks.length === 0) return false;
-  const r = await sql<{ found: boolean }>`SELECT ${sql.join(checks, sql` OR `)} AS found`.execute(ctx.db);
-  return r.rows[0]?.found === true;
+  const { result } = await withLockRetry(
+    ctx.db,
+    retryOptions(ctx, `look for expired rows left in ${displayRelation(action.relation)}`),
+    (trx) => sql<{ found: boolean }>`SELECT ${sql.join(checks, sql` OR `)} AS found`.execute(trx),
+  );
+  return result.rows[0]?.found === true;
 }
 
 /** Deletes the expired rows of blocks [from, to) in one transaction; returns how many. */
