@@ -90,15 +90,17 @@ async function markAndDetach(
   const table = policyTable(ctx.policy);
   const parent = relationSql(table);
   // The parent first, waiting at most lock_timeout: the order every query on the table takes its
-  // locks in (parent, then partitions), so no query can hold a child while waiting for the parent
-  // behind us. Once it is held, writers of the table queue behind it, so nothing more may be waited
-  // for: every DETACH also needs its child and the DEFAULT partition, and waiting for each of those
-  // in turn (a reader of an old child, say) would hold the writers for one lock_timeout per table.
-  // They are taken at once or not at all (NOWAIT: 55P03, the same failure as a timed-out wait).
+  // locks in (parent, then partitions). It is the only wait, and nothing else is held meanwhile, so
+  // this transaction can close no deadlock cycle. ONLY: without it LOCK TABLE would take every
+  // partition too, each waited for in turn. Once the parent is held, writers of the table queue
+  // behind it, so nothing more may be waited for: every DETACH also needs its child and the DEFAULT
+  // partition, and waiting for each of those in turn (a reader of an old child, say) would hold the
+  // writers for one lock_timeout per table. They are taken at once or not at all (NOWAIT: 55P03, the
+  // same failure as a timed-out wait).
   await sql`LOCK TABLE ONLY ${parent} IN ACCESS EXCLUSIVE MODE`.execute(trx);
   const others = [...actions.map((a) => a.partition), ...(await defaultPartitionOf(trx, table))];
-  // Sent as one multi-statement query (identifiers and literals inlined, no parameters): one round
-  // trip while the parent is locked, however many children.
+  // Sent as one multi-statement query (identifiers and literals inlined, no parameters): after the
+  // lock and the catalog read, one round trip while the parent is locked, however many children.
   const statements = [
     sql`LOCK TABLE ${sql.join(others.map(relationSql))} IN ACCESS EXCLUSIVE MODE NOWAIT`,
     ...actions.flatMap((a) => {
