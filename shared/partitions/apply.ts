@@ -160,10 +160,13 @@ async function attachWithRows(
       const wait = Math.min(policy.lockTimeoutMs, PARENT_LOCK_WAIT_MS);
       if (rowsMove) await refuseWhileLongHoldersOf(trx, parent, wait);
       await sql`SELECT set_config('lock_timeout', ${`${wait}ms`}, true)`.execute(trx);
-      await sql`LOCK TABLE ${relationSql(parent)} IN ${parentMode} MODE`.execute(trx);
+      // ONLY: the parent's own lock is what every statement on the table must get first; without
+      // ONLY, LOCK TABLE also takes each partition in turn, waiting on any of them (an autovacuum,
+      // a report naming one) while DEFAULT is already held.
+      await sql`LOCK TABLE ONLY ${relationSql(parent)} IN ${parentMode} MODE`.execute(trx);
       await sql`SELECT set_config('lock_timeout', ${`${policy.lockTimeoutMs}ms`}, true)`.execute(trx);
     } else {
-      await sql`LOCK TABLE ${relationSql(parent)} IN SHARE UPDATE EXCLUSIVE MODE`.execute(trx);
+      await sql`LOCK TABLE ONLY ${relationSql(parent)} IN SHARE UPDATE EXCLUSIVE MODE`.execute(trx);
     }
     const moved = def ? await moveFromDefault(trx, ctx, child, from, to) : 0;
     await pauseAtFaultPoint("after-move-rows", log);
