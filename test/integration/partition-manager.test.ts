@@ -188,7 +188,8 @@ describe("partition-manager", () => {
       const held = await t.pool.query(
         `SELECT a.state FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
           WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1
-            AND l.objid = hashtext($2)::oid AND a.application_name = 'telemetry-jobs/partition-manager'`,
+            AND l.objid = hashtext($2)::oid AND a.application_name = 'telemetry-jobs/partition-manager'
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
         [0x746a, "partition-manager:public.telemetry_points"],
       );
       expect(held.rows).toEqual([{ state: "idle" }]); // held by the session, outside any transaction
@@ -207,7 +208,10 @@ describe("partition-manager", () => {
     // Once the killed run's session is gone, the next run takes the lock and finishes its work.
     for (let i = 0; ; i++) {
       const left = await t.pool.query(
-        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objid = hashtext($2)::oid",
+        // Advisory locks are server-wide objects: other test files' runs on the same table name
+        // hold the same key in their own databases.
+        `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objid = hashtext($2)::oid
+            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
         [0x746a, "partition-manager:public.telemetry_points"],
       );
       if (left.rows.length === 0) break;
