@@ -25,6 +25,8 @@ export interface IncrementalStep {
 }
 
 const iso = (d: Date) => d.toISOString();
+/** work_mem for the newly final hours' recompute (see incrementalTransaction). */
+const NEWLY_FINAL_WORK_MEM = "64MB";
 const NOTHING: RecomputeResult = { buckets: 0, samples: 0, upserted: 0, deleted: 0, nullGroupRows: 0 };
 
 /** Runs the step and logs it; returns the step and what the plan executor audits of it. */
@@ -78,6 +80,12 @@ async function incrementalTransaction(
         pending: scope.pending,
       });
       const fromTouched = await recomputeBuckets(trx, task, { kind: "touched" });
+      // The newly final hours are most of the step's rows. The planner cannot tell how few
+      // (group, key, hour) groups they make (it assumes one per row), so within the default
+      // work_mem it sorts every (row, key) pair, spilling to disk, instead of hashing the groups.
+      // A hash that outgrows this memory spills too; the setting ends with the transaction.
+      if (scope.newlyFinal)
+        await sql`SELECT pg_catalog.set_config('work_mem', ${NEWLY_FINAL_WORK_MEM}, true)`.execute(trx);
       const fromHours = scope.newlyFinal
         ? await recomputeBuckets(trx, task, {
             kind: "hours",
