@@ -72,7 +72,13 @@ export const RetentionPolicySchema = z
       .describe(
         "Rows in the first delete batch of a row-delete pass (about); later batches are sized to take about 100 ms each.",
       ),
-    batchPauseMs: z.number().int().min(0).max(60_000).default(50).describe("Pause between delete batches."),
+    batchPauseMs: z
+      .number()
+      .int()
+      .min(0)
+      .max(60_000)
+      .default(50)
+      .describe("Pause after each delete batch that deleted rows (one that deleted none wrote nothing)."),
     timeBudgetMs: timeBudgetMs.describe(
       "Row deletes of one run (all of them together) stop after this long; the next run resumes.",
     ),
