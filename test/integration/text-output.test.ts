@@ -80,14 +80,17 @@ describe("text output of a partition-manager run", () => {
     const run = cliText(["retention", "--now", "2026-11-21T00:00:00Z"], policy);
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
-    expect(mask(run.stdout)).toEqual([
+    // The row estimate (masked) sets the width of its column, and it varies with the server's
+    // statistics: columns compare with their gaps collapsed (alignment has its unit test).
+    const collapsed = mask(run.stdout).map((l) => l.replace(/(\S) {2,}/g, "$1  "));
+    expect(collapsed).toEqual([
       "retention run #, now 2026-11-21T00:00:00.000Z: 1 table",
       "",
       "public.telemetry_points",
       "  cutoff 2026-10-07T00:00:00.000Z (keep 45 days, mode drop)",
       "  plan: 1 action",
-      "             partition                        range               rows  action",
-      "             public.telemetry_points_p202609  2026-09 .. 2026-10    ~#  drop, # MiB",
+      "             partition  range  rows  action",
+      "             public.telemetry_points_p202609  2026-09 .. 2026-10  ~#  drop, # MiB",
       "  [1/1] public.telemetry_points_p202609  dropped, # MiB freed  #.# s",
       "  health  cutoff 2026-10-07T00:00:00.000Z, # MiB freed, 0 rows deleted",
       "retention ok  in #.# s  actions: remove_partition 1  tables: public.telemetry_points ok",
