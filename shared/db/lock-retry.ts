@@ -112,9 +112,11 @@ export async function describeLockHolders<DB>(db: Kysely<DB>, relation: Relation
     }>`
       SELECT l.pid, string_agg(DISTINCT l.mode, ', ') AS mode, min(a.state) AS state,
              extract(epoch FROM clock_timestamp() - min(a.xact_start))::int AS seconds,
-             left(min(a.query), 120) AS query
+             regexp_replace(left(min(a.query), 120), '\s+', ' ', 'g') AS query
         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+       -- Relation oids are per database: another database's lock on the same oid is not ours.
        WHERE l.granted AND l.pid <> pg_backend_pid()
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
          AND l.relation IN (SELECT ${relationOidSql(relation)} UNION ALL
                             SELECT inhrelid FROM pg_inherits WHERE inhparent = ${relationOidSql(relation)})
        GROUP BY l.pid  -- one line per session, however many of the relations it locks
