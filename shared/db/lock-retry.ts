@@ -112,7 +112,7 @@ export async function describeLockHolders<DB>(db: Kysely<DB>, relation: Relation
     }>`
       SELECT l.pid, string_agg(DISTINCT l.mode, ', ') AS mode, min(a.state) AS state,
              extract(epoch FROM clock_timestamp() - min(a.xact_start))::int AS seconds,
-             regexp_replace(left(min(a.query), 120), '\s+', ' ', 'g') AS query
+             regexp_replace(left(min(a.query), 120), '[[:space:]]+', ' ', 'g') AS query
         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
        -- Relation oids are per database: another database's lock on the same oid is not ours.
        WHERE l.granted AND l.pid <> pg_backend_pid()
