@@ -30,12 +30,16 @@ export async function createTestDatabase(options: { migrated?: boolean } = {}): 
   }
   const url = databaseUrl(adminUrl, name);
   // Idle clients are terminated when the database is dropped WITH (FORCE); without an error
-  // listener that surfaces as an uncaught exception.
-  const pool = new pg.Pool({ connectionString: url, max: 10, options: "-c TimeZone=UTC" });
-  pool.on("error", () => {});
+  // listener that surfaces as an uncaught exception. pool.end() resolves once it has let go of its
+  // clients, which may still be closing their sockets: the drop's FATAL can reach one of those
+  // after the pool's own listener is gone, so each client ignores errors too.
+  const pool = ignoringDroppedDatabase(
+    new pg.Pool({ connectionString: url, max: 10, options: "-c TimeZone=UTC" }),
+  );
   // The jobs' connection, with the session settings production uses.
-  const kyselyPool = new pg.Pool({ connectionString: url, max: 5, ...sessionOptions("test") });
-  kyselyPool.on("error", () => {});
+  const kyselyPool = ignoringDroppedDatabase(
+    new pg.Pool({ connectionString: url, max: 5, ...sessionOptions("test") }),
+  );
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: kyselyPool }) });
   return {
     name,
@@ -51,4 +55,14 @@ export async function createTestDatabase(options: { migrated?: boolean } = {}): 
       await a.end();
     },
   };
+}
+
+/**
+ * `pool`, its errors and its clients' ignored: for a test's pools, whose database the test drops
+ * WITH (FORCE) at its end (see createTestDatabase).
+ */
+export function ignoringDroppedDatabase(pool: pg.Pool): pg.Pool {
+  pool.on("error", () => {});
+  pool.on("connect", (client) => client.on("error", () => {}));
+  return pool;
 }

@@ -31,7 +31,25 @@ export interface StartOptions {
   /** Keep data in this directory (created if missing); default: a fresh temp dir removed on stop. */
   dataDir?: string;
   log?: (line: string) => void;
+  /**
+   * Server settings over SERVER_SETTINGS (given on the postgres command line, where they win over
+   * every configuration file): the benchmarks turn durability back on here.
+   */
+  settings?: Readonly<Record<string, string>>;
 }
+
+/**
+ * A throwaway server's settings. Durability is off for speed: never do this with data you keep.
+ * Loopback only; enough connections for a test file's pools and its concurrent sessions.
+ */
+export const SERVER_SETTINGS: Readonly<Record<string, string>> = {
+  listen_addresses: "127.0.0.1",
+  fsync: "off",
+  synchronous_commit: "off",
+  full_page_writes: "off",
+  max_connections: "300",
+  shared_buffers: "256MB",
+};
 
 export function majorFromEnv(): number {
   const raw = process.env.PG_MAJOR;
@@ -129,27 +147,9 @@ export async function startEmbeddedPostgres(options: StartOptions = {}): Promise
       { ...spawnOpts, stdio: "pipe" },
     );
   }
-  const args = [
-    "-D",
-    dataDir,
-    "-p",
-    String(port),
-    "-k",
-    dataDir,
-    "-c",
-    "listen_addresses=127.0.0.1",
-    // Throwaway server: durability settings off for speed. Never do this with data you keep.
-    "-c",
-    "fsync=off",
-    "-c",
-    "synchronous_commit=off",
-    "-c",
-    "full_page_writes=off",
-    "-c",
-    "max_connections=300",
-    "-c",
-    "shared_buffers=256MB",
-  ];
+  const args = ["-D", dataDir, "-p", String(port), "-k", dataDir];
+  for (const [name, value] of Object.entries({ ...SERVER_SETTINGS, ...options.settings }))
+    args.push("-c", `${name}=${value}`);
   const child = spawn(join(bin, "postgres"), args, { ...spawnOpts, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   const keep = (chunk: Buffer) => {
@@ -159,26 +159,27 @@ export async function startEmbeddedPostgres(options: StartOptions = {}): Promise
   child.stdout.on("data", keep);
   child.stderr.on("data", keep);
   const url = (database = "postgres") => `postgres://postgres@127.0.0.1:${port}/${database}`;
-  await waitUntilReady(url(), child, () => output);
 
   let stopped = false;
-  return {
-    major,
-    port,
-    dataDir,
-    url,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once("exit", r));
-        child.kill("SIGINT"); // fast shutdown
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 15_000)))]);
-        clearTimeout(timer);
-        if (child.exitCode === null) child.kill("SIGKILL");
-      }
-      if (ownsDataDir) rmSync(dataDir, { recursive: true, force: true });
-    },
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    if (child.exitCode === null) {
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGINT"); // fast shutdown
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 15_000)))]);
+      clearTimeout(timer);
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
+    if (ownsDataDir) rmSync(dataDir, { recursive: true, force: true });
   };
+  try {
+    await waitUntilReady(url(), child, () => output);
+  } catch (error) {
+    // Nothing is left running (or on disk, for a directory of our own) when the start fails.
+    await stop();
+    throw error;
+  }
+  return { major, port, dataDir, url, stop };
 }
