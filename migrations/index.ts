@@ -15,6 +15,7 @@ import * as m0007 from "./0007_rollup_changes.ts";
 import * as m0008 from "./0008_starter_schema_history.ts";
 import * as m0009 from "./0009_hold_any_relation_name.ts";
 import * as m0010 from "./0010_rollup_reads.ts";
+import * as m0011 from "./0011_abandoned_runs.ts";
 
 export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   "0001_bookkeeping": m0001,
@@ -27,4 +28,5 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = Object.freeze({
   "0008_starter_schema_history": m0008,
   "0009_hold_any_relation_name": m0009,
   "0010_rollup_reads": m0010,
+  "0011_abandoned_runs": m0011,
 });

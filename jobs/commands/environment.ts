@@ -9,7 +9,7 @@ import {
   parseNow,
   selectTables,
 } from "../../shared/config/load.ts";
-import { connectDatabase, type Database } from "../../shared/db/connect.ts";
+import { type ConnectOptions, connectDatabase, type Database } from "../../shared/db/connect.ts";
 import type { Logger } from "../../shared/log/logger.ts";
 
 export interface CommonValues {
@@ -44,5 +44,14 @@ export async function openDatabase(
   log: Logger,
 ): Promise<Database> {
   log.debug("connecting", { database: describeDatabase(config.database) });
-  return await connectDatabase(config.database, { job });
+  return await connectDatabase(config.database, { job, onIdleError: reportConnectionFailure(log) });
+}
+
+/**
+ * A connection that fails (the server ended its backend, restarted, or the network dropped it) is
+ * an ERROR record with the server's reason, where the run's other records are: the statement that
+ * then fails often says only that the client is no longer queryable.
+ */
+export function reportConnectionFailure(log: Logger): NonNullable<ConnectOptions["onIdleError"]> {
+  return (error, state) => log.error("database connection failed", { error, state });
 }

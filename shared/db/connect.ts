@@ -18,9 +18,15 @@ export interface Database {
 export interface ConnectOptions {
   job: string;
   poolSize?: number;
-  /** Where an error of an idle connection is reported (server restart, network). Default: stderr. */
-  onIdleError?: (error: Error) => void;
+  /**
+   * Where a connection's own failure is reported (server restart, terminated backend, network),
+   * whether it was idle in the pool or lent out (a statement on it fails on its own). Default: stderr.
+   */
+  onIdleError?: (error: Error, state: ConnectionState) => void;
 }
+
+/** Where a connection was when it failed: in the pool, or lent out to a statement or a session. */
+export type ConnectionState = "while idle" | "while in use";
 
 /**
  * Session settings for every connection, so that no result depends on the database's or the
@@ -52,7 +58,18 @@ export function sessionOptions(job: string): { application_name: string; options
   };
 }
 
-export async function connectDatabase(settings: DatabaseSettings, opts: ConnectOptions): Promise<Database> {
+/** A pg Pool with the session settings above, and how to close it (and its connector). */
+export interface OpenPool {
+  readonly pool: pg.Pool;
+  close(): Promise<void>;
+}
+
+/**
+ * The one place a pool is opened, by URL or through the Cloud SQL connector: the job's Kysely
+ * instance runs over one, and a job that needs pg's own client (the cold tier's exports) opens
+ * another with the same settings.
+ */
+export async function openPool(settings: DatabaseSettings, opts: ConnectOptions): Promise<OpenPool> {
   const session = sessionOptions(opts.job);
   const max = opts.poolSize ?? 4;
   // Opening a connection gives up after this long with "timeout exceeded when trying to connect"
@@ -82,14 +99,63 @@ export async function connectDatabase(settings: DatabaseSettings, opts: ConnectO
       ...session,
     });
   }
-  // An idle client that errors (server restart, network) must not crash the process, and must not
-  // vanish silently either: the next query opens a new connection, but the operator sees why.
-  pool.on("error", (error) => {
-    if (opts.onIdleError) opts.onIdleError(error);
+  reportConnectionErrors(pool, opts);
+  let closed = false;
+  return {
+    pool,
+    async close() {
+      if (closed) return;
+      closed = true;
+      try {
+        // Kysely's destroy() may have ended it already (connectDatabase).
+        if (!pool.ending && !pool.ended) await pool.end();
+      } finally {
+        connector?.close();
+      }
+    },
+  };
+}
+
+/**
+ * pg emits 'error' on a client whose connection fails, and Node ends the process on an 'error'
+ * event that nobody listens to. The pool listens on its idle clients only (its 'error' event): a
+ * client it has lent out (inside a transaction, the runner's lock session, an export's snapshot)
+ * has no listener, so a backend terminated or a network dropped under it would crash the whole run
+ * instead of failing the step that holds it. The listener below is attached to every client for
+ * its whole life; it only reports, while the client is lent out: the statement in flight, or the
+ * next one, still rejects (pg fails every query of a broken client) and the pool discards the
+ * client when it comes back.
+ */
+function reportConnectionErrors(pool: pg.Pool, opts: ConnectOptions): void {
+  const report = (error: Error, state: ConnectionState) => {
+    if (opts.onIdleError) opts.onIdleError(error, state);
     else
-      process.stderr.write(`telemetry-jobs/${opts.job}: idle database connection failed: ${error.message}\n`);
-  });
-  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
+      process.stderr.write(
+        `telemetry-jobs/${opts.job}: database connection failed ${state}: ${error.message}\n`,
+      );
+  };
+  // An idle client that errors must not vanish silently either: the next query opens a new
+  // connection, but the operator sees why.
+  pool.on("error", (error) => report(error, "while idle"));
+  const lent = new WeakSet<pg.PoolClient>();
+  pool.on("acquire", (client) => lent.add(client));
+  pool.on("release", (_error, client) => lent.delete(client));
+  // One report per client: a backend that ends first sends its reason (e.g. "terminating
+  // connection due to administrator command"), then its socket closes ("Connection terminated
+  // unexpectedly"), which pg emits as a second 'error' of the same dead client.
+  const failed = new WeakSet<pg.ClientBase>();
+  pool.on("connect", (client) =>
+    client.on("error", (error) => {
+      if (!lent.has(client) || failed.has(client)) return;
+      failed.add(client);
+      report(error, "while in use");
+    }),
+  );
+}
+
+export async function connectDatabase(settings: DatabaseSettings, opts: ConnectOptions): Promise<Database> {
+  const { pool, close } = await openPool(settings, opts);
+  const db = kyselyOver(pool);
   let closed = false;
   return {
     db,
@@ -99,8 +165,74 @@ export async function connectDatabase(settings: DatabaseSettings, opts: ConnectO
       try {
         await db.destroy();
       } finally {
-        connector?.close();
+        await close();
       }
     },
   };
+}
+
+/** The pool under each Kysely instance made by kyselyOver: holdSession needs pg's client itself. */
+const poolsOf = new WeakMap<Kysely<DB>, pg.Pool>();
+
+/** A Kysely instance over `pool` whose sessions holdSession can watch. */
+export function kyselyOver(pool: pg.Pool): Kysely<DB> {
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
+  poolsOf.set(db, pool);
+  return db;
+}
+
+/**
+ * Runs `work` on one connection of `db`, held until it returns, with a signal that is aborted
+ * (its reason: the connection's Error) as soon as that connection fails. A session that holds
+ * session-level state (advisory locks) loses it with its backend, and its holder must know before
+ * its next step, not when that step's statement fails: the work it guards runs on other
+ * connections and would go on without it. pg tells at once, by an 'error' event on the client,
+ * when the server ends the backend (its FATAL message arrives on the idle socket) or the socket
+ * closes; watching that costs no statement, where asking the session "are you there?" before each
+ * step would cost a round trip each time.
+ *
+ * `db` must come from kyselyOver (connectDatabase's does) for the client to be watched: over any
+ * other Kysely instance the signal is never aborted, and a lost session shows only as the failure
+ * of its next statement.
+ */
+export async function holdSession<T>(
+  db: Kysely<DB>,
+  work: (session: Kysely<DB>, lost: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const pool = poolsOf.get(db);
+  if (!pool) return await db.connection().execute((session) => work(session, new AbortController().signal));
+  const client = await pool.connect();
+  const lost = new AbortController();
+  // The first error is the server's reason; the socket's close that follows says less.
+  const onError = (error: Error) => {
+    if (!lost.signal.aborted) lost.abort(error);
+  };
+  client.on("error", onError);
+  try {
+    return await work(sessionOn(pool, client), lost.signal);
+  } finally {
+    client.off("error", onError);
+    // A failed client is discarded, not given to the next caller.
+    client.release(lost.signal.aborted ? (lost.signal.reason as Error) : undefined);
+  }
+}
+
+/**
+ * Kysely over the one client holdSession holds: Kysely gives a connection back after each
+ * statement run outside db.connection(), and this one must stay held until holdSession returns it.
+ * kyselyOver's instances have no plugin or log hook, so this one, without either, runs the same.
+ */
+function sessionOn(pool: pg.Pool, client: pg.PoolClient): Kysely<DB> {
+  const held = {
+    query: client.query.bind(client),
+    // What Kysely reads to cancel a statement (else it asks the server, a statement more).
+    get processID() {
+      return (client as { processID?: number }).processID;
+    },
+    release() {},
+  };
+  // Client and options as the pool's: Kysely cancels a statement from a connection of its own,
+  // which must not be the held one, busy with that statement.
+  const one = { Client: pg.Client, options: pool.options, connect: async () => held, end: async () => {} };
+  return new Kysely<DB>({ dialect: new PostgresDialect({ pool: one }) });
 }

@@ -18,7 +18,7 @@ export interface JobRunsTable {
   job: string;
   started_at: Generated<Date>;
   finished_at: Timestamp | null;
-  status: Generated<"running" | "ok" | "skipped" | "failed" | "interrupted" | "refused">;
+  status: Generated<"running" | "ok" | "skipped" | "failed" | "interrupted" | "refused" | "abandoned">;
   logical_now: Timestamp;
   host: string | null;
   execution: string | null;

@@ -22,9 +22,9 @@ export async function executePlanOrThrow<Action extends { readonly kind: string 
   let failure: unknown;
   const remembering: ActionSteps<Action> = {
     ...steps,
-    apply: async (action) => {
+    apply: async (action, auditInside) => {
       try {
-        return await steps.apply(action);
+        return await steps.apply(action, auditInside);
       } catch (error) {
         failure = error;
         throw error;

@@ -1,10 +1,12 @@
 // The one plan executor. Every job reads its facts, asks a pure planner for a Plan (actions,
 // findings, and a refusal when a guard rail says no), and hands it here: this logs the findings and
 // the plan, stops at a refusal or at --dry-run, and otherwise applies the actions in order, one at a
-// time. Between actions it checks for SIGTERM; each action is audited (ok, skipped or failed) and
-// counted by kind; the first failure stops the table, since later actions would meet the same
+// time (or a few together, when a job applies them in one transaction). Between actions it checks
+// for SIGTERM; each action is audited (ok, skipped or failed) once done and counted by kind; the first failure stops the table, since later actions would meet the same
 // obstacle (other tables go on: the runner isolates them). A job whose actions need more than one
 // line each (convert prints every statement) writes its own records through `report`.
+import type { Kysely } from "kysely";
+import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import { TEXT } from "../log/text-view.ts";
 import type { AuditAction } from "./audit.ts";
@@ -16,6 +18,11 @@ export interface PlanContext {
   readonly signal: AbortSignal;
   /** Writes an audit row for one action. */
   record(action: Omit<AuditAction, "table">): Promise<void>;
+  /**
+   * Writes the audit rows of actions applied together, in one statement (on `within`, the
+   * transaction that applies them, when given); else one record each.
+   */
+  recordAll?(actions: readonly Omit<AuditAction, "table">[], within?: Kysely<DB>): Promise<void>;
 }
 
 /** Something a planner noticed and reports without acting on it. */
@@ -44,6 +51,8 @@ export interface Applied {
   readonly detail: Record<string, unknown>;
   /** Fields of the "done: ..." log record, after action and partition. */
   readonly logFields: Record<string, unknown>;
+  /** Its audit row was written by `apply` through auditInside, in the transaction that applied it. */
+  readonly audited?: boolean;
 }
 
 /** A moment of the run that the executor logs. */
@@ -72,6 +81,18 @@ export interface PlanRow {
   readonly range?: string;
 }
 
+/** Writes the audit rows of actions applied together, on the transaction that applies them. */
+export type AuditInside<Action> = (
+  within: Kysely<DB>,
+  applied: readonly (readonly [Action, Applied])[],
+) => Promise<void>;
+
+/** What applyTogether did: each action and what it was applied as, and whether they are audited. */
+export interface AppliedTogether<Action> {
+  readonly applied: readonly (readonly [Action, Applied])[];
+  readonly audited: boolean;
+}
+
 /** How a job's actions are described, audited and applied. */
 export interface ActionSteps<Action extends { readonly kind: string }, Code extends string = string> {
   describe(action: Action): string;
@@ -79,7 +100,26 @@ export interface ActionSteps<Action extends { readonly kind: string }, Code exte
   planFields(action: Action): Record<string, unknown>;
   /** What the audit row and the log records name: the relation and the range acted on. */
   target(action: Action): { partition?: string; from?: Date | undefined; to?: Date | undefined };
-  apply(action: Action): Promise<Applied>;
+  /**
+   * Applies one action. `auditInside` writes its audit row on a transaction of the caller's (then
+   * the result says `audited`: a kill leaves both or neither); else the executor writes it after.
+   */
+  apply(
+    action: Action,
+    auditInside: (within: Kysely<DB>, applied: Applied) => Promise<void>,
+  ): Promise<Applied>;
+  /**
+   * Applies `action` together with some of the plan's later actions (`later`), e.g. in one
+   * transaction: what each was applied as, `action` first; undefined when they cannot be (then
+   * `apply` applies `action` alone). They are audited with one INSERT: inside the transaction that
+   * applies them when it calls `auditInside` (then `audited` is true: a kill leaves either neither
+   * or both), else once all are done. The executor does not apply them again when it reaches them.
+   */
+  applyTogether?(
+    action: Action,
+    later: readonly Action[],
+    auditInside: AuditInside<Action>,
+  ): Promise<AppliedTogether<Action> | undefined>;
   /** Extra fields of a finding's log record. */
   findingFields?(finding: Finding<Code>): Record<string, unknown>;
   /** Logged when the plan has no action; nothing when unset. */
@@ -136,15 +176,18 @@ export async function executePlan<Action extends { readonly kind: string }, Code
     for (const a of plan.actions) count(a);
     return { status: "planned", actions: counts };
   }
+  // Actions that an earlier one applied together with it: already done, audited and reported.
+  const done = new Set<Action>();
   for (const [i, action] of plan.actions.entries()) {
+    if (done.has(action)) continue;
     if (ctx.signal.aborted) {
       report({ event: "interrupted", next: action, reason: stopReason(ctx.signal) });
       return { status: "interrupted", actions: counts };
     }
-    const position = { index: i + 1, total: plan.actions.length };
-    const failure = await applyOne(ctx, steps, report, action, position, () => count(action));
-    if (failure !== undefined) return { status: "failed", actions: counts, error: failure };
-    await steps.afterAction?.(action);
+    const applied = await applyNext(ctx, steps, report, plan.actions, i, count);
+    if (typeof applied === "string") return { status: "failed", actions: counts, error: applied };
+    for (const a of applied) done.add(a);
+    for (const a of applied) await steps.afterAction?.(a);
   }
   return { status: "ok", actions: counts };
 }
@@ -157,45 +200,93 @@ function stopReason(signal: AbortSignal): string {
   return typeof signal.reason === "string" ? signal.reason : "termination requested";
 }
 
-/** Applies, audits and reports one action; returns the error message when it failed. */
-async function applyOne<Action extends { readonly kind: string }, Code extends string>(
+/**
+ * Applies, audits and reports the action at `index` (and the later ones it was applied together
+ * with): the actions done, or the error message when it failed. Each is audited only once done, so
+ * a kill leaves no audit row of an action that was not.
+ */
+async function applyNext<Action extends { readonly kind: string }, Code extends string>(
   ctx: PlanContext,
   steps: ActionSteps<Action, Code>,
   report: (event: PlanEvent<Action>) => void,
-  action: Action,
-  position: { index: number; total: number },
-  count: () => void,
-): Promise<string | undefined> {
+  actions: readonly Action[],
+  index: number,
+  count: (action: Action) => void,
+): Promise<readonly Action[] | string> {
+  const action = actions[index]!;
   const startedAt = new Date();
-  const target = steps.target(action);
-  let applied: Applied;
-  try {
-    applied = await steps.apply(action);
-    count();
-    await ctx.record({
-      kind: action.kind,
-      ...target,
-      rows: applied.rows,
-      outcome: applied.outcome,
-      detail: applied.detail,
+  const position = (a: Action) => ({ index: actions.indexOf(a) + 1, total: actions.length });
+  const auditRows = (applied: readonly (readonly [Action, Applied])[]) => {
+    const finishedAt = new Date();
+    return applied.map(([a, r]) => ({
+      kind: a.kind,
+      ...steps.target(a),
+      rows: r.rows,
+      outcome: r.outcome,
+      detail: r.detail,
       startedAt,
-      finishedAt: new Date(),
-    });
+      finishedAt,
+    }));
+  };
+  let together: AppliedTogether<Action>;
+  try {
+    together =
+      (await steps.applyTogether?.(action, actions.slice(index + 1), (within, applied) =>
+        recordAll(ctx, auditRows(applied), within),
+      )) ?? (await applyOne(ctx, steps, action, auditRows));
   } catch (error) {
     // Whatever was thrown (a driver error, or a string from a careless callee) is a failure.
     const message = errorMessage(error);
     await ctx.record({
       kind: action.kind,
-      ...target,
+      ...steps.target(action),
       outcome: "failed",
       error: message,
       startedAt,
       finishedAt: new Date(),
     });
-    report({ event: "failed", action, error, ...position, elapsedMs: Date.now() - startedAt.getTime() });
+    const elapsedMs = Date.now() - startedAt.getTime();
+    report({ event: "failed", action, error, ...position(action), elapsedMs });
     return message;
   }
+  const { applied } = together;
+  for (const [a] of applied) count(a);
+  const elapsedMs = Date.now() - startedAt.getTime();
+  try {
+    if (!together.audited) await recordAll(ctx, auditRows(applied));
+  } catch (error) {
+    // The actions are done whatever became of their audit rows: they are reported done, and the
+    // run fails for the audit trail, never recording a done action as failed.
+    for (const [a, r] of applied) report({ event: "done", action: a, applied: r, ...position(a), elapsedMs });
+    return `${applied.length} action(s) done, but their audit rows could not be written: ${errorMessage(error)}`;
+  }
   // Reported once applied and audited: how it is logged cannot turn a done action into a failed one.
-  report({ event: "done", action, applied, ...position, elapsedMs: Date.now() - startedAt.getTime() });
-  return undefined;
+  for (const [a, r] of applied) report({ event: "done", action: a, applied: r, ...position(a), elapsedMs });
+  return applied.map(([a]) => a);
+}
+
+/** `action` applied by itself, its audit row written inside its transaction if `apply` can. */
+async function applyOne<Action extends { readonly kind: string }, Code extends string>(
+  ctx: PlanContext,
+  steps: ActionSteps<Action, Code>,
+  action: Action,
+  auditRows: (applied: readonly (readonly [Action, Applied])[]) => Parameters<PlanContext["record"]>[0][],
+): Promise<AppliedTogether<Action>> {
+  const applied = await steps.apply(action, (within, r) => recordAll(ctx, auditRows([[action, r]]), within));
+  return { applied: [[action, applied]], audited: applied.audited === true };
+}
+
+/**
+ * Writes audit rows in one statement where the context can; on `within`, a caller's transaction,
+ * only through recordAll: rows written elsewhere would outlive that transaction's rollback.
+ */
+async function recordAll(
+  ctx: PlanContext,
+  rows: Parameters<PlanContext["record"]>[0][],
+  within?: Kysely<DB>,
+): Promise<void> {
+  if (ctx.recordAll) await ctx.recordAll(rows, within);
+  else if (within)
+    throw new Error("this context cannot write audit rows inside a transaction (no recordAll)");
+  else for (const row of rows) await ctx.record(row);
 }

@@ -14,7 +14,13 @@ export type FaultPoint =
   | "convert-after-prepare-step"
   | "convert-before-swap"
   | "retention-after-detach"
+  | "retention-in-drop-together"
   | "retention-in-finish"
+  | "retention-export-row-group"
+  | "retention-export-before-manifest"
+  | "retention-export-before-verify"
+  | "retention-export-before-detach"
+  | "retention-export-after-detach"
   | "guard-after-add"
   | "guard-before-drop";
 

@@ -1,78 +1,32 @@
 // The common job runner. Every job is: validate the policies against the database (exit 2 before
-// changing anything), open an audit row, then for each table, under an advisory lock for
+// changing anything), open an audit row (marking `abandoned` earlier runs of the job that were
+// killed before they finished theirs), then for each table, under an advisory lock for
 // (job, table), do the table's work in isolation: one table's failure never undoes or stops
-// another's. SIGTERM stops between actions. Ends with one summary record.
+// another's. SIGTERM stops between actions, and so does the loss of the session holding the locks
+// (see lock-session.ts), which fails the run. Ends with one summary record.
 import { hostname } from "node:os";
 import { type Kysely, sql } from "kysely";
-import { ConfigError, EXIT, type ExitCode } from "../config/errors.ts";
+import { ConfigError, EXIT } from "../config/errors.ts";
 import type { Config } from "../config/load.ts";
 import { policyTable, type TablePolicy } from "../config/policy.ts";
+import { holdSession } from "../db/connect.ts";
 import { relationOidSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
-import type { Logger } from "../log/logger.ts";
 import { TEXT } from "../log/text-view.ts";
 import { inspectTable, type TableProblem } from "../partitions/catalog.ts";
-import { withAdvisoryLock } from "./advisory-lock.ts";
-import { type AuditAction, bookkeepingReady, finishRun, recordAction, startRun } from "./audit.ts";
+import { releaseRunLock, withAdvisoryLocksOn } from "./advisory-lock.ts";
+import { bookkeepingReady, finishRun, logAbandoned, recordAction, recordActions, startRun } from "./audit.ts";
+import type { JobSpec, RunResult, RunSummary, TableContext, TableReport, TableStatus } from "./job-spec.ts";
+import { finishLostRun, type LockSession, watchLockSession } from "./lock-session.ts";
 
-export type TableStatus = "ok" | "skipped" | "failed" | "interrupted" | "refused";
-
-export interface TableReport {
-  /**
-   * refused: a safety guard said no (exit 2): before anything changed, or (a DEFAULT rescue above
-   * maxRescueRows) after the rest of the table's plan was made.
-   */
-  status: "ok" | "failed" | "interrupted" | "refused";
-  actions: Record<string, number>;
-  health?: Record<string, unknown>;
-  error?: string;
-  /** The error is what a record of this run already said (the executor's failed action, a finding). */
-  errorLogged?: boolean;
-}
-
-export interface TableContext {
-  readonly policy: TablePolicy;
-  readonly log: Logger;
-  readonly signal: AbortSignal;
-  /** Writes an audit row (no-op in dry runs). */
-  record(action: Omit<AuditAction, "table">): Promise<void>;
-}
-
-export interface JobSpec {
-  job: string;
-  config: Config;
-  db: Kysely<DB>;
-  log: Logger;
-  signal: AbortSignal;
-  /** Which policies this job acts on (e.g. retention: those with a retention block). */
-  appliesTo?: (policy: TablePolicy) => boolean;
-  /** Checks a policy against the database; a problem is a configuration error (exit 2). */
-  inspect?: (db: Kysely<DB>, policy: TablePolicy) => Promise<TableProblem | undefined>;
-  processTable(ctx: TableContext): Promise<TableReport>;
-  /** What the advisory lock excludes besides (job, table), e.g. the shard a Cloud Run task owns. */
-  lockScope?: string;
-}
-
-export interface RunSummary {
-  event: "run_summary";
-  job: string;
-  status: RunResult["status"];
-  dryRun: boolean;
-  /** The run planned for another instant than now (--now). */
-  clockShifted: boolean;
-  durationMs: number;
-  tables: Record<string, TableStatus>;
-  /** Actions taken (planned, in a dry run) by kind, over all tables. */
-  actions: Record<string, number>;
-  health: Record<string, unknown>;
-}
-
-export interface RunResult {
-  status: "ok" | "skipped" | "failed" | "interrupted" | "refused";
-  exitCode: ExitCode;
-  tables: Record<string, TableStatus>;
-  summary: RunSummary;
-}
+export type {
+  JobSpec,
+  RunResult,
+  RunSummary,
+  TableContext,
+  TableReport,
+  TableStatus,
+} from "./job-spec.ts";
 
 /** The default check: a RANGE-partitioned table on a timestamp column (what partition-manager needs). */
 export async function inspectPartitionedTable(
@@ -138,7 +92,15 @@ export function selectedPolicies(config: Config): TablePolicy[] {
 }
 
 export async function runJob(spec: JobSpec): Promise<RunResult> {
-  const { job, config, db, log, signal } = spec;
+  // One session holds the run's advisory locks: the run's own for as long as it lasts (see
+  // RUN_ADVISORY_NAMESPACE), and each table's while its work lasts. Its loss stops the run.
+  return await holdSession(spec.db, (session, lost) =>
+    runJobIn(spec, session, watchLockSession(spec.signal, lost)),
+  );
+}
+
+async function runJobIn(spec: JobSpec, session: Kysely<DB>, lock: LockSession): Promise<RunResult> {
+  const { job, config, db, log } = spec;
   const started = Date.now();
   const dryRun = config.options.dryRun;
   if (!(await bookkeepingReady(db))) {
@@ -155,39 +117,90 @@ export async function runJob(spec: JobSpec): Promise<RunResult> {
       { table: policy.table },
     );
   if (policies.length === 0) log.notice(`no table in the policy is managed by ${job}`);
-  const runId = dryRun
+  const opened = dryRun
     ? undefined
-    : await startRun(db, {
+    : await startRun(session, {
         job,
         logicalNow: config.options.now,
         args: { dryRun, tables: config.options.tables ?? null },
         execution: process.env.CLOUD_RUN_EXECUTION,
         host: hostname(),
       });
-  const tableNames = policies.map((p) => p.table);
-  log.info(dryRun ? "dry run: planning only, nothing will change" : "run started", {
-    runId,
-    now: config.options.now,
-    tables: tableNames,
-    [TEXT]: `${job} ${dryRun ? "dry run (nothing will change)" : `run ${runId}`}, now ${config.options.now.toISOString()}: ${tableNames.length} table${tableNames.length === 1 ? "" : "s"}`,
-  });
+  const runId = opened?.runId;
+  // Until finishRun releases it with the row's last update; then nothing is left to release.
+  let lockHeld = runId !== undefined;
+  try {
+    logAbandoned(log, job, opened?.abandoned ?? []);
+    const tableNames = policies.map((p) => p.table);
+    log.info(dryRun ? "dry run: planning only, nothing will change" : "run started", {
+      runId,
+      now: config.options.now,
+      tables: tableNames,
+      [TEXT]: `${job} ${dryRun ? "dry run (nothing will change)" : `run ${runId}`}, now ${config.options.now.toISOString()}: ${tableNames.length} table${tableNames.length === 1 ? "" : "s"}`,
+    });
+    const done = await processTables(spec, session, lock, policies, runId);
+    const result = await finishJob(spec, session, lock, runId, started, done);
+    lockHeld = false;
+    return result;
+  } finally {
+    // A session that failed has lost its locks with it: nothing to release, nothing to report.
+    if (runId && lockHeld && !lock.lost()) await releaseRunLock(session, runId).catch(() => {});
+  }
+}
 
-  const tables: Record<string, TableStatus> = {};
-  const actionCounts: Record<string, number> = {};
-  const health: Record<string, unknown> = {};
+interface TablesDone {
+  tables: Record<string, TableStatus>;
+  actions: Record<string, number>;
+  health: Record<string, unknown>;
+}
+
+async function processTables(
+  spec: JobSpec,
+  session: Kysely<DB>,
+  lock: LockSession,
+  policies: readonly TablePolicy[],
+  runId: string | undefined,
+): Promise<TablesDone> {
+  const done: TablesDone = { tables: {}, actions: {}, health: {} };
   for (const policy of policies) {
-    if (signal.aborted) {
-      tables[policy.table] = "interrupted";
+    // Its lock could only be taken on a dead session, and the run's own lock is gone.
+    if (lock.lost()) {
+      done.tables[policy.table] = "failed";
+      lock.left.notStarted.push(policy.table);
       continue;
     }
-    const report = await processTable(spec, policy, runId);
-    tables[policy.table] = report?.status ?? "skipped";
+    if (spec.signal.aborted) {
+      done.tables[policy.table] = "interrupted";
+      continue;
+    }
+    const report = await processTable(spec, session, lock.signal, policy, runId);
+    if (report?.status === "interrupted" && lock.lost()) {
+      // Stopped by the loss, not by SIGTERM: a failure, the run's ERROR record says why.
+      report.status = "failed";
+      lock.left.stopped.push(policy.table);
+    }
+    done.tables[policy.table] = report?.status ?? "skipped";
     if (!report) continue;
-    for (const [k, n] of Object.entries(report.actions)) actionCounts[k] = (actionCounts[k] ?? 0) + n;
-    if (report.health) health[policy.table] = report.health;
+    for (const [k, n] of Object.entries(report.actions)) done.actions[k] = (done.actions[k] ?? 0) + n;
+    if (report.health) done.health[policy.table] = report.health;
   }
+  return done;
+}
 
-  const status = runStatus(Object.values(tables), signal.aborted);
+/** The run's status, its job_runs row finished, and its summary record. */
+async function finishJob(
+  spec: JobSpec,
+  session: Kysely<DB>,
+  lock: LockSession,
+  runId: string | undefined,
+  started: number,
+  done: TablesDone,
+): Promise<RunResult> {
+  const { job, log, signal } = spec;
+  const { tables } = done;
+  const lost = lock.lost();
+  // A run that lost its locks cannot vouch for what it did after: failed, whatever its tables say.
+  const status = lost ? "failed" : runStatus(Object.values(tables), signal.aborted);
   const summary: RunSummary = {
     event: "run_summary",
     job,
@@ -195,10 +208,11 @@ export async function runJob(spec: JobSpec): Promise<RunResult> {
     ...runKind(spec),
     durationMs: Date.now() - started,
     tables,
-    actions: actionCounts,
-    health,
+    actions: done.actions,
+    health: done.health,
   };
-  if (runId) await finishRun(db, runId, status, { ...summary });
+  if (lost) await finishLostRun(spec, lock, runId, { ...summary });
+  else if (runId) await finishRun(session, runId, status, { ...summary });
   const severity =
     status === "failed" || status === "refused" ? "error" : status === "interrupted" ? "warn" : "notice";
   log[severity](`${job} ${status}`, { ...summary });
@@ -218,10 +232,12 @@ function runKind(spec: JobSpec): { dryRun: boolean; clockShifted: boolean } {
  */
 async function processTable(
   spec: JobSpec,
+  session: Kysely<DB>,
+  signal: AbortSignal,
   policy: TablePolicy,
   runId: string | undefined,
 ): Promise<TableReport | undefined> {
-  const { job, db, log, signal } = spec;
+  const { job, db, log } = spec;
   const tlog = log.child({ table: policy.table });
   const ctx: TableContext = {
     policy,
@@ -230,14 +246,18 @@ async function processTable(
     record: async (action) => {
       if (runId) await recordAction(db, runId, { ...action, table: policy.table });
     },
+    recordAll: async (actions, within) => {
+      if (runId)
+        await recordActions(
+          within ?? db,
+          runId,
+          actions.map((a) => ({ ...a, table: policy.table })),
+        );
+    },
   };
   try {
-    const locked = await withAdvisoryLock(
-      db,
-      job,
-      spec.lockScope ? `${policy.table}:${spec.lockScope}` : policy.table,
-      () => spec.processTable(ctx),
-    );
+    const scope = spec.lockScope ? `${policy.table}:${spec.lockScope}` : policy.table;
+    const locked = await withAdvisoryLocksOn(session, [`${job}:${scope}`], () => spec.processTable(ctx));
     if (!locked.acquired) {
       tlog.notice("another run holds the lock for this job and table; skipping it", { job });
       return undefined;

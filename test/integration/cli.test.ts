@@ -69,14 +69,15 @@ describe("telemetry-jobs CLI", () => {
       "applied 0008_starter_schema_history",
       "applied 0009_hold_any_relation_name",
       "applied 0010_rollup_reads",
+      "applied 0011_abandoned_runs",
       "applied starter_0001_tables",
       "applied starter_0002_ingest_xid",
       "applied starter_0003_hourly_series",
-      "13 applied, 0 pending",
+      "14 applied, 0 pending",
     ]);
     const dry = await runCli(["migrate", "down", "--dry-run"], { DATABASE_URL: t.url });
     expect(dry.code).toBe(0);
-    expect(dry.lines.at(-1)?.message).toBe("dry run: would migrate down: 0010_rollup_reads");
+    expect(dry.lines.at(-1)?.message).toBe("dry run: would migrate down: 0011_abandoned_runs");
     const starterDry = await runCli(["migrate", "down", "--with-starter-schema", "--dry-run"], {
       DATABASE_URL: t.url,
     });
