@@ -9,16 +9,17 @@
 //
 // Every step is idempotent: a run killed at any point leaves either nothing, or a standalone table
 // carrying our bound constraint, which the next run recognises and finishes. Step 1 (the checks and
-// the standalone table) and the DEFAULT partition are in standalone.ts; step 2 is here.
+// the standalone table) and the DEFAULT partition are in standalone.ts; step 2 is here, and is also
+// how a table that already holds rows is attached (attach-filled.ts).
 import { type Kysely, sql, type Transaction } from "kysely";
 import type { TablePolicy } from "../config/policy.ts";
 import { withLockRetry } from "../db/lock-retry.ts";
-import { columnSql, displayRelation, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
+import { columnSql, displayRelation, type Relation, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
-import { SQLSTATE } from "../db/sqlstate.ts";
 import type { Logger } from "../log/logger.ts";
 import { TEXT } from "../log/text-view.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
+import { lockForAttach } from "./attach-locks.ts";
 import { boundLiteral } from "./bounds.ts";
 import type { TableCatalog } from "./catalog.ts";
 import { dropDefaultGuard, guardDefault } from "./default-guard.ts";
@@ -30,8 +31,8 @@ import {
   createDefaultPartition,
   type NewChild,
 } from "./standalone.ts";
-import { FUTURE_MARGIN_MS } from "./time.ts";
 
+export { PARENT_LOCK_WAIT_MS } from "./attach-locks.ts";
 export { BOUND_CONSTRAINT } from "./standalone.ts";
 
 export interface ApplyContext {
@@ -69,36 +70,51 @@ export async function applyPartitionAction(
   }
 }
 
-/** How long the attach transaction may queue for the parent lock while writers queue behind it. */
-export const PARENT_LOCK_WAIT_MS = 200;
-
-async function createPartition(ctx: ApplyContext, action: CreateAction): Promise<ActionOutcome> {
+/** The SQL pieces of the partition `name` of the parent, for [from, to). */
+export function newChildSpec(ctx: ApplyContext, name: string, from: Date, to: Date): NewChild {
   const { policy, catalog, log } = ctx;
-  const child: Relation = { schema: catalog.table.schema, name: action.partition };
-  const spec: NewChild = {
+  const child: Relation = { schema: catalog.table.schema, name };
+  return {
     child,
     childText: displayRelation(child),
     col: columnSql(catalog.keyColumn),
-    from: sql.lit(boundLiteral(action.from, catalog.keyType)),
-    to: sql.lit(boundLiteral(action.to, catalog.keyType)),
+    from: sql.lit(boundLiteral(from, catalog.keyType)),
+    to: sql.lit(boundLiteral(to, catalog.keyType)),
     retry: {
       lockTimeoutMs: policy.lockTimeoutMs,
       budgetMs: policy.retryBudgetMs,
       contended: catalog.table,
       ...(ctx.signal ? { signal: ctx.signal } : {}),
       onRetry: ({ attempt, waitMs, error }) =>
-        log.warn("lock not available, retrying", { partition: action.partition, attempt, waitMs, error }),
+        log.warn("lock not available, retrying", { partition: name, attempt, waitMs, error }),
     },
   };
+}
+
+async function createPartition(ctx: ApplyContext, action: CreateAction): Promise<ActionOutcome> {
+  const spec = newChildSpec(ctx, action.partition, action.from, action.to);
   const made = await alreadyMade(ctx, action, spec);
   if (made.done) return { rows: 0, lockRetries: 0, alreadyDone: true };
   const built = await buildStandalone(ctx, action, spec, made.exists);
-  await pauseAtFaultPoint("after-create-table", log);
-  const attached = await attachWithRows(ctx, action, spec);
+  await pauseAtFaultPoint("after-create-table", ctx.log);
+  const attached = await attachWithRows(ctx, action.from, spec);
   return { rows: attached.rows, lockRetries: built + attached.lockRetries, alreadyDone: false };
 }
 
-// Step 2: move DEFAULT's rows of this range and attach, in one transaction.
+/**
+ * A table that becomes the partition under another name (attach-filled.ts): renamed to the
+ * partition's name, and its comment replaced, in the attach transaction.
+ */
+export interface RenamedTable {
+  readonly table: Relation;
+  readonly comment: string | null;
+  /** The partition's name is an empty partition of exactly the range: detached and dropped first. */
+  readonly replacesEmpty: boolean;
+}
+
+// Step 2: move DEFAULT's rows of this range and attach, in one transaction. A filled table attached
+// under another name (attach-filled.ts) is renamed in this transaction too, so that it takes the
+// partition's name only as it becomes the partition.
 //
 // With a DEFAULT partition, an INSERT that has already routed its row to DEFAULT but waits for
 // DEFAULT's lock while we attach would, once we commit, fail with "new row for relation ... violates
@@ -137,38 +153,25 @@ async function createPartition(ctx: ApplyContext, action: CreateAction): Promise
 // - Otherwise (a range that starts within the margin, where inserts are likely): SHARE ROW
 //   EXCLUSIVE: writers wait for the scan, none fails.
 // Without a DEFAULT the attach needs only SHARE UPDATE EXCLUSIVE, which writers do not notice.
-async function attachWithRows(
+export async function attachWithRows(
   ctx: ApplyContext,
-  action: CreateAction,
-  { child, childText, col, from, to, retry }: NewChild,
+  start: Date,
+  spec: NewChild,
+  renamed?: RenamedTable,
 ): Promise<{ rows: number; lockRetries: number }> {
-  const { db, policy, catalog, log } = ctx;
+  const { db, catalog, log } = ctx;
+  const { child, childText, from, to, retry } = spec;
   const parent = catalog.table;
-  const def = catalog.defaultPartition;
   const attached = await withLockRetry(db, { ...retry, what: `attach ${childText}` }, async (trx) => {
-    if (def) {
-      await sql`LOCK TABLE ${relationSql(def)} IN ACCESS EXCLUSIVE MODE`.execute(trx);
-      // With constraint exclusion on, a valid guard on DEFAULT (default-guard.ts) that covers the
-      // range answers the probe from the catalog; otherwise it reads DEFAULT (by index if any).
-      await sql`SELECT set_config('constraint_exclusion', 'on', true)`.execute(trx);
-      const probe = await sql<{ any: boolean; server_now: Date }>`
-        SELECT EXISTS (SELECT 1 FROM ONLY ${relationSql(def)} WHERE ${col} >= ${from} AND ${col} < ${to}) AS any,
-               clock_timestamp() AS server_now`.execute(trx);
-      const rowsMove = probe.rows[0]?.any === true;
-      const latestNow = Math.max(ctx.now.getTime(), probe.rows[0]!.server_now.getTime());
-      const parentMode = parentLockFor(rowsMove, action.from, latestNow);
-      const wait = Math.min(policy.lockTimeoutMs, PARENT_LOCK_WAIT_MS);
-      if (rowsMove) await refuseWhileLongHoldersOf(trx, parent, wait);
-      await sql`SELECT set_config('lock_timeout', ${`${wait}ms`}, true)`.execute(trx);
-      // ONLY: the parent's own lock is what every statement on the table must get first; without
-      // ONLY, LOCK TABLE also takes each partition in turn, waiting on any of them (an autovacuum,
-      // a report naming one) while DEFAULT is already held.
-      await sql`LOCK TABLE ONLY ${relationSql(parent)} IN ${parentMode} MODE`.execute(trx);
-      await sql`SELECT set_config('lock_timeout', ${`${policy.lockTimeoutMs}ms`}, true)`.execute(trx);
-    } else {
-      await sql`LOCK TABLE ONLY ${relationSql(parent)} IN SHARE UPDATE EXCLUSIVE MODE`.execute(trx);
+    await lockForAttach(trx, ctx, start, spec, renamed?.replacesEmpty === true);
+    if (renamed) {
+      if (renamed.replacesEmpty) await detachEmpty(trx, parent, child);
+      await sql`ALTER TABLE ${relationSql(renamed.table)} RENAME TO ${sql.id(child.name)}`.execute(trx);
+      await sql`COMMENT ON TABLE ${relationSql(child)} IS ${renamed.comment === null ? sql`NULL` : sql.lit(renamed.comment)}`.execute(
+        trx,
+      );
     }
-    const moved = def ? await moveFromDefault(trx, ctx, child, from, to) : 0;
+    const moved = catalog.defaultPartition ? await moveFromDefault(trx, ctx, child, from, to) : 0;
     await pauseAtFaultPoint("after-move-rows", log);
     await sql`ALTER TABLE ${relationSql(parent)} ATTACH PARTITION ${relationSql(child)}
       FOR VALUES FROM (${from}) TO (${to})`.execute(trx);
@@ -177,35 +180,19 @@ async function attachWithRows(
   return { rows: attached.result, lockRetries: attached.attempts - 1 };
 }
 
-/** The parent's lock mode for an attach beside a DEFAULT partition (the cases are explained above). */
-function parentLockFor(rowsMove: boolean, from: Date, latestNowMs: number) {
-  if (rowsMove) return sql`ACCESS EXCLUSIVE`;
-  return from.getTime() >= latestNowMs + FUTURE_MARGIN_MS
-    ? sql`SHARE UPDATE EXCLUSIVE`
-    : sql`SHARE ROW EXCLUSIVE`;
-}
-
 /**
- * Throws a retryable "lock not available" (the retry loop backs off) while another transaction
- * that has been open longer than `waitMs` holds any lock on `relation`: our ACCESS EXCLUSIVE request
- * would only time out after making every new reader and writer queue behind it.
+ * Detaches and drops the partition `child`, which must be empty: the caller holds ACCESS EXCLUSIVE
+ * on the parent, so no row can arrive in it meanwhile. A row found there throws; the transaction,
+ * and with it the attach, rolls back. Not FROM ONLY: a child that is itself partitioned holds its
+ * rows in its own partitions, which its DROP would take with it.
  */
-async function refuseWhileLongHoldersOf(trx: Transaction<DB>, relation: Relation, waitMs: number) {
-  const r = await sql<{ pid: number; mode: string; state: string | null }>`
-    SELECT l.pid, l.mode, a.state
-      FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-     WHERE l.locktype = 'relation' AND l.relation = ${relationOidSql(relation)} AND l.granted
-       AND l.pid <> pg_backend_pid()
-       AND a.xact_start < clock_timestamp() - make_interval(secs => ${waitMs / 1000})
-     LIMIT 1`.execute(trx);
-  const holder = r.rows[0];
-  if (!holder) return;
-  throw Object.assign(
-    new Error(
-      `${displayRelation(relation)} is held by pid ${holder.pid} (${holder.mode}, ${holder.state ?? "?"}) in a transaction older than ${waitMs} ms; not queueing for ACCESS EXCLUSIVE behind it`,
-    ),
-    { code: SQLSTATE.lockNotAvailable },
-  );
+async function detachEmpty(trx: Transaction<DB>, parent: Relation, child: Relation): Promise<void> {
+  const r = await sql<{ has: boolean }>`
+    SELECT EXISTS (SELECT 1 FROM ${relationSql(child)}) AS has`.execute(trx);
+  if (r.rows[0]?.has)
+    throw new Error(`${displayRelation(child)} holds rows now; it was not replaced. Nothing was attached.`);
+  await sql`ALTER TABLE ${relationSql(parent)} DETACH PARTITION ${relationSql(child)}`.execute(trx);
+  await sql`DROP TABLE ${relationSql(child)}`.execute(trx);
 }
 
 /**

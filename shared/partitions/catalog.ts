@@ -7,6 +7,7 @@ import "../db/pg-types.ts";
 import { withLockRetry } from "../db/lock-retry.ts";
 import { columnSql, displayRelation, type Relation, relationSql } from "../db/relation.ts";
 import { type PartitionBound, parsePartitionBound } from "./bounds.ts";
+import { inspectTable } from "./inspect-table.ts";
 import { DEFAULT_GUARD_CONSTRAINT } from "./naming.ts";
 import type { PartitionInterval } from "./time.ts";
 
@@ -23,6 +24,13 @@ export interface ChildPartition {
   readonly bytes: number;
   /** A DETACH ... CONCURRENTLY that was interrupted and awaits FINALIZE. */
   readonly detachPending: boolean;
+  /**
+   * A foreign key refers to another table from it, or to it from another (its own, or cloned from
+   * its parent's): a DETACH or DROP of it locks that other table too.
+   */
+  readonly foreignKeys?: boolean;
+  /** Itself partitioned (sub-partitioned): its rows are in its own partitions, none in it. */
+  readonly partitioned?: boolean;
 }
 
 export interface DefaultBucket {
@@ -44,92 +52,14 @@ export interface TableCatalog {
   readonly defaultNullKeyRows: number;
   /** Insertable columns in order, for moving rows between relations. */
   readonly columns: readonly string[];
-  /** DEFAULT carries partition-manager's guard constraint (left by an earlier run); absent: it does not. */
+  /**
+   * DEFAULT carries partition-manager's guard constraint (left by an earlier run); absent: it does
+   * not, or it was not read (CatalogReadOptions.partitionsOnly).
+   */
   readonly defaultGuard?: boolean;
 }
 
-/** Why a table cannot be managed as configured; the message names the fix. */
-export interface TableProblem {
-  /** The policy field at fault, as a path below tables[i] (e.g. "timeColumn", "rollup.target"). */
-  readonly field: string;
-  readonly message: string;
-}
-
-interface TableRow {
-  oid: number;
-  relkind: string;
-  strategy: string | null;
-  key_columns: string[] | null;
-  key_type: string | null;
-}
-
-export async function inspectTable<DB>(
-  db: Kysely<DB>,
-  table: QualifiedName,
-  timeColumn: string,
-): Promise<{ ok: true; oid: number; keyType: KeyType } | { ok: false; problem: TableProblem }> {
-  const r = await sql<TableRow>`
-    SELECT c.oid, c.relkind::text AS relkind, pt.partstrat::text AS strategy,
-           (SELECT array_agg(a.attname::text ORDER BY k.ord)
-              FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY AS k(attnum, ord)
-              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) AS key_columns,
-           (SELECT format_type(a.atttypid, NULL) FROM pg_attribute a
-             WHERE a.attrelid = c.oid AND a.attname = ${timeColumn} AND NOT a.attisdropped) AS key_type
-      FROM pg_class c
-      JOIN pg_namespace n ON n.oid = c.relnamespace
-      LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
-     WHERE n.nspname = ${table.schema} AND c.relname = ${table.name}`.execute(db);
-  const row = r.rows[0];
-  const name = displayRelation(table);
-  if (!row)
-    return {
-      ok: false,
-      problem: {
-        field: "table",
-        message: `${name} does not exist (check the name, or run the migration that creates it)`,
-      },
-    };
-  if (row.relkind !== "p") {
-    return {
-      ok: false,
-      problem: {
-        field: "table",
-        message: `${name} is not a partitioned table; partition-manager manages RANGE-partitioned tables (see \`telemetry-jobs migrate convert\`)`,
-      },
-    };
-  }
-  if (row.strategy !== "r")
-    return { ok: false, problem: { field: "table", message: `${name} is not partitioned BY RANGE` } };
-  if (row.key_type === null) {
-    return {
-      ok: false,
-      problem: { field: "timeColumn", message: `column "${timeColumn}" does not exist in ${name}` },
-    };
-  }
-  if (row.key_type !== "timestamp with time zone" && row.key_type !== "timestamp without time zone") {
-    return {
-      ok: false,
-      problem: {
-        field: "timeColumn",
-        message: `column "${timeColumn}" of ${name} is ${row.key_type}, not timestamptz or timestamp`,
-      },
-    };
-  }
-  if (row.key_columns?.length !== 1 || row.key_columns[0] !== timeColumn) {
-    return {
-      ok: false,
-      problem: {
-        field: "timeColumn",
-        message: `${name} is partitioned on (${(row.key_columns ?? []).join(", ")}), not on "${timeColumn}"`,
-      },
-    };
-  }
-  return {
-    ok: true,
-    oid: row.oid,
-    keyType: row.key_type === "timestamp with time zone" ? "timestamptz" : "timestamp",
-  };
-}
+export { inspectTable, type TableProblem } from "./inspect-table.ts";
 
 interface ChildRow {
   oid: number;
@@ -139,6 +69,8 @@ interface ChildRow {
   row_estimate: string;
   bytes: string;
   detach_pending: boolean;
+  foreign_keys: boolean;
+  partitioned: boolean;
 }
 
 const TRUNC_UNIT: Record<PartitionInterval, string> = {
@@ -174,21 +106,49 @@ export async function readCatalog<DB>(
   return result;
 }
 
-async function readCatalogIn<DB>(
+/** What inspectTable found of a table fit to manage. */
+export interface InspectedTable {
+  readonly oid: number;
+  readonly keyType: KeyType;
+}
+
+/** What a reader of the catalog already knows, or does not need. */
+export interface CatalogReadOptions {
+  /**
+   * The table's oid and key type as inspectTable read them earlier in the run (when the policies
+   * were checked), used while the name still means that oid. A key cannot change, but the table
+   * may have been renamed away and another made under its name since (a rebuild and swap): then it
+   * is inspected again, and the old one's children are never acted on.
+   */
+  readonly inspected?: InspectedTable;
+  /**
+   * Only the children and the DEFAULT partition: no columns, no guard, and no DEFAULT rows by
+   * interval (a scan of DEFAULT); `columns` and `defaultBuckets` stay empty.
+   */
+  readonly partitionsOnly?: boolean;
+}
+
+/** The catalog as read in `db`, a transaction under lock_timeout (see readCatalog). */
+export async function readCatalogIn<DB>(
   db: Kysely<DB>,
   table: QualifiedName,
   timeColumn: string,
   interval: PartitionInterval,
+  options: CatalogReadOptions = {},
 ): Promise<TableCatalog> {
-  const inspected = await inspectTable(db, table, timeColumn);
-  if (!inspected.ok) throw new Error(inspected.problem.message);
-  const { oid, keyType } = inspected;
+  const cached = options.inspected;
+  const { oid, keyType } =
+    cached && (await oidOfName(db, table)) === cached.oid
+      ? cached
+      : await inspectOrThrow(db, table, timeColumn);
   const children = await sql<ChildRow>`
     SELECT c.oid, n.nspname::text AS schema, c.relname::text AS name,
            pg_get_expr(c.relpartbound, c.oid) AS bound,
            greatest(c.reltuples, 0)::bigint AS row_estimate,
            pg_total_relation_size(c.oid) AS bytes,
-           i.inhdetachpending AS detach_pending
+           i.inhdetachpending AS detach_pending, c.relkind = 'p' AS partitioned,
+           EXISTS (SELECT 1 FROM pg_constraint k
+                    WHERE k.contype = 'f' AND c.oid IN (k.conrelid, k.confrelid)) AS foreign_keys
       FROM pg_inherits i
       JOIN pg_class c ON c.oid = i.inhrelid
       JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -203,45 +163,72 @@ async function readCatalogIn<DB>(
     rowEstimate: Number(c.row_estimate),
     bytes: Number(c.bytes),
     detachPending: c.detach_pending,
+    foreignKeys: c.foreign_keys,
+    ...(c.partitioned ? { partitioned: true } : {}),
   }));
   const defaultPartition = parsed.find((c) => c.bound.kind === "default");
-  const columns = await sql<{ name: string }>`
-    SELECT attname::text AS name FROM pg_attribute
-     WHERE attrelid = ${oid} AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
-     ORDER BY attnum`.execute(db);
-
-  let defaultBuckets: DefaultBucket[] = [];
-  let defaultNullKeyRows = 0;
-  let defaultGuard = false;
-  if (defaultPartition) {
-    const guard = await sql<{ n: number }>`
-      SELECT count(*)::int AS n FROM pg_constraint
-       WHERE conrelid = ${defaultPartition.oid} AND conname = ${DEFAULT_GUARD_CONSTRAINT}`.execute(db);
-    defaultGuard = (guard.rows[0]?.n ?? 0) > 0;
-    const def = defaultPartition;
-    const rel = relationSql(def);
-    const col = columnSql(timeColumn);
-    // timestamptz is truncated in UTC; a timestamp column already is UTC by convention.
-    const keyExpr = keyType === "timestamptz" ? sql`(${col} AT TIME ZONE 'UTC')` : col;
-    const buckets = await sql<{ start: Date | null; rows: string }>`
-      SELECT date_trunc(${TRUNC_UNIT[interval]}, ${keyExpr}) AS start, count(*) AS rows
-        FROM ${rel} GROUP BY 1 ORDER BY 1`.execute(db);
-    for (const b of buckets.rows) {
-      if (b.start === null) defaultNullKeyRows += Number(b.rows);
-      else defaultBuckets.push({ start: b.start, rows: Number(b.rows) });
-    }
-    defaultBuckets = defaultBuckets.filter((b) => Number.isFinite(b.start.getTime()));
-  }
-  return {
+  const partitions = {
     table: { schema: table.schema, name: table.name, oid },
     oid,
     keyColumn: timeColumn,
     keyType,
     children: parsed.filter((c) => c.bound.kind !== "default"),
     defaultPartition,
-    defaultBuckets,
+  };
+  if (options.partitionsOnly)
+    return { ...partitions, defaultBuckets: [], defaultNullKeyRows: 0, columns: [] };
+  const columns = await sql<{ name: string }>`
+    SELECT attname::text AS name FROM pg_attribute
+     WHERE attrelid = ${oid} AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+     ORDER BY attnum`.execute(db);
+  const def = defaultPartition
+    ? await readDefaultRows(db, defaultPartition, timeColumn, keyType, interval)
+    : { defaultBuckets: [], defaultNullKeyRows: 0, defaultGuard: false };
+  return { ...partitions, ...def, columns: columns.rows.map((c) => c.name) };
+}
+
+/** The oid the name means now (undefined: none). */
+async function oidOfName<DB>(db: Kysely<DB>, table: QualifiedName): Promise<number | undefined> {
+  const r = await sql<{ oid: number }>`
+    SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = ${table.schema} AND c.relname = ${table.name}`.execute(db);
+  return r.rows[0]?.oid;
+}
+
+async function inspectOrThrow<DB>(db: Kysely<DB>, table: QualifiedName, timeColumn: string) {
+  const inspected = await inspectTable(db, table, timeColumn);
+  if (!inspected.ok) throw new Error(inspected.problem.message);
+  return inspected;
+}
+
+/** DEFAULT's rows by interval, those with a NULL key, and whether it carries the guard. */
+async function readDefaultRows<DB>(
+  db: Kysely<DB>,
+  def: ChildPartition,
+  timeColumn: string,
+  keyType: KeyType,
+  interval: PartitionInterval,
+): Promise<{ defaultBuckets: DefaultBucket[]; defaultNullKeyRows: number; defaultGuard: boolean }> {
+  const guard = await sql<{ n: number }>`
+    SELECT count(*)::int AS n FROM pg_constraint
+     WHERE conrelid = ${def.oid} AND conname = ${DEFAULT_GUARD_CONSTRAINT}`.execute(db);
+  const defaultGuard = (guard.rows[0]?.n ?? 0) > 0;
+  const rel = relationSql(def);
+  const col = columnSql(timeColumn);
+  // timestamptz is truncated in UTC; a timestamp column already is UTC by convention.
+  const keyExpr = keyType === "timestamptz" ? sql`(${col} AT TIME ZONE 'UTC')` : col;
+  const buckets = await sql<{ start: Date | null; rows: string }>`
+    SELECT date_trunc(${TRUNC_UNIT[interval]}, ${keyExpr}) AS start, count(*) AS rows
+      FROM ${rel} GROUP BY 1 ORDER BY 1`.execute(db);
+  const defaultBuckets: DefaultBucket[] = [];
+  let defaultNullKeyRows = 0;
+  for (const b of buckets.rows) {
+    if (b.start === null) defaultNullKeyRows += Number(b.rows);
+    else defaultBuckets.push({ start: b.start, rows: Number(b.rows) });
+  }
+  return {
+    defaultBuckets: defaultBuckets.filter((b) => Number.isFinite(b.start.getTime())),
     defaultNullKeyRows,
-    columns: columns.rows.map((c) => c.name),
     defaultGuard,
   };
 }

@@ -53,7 +53,12 @@ function refusalFinding(
     partition: largest.partition,
     message:
       `${what}, more than maxRescueRows (${bound}); moving them would make every reader and writer of ${policy.table} wait for the whole move. ` +
-      `The rows stay in DEFAULT, visible. To move them deliberately, at a quiet time, run once with "maxRescueRows": ${largest.defaultRows} (or more) in this table's policy: ` +
-      `telemetry-jobs partition-manager --table ${policy.table} --config <that policy file>. See ${RESCUE_RUNBOOK}.`,
+      `The rows stay in DEFAULT, visible. To move them deliberately, at a quiet time (rows keep arriving: leave room), run once: ` +
+      `telemetry-jobs partition-manager --table ${policy.table} --max-rescue-rows ${suggestedBound(largest.defaultRows)}. See ${RESCUE_RUNBOOK}.`,
   };
+}
+
+/** A bound for the deliberate run: the rows seen, plus a tenth for the rows that keep arriving. */
+export function suggestedBound(rows: number): number {
+  return Math.ceil(rows * 1.1);
 }

@@ -25,7 +25,7 @@ export interface NewChild {
   readonly retry: Omit<LockRetryOptions, "what">;
 }
 
-interface RelationState {
+export interface RelationState {
   exists: boolean;
   isPartition: boolean;
   /** When a partition: the oid and name of its parent, and its bound as PostgreSQL prints it. */
@@ -37,7 +37,7 @@ interface RelationState {
   comment: string | null;
 }
 
-async function relationState(db: Kysely<DB>, rel: Relation): Promise<RelationState> {
+export async function relationState(db: Kysely<DB>, rel: Relation): Promise<RelationState> {
   const r = await sql<{
     relispartition: boolean;
     parent_oid: number | null;
@@ -85,7 +85,7 @@ async function relationState(db: Kysely<DB>, rel: Relation): Promise<RelationSta
 }
 
 /** True when `bound` (as pg_get_expr prints it) is exactly FROM (from) TO (to). */
-function isPlannedBound(bound: string | null, from: Date, to: Date): boolean {
+export function isPlannedBound(bound: string | null, from: Date, to: Date): boolean {
   if (bound === null) return false;
   const parsed = parsePartitionBound(bound);
   return (
@@ -97,10 +97,16 @@ function isPlannedBound(bound: string | null, from: Date, to: Date): boolean {
   );
 }
 
-function likeParent(parent: Relation) {
+/** The column list of a table made to become `parent`'s partition. */
+export function likeParent(parent: Relation) {
   // Not INCLUDING IDENTITY: the child must share the parent's sequence, not get its own.
   return sql`(LIKE ${relationSql(parent)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES
     INCLUDING STORAGE INCLUDING COMMENTS INCLUDING GENERATED INCLUDING STATISTICS)`;
+}
+
+/** The CHECK constraint equal to the child's bound, as an ADD clause of ALTER TABLE. */
+export function boundCheck({ col, from, to }: NewChild) {
+  return sql`CONSTRAINT ${sql.id(BOUND_CONSTRAINT)} CHECK (${col} IS NOT NULL AND ${col} >= ${from} AND ${col} < ${to})`;
 }
 
 /**
@@ -160,15 +166,14 @@ export async function buildStandalone(
 ): Promise<number> {
   const { db, catalog, log } = ctx;
   const parent = catalog.table;
-  const { child, childText, col, from, to, retry } = spec;
+  const { child, childText, retry } = spec;
   // Step 1: the standalone table and its bound constraint, atomically: after a crash, either
   // nothing exists or a table that carries our constraint does.
   let lockRetries = 0;
   if (!exists) {
     const made = await withLockRetry(db, { ...retry, what: `create ${childText}` }, async (trx) => {
       await sql`CREATE TABLE ${relationSql(child)} ${likeParent(parent)}`.execute(trx);
-      await sql`ALTER TABLE ${relationSql(child)} ADD CONSTRAINT ${sql.id(BOUND_CONSTRAINT)}
-        CHECK (${col} IS NOT NULL AND ${col} >= ${from} AND ${col} < ${to})`.execute(trx);
+      await sql`ALTER TABLE ${relationSql(child)} ADD ${boundCheck(spec)}`.execute(trx);
     });
     lockRetries += made.attempts - 1;
     log.debug("standalone table created", { partition: action.partition });
@@ -181,8 +186,9 @@ export async function buildStandalone(
       partition: action.partition,
     });
     const rebuilt = await withLockRetry(db, { ...retry, what: `rebuild ${childText}` }, async (trx) => {
+      // Not FROM ONLY: rows in partitions or inheritance children of it count too.
       const has = await sql<{ has: boolean }>`
-        SELECT EXISTS (SELECT 1 FROM ONLY ${relationSql(child)}) AS has`.execute(trx);
+        SELECT EXISTS (SELECT 1 FROM ${relationSql(child)}) AS has`.execute(trx);
       if (has.rows[0]?.has) {
         throw new Error(
           `${childText} is a standalone table left by an interrupted creation, but it holds rows that telemetry-jobs did not put there; ` +
@@ -191,8 +197,7 @@ export async function buildStandalone(
       }
       await sql`DROP TABLE ${relationSql(child)}`.execute(trx);
       await sql`CREATE TABLE ${relationSql(child)} ${likeParent(parent)}`.execute(trx);
-      await sql`ALTER TABLE ${relationSql(child)} ADD CONSTRAINT ${sql.id(BOUND_CONSTRAINT)}
-        CHECK (${col} IS NOT NULL AND ${col} >= ${from} AND ${col} < ${to})`.execute(trx);
+      await sql`ALTER TABLE ${relationSql(child)} ADD ${boundCheck(spec)}`.execute(trx);
     });
     lockRetries += rebuilt.attempts - 1;
   }

@@ -776,7 +776,7 @@ describe("a rescue above maxRescueRows", () => {
     const refused = plan.findings.filter((f) => f.code === "rescue_refused");
     expect(refused.map((f) => [f.severity, f.partition])).toEqual([["crit", "telemetry_points_p202611"]]);
     expect(refused[0]?.message).toContain(
-      `telemetry-jobs partition-manager --table public.${TABLE} --config <that policy file>`,
+      `telemetry-jobs partition-manager --table public.${TABLE} --max-rescue-rows ${Math.ceil((DEFAULT_MAX_RESCUE_ROWS + 1) * 1.1)}.`,
     );
   });
 
@@ -792,7 +792,9 @@ describe("a rescue above maxRescueRows", () => {
     expect(refused[0]?.message).toContain(
       `not creating 4 partitions [2026-08-01T00:00:00.000Z, 2026-12-01T00:00:00.000Z): their rows are in the DEFAULT partition, up to ${DEFAULT_MAX_RESCUE_ROWS + 31} for one (telemetry_points_p202611)`,
     );
-    expect(refused[0]?.message).toContain(`"maxRescueRows": ${DEFAULT_MAX_RESCUE_ROWS + 31} (or more)`);
+    expect(refused[0]?.message).toContain(
+      `--max-rescue-rows ${Math.ceil((DEFAULT_MAX_RESCUE_ROWS + 31) * 1.1)}.`,
+    );
     expect(creates(plan).map((a) => a.partition)).toEqual(["telemetry_points_p202612"]);
   });
 
