@@ -2,7 +2,7 @@
 // by rows that became visible since the saved snapshot. Each runs in the caller's transaction, which
 // also saves the watermark, so a kill at any point leaves either the old or the new state
 // (recomputing a bucket from raw rows is idempotent: a rerun converges).
-import { sql, type Transaction } from "kysely";
+import { type RawBuilder, sql, type Transaction } from "kysely";
 import type { DB } from "../db/schema.ts";
 import type { HourRange } from "./plan.ts";
 import type { RollupTask } from "./source.ts";
@@ -27,6 +27,25 @@ export interface RecomputeResult {
  * (their raw rows may be gone while their rollups must stay).
  */
 type Scope = { kind: "touched" } | { kind: "hours"; range: HourRange; keepExisting?: boolean };
+
+/**
+ * `total / n` (float8 by a positive count) as IEEE division gives it, never an error. PostgreSQL's
+ * float8 division raises "value out of range: underflow" when a non-zero dividend gives a zero
+ * quotient: a sum of subnormal values such as -5e-324 over 2 samples, whose exact mean
+ * (-2.5e-324) rounds to -0. Raised, it would fail every run that meets the bucket. Such a mean is
+ * returned as a zero of the sum's sign (total * 0). The test, for |total| < 1e-290 only (so
+ * nothing overflows): the quotient rounds to zero exactly when |total| / n <= 2^-1075, half the
+ * smallest subnormal (a tie rounds to the even zero), i.e. 2 * |total| * 2^600 <= n * 2^-474,
+ * where both sides are scaled by 2^600 and exact. Larger sums divide as usual: their quotient is
+ * at least 1e-290 / 2^63, never zero. PostgreSQL's avg() would avoid the error too, but it raises
+ * "overflow" for values near the float8 limit, which sum / n does not.
+ */
+export function meanSql(total: RawBuilder<unknown>, n: RawBuilder<unknown>): RawBuilder<number> {
+  return sql<number>`CASE
+      WHEN abs(${total}) >= 1e-290 OR ${total} = 0 THEN ${total} / ${n}
+      WHEN 2 * (abs(${total}) * power(2::float8, 600)) <= ${n} * power(2::float8, -474) THEN ${total} * 0
+      ELSE ${total} / ${n} END`;
+}
 
 /** The parts of a recompute that depend on its scope. */
 function scopeSql(q: RollupSql, task: RollupTask, scope: Scope) {
@@ -91,7 +110,7 @@ export async function recomputeBuckets(
     ${nulls}
     upserted AS (
       INSERT INTO ${q.target} AS r (${q.targetGroup}, metric_key, bucket_ts, sample_count, sum, min, max, avg, updated_at)
-      SELECT g::text, key, h, n, total, lo, hi, total / n, now() FROM agg
+      SELECT g::text, key, h, n, total, lo, hi, ${meanSql(sql`total`, sql`n`)}, now() FROM agg
       ON CONFLICT (${q.targetGroup}, metric_key, bucket_ts) DO UPDATE
          SET sample_count = excluded.sample_count, sum = excluded.sum, min = excluded.min,
              max = excluded.max, avg = excluded.avg, updated_at = excluded.updated_at

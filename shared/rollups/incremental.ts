@@ -83,9 +83,13 @@ async function incrementalTransaction(
       // The newly final hours are most of the step's rows. The planner cannot tell how few
       // (group, key, hour) groups they make (it assumes one per row), so within the default
       // work_mem it sorts every (row, key) pair, spilling to disk, instead of hashing the groups.
-      // A hash that outgrows this memory spills too; the setting ends with the transaction.
+      // A hash that outgrows this memory spills too; the setting ends with the transaction. Only
+      // ever raised: an operator who gave the job's role or database more keeps it.
       if (scope.newlyFinal)
-        await sql`SELECT pg_catalog.set_config('work_mem', ${NEWLY_FINAL_WORK_MEM}, true)`.execute(trx);
+        await sql`
+          SELECT pg_catalog.set_config('work_mem', ${NEWLY_FINAL_WORK_MEM}, true)
+           WHERE pg_catalog.pg_size_bytes(pg_catalog.current_setting('work_mem'))
+                 < pg_catalog.pg_size_bytes(${NEWLY_FINAL_WORK_MEM})`.execute(trx);
       const fromHours = scope.newlyFinal
         ? await recomputeBuckets(trx, task, {
             kind: "hours",

@@ -45,8 +45,13 @@ const partitionsRead = async () => {
   return Number(r.rows[0].n);
 };
 
-/** The counter once every session of `application` has exited and its last counters have landed. */
-async function settledRowsRead(application: string): Promise<number> {
+/**
+ * The counter once every session of `application` has exited and its last counters have landed:
+ * above `floor` when given, and then unchanged for over a second. Before PostgreSQL 15 a backend's
+ * counters reach the statistics collector by message, up to 500 ms after it exits, later on a
+ * loaded machine; a shorter wait could read a run's counters before they arrived.
+ */
+async function settledRowsRead(application: string, floor?: number): Promise<number> {
   for (let i = 0; i < 200; i++) {
     const left = await t.pool.query(
       "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1",
@@ -56,10 +61,14 @@ async function settledRowsRead(application: string): Promise<number> {
     await new Promise((r) => setTimeout(r, 25));
   }
   let last = await partitionsRead();
-  for (let i = 0; i < 10; i++) {
+  for (let i = 0; floor !== undefined && last <= floor && i < 100; i++) {
     await new Promise((r) => setTimeout(r, 100));
+    last = await partitionsRead();
+  }
+  for (let stable = 0, i = 0; stable < 8 && i < 100; i++) {
+    await new Promise((r) => setTimeout(r, 150));
     const now = await partitionsRead();
-    if (now === last && i >= 2) break;
+    stable = now === last ? stable + 1 : 0;
     last = now;
   }
   return last;
@@ -88,7 +97,8 @@ async function rowsReadByRun(now: string): Promise<number> {
   } finally {
     await db.destroy();
   }
-  return (await settledRowsRead(`telemetry-jobs/${JOB}`)) - before;
+  // The run reads at least its new rows: wait for its counters to arrive, then to settle.
+  return (await settledRowsRead(`telemetry-jobs/${JOB}`, before)) - before;
 }
 
 it("an hourly run reads the new hour's rows, not the rest of the current partition", async () => {

@@ -2,8 +2,10 @@
 // and out-of-order rows and mixed value types, in-flight transactions, a 90-day-late row, the
 // never-stale read, and sharded runs.
 import fc from "fast-check";
+import { sql } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { meanSql } from "../../shared/rollups/apply.ts";
 import { readHourlySeries } from "../../shared/rollups/read.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
 import { makeConfig, runPartitionManager, runRollup } from "../support/jobs.ts";
@@ -62,6 +64,11 @@ const metricValue = fc.oneof(
   { weight: 1, arbitrary: fc.boolean() },
   { weight: 1, arbitrary: fc.constant(null) },
   { weight: 1, arbitrary: fc.constantFrom("12.5", "NaN", "Infinity", "-Infinity", "1e400", "warm") },
+  // Subnormal doubles and the smallest normal ones: a mean of them can underflow to zero.
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(5e-324, -5e-324, 1e-320, -2.2250738585072014e-308, 2.2250738585072014e-308, 0),
+  },
   { weight: 1, arbitrary: fc.constantFrom({ nested: 1 }, [1, 2], {}) },
 );
 const metricsDoc = fc.oneof(
@@ -166,6 +173,35 @@ describe("rollup-hourly", () => {
     } finally {
       await a.end();
     }
+  });
+
+  it("values whose average underflows to zero (subnormals) are rolled up, avg as PostgreSQL's avg() gives it", async () => {
+    // The counterexample CI found: sum -5e-324 over 2 samples; -2.5e-324 rounds to -0, and
+    // float8 division raises "value out of range: underflow" for a zero quotient of a non-zero
+    // dividend, which failed the whole run (and every later one) on this bucket.
+    const ts = new Date(BASE.getTime() + 37 * 60_000);
+    const rows: RawRow[] = [
+      { device: "d3", ts, metrics: { volt: -5e-324 } },
+      { device: "d3", ts, metrics: { volt: 0 } },
+      { device: "d1", ts, metrics: { volt: 5e-324, temp: 2.2250738585072014e-308 } },
+      { device: "d1", ts, metrics: { volt: 0, temp: -2.2250738585072014e-308 } },
+      { device: "d1", ts, metrics: { volt: 0 } },
+    ];
+    await insertRows(t.pool, rows);
+    const now = new Date(BASE.getTime() + 2 * HOUR);
+    const run = await runRollup(t.db, config(now));
+    expectOk(run);
+    await expectTruth(rows, now);
+    const r = await t.pool.query(
+      `SELECT r.device_id, r.metric_key, r.avg, x.avg AS raw_avg
+         FROM public.telemetry_rollups_hourly r
+         JOIN (SELECT device_id, key, avg(value::float8) AS avg
+                 FROM public.telemetry_points, jsonb_each_text(metrics) AS m (key, value)
+                GROUP BY 1, 2) x ON x.device_id = r.device_id AND x.key = r.metric_key
+        ORDER BY 1, 2`,
+    );
+    expect(r.rows.length).toBe(3);
+    for (const row of r.rows) expect(Object.is(row.avg, row.raw_avg), JSON.stringify(row)).toBe(true);
   });
 
   it("a row 90 days late changes exactly its own bucket", async () => {
@@ -304,6 +340,26 @@ describe("rollup-hourly", () => {
     await expectTruth([...rows, late], now);
     const layouts = await t.pool.query("SELECT DISTINCT shard_count FROM telemetry_jobs.rollup_watermarks");
     expect(layouts.rows.map((r) => r.shard_count)).toEqual([2]);
+  });
+});
+
+describe("the bucket mean (meanSql)", () => {
+  it("property: equals IEEE division total / n (JavaScript's) for any finite sum, subnormal ones included, never an error", async () => {
+    const subnormal = fc.integer({ min: -(2 ** 20), max: 2 ** 20 }).map((k) => k * 5e-324);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(subnormal, fc.double({ noNaN: true, noDefaultInfinity: true })),
+        fc.oneof(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 2 ** 40 })),
+        async (total, n) => {
+          // As text: node-postgres sends a number by toString(), which drops the sign of -0.
+          const text = Object.is(total, -0) ? "-0" : String(total);
+          const r = await sql<{ mean: number }>`
+            SELECT ${meanSql(sql`${text}::float8`, sql`${n}::bigint`)} AS mean`.execute(t.db);
+          expect(Object.is(r.rows[0]!.mean, total / n), `${total} / ${n}`).toBe(true);
+        },
+      ),
+      { numRuns: 300, seed: Number(process.env.FC_SEED ?? Date.now() % 2 ** 31) },
+    );
   });
 });
 
