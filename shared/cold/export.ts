@@ -1,7 +1,8 @@
 // Exports one partition to Parquet under the cold-tier root (layout.ts), then writes its manifest.
 //
 // Order, and what a kill at each point leaves (the next export of the partition clears it all):
-// 1. clear the partition directory of our own files, manifest first: from then on the directory
+// 1. create the partition directory below the root, which must exist and is never created
+//    (export-root.ts), and clear it of our own files, manifest first: from then on the directory
 //    is "not exported" (no manifest) until step 4 completes;
 // 2. one REPEATABLE READ, READ ONLY transaction: the columns, then one scan through a cursor that
 //    yields each row and its hash computed by PostgreSQL (checksum.ts), so the row count, checksum
@@ -16,14 +17,9 @@ import path from "node:path";
 import type pg from "pg";
 import type { Relation } from "../db/relation.ts";
 import { CHECKSUM_ALGORITHM } from "./checksum.ts";
+import { makeDirectoryBelowRoot } from "./export-root.ts";
 import { classifyEntry, hivePartitionKey, isoFromEpochMicros, partitionDirectory } from "./layout.ts";
-import {
-  fsyncDirectory,
-  MANIFEST_FORMAT,
-  type Manifest,
-  makeDirectoryDurable,
-  writeManifest,
-} from "./manifest.ts";
+import { fsyncDirectory, MANIFEST_FORMAT, type Manifest, writeManifest } from "./manifest.ts";
 import { PartWriter, type RowGroupLimits, type WrittenPart } from "./part-writer.ts";
 import { type ColdColumn, coldColumns } from "./schema-map.ts";
 import {
@@ -33,6 +29,9 @@ import {
   type PartitionDigest,
   readPartitionColumns,
 } from "./source.ts";
+
+// Kept here too: retention asks the exporter whether its root can take exports.
+export { exportRootProblem } from "./export-root.ts";
 
 export interface PartitionToExport {
   /** The partitioned table (names the directory). */
@@ -47,6 +46,7 @@ export interface PartitionToExport {
 }
 
 export interface ExportOptions {
+  /** An existing directory (export-root.ts): only the levels below it are created. */
   root: string;
   productVersion: string;
   rowGroup?: Partial<RowGroupLimits>;
@@ -94,7 +94,8 @@ export function clearPartitionDirectory(dir: string): void {
   fsyncDirectory(dir);
 }
 
-function microsOf(date: Date): bigint {
+/** A Date as epoch microseconds: how manifests and directory names record an instant. */
+export function microsOf(date: Date): bigint {
   return BigInt(date.getTime()) * 1000n;
 }
 
@@ -113,7 +114,7 @@ export async function exportPartition(
     keyColumn: p.keyColumn,
     startMicros: microsOf(p.from),
   });
-  makeDirectoryDurable(dir);
+  makeDirectoryBelowRoot(options.root, dir);
   clearPartitionDirectory(dir);
   const client = await pool.connect();
   let written: SnapshotExport;

@@ -21,11 +21,14 @@ import type { Relation } from "../db/relation.ts";
 export const MANIFEST_FILE = "_manifest.json";
 
 /**
- * Files being written carry this prefix until they are complete and synced: a name starting with
- * "." is hidden from Hive-style readers, and it never matches PART_FILE_PATTERN, so a file a
- * killed export left behind is never taken for part of the data.
+ * Files being written carry this suffix (and a leading ".") until they are complete and synced:
+ * `.part-00000.parquet.inprogress`. It never matches PART_FILE_PATTERN, so a file a killed export
+ * left behind is never taken for part of the data; a leading "." hides it from Hive-style readers
+ * that skip hidden files; and the name does not end in ".parquet", so a wildcard such as
+ * BigQuery's `.../*.parquet` (one wildcard, no exclusions) does not read it either. On a Cloud
+ * Storage mount a rename is a copy then a delete, so a kill between the two leaves both names.
  */
-export const IN_PROGRESS_PREFIX = ".inprogress-";
+export const IN_PROGRESS_SUFFIX = ".inprogress";
 
 const PART_FILE_PATTERN = /^part-(\d{5})\.parquet$/;
 
@@ -109,7 +112,7 @@ export function isPartFileName(name: string): boolean {
 
 /** The name a file is written under until it is complete. */
 export function inProgressName(finalName: string): string {
-  return `${IN_PROGRESS_PREFIX}${finalName}`;
+  return `.${finalName}${IN_PROGRESS_SUFFIX}`;
 }
 
 /** What a directory entry is, for clearing and verifying a partition directory. */
@@ -118,6 +121,6 @@ export type EntryKind = "part" | "manifest" | "in_progress" | "other";
 export function classifyEntry(name: string): EntryKind {
   if (isPartFileName(name)) return "part";
   if (name === MANIFEST_FILE) return "manifest";
-  if (name.startsWith(IN_PROGRESS_PREFIX)) return "in_progress";
+  if (name.endsWith(IN_PROGRESS_SUFFIX)) return "in_progress";
   return "other";
 }

@@ -2,7 +2,7 @@
 // atomically (temp file, fsync, rename, fsync of the directory), so a reader sees either no
 // manifest or a whole one, and it lists the part files by name, size and sha256: nothing else in
 // the directory counts. Times are kept both as exact microseconds (decimal text) and as ISO 8601.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { inProgressName, MANIFEST_FILE } from "./layout.ts";
@@ -57,19 +57,6 @@ export function fsyncDirectory(dir: string): void {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
-  }
-}
-
-/**
- * Creates `dir` and any missing parents durably: a new directory survives a crash only once the
- * entry naming it in its parent is synced, so every parent of a created level is fsynced.
- */
-export function makeDirectoryDurable(dir: string): void {
-  const first = mkdirSync(dir, { recursive: true });
-  if (first === undefined) return;
-  for (let level = dir; ; level = path.dirname(level)) {
-    fsyncDirectory(path.dirname(level));
-    if (level === first) break;
   }
 }
 

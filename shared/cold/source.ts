@@ -1,10 +1,11 @@
 // What the export reads from PostgreSQL, all on one connection inside the one REPEATABLE READ
 // transaction that export.ts opens, so the columns, the row count, the checksum and the rows
 // streamed into the files all come from the same snapshot.
+import { CompiledQuery, type Kysely } from "kysely";
 import type pg from "pg";
 import { quoteIdentifier, quoteRelation } from "../db/quote.ts";
 import type { Relation } from "../db/relation.ts";
-import { epochMicrosSql, rowHashSql } from "./checksum.ts";
+import { canonicalTextSql, epochMicrosSql, rowHashOverSql, rowHashSql } from "./checksum.ts";
 import type { CatalogColumn, ColdColumn } from "./schema-map.ts";
 
 /** Every value arrives as PostgreSQL's text: the export converts exactly, never via pg's parsers. */
@@ -93,26 +94,34 @@ export async function readPartitionDigest(
   };
 }
 
-/** Each column as the export reads it: timestamps as int8 microseconds, the rest as themselves. */
-function selectExpression(c: ColdColumn): string {
-  const column = quoteIdentifier(c.name);
-  return c.kind === "timestamptz" || c.kind === "timestamp" ? epochMicrosSql(column) : column;
+/**
+ * The cursor's query: the columns in table order, then the row's hash (rowHashOverSql), so one
+ * scan yields both the rows and the database's own checksum of them (no ORDER BY: the checksum
+ * ignores order). Each column's canonical text is built once, in a subquery that OFFSET 0 keeps
+ * from being merged into the outer query (merging would copy every expression into both the
+ * output and the hash); that text is also the value the export reads, timestamps as int8
+ * microseconds. Booleans (whose output is t/f, their canonical text true/false) and floats
+ * (hashed in binary) pass through as themselves.
+ */
+export function rowCursorQuery(child: Relation, columns: readonly ColdColumn[]): string {
+  const inputs = columns.map((c, i) => {
+    const column = quoteIdentifier(c.name);
+    const text = c.kind === "boolean" ? undefined : canonicalTextSql(column, c.kind);
+    return { kind: c.kind, alias: `c${i}`, select: text ?? column, rendered: text !== undefined };
+  });
+  const inner = inputs.map((x) => `${x.select} AS ${x.alias}`).join(", ");
+  const hash = rowHashOverSql(inputs.map((x) => ({ kind: x.kind, value: x.alias, rendered: x.rendered })));
+  const outer = [...inputs.map((x) => x.alias), hash].join(", ");
+  return `SELECT ${outer} FROM (SELECT ${inner} FROM ONLY ${quoteRelation(child)} OFFSET 0) AS r`;
 }
 
-/**
- * Declares the cursor the rows are fetched through: the columns, then the row's hash as computed
- * by rowHashSql, so one scan yields both the rows and the database's own checksum of them (no
- * ORDER BY: the checksum ignores order).
- */
+/** Declares the cursor the rows are fetched through (rowCursorQuery). */
 export async function declareRowCursor(
   client: pg.ClientBase,
   child: Relation,
   columns: readonly ColdColumn[],
 ): Promise<void> {
-  const list = [...columns.map(selectExpression), rowHashSql(columns)].join(", ");
-  await client.query(
-    `DECLARE ${EXPORT_CURSOR} NO SCROLL CURSOR FOR SELECT ${list} FROM ONLY ${quoteRelation(child)}`,
-  );
+  await client.query(`DECLARE ${EXPORT_CURSOR} NO SCROLL CURSOR FOR ${rowCursorQuery(child, columns)}`);
 }
 
 /** The next `count` rows, each the column values as text (null for NULL) then the row hash; empty at the end. */
@@ -123,4 +132,17 @@ export async function fetchRows(client: pg.ClientBase, count: number): Promise<(
     types: RAW_TEXT_TYPES,
   });
   return result.rows;
+}
+
+/**
+ * A Kysely connection (or transaction) as the pg client these readers take, so their statements
+ * run on its connection, under its locks. Their results are read as text (every output column of
+ * the digest is cast), so the pool's type parsers play no part.
+ */
+export function clientOf<DB>(db: Kysely<DB>): pg.ClientBase {
+  const query = async (text: string | { text: string }, values?: readonly unknown[]) => {
+    const statement = typeof text === "string" ? text : text.text;
+    return await db.executeQuery(CompiledQuery.raw(statement, [...(values ?? [])]));
+  };
+  return { query } as unknown as pg.ClientBase;
 }

@@ -13,8 +13,8 @@ import { CHECKSUM_ALGORITHM, rowHash } from "./checksum.ts";
 import { classifyEntry, MANIFEST_FILE } from "./layout.ts";
 import { type Manifest, readManifest } from "./manifest.ts";
 import { fileSha256 } from "./part-writer.ts";
-import { parquetSchema } from "./schema-map.ts";
-import { beginSnapshot, readPartitionDigest } from "./source.ts";
+import { type ColdColumn, coldColumns, parquetSchema } from "./schema-map.ts";
+import { beginSnapshot, readPartitionColumns, readPartitionDigest } from "./source.ts";
 
 export type VerifyProblemCode =
   | "manifest_missing"
@@ -49,10 +49,22 @@ export type VerifyVerdict =
   | { ok: true; manifest: Manifest; readBack: ReadBack }
   | { ok: false; manifest: Manifest | undefined; readBack: ReadBack | undefined; problems: VerifyProblem[] };
 
-const READ_OPTIONS = {
+/** hyparquet's read options for exact values; restore-read.ts reads the files the same way. */
+export const READ_OPTIONS = {
   compressors: { ZSTD: (input: Uint8Array) => new Uint8Array(zstdDecompressSync(input)) },
   // Exact values: bigint microseconds instead of Dates (which hold milliseconds).
   parsers: { timestampFromMicroseconds: (micros: bigint) => micros },
+};
+
+/**
+ * Verification's read options: READ_OPTIONS, with text left as the UTF-8 bytes the file holds.
+ * The checksum is over those bytes (checksum.ts), so decoding them into strings only to encode
+ * them again would be wasted work, and a byte sequence that is not valid UTF-8 cannot be
+ * replaced by U+FFFD on the way and hash like the text it stands for.
+ */
+const VERIFY_READ_OPTIONS = {
+  ...READ_OPTIONS,
+  parsers: { ...READ_OPTIONS.parsers, stringFromBytes: (bytes: Uint8Array) => bytes },
 };
 
 /** Checks the directory of one exported partition; `database` adds the comparison with the table. */
@@ -125,7 +137,7 @@ async function readBackFiles(dir: string, manifest: Manifest, problems: VerifyPr
  * DECIMAL columns read as their raw two's-complement bytes: the reader's own conversion goes
  * through a double and would lose digits beyond 15-17.
  */
-function rawDecimals(metadata: FileMetaData): FileMetaData {
+export function rawDecimals(metadata: FileMetaData): FileMetaData {
   const schema = metadata.schema.map((e) =>
     e.converted_type === "DECIMAL" ? { ...e, converted_type: undefined, logical_type: undefined } : e,
   );
@@ -157,7 +169,7 @@ async function readOneFile(
       metadata: readable,
       rowStart: start,
       rowEnd: end,
-      ...READ_OPTIONS,
+      ...VERIFY_READ_OPTIONS,
       onComplete: (rows: unknown[][]) => {
         for (const row of rows) {
           total.rows++;
@@ -205,15 +217,28 @@ function compareWithManifest(manifest: Manifest, readBack: ReadBack, problems: V
   }
 }
 
+/**
+ * The partition now, in one snapshot: its columns (names and types) and its digest over them must
+ * be the manifest's. Columns added since the export would be lost with the partition, so a
+ * difference there is a `database` problem too: a stale export never verifies.
+ */
 async function compareWithDatabase(
   pool: pg.Pool,
   manifest: Manifest,
   problems: VerifyProblem[],
 ): Promise<void> {
-  const columns = manifest.columns;
   const client = await pool.connect();
   try {
     await beginSnapshot(client);
+    const columns = coldColumns(await readPartitionColumns(client, manifest.partition.relation));
+    if (!sameColumns(columns, manifest.columns)) {
+      await client.query("COMMIT");
+      problems.push({
+        code: "database",
+        detail: `partition columns (${columnList(columns)}) differ from the manifest's (${columnList(manifest.columns)})`,
+      });
+      return;
+    }
     const digest = await readPartitionDigest(
       client,
       manifest.partition.relation,
@@ -233,4 +258,23 @@ async function compareWithDatabase(
   } finally {
     client.release();
   }
+}
+
+function columnList(columns: readonly ColdColumn[]): string {
+  return columns.map((c) => `${c.name} ${c.pgType}`).join(", ");
+}
+
+/** Same names, types and numeric precision and scale, in the same order. */
+export function sameColumns(a: readonly ColdColumn[], b: readonly ColdColumn[]): boolean {
+  return (
+    a.length === b.length &&
+    a.every(
+      (c, i) =>
+        c.name === b[i]!.name &&
+        c.pgType === b[i]!.pgType &&
+        c.kind === b[i]!.kind &&
+        c.precision === b[i]!.precision &&
+        c.scale === b[i]!.scale,
+    )
+  );
 }

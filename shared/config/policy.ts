@@ -4,6 +4,7 @@ import { z } from "zod";
 import { defaultNamingTemplate, partitionName, requiredPlaceholders } from "../partitions/naming.ts";
 import { INTERVALS } from "../partitions/time.ts";
 import { type Duration, parseDuration } from "./duration.ts";
+import { checkExportRetention, ExportPolicySchema } from "./export-policy.ts";
 import { IDENTIFIER_PATTERN, isIdentifier, parseQualifiedName, type QualifiedName } from "./identifiers.ts";
 import { checkRollupTargets } from "./rollup-targets.ts";
 
@@ -22,8 +23,7 @@ const qualifiedTable = z
     return `${q.schema}.${q.name}`;
   });
 
-export const RETENTION_MODES = ["drop", "detach", "archive"] as const;
-
+export const RETENTION_MODES = ["drop", "detach", "archive", "export"] as const;
 const keepText = z
   .string()
   .refine((v) => parseDuration(v) !== undefined, {
@@ -47,7 +47,7 @@ export const RetentionPolicySchema = z
       .enum(RETENTION_MODES)
       .default("drop")
       .describe(
-        "Expired partitions: drop them, detach and keep them, or detach and move them to archiveSchema.",
+        'Expired partitions: drop them, detach and keep them, detach and move them to archiveSchema, or export them to Parquet under "export".to, verify the files, then drop them.',
       ),
     archiveSchema: identifier
       .default("telemetry_archive")
@@ -62,7 +62,9 @@ export const RetentionPolicySchema = z
     exactCutoff: z
       .boolean()
       .default(false)
-      .describe("Also delete the expired rows of the partition that straddles the cutoff (batched deletes)."),
+      .describe(
+        'Also delete the expired rows of the partition that straddles the cutoff (batched deletes). Not with mode "export".',
+      ),
     batchSize: z
       .number()
       .int()
@@ -82,8 +84,12 @@ export const RetentionPolicySchema = z
     timeBudgetMs: timeBudgetMs.describe(
       "Row deletes of one run (all of them together) stop after this long; the next run resumes.",
     ),
+    export: ExportPolicySchema.optional().describe(
+      'Mode "export" only: where and how expired partitions are written before they are dropped.',
+    ),
   })
   .strict()
+  .superRefine(checkExportRetention)
   // `keep` is parsed here, once: everything that needs the window reads keepDuration.
   .transform((retention) => ({ ...retention, keepDuration: checkedDuration(retention.keep) }));
 
@@ -191,7 +197,7 @@ export const TablePolicySchema = z
       .boolean()
       .default(true)
       .describe(
-        "false for a plain table: partition-manager leaves it alone, retention deletes expired rows in batches.",
+        'false for a plain table: partition-manager leaves it alone, retention deletes expired rows in batches (not in mode "export").',
       ),
     retention: RetentionPolicySchema.optional().describe("Expire old data (the retention job)."),
     rollup: RollupPolicySchema.optional().describe(
@@ -200,6 +206,14 @@ export const TablePolicySchema = z
   })
   .strict()
   .superRefine((policy, ctx) => {
+    // A plain table's expired rows are deleted one by one, which mode "export" never does.
+    if (!policy.partitioned && policy.retention?.mode === "export")
+      ctx.addIssue({
+        code: "custom",
+        path: ["partitioned"],
+        message:
+          'mode "export" needs a partitioned table (it exports and removes whole partitions; a plain table\'s rows would be deleted without an export): partition the table, or use another retention mode',
+      });
     // Runs even when `table` failed its own check (reported there): nothing to render then.
     if (typeof policy.table !== "string" || parseQualifiedName(policy.table) === undefined) return;
     const template = policy.naming ?? defaultNamingTemplate(policy.interval);

@@ -26,7 +26,15 @@ export interface RetentionOutcome {
   nextBlock?: number;
   /** Row deletes: how many batches (transactions) they took. */
   batches?: number;
+  /** Its audit rows were written in the transaction that did it (see AuditOutcomes). */
+  audited?: boolean;
 }
+
+/**
+ * Writes the audit rows of what a transaction did, given its outcomes, inside that transaction
+ * (`trx`), so that a kill or a failure leaves either both or neither.
+ */
+export type AuditOutcomes = (trx: Kysely<DB>, outcomes: readonly RetentionOutcome[]) => Promise<void>;
 
 export function retryOptions(ctx: RetentionContext, what: string) {
   return {

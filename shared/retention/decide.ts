@@ -3,11 +3,13 @@
 // an archive name; which straddling children and which DEFAULT rows lose their expired rows; and
 // the guard rails that refuse a run that would remove too much. Also the unfinished removals a
 // killed run left, and a plain table's row deletes. Pure; planRetention (plan.ts) puts it together.
-import type { RetentionPolicy } from "../config/policy.ts";
+import type { RetentionPolicy, TablePolicy } from "../config/policy.ts";
 import { displayRelation, type Relation } from "../db/relation.ts";
 import { boundRange } from "../partitions/bounds.ts";
 import type { ChildPartition, TableCatalog } from "../partitions/catalog.ts";
 import { isExpired, straddlesCutoff } from "./expiry.ts";
+import { keepUnexportedRows, planExport } from "./export-plan.ts";
+import { exportOf, removalMode } from "./export-target.ts";
 import type { RetentionHold } from "./holds.ts";
 import type { RetentionAction, RetentionFacts, RetentionFinding } from "./plan.ts";
 import { archiveClash, partitionNotFinal, rowsNotFinal } from "./plan-findings.ts";
@@ -16,6 +18,7 @@ type RemovePartition = Extract<RetentionAction, { kind: "remove_partition" }>;
 
 /** One planning run: its inputs, and the plan as it is being built. */
 export interface Decision {
+  readonly policy: TablePolicy;
   readonly retention: RetentionPolicy;
   readonly facts: RetentionFacts;
   readonly now: Date;
@@ -53,13 +56,20 @@ export function finishUnfinished(d: Decision): void {
   }
 }
 
-/** Row deletes in one leaf (a plain table, or the DEFAULT partition), less the rows not final yet. */
+/**
+ * Row deletes in one leaf (a plain table, or the DEFAULT partition), less the rows not final yet.
+ * None in mode "export", which removes only rows it has exported (whole partitions).
+ */
 export function deleteExpiredRows(
   d: Decision,
   relation: Relation,
   reason: "plain_table" | "default_partition",
 ): void {
   const shown = displayRelation(relation);
+  if (exportOf(d.policy)) {
+    keepUnexportedRows(d, relation, d.facts.expiredRows.get(shown) ?? 0);
+    return;
+  }
   const notFinal = rowsNotFinal(d.facts.rollup, shown, d.cutoff, d.limit);
   if (notFinal.finding) d.findings.push(notFinal.finding);
   const rows = (d.facts.expiredRows.get(shown) ?? 0) - notFinal.kept;
@@ -126,11 +136,14 @@ function decideExpired(
       message: `the hold on ${qualified} expired at ${hold.until.toISOString()} (${hold.reason}); it is removed now`,
     });
   }
-  const clash = archiveClash(d.retention, d.retention.mode, relation, d.facts);
+  const mode = removalMode(d.retention.mode);
+  const clash = archiveClash(d.retention, mode, relation, d.facts);
   if (clash) {
     d.findings.push(clash);
     return undefined;
   }
+  const exported = planExport(d, relation, { from, to }, child.partitioned === true);
+  if (exported === "refused") return undefined;
   return {
     kind: "remove_partition",
     partition: relation,
@@ -138,9 +151,12 @@ function decideExpired(
     to,
     rowsEstimate: child.rowEstimate,
     bytes: child.bytes,
-    mode: d.retention.mode,
+    mode,
     concurrently: catalog.defaultPartition === undefined,
     ...(hold ? { expiredHold: hold.reason } : {}),
+    ...(exported ? { exportTo: exported } : {}),
+    ...(d.facts.exportMarked?.has(displayRelation(relation)) ? { exportMarked: true } : {}),
+    ...(child.foreignKeys ? { foreignKeys: true } : {}),
   };
 }
 

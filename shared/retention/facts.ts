@@ -1,24 +1,54 @@
 // Reads what the retention planner needs: the partition catalog (real bounds), which children hold
 // any row, how many rows older than the cutoff each row-delete target has (counted, not estimated:
-// the dry run promises counts), unfinished removals from a killed run, the holds, and for a table
-// with a rollup block, the rollup frontier and how many of those expired rows are not final yet.
+// the dry run promises counts), unfinished removals from a killed run, the holds, for a table with
+// a rollup block, the rollup frontier and how many of those expired rows are not final yet, and in
+// mode export, the manifests already in the expired partitions' export directories.
 import { type Kysely, sql } from "kysely";
 import { policyTable, type TablePolicy } from "../config/policy.ts";
 import { withLockRetry } from "../db/lock-retry.ts";
 import { columnSql, displayRelation, type Relation, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { boundRange } from "../partitions/bounds.ts";
-import { readCatalog, type TableProblem } from "../partitions/catalog.ts";
+import { type InspectedTable, readCatalogIn, type TableProblem } from "../partitions/catalog.ts";
 import { readRollupFrontier } from "../rollups/frontier.ts";
+import { findArchiveClashes } from "./archive-clashes.ts";
 import { straddlesCutoff } from "./expiry.ts";
+import { readExistingExports } from "./export-facts.ts";
 import { listHolds } from "./holds.ts";
 import { type RetentionFacts, type RetentionMode, rowDeleteLimit } from "./plan.ts";
 
-/** Comment put on a partition before it is detached, so that a killed run's leftover is finished. */
-export function removalMarker(parent: string, mode: RetentionMode): string {
-  return `telemetry-jobs retention: removing from ${parent}, mode ${mode}`;
+/** What a removal mark can say of the partition besides its parent and mode. */
+export interface RemovedRange {
+  /** The range it held (from null: MINVALUE), which a detached table's catalog no longer shows. */
+  readonly from: Date | null;
+  readonly to: Date;
+  /** The planner's estimate of its rows. */
+  readonly rowsEstimate?: number;
 }
-const MARKER_PATTERN = /^telemetry-jobs retention: removing from (\S+), mode (drop|detach|archive)$/;
+
+/**
+ * Comment put on a partition before it is detached, so that a killed run's leftover is finished;
+ * with the partition's range (and rows), so that what finishes it can audit and label them.
+ */
+export function removalMarker(parent: string, mode: RetentionMode, removed?: RemovedRange): string {
+  const range = removed
+    ? `, range [${removed.from?.toISOString() ?? "MINVALUE"}, ${removed.to.toISOString()})${removed.rowsEstimate === undefined ? "" : `, ~${removed.rowsEstimate} rows`}`
+    : "";
+  return `telemetry-jobs retention: removing from ${parent}, mode ${mode}${range}`;
+}
+// Marks written before the range was added to them have none: their range stays unknown.
+const MARKER_PATTERN =
+  /^telemetry-jobs retention: removing from (\S+), mode (drop|detach|archive)(?:, range \[(\S+), (\S+)\)(?:, ~(\d+) rows)?)?$/;
+
+/** A table a killed run detached but did not finish, with what its mark (or catalog) says of it. */
+export interface UnfinishedRemoval {
+  readonly partition: Relation;
+  readonly mode: RetentionMode;
+  /** From the mark; undefined: a mark without one. */
+  readonly range?: { readonly from: Date | null; readonly to: Date };
+  /** The mark's estimate, else the table's own (pg_class.reltuples); undefined: never counted. */
+  readonly rowsEstimate?: number;
+}
 
 /** For `partitioned: false` policies: a plain table with a timestamp column. */
 export async function inspectPlainTable(
@@ -86,7 +116,8 @@ export async function readRetentionFacts(
   policy: TablePolicy,
   cutoff: Date,
   lock: { lockTimeoutMs: number; budgetMs: number },
-): Promise<RetentionFacts> {
+  inspected?: InspectedTable,
+): Promise<RetentionFacts & { unfinishedRemovals: readonly UnfinishedRemoval[] }> {
   const table = policyTable(policy);
   const holds = await listHolds(db);
   const frontier = policy.rollup ? await readRollupFrontier(db, policy.rollup.target) : undefined;
@@ -94,7 +125,7 @@ export async function readRetentionFacts(
   const limit = frontier ? rowDeleteLimit(cutoff, frontier) : undefined;
   const notFinalRows = new Map<string, number>();
   const rollup = frontier ? { frontier, notFinalRows } : undefined;
-  const unfinishedRemovals = await readUnfinishedRemovals(db, policy.table);
+  const { unfinished: unfinishedRemovals, exportMarked } = await readRemovalMarks(db, policy.table);
 
   if (!policy.partitioned) {
     const expired = await withLockRetry(
@@ -115,39 +146,14 @@ export async function readRetentionFacts(
     };
   }
 
-  const catalog = await readCatalog(db, table, policy.timeColumn, policy.interval, lock);
+  // One transaction under lock_timeout for the catalog and the rows: sizes and rows take ACCESS
+  // SHARE on the children (see readCatalog).
   const { result } = await withLockRetry(
     db,
     { ...lock, what: `inspect the partitions of ${policy.table}`, contended: table },
-    async (trx) => {
-      const expiredRows = new Map<string, number>();
-      const children = catalog.children.filter((c) => !c.detachPending);
-      const childHasRows = await whichHaveRows(
-        trx,
-        children.map((c) => ({ schema: c.schema, name: c.name })),
-      );
-      for (const child of children) {
-        const relation: Relation = { schema: child.schema, name: child.name };
-        const name = displayRelation(relation);
-        const range = boundRange(child.bound);
-        if (policy.retention?.exactCutoff && range && straddlesCutoff(range, cutoff)) {
-          const n = await countExpired(trx, relation, policy.timeColumn, cutoff, limit);
-          expiredRows.set(name, n.expired);
-          notFinalRows.set(name, n.notFinal);
-        }
-      }
-      if (catalog.defaultPartition) {
-        const def: Relation = {
-          schema: catalog.defaultPartition.schema,
-          name: catalog.defaultPartition.name,
-        };
-        const n = await countExpired(trx, def, policy.timeColumn, cutoff, limit);
-        expiredRows.set(displayRelation(def), n.expired);
-        notFinalRows.set(displayRelation(def), n.notFinal);
-      }
-      return { childHasRows, expiredRows };
-    },
+    (trx) => readPartitionedRows(trx, policy, { cutoff, limit, notFinalRows, inspected }),
   );
+  const { catalog, childHasRows, expiredRows } = result;
   const candidates = [
     ...catalog.children.map((c) => ({ schema: c.schema, name: c.name })),
     ...unfinishedRemovals.map((u) => u.partition),
@@ -156,81 +162,124 @@ export async function readRetentionFacts(
     policy.retention?.mode === "archive"
       ? await findArchiveClashes(db, candidates, policy.retention.archiveSchema)
       : new Map<string, string[]>();
-  return { table: policy.table, catalog, ...result, unfinishedRemovals, holds, archiveClashes, rollup };
+  const existingExports = await readExistingExports(db, policy, catalog, cutoff, lock);
+  return {
+    table: policy.table,
+    catalog,
+    childHasRows,
+    expiredRows,
+    unfinishedRemovals,
+    holds,
+    archiveClashes,
+    rollup,
+    existingExports,
+    exportMarked,
+  };
 }
 
-/** displayRelation(relation) -> whether it has a row, for every relation at once (one round trip). */
+/**
+ * The catalog, which children have rows, and the expired rows of DEFAULT and (exactCutoff) of the
+ * child straddling the cutoff, their rows not final yet into `notFinalRows`; in the caller's transaction.
+ */
+async function readPartitionedRows(
+  trx: Kysely<DB>,
+  policy: TablePolicy,
+  at: {
+    cutoff: Date;
+    limit: Date | null | undefined;
+    notFinalRows: Map<string, number>;
+    inspected: InspectedTable | undefined;
+  },
+) {
+  const table = policyTable(policy);
+  const catalog = await readCatalogIn<DB>(trx, table, policy.timeColumn, policy.interval, {
+    ...(at.inspected ? { inspected: at.inspected } : {}),
+    partitionsOnly: true,
+  });
+  const children = catalog.children.filter((c) => !c.detachPending);
+  const childHasRows = await whichHaveRows(
+    trx,
+    children.map((c) => ({ schema: c.schema, name: c.name })),
+  );
+  const counted: Relation[] = [];
+  for (const child of children) {
+    const range = boundRange(child.bound);
+    if (policy.retention?.exactCutoff && range && straddlesCutoff(range, at.cutoff))
+      counted.push({ schema: child.schema, name: child.name });
+  }
+  const def = catalog.defaultPartition;
+  if (def) counted.push({ schema: def.schema, name: def.name });
+  const expiredRows = new Map<string, number>();
+  for (const relation of counted) {
+    const n = await countExpired(trx, relation, policy.timeColumn, at.cutoff, at.limit);
+    expiredRows.set(displayRelation(relation), n.expired);
+    at.notFinalRows.set(displayRelation(relation), n.notFinal);
+  }
+  return { catalog, childHasRows, expiredRows };
+}
+
+/**
+ * displayRelation(relation) -> whether it has a row, for every relation at once (one round trip).
+ * Not FROM ONLY: a child that is itself partitioned holds its rows in its own partitions.
+ */
 async function whichHaveRows(db: Kysely<DB>, relations: readonly Relation[]): Promise<Map<string, boolean>> {
   if (relations.length === 0) return new Map();
   const r = await sql<{ has: boolean[] }>`
-    SELECT ARRAY[${sql.join(relations.map((x) => sql`EXISTS (SELECT 1 FROM ONLY ${relationSql(x)})`))}] AS has`.execute(
+    SELECT ARRAY[${sql.join(relations.map((x) => sql`EXISTS (SELECT 1 FROM ${relationSql(x)})`))}] AS has`.execute(
     db,
   );
   const has = r.rows[0]?.has ?? [];
   return new Map(relations.map((x, i) => [displayRelation(x), has[i] === true]));
 }
 
-/** Tables a killed run detached from `table` but did not yet drop or archive (marked by comment). */
-async function readUnfinishedRemovals(
+/**
+ * Tables a killed run detached from `table` but did not yet drop or archive (marked by comment);
+ * and partitions still attached that carry a killed export run's mark on a column (killed between
+ * marking and detaching), by displayRelation, of any table: only this table's are ever looked up.
+ */
+async function readRemovalMarks(
   db: Kysely<DB>,
   table: string,
-): Promise<RetentionFacts["unfinishedRemovals"]> {
+): Promise<{ unfinished: UnfinishedRemoval[]; exportMarked: ReadonlySet<string> }> {
   // From the comments (few) to their tables, not a comment lookup for every table of the database.
-  const unfinished = await sql<{ schema: string; name: string; comment: string }>`
-    SELECT n.nspname::text AS schema, c.relname::text AS name, d.description AS comment
+  const marks = await sql<{
+    schema: string;
+    name: string;
+    comment: string;
+    reltuples: number;
+    on_column: boolean;
+  }>`
+    SELECT n.nspname::text AS schema, c.relname::text AS name, d.description AS comment,
+           c.reltuples::float8 AS reltuples, d.objsubid <> 0 AS on_column
       FROM pg_catalog.pg_description d
       JOIN pg_catalog.pg_class c ON c.oid = d.objoid
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-     WHERE d.classoid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0
-       AND c.relkind = 'r' AND NOT c.relispartition
-       AND d.description LIKE 'telemetry-jobs retention: removing from %'`.execute(db);
-  return unfinished.rows.flatMap((row) => {
+     WHERE d.classoid = 'pg_catalog.pg_class'::regclass
+       AND ((d.objsubid = 0 AND c.relkind = 'r' AND NOT c.relispartition
+             AND d.description LIKE 'telemetry-jobs retention: removing from %')
+         OR (d.objsubid <> 0 AND c.relispartition
+             AND d.description LIKE 'telemetry-jobs retention: exporting [%'))`.execute(db);
+  const exportMarked = new Set(
+    marks.rows.filter((r) => r.on_column).map((r) => displayRelation({ schema: r.schema, name: r.name })),
+  );
+  const unfinished = marks.rows.flatMap((row): UnfinishedRemoval[] => {
+    if (row.on_column) return [];
     const m = MARKER_PATTERN.exec(row.comment);
-    return m && m[1] === table
-      ? [{ partition: { schema: row.schema, name: row.name }, mode: m[2] as RetentionMode }]
-      : [];
+    if (!m || m[1] !== table) return [];
+    const [from, to, rows] = [m[3], m[4], m[5]];
+    const range =
+      from && to ? { from: from === "MINVALUE" ? null : new Date(from), to: new Date(to) } : undefined;
+    // reltuples is -1 for a table never vacuumed or analyzed: no estimate.
+    const rowsEstimate =
+      rows !== undefined ? Number(rows) : row.reltuples >= 0 ? Math.round(row.reltuples) : undefined;
+    return [
+      {
+        partition: { schema: row.schema, name: row.name },
+        mode: m[2] as RetentionMode,
+        ...(range ? { range } : {}),
+        ...(rowsEstimate !== undefined ? { rowsEstimate } : {}),
+      },
+    ];
   });
-}
-
-/**
- * For each relation, the names that moving it into `archiveSchema` would need and that the schema
- * already holds. ALTER TABLE ... SET SCHEMA moves, under their own names, the table, its indexes,
- * the sequences it owns, and its row type and array type; any one of them taken there makes the move
- * fail (relations and types share the name check, so each name is looked up among both).
- */
-async function findArchiveClashes(
-  db: Kysely<DB>,
-  relations: readonly Relation[],
-  archiveSchema: string,
-): Promise<Map<string, string[]>> {
-  const clashes = new Map<string, string[]>();
-  if (relations.length === 0) return clashes;
-  const r = await sql<{ schema: string; name: string; taken: string[] }>`
-    SELECT n.nspname::text AS schema, c.relname::text AS name,
-           array_agg(DISTINCT moved.name::text ORDER BY moved.name::text) AS taken
-      FROM unnest(${relations.map((x) => x.schema)}::text[], ${relations.map((x) => x.name)}::text[]) AS want(schema, name)
-      JOIN pg_catalog.pg_namespace n ON n.nspname = want.schema
-      JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = want.name
-      JOIN LATERAL (
-             SELECT c.relname
-             UNION ALL
-             SELECT ic.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
-              WHERE i.indrelid = c.oid
-             UNION ALL
-             SELECT s.relname FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid
-              WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
-                AND d.refobjid = c.oid AND d.deptype IN ('a', 'i') AND s.relkind = 'S'
-             UNION ALL
-             SELECT t.typname FROM pg_catalog.pg_type t WHERE t.oid = c.reltype
-             UNION ALL
-             SELECT a.typname FROM pg_catalog.pg_type t JOIN pg_catalog.pg_type a ON a.oid = t.typarray
-              WHERE t.oid = c.reltype
-           ) AS moved(name) ON true
-     WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class x JOIN pg_catalog.pg_namespace xn ON xn.oid = x.relnamespace
-                    WHERE xn.nspname = ${archiveSchema} AND x.relname = moved.name)
-        OR EXISTS (SELECT 1 FROM pg_catalog.pg_type y JOIN pg_catalog.pg_namespace yn ON yn.oid = y.typnamespace
-                    WHERE yn.nspname = ${archiveSchema} AND y.typname = moved.name)
-     GROUP BY 1, 2`.execute(db);
-  for (const row of r.rows) clashes.set(displayRelation({ schema: row.schema, name: row.name }), row.taken);
-  return clashes;
+  return { unfinished, exportMarked };
 }

@@ -4,6 +4,7 @@
 // and whether the run must be refused. Raw rows of hours the rollup has not made final are never
 // removed: such partitions and rows are kept, with a warning, and the rest of the plan goes ahead.
 // This file holds the plan's types and puts it together; the decisions are in decide.ts.
+import type { Manifest } from "../cold/manifest.ts";
 import { approximateMs, formatDuration } from "../config/duration.ts";
 import { policyTable, type TablePolicy } from "../config/policy.ts";
 import type { Relation } from "../db/relation.ts";
@@ -18,6 +19,7 @@ export { keepOf, retentionCutoff } from "./expiry.ts";
 
 export const KEEP_FLOOR_MS = 86_400_000; // 1 day: a shorter keep is almost certainly a typo
 
+/** What becomes of a detached partition (mode "export" is an export, then "drop"). */
 export type RetentionMode = "drop" | "detach" | "archive";
 
 export type RetentionAction =
@@ -35,6 +37,18 @@ export type RetentionAction =
       readonly concurrently: boolean;
       /** A hold that existed but has expired. */
       readonly expiredHold?: string;
+      /** Mode "export": the directory its files go to; exported and verified before the detach. */
+      readonly exportTo?: string;
+      /**
+       * It carries a killed export run's mark: whatever the mode is now, it is not dropped before
+       * that export is read back and confirmed (so never in the one transaction of mode drop).
+       */
+      readonly exportMarked?: true;
+      /**
+       * A foreign key refers from or to it: its DETACH and DROP lock another table, which mode
+       * drop's one transaction must not wait for while it holds the parent.
+       */
+      readonly foreignKeys?: true;
     }
   | {
       readonly kind: "delete_rows";
@@ -50,7 +64,15 @@ export type RetentionFindingCode =
   | "hold_expired"
   | "nothing_expired"
   | "archive_name_taken"
-  | "rollup_not_final";
+  | "rollup_not_final"
+  | "export_planned"
+  | "export_unbounded"
+  | "export_subpartitioned"
+  | "export_default_rows"
+  | "export_exists"
+  | "export_reused"
+  | "export_replaced"
+  | "export_unreadable";
 
 /** A retention finding: the one Finding shape, with retention's codes. */
 export type RetentionFinding = Finding<RetentionFindingCode>;
@@ -89,7 +111,34 @@ export interface RetentionFacts {
    * delete limit (rowDeleteLimit) and so must stay. Undefined for tables without a rollup block.
    */
   readonly rollup: RetentionRollupFacts | undefined;
+  /**
+   * Mode "export": displayRelation(partition) -> what its export directory already holds, for the
+   * expired partitions whose directory has a manifest (or one that cannot be read). Undefined when
+   * the policy does not export.
+   */
+  readonly existingExports?: ReadonlyMap<string, ExistingExport> | undefined;
+  /**
+   * Partitions (displayRelation) still attached that carry a killed export run's mark: each is
+   * dropped only once that export is confirmed. Undefined: none known.
+   */
+  readonly exportMarked?: ReadonlySet<string> | undefined;
 }
+
+/**
+ * A manifest already in a partition's export directory, as export-facts.ts read it: a valid one,
+ * a torn or hand-edited one ("invalid"), or one a file system error kept from being read
+ * ("unreadable": ENOTDIR, EACCES...).
+ */
+export type ExistingExport =
+  | {
+      readonly dir: string;
+      readonly state: "ok";
+      readonly manifest: Manifest;
+      /** The partition's rows, counted when the manifest was read. */
+      readonly rowsNow: number;
+    }
+  | { readonly dir: string; readonly state: "invalid"; readonly reason: string }
+  | { readonly dir: string; readonly state: "unreadable"; readonly reason: string };
 
 export interface RetentionRollupFacts {
   readonly frontier: RollupFrontier;
@@ -120,6 +169,7 @@ export function planRetention(
     throw new Error(`${policy.table} has a rollup block, but the retention facts lack its rollup frontier`);
   const rollup = facts.rollup;
   const d: Decision = {
+    policy,
     retention,
     facts,
     now,

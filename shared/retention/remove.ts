@@ -1,144 +1,66 @@
-// Removing whole partitions: detach, then drop, keep, or move to the archive schema.
+// Removing whole partitions child by child, and finishing detached tables.
 //
-// Together (the usual path): one transaction marks and detaches every expired child with a plain
-// DETACH (ACCESS EXCLUSIVE on the parent: catalog work only, held for milliseconds, and no
-// query on the parent can be running meanwhile), a second one finishes them all. The mark (a
-// comment) commits with the detach, so a run killed between the two leaves marked tables that the
-// next run finishes. Writers queue behind the ACCESS EXCLUSIVE request while it waits, so that wait
-// is bounded: by lock_timeout with retries when the table has a DEFAULT partition (PostgreSQL
-// refuses DETACH CONCURRENTLY then), and otherwise by one short attempt (PLAIN_DETACH_WAIT_MS).
-// It is the only wait: the children and the DEFAULT partition are then locked without waiting, and
-// one that is in use fails the attempt as a busy parent does.
-// A parent that is busy for longer (a long query, or a transaction that has read it) is left to
-// child by child: mark, DETACH ... CONCURRENTLY (SHARE UPDATE EXCLUSIVE, which writers and readers
-// never wait for; two transactions and a wait for older snapshots), then finish.
+// Child by child (removeOne): when the run's removals cannot be done together (remove-together.ts:
+// the parent is busy, or the partitions are exported), each is exported and verified (mode
+// "export"), marked, detached (DETACH ... CONCURRENTLY where the table allows it: SHARE UPDATE
+// EXCLUSIVE, which writers and readers never wait for; two transactions and a wait for older
+// snapshots), then finished. Finishing (finishTogether) drops, labels or archives detached tables:
+// a run's own, and those a killed run left detached and marked.
 import { type Kysely, sql } from "kysely";
 import { policyTable } from "../config/policy.ts";
 import { withLockRetry, withLockRetryOnConnection } from "../db/lock-retry.ts";
-import { displayRelation, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
+import { displayRelation, type Relation, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
-import { isRetryableLockError, SQLSTATE, sqlState } from "../db/sqlstate.ts";
+import { SQLSTATE, sqlState } from "../db/sqlstate.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
-import { type RetentionContext, type RetentionOutcome, retryOptions } from "./context.ts";
+import { type AuditOutcomes, type RetentionContext, type RetentionOutcome, retryOptions } from "./context.ts";
 import { retentionOf } from "./expiry.ts";
+import { type Confirmed, confirmBeforeDrop, confirmUnderLock, exportRangeMark } from "./export-finish.ts";
+import { exportBeforeDetach, type VerifiedExport } from "./export-step.ts";
+import { exportOf } from "./export-target.ts";
 import { removalMarker } from "./facts.ts";
 import type { RetentionAction, RetentionMode } from "./plan.ts";
 
 export type RemovePartition = Extract<RetentionAction, { kind: "remove_partition" }>;
 
 /**
- * How long the plain detach may wait for the parent when DETACH CONCURRENTLY is possible instead:
- * inserts queue behind the request for at most this long (a policy field would let a table choose;
- * a constant until one is needed). In-flight inserts end well within it; a longer holder means a
- * query or an open transaction, and then the concurrent path costs writers nothing.
+ * Child by child: export and verify (mode "export"), mark, detach (CONCURRENTLY when the action
+ * allows it), finish.
  */
-export const PLAIN_DETACH_WAIT_MS = 100;
-
-/**
- * Removes `actions` (expired children of one table, one mode) together: one outcome per action, in
- * order; or "busy" when the parent could not be had within PLAIN_DETACH_WAIT_MS, or one of the
- * children (or the DEFAULT partition) was in use once it was (nothing changed: remove them one by
- * one with removeOne).
- */
-export async function removeTogether(
+export async function removeOne(
   ctx: RetentionContext,
-  actions: readonly RemovePartition[],
-): Promise<RetentionOutcome[] | "busy"> {
-  const first = actions[0];
-  if (!first) return [];
-  const detachAll = (trx: Kysely<DB>) => markAndDetach(ctx, trx, actions);
-  let why: string;
-  if (first.concurrently) {
-    const wait = Math.min(PLAIN_DETACH_WAIT_MS, ctx.policy.lockTimeoutMs);
-    try {
-      await ctx.db.transaction().execute(async (trx) => {
-        await sql`SELECT set_config('lock_timeout', ${`${wait}ms`}, true)`.execute(trx);
-        await detachAll(trx);
-      });
-    } catch (error) {
-      if (!isRetryableLockError(error)) throw error;
-      ctx.log.info("the parent or a partition is busy: detaching each one CONCURRENTLY instead", {
-        waitedMs: wait,
-      });
-      return "busy";
-    }
-    why = `free within ${wait} ms, else CONCURRENTLY`;
-  } else {
-    await withLockRetry(ctx.db, retryOptions(ctx, `detach ${actions.length} partitions`), detachAll);
-    why = "the table has a DEFAULT partition";
-  }
-  // Between the two transactions: the children are detached and marked, none is finished yet.
-  await pauseAtFaultPoint("retention-after-detach", ctx.log);
-  const finished = await finishTogether(
-    ctx,
-    actions.map((a) => ({ relation: a.partition, to: a.to })),
-    first.mode,
-  );
-  const detached = `detach (ACCESS EXCLUSIVE on the parent, under lock_timeout: ${why}; ${actions.length} in one transaction)`;
-  return actions.map((a, i) => ({
-    rows: a.rowsEstimate,
-    bytes: a.bytes,
-    path: `${detached}, ${finished[i]}`,
-  }));
-}
-
-async function markAndDetach(
-  ctx: RetentionContext,
-  trx: Kysely<DB>,
-  actions: readonly RemovePartition[],
-): Promise<void> {
-  const table = policyTable(ctx.policy);
-  const parent = relationSql(table);
-  // The parent first, waiting at most lock_timeout: the order every query on the table takes its
-  // locks in (parent, then partitions). It is the only wait, and nothing else is held meanwhile, so
-  // this transaction can close no deadlock cycle. ONLY: without it LOCK TABLE would take every
-  // partition too, each waited for in turn. Once the parent is held, writers of the table queue
-  // behind it, so nothing more may be waited for: every DETACH also needs its child and the DEFAULT
-  // partition, and waiting for each of those in turn (a reader of an old child, say) would hold the
-  // writers for one lock_timeout per table. They are taken at once or not at all (NOWAIT: 55P03, the
-  // same failure as a timed-out wait).
-  await sql`LOCK TABLE ONLY ${parent} IN ACCESS EXCLUSIVE MODE`.execute(trx);
-  const others = [...actions.map((a) => a.partition), ...(await defaultPartitionOf(trx, table))];
-  // Sent as one multi-statement query (identifiers and literals inlined, no parameters): after the
-  // lock and the catalog read, one round trip while the parent is locked, however many children.
-  const statements = [
-    sql`LOCK TABLE ${sql.join(others.map(relationSql))} IN ACCESS EXCLUSIVE MODE NOWAIT`,
-    ...actions.flatMap((a) => {
-      const child = relationSql(a.partition);
-      return [
-        sql`ALTER TABLE ${parent} DETACH PARTITION ${child}`,
-        sql`COMMENT ON TABLE ${child} IS ${sql.lit(removalMarker(ctx.policy.table, a.mode))}`,
-      ];
-    }),
-  ];
-  await sql`${sql.join(statements, sql`; `)}`.execute(trx);
-}
-
-/** The table's DEFAULT partition (none or one); read with the parent locked, so it cannot change. */
-async function defaultPartitionOf(trx: Kysely<DB>, table: Relation): Promise<Relation[]> {
-  const r = await sql<Relation>`
-    SELECT n.nspname AS schema, c.relname AS name
-      FROM pg_catalog.pg_partitioned_table p
-      JOIN pg_catalog.pg_class c ON c.oid = p.partdefid
-      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-     WHERE p.partrelid = ${relationOidSql(table)}`.execute(trx);
-  return r.rows;
-}
-
-/** Child by child: mark, detach (CONCURRENTLY when the action allows it), finish. */
-export async function removeOne(ctx: RetentionContext, action: RemovePartition): Promise<RetentionOutcome> {
-  await withLockRetry(ctx.db, retryOptions(ctx, `mark ${displayRelation(action.partition)}`), (trx) =>
-    sql`COMMENT ON TABLE ${relationSql(action.partition)} IS ${sql.lit(removalMarker(ctx.policy.table, action.mode))}`.execute(
+  action: RemovePartition,
+  audit?: AuditOutcomes,
+): Promise<RetentionOutcome> {
+  const exported = action.exportTo === undefined ? undefined : await exportBeforeDetach(ctx, action);
+  if (exported) await pauseAtFaultPoint("retention-export-before-detach", ctx.log);
+  const child = relationSql(action.partition);
+  await withLockRetry(ctx.db, retryOptions(ctx, `mark ${displayRelation(action.partition)}`), async (trx) => {
+    await sql`COMMENT ON TABLE ${child} IS ${sql.lit(removalMarker(ctx.policy.table, action.mode, action))}`.execute(
       trx,
-    ),
-  );
+    );
+    if (exported)
+      await exportRangeMark(
+        ctx.policy.timeColumn,
+        action.partition,
+        exported.target,
+        exportOf(ctx.policy)!.to,
+      ).execute(trx);
+  });
   const detachPath = await detach(ctx, action.partition, action.concurrently);
+  if (exported) await pauseAtFaultPoint("retention-export-after-detach", ctx.log);
+  const outcome = (finishPath: string | undefined): RetentionOutcome => ({
+    rows: action.rowsEstimate,
+    bytes: action.bytes,
+    path: `${detachPath}, ${finishPath}`,
+  });
   const [finishPath] = await finishTogether(
     ctx,
-    [{ relation: action.partition, to: action.to }],
+    [{ relation: action.partition, to: action.to, exported }],
     action.mode,
+    audit && ((trx, done) => audit(trx, [outcome(done[0])])),
   );
-  return { rows: action.rowsEstimate, bytes: action.bytes, path: `${detachPath}, ${finishPath}` };
+  return { ...outcome(finishPath), audited: audit !== undefined };
 }
 
 async function detach(ctx: RetentionContext, partition: Relation, concurrently: boolean): Promise<string> {
@@ -206,42 +128,60 @@ async function onOwnConnection(
 export interface Detached {
   readonly relation: Relation;
   readonly to?: Date | undefined;
+  /** This run's verified export of it (mode "export"); a killed run's leftover has none. */
+  readonly exported?: VerifiedExport | undefined;
 }
 
 /**
  * Drops, labels or archives detached tables, all in one transaction: each has its removal mark
  * until this commits, so a failure (a view on one of them) leaves every one to the next run.
- * Returns what was done to each, in order.
+ * Returns what was done to each, in order; `audit`, when given, writes the audit rows of that in
+ * the same transaction, so that no table is removed without them, whatever kills the run.
  */
 export async function finishTogether(
   ctx: RetentionContext,
   tables: readonly Detached[],
   mode: RetentionMode,
+  audit?: (trx: Kysely<DB>, done: readonly string[]) => Promise<void>,
 ): Promise<string[]> {
   const stamp = ctx.now.toISOString();
   const shown =
     tables.length === 1 ? displayRelation(tables[0]!.relation) : `${tables.length} detached tables`;
   switch (mode) {
-    case "drop":
+    case "drop": {
+      // No exported table (this run's, or a killed export's leftover, whatever the mode is now) is
+      // dropped unless its export is verified against it as it is now, and again under the drop's
+      // own lock (confirmUnderLock): rows written into it by name meanwhile are never dropped.
+      const confirmed: (Confirmed | undefined)[] = [];
+      for (const t of tables) confirmed.push(await confirmBeforeDrop(ctx, t.relation, t.exported));
+      const done = tables.map((_, i) => `${confirmed[i] ? `${confirmed[i].how}, ` : ""}drop`);
       await withLockRetry(ctx.db, retryOptions(ctx, `drop ${shown}`), async (trx) => {
+        for (const [i, c] of confirmed.entries())
+          if (c) await confirmUnderLock(ctx, trx, tables[i]!.relation, c.manifest);
         await sql`DROP TABLE ${sql.join(tables.map((t) => relationSql(t.relation)))}`.execute(trx);
+        await audit?.(trx, done);
         // Inside the finishing transaction: dropped, not committed (a kill rolls the drop back).
         await pauseAtFaultPoint("retention-in-finish", ctx.log, mode);
       });
-      return tables.map(() => "drop");
-    case "detach":
+      return done;
+    }
+    case "detach": {
+      const done = tables.map(() => "kept detached");
       await withLockRetry(ctx.db, retryOptions(ctx, `label ${shown}`), async (trx) => {
         for (const { relation, to } of tables)
           await sql`COMMENT ON TABLE ${relationSql(relation)} IS ${sql.lit(
             `telemetry-jobs retention: detached from ${ctx.policy.table} at ${stamp}${to ? ` (rows before ${to.toISOString()})` : ""}`,
           )}`.execute(trx);
+        await audit?.(trx, done);
         // Inside the finishing transaction: labelled, not committed (the marks are still theirs).
         await pauseAtFaultPoint("retention-in-finish", ctx.log, mode);
       });
-      return tables.map(() => "kept detached");
+      return done;
+    }
     case "archive": {
       const archive = retentionOf(ctx.policy).archiveSchema;
       const archived = tables.map((t): Relation => ({ schema: archive, name: t.relation.name }));
+      const done = archived.map((a) => `moved to ${displayRelation(a)}`);
       await withLockRetry(ctx.db, retryOptions(ctx, `archive ${shown}`), async (trx) => {
         await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(archive)}`.execute(trx);
         for (const [i, { relation }] of tables.entries()) {
@@ -250,10 +190,11 @@ export async function finishTogether(
             `telemetry-jobs retention: archived from ${ctx.policy.table} at ${stamp}`,
           )}`.execute(trx);
         }
+        await audit?.(trx, done);
         // Inside the finishing transaction: moved and labelled, not committed.
         await pauseAtFaultPoint("retention-in-finish", ctx.log, mode);
       });
-      return archived.map((a) => `moved to ${displayRelation(a)}`);
+      return done;
     }
   }
 }

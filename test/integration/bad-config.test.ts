@@ -77,6 +77,21 @@ describe("bad policies", () => {
     expect(now.lines.map((l) => l.message).join("\n")).toMatch(/--now .*ISO-8601/);
   });
 
+  it("--max-rescue-rows without --table, or not a number: exit 2 naming the fix, nothing run", async () => {
+    const env = { DATABASE_URL: t.url, TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify({ tables: [GOOD] }) };
+    const before = await catalogSnapshot(t.url);
+    const everyTable = await runCli(["partition-manager", "--max-rescue-rows", "100000"], env);
+    expect(everyTable.code).toBe(2);
+    expect(everyTable.lines.map((l) => l.message).join("\n")).toMatch(/--max-rescue-rows needs --table/);
+    const words = await runCli(
+      ["partition-manager", "--table", GOOD.table, "--max-rescue-rows", "lots"],
+      env,
+    );
+    expect(words.code).toBe(2);
+    expect(words.lines.map((l) => l.message).join("\n")).toMatch(/--max-rescue-rows must be a whole number/);
+    expect(await catalogSnapshot(t.url)).toEqual(before);
+  });
+
   it("no database configured: exit 2 naming the variables to set", async () => {
     const { code, lines } = await runCli(["partition-manager"], {
       DATABASE_URL: "",

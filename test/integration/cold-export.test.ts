@@ -1,7 +1,7 @@
 // Cold-tier export against a real PostgreSQL: every supported column type round-trips exactly
 // (read back here with hyparquet, value by value against the database's own text), the manifest
 // describes the partition, verification passes, and the writer never holds more than one row group.
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { zstdDecompressSync } from "node:zlib";
@@ -252,6 +252,20 @@ describe("cold export", () => {
     await expect(exportPartition(session, clash, { root, productVersion: "test" })).rejects.toThrow(
       /column "ts_start" has the name of the cold tier's Hive partition key/,
     );
+  });
+
+  it("never creates its root: a missing one (a typo, a bucket not mounted) or a file is refused", async () => {
+    const missing = path.join(root, "not-mounted");
+    await expect(
+      exportPartition(session, PARTITION, { root: missing, productVersion: "test" }),
+    ).rejects.toThrow(`${missing} does not exist`);
+    expect(existsSync(missing)).toBe(false);
+    const file = path.join(root, "a-file");
+    writeFileSync(file, "");
+    await expect(exportPartition(session, PARTITION, { root: file, productVersion: "test" })).rejects.toThrow(
+      `${file} is not a directory`,
+    );
+    expect(readFileSync(file, "utf8")).toBe("");
   });
 
   it("exports the starter telemetry table, ingest_xid (xid8) included", async () => {

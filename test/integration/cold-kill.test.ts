@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exportPartition, type PartitionToExport } from "../../shared/cold/export.ts";
-import { IN_PROGRESS_PREFIX, MANIFEST_FILE, partitionDirectory } from "../../shared/cold/layout.ts";
+import { inProgressName, MANIFEST_FILE, partitionDirectory } from "../../shared/cold/layout.ts";
 import { verifyExport } from "../../shared/cold/verify.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
 
@@ -124,7 +124,7 @@ describe("cold export killed with SIGKILL", () => {
     // 500-row groups, 4,000-row files: group 19 is in the third file.
     await killAt(td, root, "paused", "row_group:19");
     const left = readdirSync(dir());
-    expect(left).toContain(`${IN_PROGRESS_PREFIX}part-00002.parquet`);
+    expect(left).toContain(inProgressName("part-00002.parquet"));
     expect(left).toContain("part-00001.parquet");
     expect(left).not.toContain(MANIFEST_FILE);
     expect(await verifyExport(dir())).toMatchObject({ ok: false, problems: [{ code: "manifest_missing" }] });
@@ -148,7 +148,7 @@ describe("cold export killed with SIGKILL", () => {
     expect(readdirSync(dir())).not.toContain(MANIFEST_FILE);
     mkdirSync(dir(), { recursive: true });
     writeFileSync(path.join(dir(), "part-00042.parquet"), "left by an older, larger export");
-    writeFileSync(path.join(dir(), `${IN_PROGRESS_PREFIX}${MANIFEST_FILE}`), '{"torn');
+    writeFileSync(path.join(dir(), inProgressName(MANIFEST_FILE)), '{"torn');
     await exportAgainAndVerify();
   });
 });

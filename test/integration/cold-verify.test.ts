@@ -1,12 +1,12 @@
 // verifyExport refuses every way an export can be wrong: a flipped byte, a truncated or missing
 // file, a stray file, a manifest that disagrees or is torn, a well-formed file holding different
 // rows, and a partition that changed after the export. Each case works on a copy of one good export.
-import { cpSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exportPartition, type PartitionToExport } from "../../shared/cold/export.ts";
-import { IN_PROGRESS_PREFIX, MANIFEST_FILE } from "../../shared/cold/layout.ts";
+import { inProgressName, MANIFEST_FILE } from "../../shared/cold/layout.ts";
 import type { Manifest } from "../../shared/cold/manifest.ts";
 import { type VerifyProblemCode, verifyExport } from "../../shared/cold/verify.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
@@ -37,6 +37,9 @@ describe("cold export verification", () => {
       SELECT '2026-02-01'::timestamptz + g * interval '7 minutes', g % 17, g * 1.25, 'n' || g
         FROM generate_series(1, 3000) AS g;`);
     work = mkdtempSync(path.join(tmpdir(), "cold-verify-"));
+    // The export never creates its root.
+    mkdirSync(path.join(work, "good"));
+    mkdirSync(path.join(work, "other"));
     const result = await exportPartition(td.pool, PARTITION, {
       root: path.join(work, "good"),
       productVersion: "test",
@@ -100,12 +103,12 @@ describe("cold export verification", () => {
   it("refuses files the manifest does not list (a reader of the directory would count them)", async () => {
     const dir = copyOfGood();
     cpSync(path.join(dir, "part-00000.parquet"), path.join(dir, "part-00003.parquet"));
-    writeFileSync(path.join(dir, `${IN_PROGRESS_PREFIX}part-00004.parquet`), "partial");
+    writeFileSync(path.join(dir, inProgressName("part-00004.parquet")), "partial");
     const verdict = await verifyExport(dir);
     expect(verdict.ok).toBe(false);
     if (verdict.ok) return;
     expect(verdict.problems.map((p) => [p.code, p.file])).toEqual([
-      ["stray_file", `${IN_PROGRESS_PREFIX}part-00004.parquet`],
+      ["stray_file", inProgressName("part-00004.parquet")],
       ["stray_file", "part-00003.parquet"],
     ]);
   });

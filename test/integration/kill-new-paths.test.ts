@@ -148,6 +148,9 @@ async function catalogBesides(children: readonly string[]): Promise<string[]> {
 type Mode = "drop" | "detach" | "archive";
 type RetentionPoint = "retention-after-detach" | "retention-in-finish";
 
+// Modes detach and archive detach in one transaction and finish in a second; a kill between or in
+// the second leaves marked children. Mode drop detaches, drops and audits in one transaction (see
+// the cases after these); its leftovers come from the child-by-child path or an earlier version.
 const RETENTION_CASES: [RetentionPoint, Mode, boolean][] = [
   ["retention-after-detach", "drop", false],
   ["retention-after-detach", "drop", true],
@@ -168,7 +171,12 @@ function finished(mode: Mode, name: string, rows: number): TableState | null {
       return {
         schema: "public",
         partition: false,
-        comment: `telemetry-jobs retention: detached from public.${name} at ${STAMP}`,
+        // The range the killed run's mark carried, as a run that is not killed labels it.
+        comment: expect.stringMatching(
+          new RegExp(
+            `^telemetry-jobs retention: detached from public\\.${name} at ${STAMP} \\(rows before \\S+\\)$`,
+          ),
+        ),
         rows,
       };
     case "archive":
@@ -207,17 +215,34 @@ async function retentionScene(mode: Mode, withDefault: boolean) {
 }
 type Scene = Awaited<ReturnType<typeof retentionScene>>;
 
-/** Runs the retention CLI until it pauses at `pause`, checks whether a transaction is open, kills it. */
+/**
+ * Runs the retention CLI until it pauses at `pause`, checks whether a transaction is open, kills it.
+ * Mode drop's leftovers (marked "mode drop", detached, not dropped) cannot come from its own one
+ * transaction: they are made as the child-by-child path or an earlier version leaves them, by a
+ * run in mode detach killed after its detach, whose marks then say mode drop.
+ */
 async function killRetentionAt(scene: Scene, pause: string, inTransaction: boolean): Promise<void> {
+  const leftovers = scene.mode === "drop" && pause === "retention-after-detach";
+  const policy = leftovers
+    ? { ...scene.policy, retention: { keep: "1 month", mode: "detach" } }
+    : scene.policy;
   const cli = startCli(["retention", "--now", NOW], {
     DATABASE_URL: t.url,
-    TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify({ tables: [scene.policy] }),
+    TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify({ tables: [policy] }),
     TELEMETRY_JOBS_FAULT_PAUSE: pause,
   });
   await cli.waitFor("paused at fault point", 60_000);
   const open = (await jobSessions("retention")).filter((s) => s.state.startsWith("idle in transaction"));
   expect(open).toHaveLength(inTransaction ? 1 : 0);
   await killAndSettle(cli, "retention");
+  if (leftovers)
+    for (const c of scene.expired) {
+      const comment = (await tableState(c))!.comment!;
+      expect(comment).toContain(", mode detach, ");
+      await t.pool.query(
+        `COMMENT ON TABLE public.${c} IS '${comment.replace(", mode detach, ", ", mode drop, ")}'`,
+      );
+    }
 }
 
 /** What the code expects a kill to leave: every expired child detached, in public, marked, whole. */
@@ -226,13 +251,22 @@ async function expectLeftMarked(scene: Scene, killedRuns: number): Promise<void>
     expect(await tableState(c)).toEqual({
       schema: "public",
       partition: false,
-      comment: `telemetry-jobs retention: removing from public.${scene.name}, mode ${scene.mode}`,
+      // With its range and rows, so that what finishes it can audit and label them.
+      comment: expect.stringMatching(
+        new RegExp(
+          `^telemetry-jobs retention: removing from public\\.${scene.name}, mode ${scene.mode}, range \\[\\S+, \\S+\\), ~\\d+ rows$`,
+        ),
+      ),
       rows: scene.expiredRows[c],
     });
   expect(await rowsThroughParent(scene.name)).toEqual(scene.keptRows);
   expect((await partitionsOf(t.url, `public.${scene.name}`)).map((p) => p.name)).toEqual(scene.kept);
   expect(await runsSince(scene.since, "retention", `public.${scene.name}`)).toEqual(
-    Array.from({ length: killedRuns }, () => ({ status: "running", actions: [] })),
+    // Each run marks the killed runs before it abandoned: only the last one killed is left running.
+    Array.from({ length: killedRuns }, (_, i) => ({
+      status: i < killedRuns - 1 ? "abandoned" : "running",
+      actions: [],
+    })),
   );
 }
 
@@ -252,7 +286,8 @@ async function expectNextRunFinishes(scene: Scene, killedRuns: number): Promise<
   );
   expect(marks.rows[0].n).toBe(0);
   const runs = await runsSince(scene.since, "retention", `public.${name}`);
-  expect(runs.map((r) => r.status)).toEqual([...Array.from({ length: killedRuns }, () => "running"), "ok"]);
+  // The next run holds the killed runs' own locks: no process runs them, so they are abandoned.
+  expect(runs.map((r) => r.status)).toEqual([...Array.from({ length: killedRuns }, () => "abandoned"), "ok"]);
   expect(runs.at(-1)!.actions).toEqual(
     expired.map((c) => ({
       kind: "finish_removal",
@@ -261,6 +296,13 @@ async function expectNextRunFinishes(scene: Scene, killedRuns: number): Promise<
       path: finishedPath(mode, c),
     })),
   );
+  // The killed run's marks said which range each held: the audit rows of the finish say it too.
+  const ranges = await t.pool.query(
+    `SELECT count(*)::int AS n FROM telemetry_jobs.job_actions
+      WHERE run_id = (SELECT max(id) FROM telemetry_jobs.job_runs WHERE job = 'retention')
+        AND kind = 'finish_removal' AND range_to IS NOT NULL`,
+  );
+  expect(ranges.rows[0].n).toBe(expired.length);
   expect(await catalogBesides(expired)).toEqual(scene.otherCatalog);
   // Finished: a further run has nothing to do.
   const again = await runRetention(t.db, makeConfig(t.url, [scene.policy], { now: NOW }));
@@ -274,25 +316,55 @@ describe.each(RETENTION_CASES)(
     it("leaves the children detached and marked; the next run finishes them, audited, nothing else touched", async () => {
       const scene = await retentionScene(mode, withDefault);
       // Paused inside the second transaction, the job holds it open; between the two, none is open.
+      // Mode drop finishes only leftovers in a second transaction: the first kill leaves them, the
+      // second lands inside their finishing transaction, which rolls back too.
       const inFinish = point === "retention-in-finish";
+      let killed = 0;
+      if (inFinish && mode === "drop") {
+        await killRetentionAt(scene, "retention-after-detach", false);
+        await expectLeftMarked(scene, ++killed);
+      }
       await killRetentionAt(scene, inFinish ? `${point}:${mode}` : point, inFinish);
-      await expectLeftMarked(scene, 1);
-      await expectNextRunFinishes(scene, 1);
+      await expectLeftMarked(scene, ++killed);
+      await expectNextRunFinishes(scene, killed);
     }, 120_000);
   },
 );
 
-describe("retention: SIGKILL between the transactions, then again while the next run finishes", () => {
-  it("the leftovers' own finishing transaction rolls back too; the run after that finishes them", async () => {
-    const scene = await retentionScene("drop", false);
-    await killRetentionAt(scene, "retention-after-detach", false);
-    await expectLeftMarked(scene, 1);
-    // The second run has only the leftovers to finish; killed inside the first one's drop.
-    await killRetentionAt(scene, "retention-in-finish:drop", true);
-    await expectLeftMarked(scene, 2);
-    await expectNextRunFinishes(scene, 2);
-  }, 120_000);
-});
+describe.each([false, true])(
+  "retention: SIGKILL inside mode drop's one transaction, DEFAULT partition %s",
+  (withDefault) => {
+    it("leaves the table as it was, unaudited; the next run removes the children, audited", async () => {
+      const scene = await retentionScene("drop", withDefault);
+      const catalogBefore = await catalogSnapshot(t.url);
+      await killRetentionAt(scene, "retention-in-drop-together", true);
+      // Nothing of the killed transaction is left: every child attached, unmarked, whole.
+      expect(await rowsThroughParent(scene.name)).toEqual({ ...scene.expiredRows, ...scene.keptRows });
+      for (const c of scene.expired) expect((await tableState(c))!.comment).toBeNull();
+      expect(await catalogSnapshot(t.url)).toEqual(catalogBefore);
+      expect(await runsSince(scene.since, "retention", `public.${scene.name}`)).toEqual([
+        { status: "running", actions: [] },
+      ]);
+      const next = await runRetention(t.db, makeConfig(t.url, [scene.policy], { now: NOW }));
+      expect(next.exitCode, JSON.stringify(next.logs.filter((l) => l.severity === "ERROR"))).toBe(0);
+      expect(next.summary.actions).toEqual({ remove_partition: 3 });
+      for (const c of scene.expired) expect(await tableState(c)).toBeNull();
+      expect(await rowsThroughParent(scene.name)).toEqual(scene.keptRows);
+      const runs = await runsSince(scene.since, "retention", `public.${scene.name}`);
+      expect(runs.map((r) => r.status)).toEqual(["abandoned", "ok"]);
+      expect(
+        runs
+          .at(-1)!
+          .actions.map((a: { kind: string; partition: string; outcome: string }) => [
+            a.kind,
+            a.partition,
+            a.outcome,
+          ]),
+      ).toEqual(scene.expired.map((c) => ["remove_partition", `public.${c}`, "ok"]));
+      expect(await catalogBesides(scene.expired)).toEqual(scene.otherCatalog);
+    }, 120_000);
+  },
+);
 
 // ---------------------------------------------------------------------------------------------
 // partition-manager: the guard on a large DEFAULT partition.
@@ -385,7 +457,7 @@ describe("partition-manager: SIGKILL with the DEFAULT guard in place, then a nor
     expect(await guardOf("gk_add")).toEqual([]);
     expect(await guardRows("gk_add")).toEqual(rows);
     const runs = await runsSince(since, "partition-manager", "public.gk_add");
-    expect(runs.map((r) => r.status)).toEqual(["running", "ok"]);
+    expect(runs.map((r) => r.status)).toEqual(["abandoned", "ok"]);
     expect(runs[1]!.actions.map((a: { kind: string; outcome: string }) => [a.kind, a.outcome])).toEqual([
       ["drop_default_guard", "ok"],
       ["guard_default", "ok"],
@@ -437,7 +509,7 @@ describe("partition-manager: SIGKILL with the DEFAULT guard in place, then a nor
     expect(await catalogSnapshot(t.url)).toEqual(catalog.filter((line) => !isGuard(line)));
     expect(await guardRows("gk_drop")).toEqual(rows);
     const runs = await runsSince(since, "partition-manager", "public.gk_drop");
-    expect(runs.map((r) => r.status)).toEqual(["running", "ok"]);
+    expect(runs.map((r) => r.status)).toEqual(["abandoned", "ok"]);
     expect(runs[1]!.actions).toEqual([
       { kind: "drop_default_guard", partition: "gk_drop_default", outcome: "ok", path: null },
     ]);

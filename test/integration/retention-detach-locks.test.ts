@@ -5,7 +5,8 @@
 // the sum of the readers' staggered releases; nothing asserts how long the job took.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RemovePartition, removeTogether } from "../../shared/retention/remove.ts";
+import type { RemovePartition } from "../../shared/retention/remove.ts";
+import { removeTogether } from "../../shared/retention/remove-together.ts";
 import { partitionsOf } from "../support/catalog-snapshot.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
 import { captureLogger, makeConfig } from "../support/jobs.ts";

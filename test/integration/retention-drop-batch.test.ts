@@ -1,7 +1,7 @@
-// The drop path's transactions: expired children are detached together in one short transaction
-// (plain DETACH, ACCESS EXCLUSIVE on the parent under lock_timeout), then finished together in a
-// second one; a busy parent makes it fall back to DETACH CONCURRENTLY child by child. An event
-// trigger records the transaction of every DDL the run issues, so the tests count transactions.
+// The drop path's transactions: expired children are dropped and audited together in one short
+// transaction (ACCESS EXCLUSIVE on the parent under lock_timeout, no DETACH); a busy parent
+// makes it fall back to DETACH CONCURRENTLY child by child. An event trigger records the
+// transaction of every DDL the run issues, so the tests count transactions.
 import { Writable } from "node:stream";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -81,39 +81,62 @@ async function transactions() {
 
 async function audit(name: string) {
   const r = await t.pool.query(
-    `SELECT partition_name, outcome, detail->>'path' AS path FROM telemetry_jobs.job_actions
+    `SELECT partition_name, outcome, detail->>'path' AS path, xmin::text AS xmin FROM telemetry_jobs.job_actions
       WHERE table_name = $1 ORDER BY range_to`,
     [`public.${name}`],
   );
-  return r.rows as { partition_name: string; outcome: string; path: string }[];
+  return r.rows as { partition_name: string; outcome: string; path: string; xmin: string }[];
 }
 
 async function exists(name: string): Promise<boolean> {
   return (await t.pool.query("SELECT to_regclass($1) IS NOT NULL AS e", [`public.${name}`])).rows[0].e;
 }
 
-describe("retention drop path: one transaction detaches, one drops", () => {
+describe("retention drop path: one transaction drops and audits", () => {
   for (const withDefault of [false, true]) {
-    it(`${withDefault ? "with" : "without"} a DEFAULT partition: three expired children, two transactions, three audit rows`, async () => {
+    it(`${withDefault ? "with" : "without"} a DEFAULT partition: three expired children, one transaction, three audit rows in it`, async () => {
       const name = await table(withDefault);
       const run = await runRetention(t.db, config(name));
       expect(run.exitCode, JSON.stringify(run.logs.filter((l) => l.severity === "ERROR"))).toBe(0);
       expect(run.summary.actions).toEqual({ remove_partition: 3 });
       for (const child of expired(name)) expect(await exists(child)).toBe(false);
       const tx = await transactions();
-      expect(tx.detach).toHaveLength(1);
+      expect(tx.detach).toEqual([]);
       expect(tx.drop).toHaveLength(1);
-      expect(tx.drop[0]).not.toBe(tx.detach[0]);
       const rows = await audit(name);
       expect(rows.map((r) => r.partition_name)).toEqual(expired(name).map((c) => `public.${c}`));
+      // xid8 carries an epoch above the 32 bits of xmin.
+      const xid = String(BigInt(tx.drop[0]!) % 2n ** 32n);
       for (const r of rows) {
         expect(r.outcome).toBe("ok");
+        expect(r.xmin).toBe(xid);
         expect(r.path).toMatch(
-          /^detach \(ACCESS EXCLUSIVE on the parent, under lock_timeout.*3 in one transaction\), drop$/,
+          /^drop \(ACCESS EXCLUSIVE on the parent, under lock_timeout.*3 in one transaction, with their audit rows\)$/,
         );
       }
     });
   }
+
+  it("children with a foreign key: detached in one transaction, dropped in a second (the drop locks the table referred to)", async () => {
+    const name = await table(true);
+    await t.pool.query(`
+      CREATE TABLE public.${name}_ids (id int PRIMARY KEY);
+      INSERT INTO public.${name}_ids SELECT g FROM generate_series(0, 99) g;
+      ALTER TABLE public.${name} ADD FOREIGN KEY (id) REFERENCES public.${name}_ids (id);`);
+    await t.pool.query("TRUNCATE public.ddl_log");
+    const run = await runRetention(t.db, config(name));
+    expect(run.exitCode, JSON.stringify(run.logs.filter((l) => l.severity === "ERROR"))).toBe(0);
+    expect(run.summary.actions).toEqual({ remove_partition: 3 });
+    for (const child of expired(name)) expect(await exists(child)).toBe(false);
+    const tx = await transactions();
+    expect(tx.detach).toHaveLength(1);
+    expect(tx.drop).toHaveLength(1);
+    expect(tx.drop[0]).not.toBe(tx.detach[0]);
+    for (const r of await audit(name))
+      expect(r.path).toMatch(
+        /^detach \(ACCESS EXCLUSIVE on the parent, under lock_timeout.*3 in one transaction\), drop$/,
+      );
+  });
 
   it("a long query holds the parent: no queueing for ACCESS EXCLUSIVE; each child is detached CONCURRENTLY", async () => {
     const name = await table(false);
@@ -152,26 +175,25 @@ describe("retention drop path: one transaction detaches, one drops", () => {
     }
   });
 
-  it("the drop fails after the detach: the children stay detached and marked, and the next run finishes them", async () => {
+  it("the drop fails (a view on one child): nothing is removed or marked, and the next run removes them", async () => {
     const name = await table(false);
+    const before = (await partitionsOf(t.url, `public.${name}`)).map((p) => p.name);
     await t.pool.query(`CREATE VIEW public.${name}_v AS SELECT * FROM public.${name}_p202511`);
     const failed = await runRetention(t.db, config(name));
     expect(failed.exitCode).not.toBe(0);
-    expect((await partitionsOf(t.url, `public.${name}`)).map((p) => p.name)).toEqual([
-      `${name}_p202602`,
-      `${name}_p202603`,
-    ]);
+    const error = failed.logs.find((l) => l.severity === "ERROR");
+    expect(String(error?.error ?? error?.message)).toMatch(/depend/);
+    expect((await partitionsOf(t.url, `public.${name}`)).map((p) => p.name)).toEqual(before);
     const comments = await t.pool.query(
       `SELECT obj_description(to_regclass('public.' || c), 'pg_class') AS c FROM unnest($1::text[]) c`,
       [expired(name)],
     );
-    for (const r of comments.rows)
-      expect(r.c).toBe(`telemetry-jobs retention: removing from public.${name}, mode drop`);
+    expect(comments.rows.map((r) => r.c)).toEqual([null, null, null]);
 
     await t.pool.query(`DROP VIEW public.${name}_v`);
     const next = await runRetention(t.db, config(name));
     expect(next.exitCode).toBe(0);
-    expect(next.summary.actions).toEqual({ finish_removal: 3 });
+    expect(next.summary.actions).toEqual({ remove_partition: 3 });
     for (const child of expired(name)) expect(await exists(child)).toBe(false);
   });
 

@@ -136,7 +136,7 @@ describe("retention modes", () => {
       `public.${table}_p202601`,
     ]);
     expect(audit.rows[0].path).toMatch(
-      /^detach \(ACCESS EXCLUSIVE on the parent, under lock_timeout: free within \d+ ms, else CONCURRENTLY; 2 in one transaction\), drop$/,
+      /^drop \(ACCESS EXCLUSIVE on the parent, under lock_timeout: free within \d+ ms, else CONCURRENTLY; 2 in one transaction, with their audit rows\)$/,
     );
   });
 
@@ -226,7 +226,9 @@ describe("retention modes", () => {
     const run = await runRetention(t.db, makeConfig(t.url, [policy(table, {})], { now: NOW }));
     expect(run.exitCode).toBe(0);
     const done = run.logs.find((l) => l.message.startsWith("done: drop"));
-    expect(done?.path).toMatch(/^detach \(ACCESS EXCLUSIVE on the parent, under lock_timeout/);
+    expect(done?.path).toMatch(
+      /^drop \(ACCESS EXCLUSIVE on the parent, under lock_timeout: the table has a DEFAULT partition;/,
+    );
   });
 });
 
@@ -265,6 +267,25 @@ describe("retention guard rails", () => {
     expect(run.exitCode).toBe(2);
     expect(run.logs.some((l) => /every partition that holds data/.test(l.message))).toBe(true);
     expect(await partitionsOf(t.url, `public.${table}`)).toHaveLength(3);
+  });
+
+  it("an expired child that is itself partitioned counts as holding its partitions' rows", async () => {
+    // Its rows are in its own partitions; read FROM ONLY, it looked empty, and removing it with
+    // every other child that holds data went unguarded.
+    const table = await partitionedTable(["2026-05"]);
+    await t.pool.query(
+      `CREATE TABLE public.${table}_p202512 PARTITION OF public.${table}
+         FOR VALUES FROM ('2025-12-01') TO ('2026-01-01') PARTITION BY RANGE (ts);
+       CREATE TABLE public.${table}_p202512_leaf PARTITION OF public.${table}_p202512
+         FOR VALUES FROM ('2025-12-01') TO ('2026-01-01');
+       INSERT INTO public.${table} VALUES (1, '2025-12-05'), (2, '2025-12-06');`,
+    );
+    const run = await runRetention(t.db, makeConfig(t.url, [policy(table, {})], { now: NOW }));
+    expect(run.exitCode).toBe(2);
+    expect(
+      run.logs.some((l) => /every partition that holds data \(public\.r_\d+_p202512\)/.test(l.message)),
+    ).toBe(true);
+    expect(await partitionsOf(t.url, `public.${table}`)).toHaveLength(2);
   });
 
   it("a held partition is kept and logged; an expired hold no longer protects it", async () => {

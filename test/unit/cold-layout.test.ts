@@ -110,4 +110,13 @@ describe("cold-tier layout", () => {
     expect(classifyEntry("part-3.parquet")).toBe("other");
     expect(classifyEntry("notes.txt")).toBe("other");
   });
+
+  it("gives in-progress files hidden names that a *.parquet wildcard does not match", () => {
+    // BigQuery's external table reads `<table>/*.parquet` and cannot exclude a prefix; a kill
+    // between a Cloud Storage mount's copy and delete leaves both names.
+    for (const name of [partFileName(0), MANIFEST_FILE]) {
+      expect(inProgressName(name).startsWith(".")).toBe(true);
+      expect(inProgressName(name).endsWith(".parquet")).toBe(false);
+    }
+  });
 });
