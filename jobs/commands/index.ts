@@ -31,6 +31,10 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
     run: async (argv, ctx) => (await import("./status.ts")).status(argv, ctx),
     summary: "health of every managed table (OK / WARN / CRIT); exit 1 on CRIT, 3 if it could not check",
   },
+  restore: {
+    run: async (argv, ctx) => (await import("./restore.ts")).restore(argv, ctx),
+    summary: "bring a partition exported to the cold tier back, verified, as a live partition",
+  },
   hold: {
     run: async (argv, ctx) => (await import("./holds.ts")).holds("hold", argv, ctx),
     summary: "keep a partition past its retention cutoff",
