@@ -254,6 +254,8 @@ describe("IAM", () => {
       g.members.some((m) => m.includes("google_service_account.jobs.email")),
     );
     expect(jobsGrants.map((g) => g.role).sort()).toEqual([
+      // The cold tier's writer role, on its bucket only (test/infra/cold-tier.test.ts).
+      "${google_project_iam_custom_role.cold_writer[0].id}",
       "roles/cloudsql.client",
       "roles/cloudsql.instanceUser",
       "roles/secretmanager.secretAccessor",

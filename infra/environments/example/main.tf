@@ -39,6 +39,23 @@ module "telemetry_jobs" {
 
   operators   = var.operators
   alert_email = var.alert_email
+
+  # Cold tier (docs/cold-tier.md), off unless cold_tier_enabled: a bucket mounted into the
+  # retention job at /mnt/cold, which policy.json's retention.export.to must name. List a table
+  # under tables once its first partition is exported: BigQuery reads the files' schema when it
+  # creates the external table.
+  cold_tier = {
+    enabled          = var.cold_tier_enabled
+    bucket_name      = "${var.project}-telemetry-cold"
+    mount_path       = "/mnt/cold"
+    soft_delete_days = 14
+    # No colder class: the hot-and-cold query in docs/cold-tier.md reads the whole cold history on
+    # every run, and every read of a Nearline, Coldline or Archive object pays a retrieval fee per
+    # GB, so run daily that query would soon cost more than the storage saved. Add NEARLINE after
+    # 30 days only for history read about once a month or less; see "Costs" there.
+    storage_class_transitions = []
+    tables                    = var.cold_tier_tables
+  }
 }
 
 output "jobs" {
@@ -55,4 +72,12 @@ output "database_user" {
 
 output "build_service_account" {
   value = module.telemetry_jobs.build_service_account
+}
+
+output "cold_tier_bucket" {
+  value = module.telemetry_jobs.cold_tier_bucket
+}
+
+output "cold_tier_dataset" {
+  value = module.telemetry_jobs.cold_tier_dataset
 }

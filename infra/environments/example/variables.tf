@@ -54,3 +54,19 @@ variable "schedules_paused" {
   type        = bool
   default     = false
 }
+
+variable "cold_tier_enabled" {
+  description = "Create the cold tier (bucket mounted into retention, BigQuery dataset); see docs/cold-tier.md."
+  type        = bool
+  default     = false
+}
+
+variable "cold_tier_tables" {
+  description = "Exported tables to query from BigQuery, e.g. [{ schema = \"public\", table = \"telemetry_points\", key_column = \"ts\" }]."
+  type = list(object({
+    schema     = string
+    table      = string
+    key_column = string
+  }))
+  default = []
+}

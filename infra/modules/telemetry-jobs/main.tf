@@ -159,6 +159,9 @@ resource "google_cloud_run_v2_job" "job" {
       service_account = google_service_account.jobs.email
       timeout         = var.task_timeouts[each.key]
       max_retries     = each.value.max_retries
+      # Jobs always run in the second generation environment, which Cloud Storage volumes need;
+      # said explicitly where the cold tier mounts its bucket, left to the default elsewhere.
+      execution_environment = local.cold && each.key == "retention" ? "EXECUTION_ENVIRONMENT_GEN2" : null
 
       containers {
         image   = var.image
@@ -168,7 +171,17 @@ resource "google_cloud_run_v2_job" "job" {
         resources {
           limits = {
             cpu    = "1"
-            memory = "512Mi"
+            memory = local.cold && each.key == "retention" ? var.cold_tier.retention_memory : "512Mi"
+          }
+        }
+
+        # The cold tier's bucket, in the retention job only: the export writes there through the
+        # same file system code path the tests run on a local directory.
+        dynamic "volume_mounts" {
+          for_each = local.cold && each.key == "retention" ? [var.cold_tier.mount_path] : []
+          content {
+            name       = "cold-tier"
+            mount_path = volume_mounts.value
           }
         }
 
@@ -190,6 +203,17 @@ resource "google_cloud_run_v2_job" "job" {
                 version = var.db_password_secret_version
               }
             }
+          }
+        }
+      }
+
+      dynamic "volumes" {
+        for_each = local.cold && each.key == "retention" ? [google_storage_bucket.cold[0].name] : []
+        content {
+          name = "cold-tier"
+          gcs {
+            bucket    = volumes.value
+            read_only = false
           }
         }
       }
@@ -233,11 +257,22 @@ resource "google_cloud_run_v2_job" "job" {
       condition     = !contains(["PRIVATE", "PSC"], var.db_ip_type) || var.vpc_network != null
       error_message = "db_ip_type = PRIVATE or PSC needs vpc_network (and vpc_subnetwork) for Direct VPC egress: the private IP or the PSC endpoint is only reachable from the VPC."
     }
+    # Without the mount, an export would write to the container's in-memory file system, verify
+    # there, and let retention drop the partition: the data would be gone when the task ends.
+    precondition {
+      condition     = length(local.policy_export_targets) == 0 || local.cold
+      error_message = "The policy exports partitions (retention.export) but cold_tier.enabled is false: the files would go to the task's in-memory disk and vanish. Enable cold_tier."
+    }
+    precondition {
+      condition     = !local.cold || alltrue([for to in local.policy_export_targets : trimsuffix(to, "/") == trimsuffix(var.cold_tier.mount_path, "/")])
+      error_message = "Every retention.export.to in the policy must be cold_tier.mount_path, where the bucket is mounted in the retention job."
+    }
   }
 
   depends_on = [
     google_project_service.enabled,
     google_secret_manager_secret_iam_member.jobs_read_db_password,
+    google_storage_bucket_iam_member.jobs_cold_writer,
   ]
 }
 

@@ -235,3 +235,84 @@ variable "deletion_protection" {
   type        = bool
   default     = true
 }
+
+variable "cold_tier" {
+  description = <<-EOT
+    The cold tier (docs/cold-tier.md), off by default. enabled = true creates a Cloud Storage bucket
+    (bucket_name, in location, default var.region) mounted read-write into the retention job only, at
+    mount_path, which must be the retention.export.to of every exporting table in the policy; soft
+    delete keeps deleted objects soft_delete_days (7 to 90); storage_class_transitions move objects to
+    a colder class after age_days. BigQuery: a dataset (bigquery_dataset, same location) and one
+    external table per entry of tables ({ schema, table, key_column }, names of [A-Za-z0-9_-] only;
+    the BigQuery table is schema_table unless bigquery_table says otherwise),
+    read through a BigLake connection unless biglake = false. retention_memory is the retention job's
+    memory: Cloud Storage FUSE stages each file in memory before the upload. cloud_sql_connection =
+    true grants the BigQuery Connection service agent access to the instance, for a Cloud SQL
+    connection made with bq mk (EXTERNAL_QUERY over the hot data); set it only once that connection
+    exists: the service agent is created with the project's first Cloud SQL connection.
+  EOT
+  type = object({
+    enabled          = optional(bool, false)
+    bucket_name      = optional(string)
+    location         = optional(string)
+    mount_path       = optional(string, "/mnt/cold")
+    soft_delete_days = optional(number, 7)
+    storage_class_transitions = optional(list(object({
+      storage_class = string
+      age_days      = number
+      from_classes  = optional(list(string), ["STANDARD"])
+    })), [])
+    retention_memory         = optional(string, "2Gi")
+    bigquery_dataset         = optional(string, "telemetry_cold")
+    biglake                  = optional(bool, true)
+    require_partition_filter = optional(bool, false)
+    cloud_sql_connection     = optional(bool, false)
+    tables = optional(list(object({
+      schema         = string
+      table          = string
+      key_column     = string
+      bigquery_table = optional(string)
+    })), [])
+  })
+  default = {}
+
+  validation {
+    condition     = !var.cold_tier.enabled || can(regex("^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$", var.cold_tier.bucket_name))
+    error_message = "cold_tier.enabled needs cold_tier.bucket_name, a valid bucket name (lowercase letters, digits, -, _ and .)."
+  }
+  validation {
+    condition     = can(regex("^/[A-Za-z0-9_./-]+$", var.cold_tier.mount_path)) && !can(regex("^/(dev|proc|sys)(/|$)", var.cold_tier.mount_path))
+    error_message = "cold_tier.mount_path must be an absolute path outside /dev, /proc and /sys (Cloud Run refuses those)."
+  }
+  validation {
+    condition     = var.cold_tier.soft_delete_days >= 7 && var.cold_tier.soft_delete_days <= 90
+    error_message = "cold_tier.soft_delete_days must be between 7 and 90 (Cloud Storage's soft-delete range)."
+  }
+  validation {
+    condition = alltrue([
+      for t in var.cold_tier.storage_class_transitions :
+      contains(["NEARLINE", "COLDLINE", "ARCHIVE"], t.storage_class) && t.age_days >= 1
+    ])
+    error_message = "cold_tier.storage_class_transitions: storage_class NEARLINE, COLDLINE or ARCHIVE, age_days at least 1."
+  }
+  # The exporter writes a name unchanged only when it is made of [A-Za-z0-9_-] (shared/cold/layout.ts
+  # percent-encodes every other byte); the external tables' URIs are built from the names as given.
+  validation {
+    condition = alltrue(flatten([
+      for t in var.cold_tier.tables : [
+        for name in [t.schema, t.table, t.key_column] : can(regex("^[A-Za-z0-9_-]{1,63}$", name))
+      ]
+    ]))
+    error_message = "cold_tier.tables: schema, table and key_column must be made of letters, digits, _ and - (the exporter encodes any other character in directory names)."
+  }
+  validation {
+    condition = length(distinct([
+      for t in var.cold_tier.tables : coalesce(t.bigquery_table, "${t.schema}_${t.table}")
+    ])) == length(var.cold_tier.tables)
+    error_message = "cold_tier.tables: two tables would get the same BigQuery table id; set bigquery_table on one of them."
+  }
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_]+$", var.cold_tier.bigquery_dataset)) && length(var.cold_tier.bigquery_dataset) <= 1024
+    error_message = "cold_tier.bigquery_dataset must be a BigQuery dataset id (letters, digits, _)."
+  }
+}
