@@ -5,11 +5,15 @@
 //   3. load a synthetic fleet: 50 devices, 14 months, ~1M rows, plus late rows and rows from a
 //      device whose clock is years ahead; history lands in the DEFAULT partition;
 //   4. run partition-manager again: its dry run refuses the large rescues (maxRescueRows); a run
-//      with the bound raised, as an operator would do it, rescues the DEFAULT rows into monthly
-//      partitions;
-//   5. status, and EXPLAIN of a last-7-days query for one device showing partition pruning.
+//      with the bound raised for one run (--max-rescue-rows), as an operator would do it, rescues
+//      the DEFAULT rows into monthly partitions;
+//   5. status, and EXPLAIN of a last-7-days query for one device showing partition pruning;
+//   6. rollups, retention, and the cold tier: an expired month exported to Parquet in a local
+//      directory (the files and the manifest shown), dropped, and restored.
 // --keep leaves the server running and prints its connection string.
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
 import { parseArgs } from "node:util";
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
@@ -60,6 +64,46 @@ const run = async (command: string, args: string[]) => {
   console.log(`-> exit code ${code}`);
   return code;
 };
+
+// The cold tier's root: in production a Cloud Storage bucket mounted into the retention job; here a
+// local directory, the same code path.
+const coldRoot = mkdtempSync(join(tmpdir(), "telemetry-cold-"));
+
+/** Mode export one month later: the next expired month to Parquet, verified, dropped; then restored. */
+async function coldTier(at: string) {
+  const exporting = structuredClone(examplePolicy);
+  for (const table of exporting.tables)
+    if (table.table === "public.telemetry_points")
+      table.retention = { ...table.retention, mode: "export", export: { to: coldRoot } };
+  process.env.TELEMETRY_JOBS_CONFIG_JSON = JSON.stringify(exporting);
+  banner(`cold tier: retention in mode export (--now ${at}), to ${coldRoot}`);
+  await run("retention", ["--now", at, "--table", "public.telemetry_points"]);
+  const manifests = listFiles(coldRoot).filter((f) => f.endsWith("_manifest.json"));
+  for (const file of listFiles(coldRoot))
+    console.log(`  ${relative(coldRoot, file)} (${statSync(file).size.toLocaleString("en")} bytes)`);
+  const first = manifests.sort()[0];
+  if (!first) throw new Error("the export wrote no manifest");
+  const manifest = JSON.parse(readFileSync(first, "utf8"));
+  console.log(
+    `manifest: ${manifest.partition.relation.name}, ${Number(manifest.rows).toLocaleString("en")} rows, ${manifest.time.min.iso} .. ${manifest.time.max.iso}, checksum ${manifest.checksum.value} (${manifest.checksum.algorithm})`,
+  );
+  banner(`restore --table public.telemetry_points --from ${manifest.partition.from.iso}`);
+  await run("restore", ["--table", "public.telemetry_points", "--from", manifest.partition.from.iso]);
+  const back = await pool.query(
+    `SELECT count(*)::int AS n FROM telemetry_points WHERE ts >= $1 AND ts < $2`,
+    [manifest.partition.from.iso, manifest.partition.to.iso],
+  );
+  console.log(
+    `rows of ${manifest.partition.relation.name} back in telemetry_points: ${back.rows[0].n.toLocaleString("en")} (the manifest says ${Number(manifest.rows).toLocaleString("en")})`,
+  );
+  process.env.TELEMETRY_JOBS_CONFIG_JSON = JSON.stringify(examplePolicy);
+}
+
+function listFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? listFiles(join(dir, e.name)) : [join(dir, e.name)],
+  );
+}
 
 try {
   banner("migrate up --with-starter-schema");
@@ -112,15 +156,8 @@ try {
   // Each month holds ~75,000 rows, above the default maxRescueRows (50,000): a scheduled run refuses
   // to hold every reader and writer for such a move (CRIT, exit 2, as the dry run above says). An
   // operator does it deliberately, at a quiet time, with the bound raised for one run.
-  banner(
-    "partition-manager with maxRescueRows raised for one run: rescue DEFAULT rows into monthly partitions",
-  );
-  const deliberate = structuredClone(examplePolicy);
-  for (const table of deliberate.tables)
-    if (table.table === "public.telemetry_points") table.maxRescueRows = 100_000;
-  process.env.TELEMETRY_JOBS_CONFIG_JSON = JSON.stringify(deliberate);
-  await run("partition-manager", []);
-  process.env.TELEMETRY_JOBS_CONFIG_JSON = JSON.stringify(examplePolicy);
+  banner("partition-manager --max-rescue-rows 100000: rescue DEFAULT rows into monthly partitions");
+  await run("partition-manager", ["--table", "public.telemetry_points", "--max-rescue-rows", "100000"]);
   await pool.query("ANALYZE telemetry_points");
 
   banner("status");
@@ -194,12 +231,15 @@ try {
     `rollups older than the raw data's 12 months: ${kept.rows[0].n.toLocaleString("en")} buckets, from ${kept.rows[0].first?.toISOString()} (they have their own retention, 5 years)`,
   );
 
+  await coldTier(new Date(Date.now() + 93 * 86_400_000).toISOString());
+
   banner(`done in ${elapsed()}`);
   if (values.keep) {
     console.log(`PostgreSQL is still running: psql ${url}\nPress Ctrl-C to stop it.`);
     await new Promise<void>((resolve) => process.once("SIGINT", () => resolve()));
   }
 } finally {
+  rmSync(coldRoot, { recursive: true, force: true });
   await kysely.destroy();
   if (!pool.ended) await pool.end();
   await server.stop();
