@@ -19,7 +19,7 @@ import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import { TEXT } from "../log/text-view.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
-import { lockForAttach } from "./attach-locks.ts";
+import { lockForAttach, movedWithoutExclusive } from "./attach-locks.ts";
 import { boundLiteral } from "./bounds.ts";
 import type { TableCatalog } from "./catalog.ts";
 import { dropDefaultGuard, guardDefault } from "./default-guard.ts";
@@ -121,6 +121,8 @@ export interface RenamedTable {
 // partition constraint" (PostgreSQL rechecks DEFAULT's constraint because of concurrent attaches;
 // our locking test hit exactly this). So in that case we also hold SHARE ROW EXCLUSIVE on the
 // parent for this short transaction: writers wait for it, and no insert fails.
+// Which case applies is read from DEFAULT before either lock is requested (attach-locks.ts says
+// why); rows of the range that reach DEFAULT after that read make the attempt retry.
 // Lock order, chosen by the benchmark:
 //   1. ACCESS EXCLUSIVE on DEFAULT, waiting up to lock_timeout: only DEFAULT's readers and rows
 //      routed to DEFAULT wait for us, never ordinary inserts. (Taking the parent first and then
@@ -163,7 +165,7 @@ export async function attachWithRows(
   const { child, childText, from, to, retry } = spec;
   const parent = catalog.table;
   const attached = await withLockRetry(db, { ...retry, what: `attach ${childText}` }, async (trx) => {
-    await lockForAttach(trx, ctx, start, spec, renamed?.replacesEmpty === true);
+    const { parentExclusive } = await lockForAttach(trx, ctx, start, spec, renamed?.replacesEmpty === true);
     if (renamed) {
       if (renamed.replacesEmpty) await detachEmpty(trx, parent, child);
       await sql`ALTER TABLE ${relationSql(renamed.table)} RENAME TO ${sql.id(child.name)}`.execute(trx);
@@ -172,6 +174,7 @@ export async function attachWithRows(
       );
     }
     const moved = catalog.defaultPartition ? await moveFromDefault(trx, ctx, child, from, to) : 0;
+    movedWithoutExclusive(moved, parentExclusive, childText);
     await pauseAtFaultPoint("after-move-rows", log);
     await sql`ALTER TABLE ${relationSql(parent)} ATTACH PARTITION ${relationSql(child)}
       FOR VALUES FROM (${from}) TO (${to})`.execute(trx);

@@ -1,10 +1,11 @@
 // The attach transaction's locks: which lock the parent needs for an attach (see apply.ts for the
 // cases: beside a DEFAULT partition, with or without rows of the range to move), taken so that
 // writers never queue for long behind our request.
-import { sql, type Transaction } from "kysely";
+import { type RawBuilder, sql, type Transaction } from "kysely";
 import { displayRelation, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { SQLSTATE } from "../db/sqlstate.ts";
+import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import type { ApplyContext } from "./apply.ts";
 import type { NewChild } from "./standalone.ts";
 import { FUTURE_MARGIN_MS } from "./time.ts";
@@ -15,7 +16,14 @@ export const PARENT_LOCK_WAIT_MS = 200;
 /**
  * The attach transaction's locks (the cases are explained in apply.ts). `exclusive`: ACCESS EXCLUSIVE on
  * the parent whatever the case, which a DETACH in the same transaction needs; taken, as when rows
- * move, only with a short wait and never behind a long-open transaction.
+ * move, only with a short wait and never behind a long-open transaction. Returns whether the
+ * parent is held in ACCESS EXCLUSIVE: without it, no row may be moved (see movedWithoutExclusive).
+ *
+ * DEFAULT is read (is any row of the range there?) before either lock, not between them: a writer
+ * whose row goes to DEFAULT holds the parent and waits for DEFAULT, so one that arrives between
+ * our two requests makes us wait for each other until our short wait gives up. Reading a large
+ * DEFAULT there made nearly every attempt meet such an insert under a steady writer, and the
+ * attach failed once its retry budget was spent.
  */
 export async function lockForAttach(
   trx: Transaction<DB>,
@@ -23,37 +31,65 @@ export async function lockForAttach(
   start: Date,
   { col, from, to }: NewChild,
   exclusive: boolean,
-): Promise<void> {
+): Promise<{ readonly parentExclusive: boolean }> {
   const { policy, catalog } = ctx;
   const parent = catalog.table;
   const def = catalog.defaultPartition;
-  let parentMode = sql`SHARE UPDATE EXCLUSIVE`;
-  let long = exclusive;
-  if (def) {
-    await sql`LOCK TABLE ${relationSql(def)} IN ACCESS EXCLUSIVE MODE`.execute(trx);
-    // With constraint exclusion on, a valid guard on DEFAULT (default-guard.ts) that covers the
-    // range answers the probe from the catalog; otherwise it reads DEFAULT (by index if any).
-    await sql`SELECT set_config('constraint_exclusion', 'on', true)`.execute(trx);
-    const probe = await sql<{ any: boolean; server_now: Date }>`
-      SELECT EXISTS (SELECT 1 FROM ONLY ${relationSql(def)} WHERE ${col} >= ${from} AND ${col} < ${to}) AS any,
-             clock_timestamp() AS server_now`.execute(trx);
-    const rowsMove = probe.rows[0]?.any === true;
-    const latestNow = Math.max(ctx.now.getTime(), probe.rows[0]!.server_now.getTime());
-    parentMode = parentLockFor(rowsMove || exclusive, start, latestNow);
-    long ||= rowsMove;
-  } else if (exclusive) parentMode = sql`ACCESS EXCLUSIVE`;
-  if (!def && !exclusive) {
-    await sql`LOCK TABLE ONLY ${relationSql(parent)} IN ${parentMode} MODE`.execute(trx);
-    return;
-  }
   const wait = Math.min(policy.lockTimeoutMs, PARENT_LOCK_WAIT_MS);
-  if (long) await refuseWhileLongHoldersOf(trx, parent, wait);
-  await sql`SELECT set_config('lock_timeout', ${`${wait}ms`}, true)`.execute(trx);
-  // ONLY: the parent's own lock is what every statement on the table must get first; without
-  // ONLY, LOCK TABLE also takes each partition in turn, waiting on any of them (an autovacuum,
-  // a report naming one) while DEFAULT is already held.
-  await sql`LOCK TABLE ONLY ${relationSql(parent)} IN ${parentMode} MODE`.execute(trx);
-  await sql`SELECT set_config('lock_timeout', ${`${policy.lockTimeoutMs}ms`}, true)`.execute(trx);
+  if (!def) {
+    if (!exclusive) {
+      await sql`LOCK TABLE ONLY ${relationSql(parent)} IN SHARE UPDATE EXCLUSIVE MODE`.execute(trx);
+      return { parentExclusive: false };
+    }
+    await refuseWhileLongHoldersOf(trx, parent, wait);
+    await lockParentBriefly(trx, ctx, sql`ACCESS EXCLUSIVE`, wait);
+    return { parentExclusive: true };
+  }
+  // With constraint exclusion on, a valid guard on DEFAULT (default-guard.ts) that covers the
+  // range answers the probe from the catalog; otherwise it reads DEFAULT (by index if any).
+  await sql`SELECT set_config('constraint_exclusion', 'on', true)`.execute(trx);
+  const probe = await sql<{ any: boolean; server_now: Date }>`
+    SELECT EXISTS (SELECT 1 FROM ONLY ${relationSql(def)} WHERE ${col} >= ${from} AND ${col} < ${to}) AS any,
+           clock_timestamp() AS server_now`.execute(trx);
+  const latestNow = Math.max(ctx.now.getTime(), probe.rows[0]!.server_now.getTime());
+  const parentExclusive = probe.rows[0]?.any === true || exclusive;
+  await pauseAtFaultPoint("attach-after-probe", ctx.log);
+  if (parentExclusive) await refuseWhileLongHoldersOf(trx, parent, wait);
+  await sql`LOCK TABLE ${relationSql(def)} IN ACCESS EXCLUSIVE MODE`.execute(trx);
+  await lockParentBriefly(trx, ctx, parentLockFor(parentExclusive, start, latestNow), wait);
+  return { parentExclusive };
+}
+
+/**
+ * The parent's lock, waiting at most `waitMs`: inserts queue behind our request only that long.
+ * ONLY: the parent's own lock is what every statement on the table must get first; without ONLY,
+ * LOCK TABLE also takes each partition in turn, waiting on any of them (an autovacuum, a report
+ * naming one) while DEFAULT is already held.
+ */
+async function lockParentBriefly(
+  trx: Transaction<DB>,
+  ctx: ApplyContext,
+  mode: RawBuilder<unknown>,
+  waitMs: number,
+) {
+  await sql`SELECT set_config('lock_timeout', ${`${waitMs}ms`}, true)`.execute(trx);
+  await sql`LOCK TABLE ONLY ${relationSql(ctx.catalog.table)} IN ${mode} MODE`.execute(trx);
+  await sql`SELECT set_config('lock_timeout', ${`${ctx.policy.lockTimeoutMs}ms`}, true)`.execute(trx);
+}
+
+/**
+ * Throws a retryable "lock not available" when rows were moved out of DEFAULT while the parent is
+ * not held in ACCESS EXCLUSIVE: they arrived after lockForAttach read DEFAULT, and a move needs
+ * that lock (apply.ts). The transaction rolls back with the move; the retry reads them and takes it.
+ */
+export function movedWithoutExclusive(moved: number, parentExclusive: boolean, childText: string): void {
+  if (moved === 0 || parentExclusive) return;
+  throw Object.assign(
+    new Error(
+      `${moved} rows of ${childText}'s range arrived in DEFAULT while the attach took its locks; retrying with the lock a move needs`,
+    ),
+    { code: SQLSTATE.lockNotAvailable },
+  );
 }
 
 /** The parent's lock mode for an attach beside a DEFAULT partition (the cases are explained in apply.ts). */

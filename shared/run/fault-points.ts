@@ -7,6 +7,7 @@ import type { Logger } from "../log/logger.ts";
 
 export type FaultPoint =
   | "after-create-table"
+  | "attach-after-probe"
   | "after-move-rows"
   | "after-delete-batch"
   | "after-rollup-batch"
