@@ -84,6 +84,12 @@ function concurrentLoad() {
   };
 }
 
+/** What a failed assertion on the exit code should show: stderr and every line above INFO. */
+function problems(run: Awaited<ReturnType<typeof runCli>>): string {
+  const loud = run.lines.filter((l) => l.severity !== "INFO" && l.severity !== "DEBUG");
+  return [run.stderr, ...loud.map((l) => JSON.stringify(l))].join("\n");
+}
+
 describe("a DEFAULT rescue above maxRescueRows", () => {
   it("is refused (exit 2, CRIT with the command), moves nothing, and the rest of the plan is made", async () => {
     await t.pool.query(
@@ -109,7 +115,7 @@ describe("a DEFAULT rescue above maxRescueRows", () => {
       await load.stop();
     }
     const { stats } = load;
-    expect(refused.code, refused.stderr).toBe(EXIT.usage);
+    expect(refused.code, problems(refused)).toBe(EXIT.usage);
     const crit = refused.lines.find((l) => l.finding === "rescue_refused");
     // The writer's rows count too: at least ROWS, all of November.
     const counted = Number(/: (\d+) of its rows are in the DEFAULT partition/.exec(crit?.message ?? "")?.[1]);
@@ -146,7 +152,7 @@ describe("a DEFAULT rescue above maxRescueRows", () => {
       DATABASE_URL: t.url,
       TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify({ tables: [policy] }),
     });
-    expect(deliberate.code, deliberate.stderr).toBe(EXIT.ok);
+    expect(deliberate.code, problems(deliberate)).toBe(EXIT.ok);
     const after = await t.pool.query(
       `SELECT tableoid::regclass::text AS part, count(*)::int AS n FROM public.rr WHERE ${NOVEMBER} GROUP BY 1`,
     );
