@@ -46,10 +46,12 @@ export async function lockForAttach(
     return { parentExclusive: true };
   }
   // With constraint exclusion on, a valid guard on DEFAULT (default-guard.ts) that covers the
-  // range answers the probe from the catalog; otherwise it reads DEFAULT (by index if any).
+  // range answers the probe from the catalog; otherwise it reads DEFAULT (by index if any). Not
+  // FROM ONLY: a DEFAULT that is itself partitioned holds its rows in its own partitions, and the
+  // move (which reads them) would then find rows the probe did not, on every attempt.
   await sql`SELECT set_config('constraint_exclusion', 'on', true)`.execute(trx);
   const probe = await sql<{ any: boolean; server_now: Date }>`
-    SELECT EXISTS (SELECT 1 FROM ONLY ${relationSql(def)} WHERE ${col} >= ${from} AND ${col} < ${to}) AS any,
+    SELECT EXISTS (SELECT 1 FROM ${relationSql(def)} WHERE ${col} >= ${from} AND ${col} < ${to}) AS any,
            clock_timestamp() AS server_now`.execute(trx);
   const latestNow = Math.max(ctx.now.getTime(), probe.rows[0]!.server_now.getTime());
   const parentExclusive = probe.rows[0]?.any === true || exclusive;

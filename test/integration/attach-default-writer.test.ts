@@ -119,3 +119,25 @@ describe("a row of the range that reaches DEFAULT after the attach read DEFAULT"
     expect(moved.rows).toEqual([{ rows: 1 }]);
   }, 60_000);
 });
+
+describe("a DEFAULT partition that is itself partitioned, holding rows of the range", () => {
+  it("has them moved into the new partition", async () => {
+    await t.pool.query(`
+      CREATE TABLE public.sd (id bigint NOT NULL, ts timestamptz NOT NULL) PARTITION BY RANGE (ts);
+      CREATE TABLE public.sd_p202611 PARTITION OF public.sd FOR VALUES FROM ('2026-11-01Z') TO ('2026-12-01Z');
+      CREATE TABLE public.sd_default PARTITION OF public.sd DEFAULT PARTITION BY LIST (id);
+      CREATE TABLE public.sd_default_all PARTITION OF public.sd_default DEFAULT;
+      INSERT INTO public.sd VALUES (1, '2026-12-05Z'), (2, '2031-01-01Z');`);
+    const policy = { table: "public.sd", timeColumn: "ts", premake: 1, retryBudgetMs: 5_000 };
+    const run = await runPartitionManager(t.db, makeConfig(t.url, [policy], { now: NOW }));
+    const loud = run.logs.filter((l) => l.severity === "ERROR").map((l) => JSON.stringify(l));
+    expect(run.exitCode, loud.join("\n")).toBe(0);
+    const where = await t.pool.query(
+      "SELECT id::int, tableoid::regclass::text AS part FROM public.sd ORDER BY id",
+    );
+    expect(where.rows).toEqual([
+      { id: 1, part: "sd_p202612" },
+      { id: 2, part: "sd_default_all" },
+    ]);
+  }, 60_000);
+});
