@@ -175,6 +175,14 @@ export async function attachWithRows(
     }
     const moved = catalog.defaultPartition ? await moveFromDefault(trx, ctx, child, from, to) : 0;
     movedWithoutExclusive(moved, parentExclusive, childText);
+    // Logged once the move stands (the check above rolls it back); on a terminal the action's
+    // progress line says it ("74,411 rows moved").
+    if (moved > 0)
+      log.info("moved rows out of the DEFAULT partition", {
+        partition: child.name,
+        rows: moved,
+        [TEXT]: null,
+      });
     await pauseAtFaultPoint("after-move-rows", log);
     await sql`ALTER TABLE ${relationSql(parent)} ATTACH PARTITION ${relationSql(child)}
       FOR VALUES FROM (${from}) TO (${to})`.execute(trx);
@@ -228,9 +236,5 @@ async function moveFromDefault(
     INSERT INTO ${relationSql(child)} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM moved`.execute(
     trx,
   );
-  const rows = Number(r.numAffectedRows ?? 0n);
-  // On a terminal the action's progress line says it ("74,411 rows moved").
-  if (rows > 0)
-    ctx.log.info("moved rows out of the DEFAULT partition", { partition: child.name, rows, [TEXT]: null });
-  return rows;
+  return Number(r.numAffectedRows ?? 0n);
 }

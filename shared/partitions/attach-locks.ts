@@ -42,7 +42,7 @@ export async function lockForAttach(
       return { parentExclusive: false };
     }
     await refuseWhileLongHoldersOf(trx, parent, wait);
-    await lockParentBriefly(trx, ctx, sql`ACCESS EXCLUSIVE`, wait);
+    await lockParentBriefly(trx, ctx, sql`ACCESS EXCLUSIVE`, wait, undefined);
     return { parentExclusive: true };
   }
   // With constraint exclusion on, a valid guard on DEFAULT (default-guard.ts) that covers the
@@ -57,13 +57,17 @@ export async function lockForAttach(
   const parentExclusive = probe.rows[0]?.any === true || exclusive;
   await pauseAtFaultPoint("attach-after-probe", ctx.log);
   if (parentExclusive) await refuseWhileLongHoldersOf(trx, parent, wait);
-  await sql`LOCK TABLE ${relationSql(def)} IN ACCESS EXCLUSIVE MODE`.execute(trx);
-  await lockParentBriefly(trx, ctx, parentLockFor(parentExclusive, start, latestNow), wait);
+  await lockParentBriefly(trx, ctx, parentLockFor(parentExclusive, start, latestNow), wait, def);
   return { parentExclusive };
 }
 
 /**
  * The parent's lock, waiting at most `waitMs`: inserts queue behind our request only that long.
+ * With `def`, DEFAULT's ACCESS EXCLUSIVE first, waiting up to the policy's lock_timeout. The
+ * statements go in one round trip (no parameters, so node-postgres sends them as one simple query):
+ * the parent is requested the moment DEFAULT is granted, leaving no gap in which a writer whose
+ * row goes to DEFAULT can take the parent and then wait for DEFAULT, which would make us wait for
+ * each other until our short wait gives up.
  * ONLY: the parent's own lock is what every statement on the table must get first; without ONLY,
  * LOCK TABLE also takes each partition in turn, waiting on any of them (an autovacuum, a report
  * naming one) while DEFAULT is already held.
@@ -73,10 +77,13 @@ async function lockParentBriefly(
   ctx: ApplyContext,
   mode: RawBuilder<unknown>,
   waitMs: number,
+  def: Relation | undefined,
 ) {
-  await sql`SELECT set_config('lock_timeout', ${`${waitMs}ms`}, true)`.execute(trx);
-  await sql`LOCK TABLE ONLY ${relationSql(ctx.catalog.table)} IN ${mode} MODE`.execute(trx);
-  await sql`SELECT set_config('lock_timeout', ${`${ctx.policy.lockTimeoutMs}ms`}, true)`.execute(trx);
+  const lockDefault = def ? sql`LOCK TABLE ${relationSql(def)} IN ACCESS EXCLUSIVE MODE;` : sql``;
+  await sql`${lockDefault}
+    SET LOCAL lock_timeout = ${sql.lit(`${waitMs}ms`)};
+    LOCK TABLE ONLY ${relationSql(ctx.catalog.table)} IN ${mode} MODE;
+    SET LOCAL lock_timeout = ${sql.lit(`${ctx.policy.lockTimeoutMs}ms`)}`.execute(trx);
 }
 
 /**

@@ -30,11 +30,11 @@ const NOW = "2026-11-21T00:00:00Z";
 const DEFAULT_ROWS = 500_000;
 
 describe("an attach beside a DEFAULT that a writer keeps inserting into", () => {
-  it("is made within a short retry budget, and no insert fails", async () => {
+  it("is made within its retry budget, and no insert fails", async () => {
     await t.pool.query(
       "CREATE TABLE public.ad (id bigint NOT NULL, ts timestamptz NOT NULL, v float8) PARTITION BY RANGE (ts)",
     );
-    const policy = { table: "public.ad", timeColumn: "ts", premake: 0, retryBudgetMs: 5_000 };
+    const policy = { table: "public.ad", timeColumn: "ts", premake: 0, retryBudgetMs: 10_000 };
     expect((await runPartitionManager(t.db, makeConfig(t.url, [policy], { now: NOW }))).exitCode).toBe(0);
     // Rows years beyond any premake horizon (a device clock set wrong): they stay in DEFAULT.
     await t.pool.query(
@@ -99,7 +99,7 @@ describe("a row of the range that reaches DEFAULT after the attach read DEFAULT"
         TELEMETRY_JOBS_FAULT_PAUSE: "attach-after-probe",
         TELEMETRY_JOBS_FAULT_RESUME_FILE: resume,
       });
-      // December's attach has read DEFAULT (no row of December) and holds no lock yet.
+      // December's attach has read DEFAULT (no row of December) and has not asked for its locks yet.
       await run.waitFor("paused at fault point");
       await t.pool.query("INSERT INTO public.ar VALUES (1, '2026-12-05Z')");
       writeFileSync(resume, "");
