@@ -33,6 +33,14 @@ export function sqlState(error: unknown): string | undefined {
   return typeof code === "string" ? code : undefined;
 }
 
+/**
+ * An error of ours that the lock retry loop treats as PostgreSQL's "lock not available": the
+ * attempt rolls back and is retried after a backoff, as when lock_timeout fires.
+ */
+export function retryableLockError(message: string): Error {
+  return Object.assign(new Error(message), { code: SQLSTATE.lockNotAvailable });
+}
+
 export function isRetryableLockError(error: unknown): boolean {
   const code = sqlState(error);
   return code !== undefined && RETRYABLE_LOCK_ERRORS.includes(code);

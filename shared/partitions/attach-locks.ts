@@ -4,7 +4,7 @@
 import { type RawBuilder, sql, type Transaction } from "kysely";
 import { displayRelation, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
-import { SQLSTATE } from "../db/sqlstate.ts";
+import { retryableLockError } from "../db/sqlstate.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import type { ApplyContext } from "./apply.ts";
 import type { NewChild } from "./standalone.ts";
@@ -93,11 +93,8 @@ async function lockParentBriefly(
  */
 export function movedWithoutExclusive(moved: number, parentExclusive: boolean, childText: string): void {
   if (moved === 0 || parentExclusive) return;
-  throw Object.assign(
-    new Error(
-      `${moved} rows of ${childText}'s range arrived in DEFAULT while the attach took its locks; retrying with the lock a move needs`,
-    ),
-    { code: SQLSTATE.lockNotAvailable },
+  throw retryableLockError(
+    `${moved} rows of ${childText}'s range arrived in DEFAULT while the attach took its locks; retrying with the lock a move needs`,
   );
 }
 
@@ -126,10 +123,7 @@ async function refuseWhileLongHoldersOf(trx: Transaction<DB>, relation: Relation
      LIMIT 1`.execute(trx);
   const holder = r.rows[0];
   if (!holder) return;
-  throw Object.assign(
-    new Error(
-      `${displayRelation(relation)} is held by pid ${holder.pid} (${holder.mode}, ${holder.state ?? "?"}) in a transaction older than ${waitMs} ms; not queueing for ACCESS EXCLUSIVE behind it`,
-    ),
-    { code: SQLSTATE.lockNotAvailable },
+  throw retryableLockError(
+    `${displayRelation(relation)} is held by pid ${holder.pid} (${holder.mode}, ${holder.state ?? "?"}) in a transaction older than ${waitMs} ms; not queueing for ACCESS EXCLUSIVE behind it`,
   );
 }
