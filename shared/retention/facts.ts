@@ -36,9 +36,29 @@ export function removalMarker(parent: string, mode: RetentionMode, removed?: Rem
     : "";
   return `telemetry-jobs retention: removing from ${parent}, mode ${mode}${range}`;
 }
-// Marks written before the range was added to them have none: their range stays unknown.
+// Marks written before the range was added to them have none: their range stays unknown. The
+// parent's name is as the policy spells it, spaces and commas included: the longest that leaves a
+// well-formed rest.
 const MARKER_PATTERN =
-  /^telemetry-jobs retention: removing from (\S+), mode (drop|detach|archive)(?:, range \[(\S+), (\S+)\)(?:, ~(\d+) rows)?)?$/;
+  /^telemetry-jobs retention: removing from (.+), mode (drop|detach|archive)(?:, range \[(\S+), (\S+)\)(?:, ~(\d+) rows)?)?$/;
+
+/** What a removal mark (removalMarker's text) says; undefined when `comment` is not one. */
+export function parseRemovalMark(
+  comment: string,
+): { parent: string; mode: RetentionMode; range?: RemovedRange } | undefined {
+  const m = MARKER_PATTERN.exec(comment);
+  if (!m) return undefined;
+  const [from, to, rows] = [m[3], m[4], m[5]];
+  const range =
+    from && to
+      ? {
+          from: from === "MINVALUE" ? null : new Date(from),
+          to: new Date(to),
+          ...(rows !== undefined ? { rowsEstimate: Number(rows) } : {}),
+        }
+      : undefined;
+  return { parent: m[1]!, mode: m[2] as RetentionMode, ...(range ? { range } : {}) };
+}
 
 /** A table a killed run detached but did not finish, with what its mark (or catalog) says of it. */
 export interface UnfinishedRemoval {
@@ -264,18 +284,16 @@ async function readRemovalMarks(
   );
   const unfinished = marks.rows.flatMap((row): UnfinishedRemoval[] => {
     if (row.on_column) return [];
-    const m = MARKER_PATTERN.exec(row.comment);
-    if (!m || m[1] !== table) return [];
-    const [from, to, rows] = [m[3], m[4], m[5]];
-    const range =
-      from && to ? { from: from === "MINVALUE" ? null : new Date(from), to: new Date(to) } : undefined;
+    const mark = parseRemovalMark(row.comment);
+    if (mark?.parent !== table) return [];
+    const range = mark.range && { from: mark.range.from, to: mark.range.to };
     // reltuples is -1 for a table never vacuumed or analyzed: no estimate.
     const rowsEstimate =
-      rows !== undefined ? Number(rows) : row.reltuples >= 0 ? Math.round(row.reltuples) : undefined;
+      mark.range?.rowsEstimate ?? (row.reltuples >= 0 ? Math.round(row.reltuples) : undefined);
     return [
       {
         partition: { schema: row.schema, name: row.name },
-        mode: m[2] as RetentionMode,
+        mode: mark.mode,
         ...(range ? { range } : {}),
         ...(rowsEstimate !== undefined ? { rowsEstimate } : {}),
       },

@@ -20,6 +20,7 @@ import { exportBeforeDetach, type VerifiedExport } from "./export-step.ts";
 import { exportOf } from "./export-target.ts";
 import { removalMarker } from "./facts.ts";
 import type { RetentionAction, RetentionMode } from "./plan.ts";
+import { checkStillMarked, checkStillPlanned } from "./removal-guards.ts";
 
 export type RemovePartition = Extract<RetentionAction, { kind: "remove_partition" }>;
 
@@ -36,6 +37,10 @@ export async function removeOne(
   if (exported) await pauseAtFaultPoint("retention-export-before-detach", ctx.log);
   const child = relationSql(action.partition);
   await withLockRetry(ctx.db, retryOptions(ctx, `mark ${displayRelation(action.partition)}`), async (trx) => {
+    // The lock COMMENT takes, first: the name then means the same table until the commit, and the
+    // mark goes only on a partition that is still the expired one the plan read.
+    await sql`LOCK TABLE ${child} IN SHARE UPDATE EXCLUSIVE MODE`.execute(trx);
+    await checkStillPlanned(ctx, trx, [action]);
     await sql`COMMENT ON TABLE ${child} IS ${sql.lit(removalMarker(ctx.policy.table, action.mode, action))}`.execute(
       trx,
     );
@@ -47,7 +52,7 @@ export async function removeOne(
         exportOf(ctx.policy)!.to,
       ).execute(trx);
   });
-  const detachPath = await detach(ctx, action.partition, action.concurrently);
+  const detachPath = await detach(ctx, action);
   if (exported) await pauseAtFaultPoint("retention-export-after-detach", ctx.log);
   const outcome = (finishPath: string | undefined): RetentionOutcome => ({
     rows: action.rowsEstimate,
@@ -63,14 +68,21 @@ export async function removeOne(
   return { ...outcome(finishPath), audited: audit !== undefined };
 }
 
-async function detach(ctx: RetentionContext, partition: Relation, concurrently: boolean): Promise<string> {
+/**
+ * Detaches the marked partition, checked again first (checkStillPlanned): in the detach's own
+ * transaction once it holds the locks; before DETACH CONCURRENTLY, which cannot run in one, just
+ * before it on the same connection (a rename in the one round trip between is the window left; what
+ * it would detach carries no mark, and the drop that follows refuses a table without one).
+ */
+async function detach(ctx: RetentionContext, action: RemovePartition): Promise<string> {
   const parent = relationSql(policyTable(ctx.policy));
-  const child = relationSql(partition);
-  const shown = displayRelation(partition);
-  if (concurrently) {
+  const child = relationSql(action.partition);
+  const shown = displayRelation(action.partition);
+  if (action.concurrently) {
     // Not allowed in a transaction block: its own connection, lock_timeout set for the session.
     let finalized = false;
     await onOwnConnection(ctx, `detach ${shown} concurrently`, async (conn) => {
+      await checkStillPlanned(ctx, conn, [action], { detachPending: true });
       try {
         await sql`ALTER TABLE ${parent} DETACH PARTITION ${child} CONCURRENTLY`.execute(conn);
       } catch (error) {
@@ -86,9 +98,14 @@ async function detach(ctx: RetentionContext, partition: Relation, concurrently: 
     });
     return `detach concurrently${finalized ? " (finished with FINALIZE)" : ""} (SHARE UPDATE EXCLUSIVE on the parent)`;
   }
-  await withLockRetry(ctx.db, retryOptions(ctx, `detach ${shown}`), (trx) =>
-    sql`ALTER TABLE ${parent} DETACH PARTITION ${child}`.execute(trx),
-  );
+  await withLockRetry(ctx.db, retryOptions(ctx, `detach ${shown}`), async (trx) => {
+    // The locks the DETACH takes, in its order (the parent, then the partition), then the check.
+    await sql`LOCK TABLE ONLY ${parent} IN ACCESS EXCLUSIVE MODE; LOCK TABLE ${child} IN ACCESS EXCLUSIVE MODE`.execute(
+      trx,
+    );
+    await checkStillPlanned(ctx, trx, [action]);
+    await sql`ALTER TABLE ${parent} DETACH PARTITION ${child}`.execute(trx);
+  });
   return "detach (ACCESS EXCLUSIVE on the parent, under lock_timeout: the table has a DEFAULT partition)";
 }
 
@@ -156,6 +173,7 @@ export async function finishTogether(
       for (const t of tables) confirmed.push(await confirmBeforeDrop(ctx, t.relation, t.exported));
       const done = tables.map((_, i) => `${confirmed[i] ? `${confirmed[i].how}, ` : ""}drop`);
       await withLockRetry(ctx.db, retryOptions(ctx, `drop ${shown}`), async (trx) => {
+        await lockAndCheckMarked(ctx, trx, tables, "ACCESS EXCLUSIVE");
         for (const [i, c] of confirmed.entries())
           if (c) await confirmUnderLock(ctx, trx, tables[i]!.relation, c.manifest);
         await sql`DROP TABLE ${sql.join(tables.map((t) => relationSql(t.relation)))}`.execute(trx);
@@ -168,6 +186,7 @@ export async function finishTogether(
     case "detach": {
       const done = tables.map(() => "kept detached");
       await withLockRetry(ctx.db, retryOptions(ctx, `label ${shown}`), async (trx) => {
+        await lockAndCheckMarked(ctx, trx, tables, "SHARE UPDATE EXCLUSIVE");
         for (const { relation, to } of tables)
           await sql`COMMENT ON TABLE ${relationSql(relation)} IS ${sql.lit(
             `telemetry-jobs retention: detached from ${ctx.policy.table} at ${stamp}${to ? ` (rows before ${to.toISOString()})` : ""}`,
@@ -183,6 +202,7 @@ export async function finishTogether(
       const archived = tables.map((t): Relation => ({ schema: archive, name: t.relation.name }));
       const done = archived.map((a) => `moved to ${displayRelation(a)}`);
       await withLockRetry(ctx.db, retryOptions(ctx, `archive ${shown}`), async (trx) => {
+        await lockAndCheckMarked(ctx, trx, tables, "ACCESS EXCLUSIVE");
         await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(archive)}`.execute(trx);
         for (const [i, { relation }] of tables.entries()) {
           await sql`ALTER TABLE ${relationSql(relation)} SET SCHEMA ${sql.id(archive)}`.execute(trx);
@@ -197,4 +217,19 @@ export async function finishTogether(
       return done;
     }
   }
+}
+
+/**
+ * Takes the lock the finishing statement would take on each table (so that no name of theirs can
+ * change), then checks that each still carries this table's removal mark and is not held.
+ */
+async function lockAndCheckMarked(
+  ctx: RetentionContext,
+  trx: Kysely<DB>,
+  tables: readonly Detached[],
+  mode: "ACCESS EXCLUSIVE" | "SHARE UPDATE EXCLUSIVE",
+): Promise<void> {
+  const relations = tables.map((t) => t.relation);
+  await sql`LOCK TABLE ${sql.join(relations.map(relationSql))} IN ${sql.raw(mode)} MODE`.execute(trx);
+  await checkStillMarked(ctx, trx, relations);
 }

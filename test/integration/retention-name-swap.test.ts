@@ -2,7 +2,9 @@
 // table: a standalone table put under it, or two partitions' names swapped. Retention removes by
 // name, so once it holds the locks it checks that each name is still a partition of the table with
 // the planned range; otherwise it removes nothing and fails. A reader holding the parent makes the
-// run wait for it, which is when the names change.
+// run wait for it, which is when the names change. A table without a DEFAULT partition whose parent
+// stays busy is removed child by child (mark, DETACH CONCURRENTLY, drop): the same check is made
+// when the child is marked, and the drop takes only a table that carries this run's mark.
 import type pg from "pg";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
@@ -19,12 +21,12 @@ afterAll(async () => {
 const NOW = "2026-03-01T00:00:00Z";
 
 /** s(id, ts): an expired month of 10 rows, the current month of 1 row, a DEFAULT partition. */
-async function table(name: string): Promise<void> {
+async function table(name: string, withDefault = true): Promise<void> {
   await t.pool.query(`
     CREATE TABLE public.${name} (id int NOT NULL, ts timestamptz NOT NULL) PARTITION BY RANGE (ts);
     CREATE TABLE public.${name}_p202511 PARTITION OF public.${name} FOR VALUES FROM ('2025-11-01Z') TO ('2025-12-01Z');
     CREATE TABLE public.${name}_p202603 PARTITION OF public.${name} FOR VALUES FROM ('2026-03-01Z') TO ('2026-04-01Z');
-    CREATE TABLE public.${name}_default PARTITION OF public.${name} DEFAULT;
+    ${withDefault ? `CREATE TABLE public.${name}_default PARTITION OF public.${name} DEFAULT;` : ""}
     INSERT INTO public.${name} SELECT g, '2025-11-01Z'::timestamptz + g * interval '12 hours' FROM generate_series(0, 9) g;
     INSERT INTO public.${name} VALUES (1000, '2026-03-05Z');`);
 }
@@ -105,4 +107,50 @@ it("two partitions' names swapped: the current month is not dropped for the expi
   expect(next.exitCode).toBe(0);
   expect(await count("SELECT count(*)::int AS n FROM public.w WHERE ts >= '2026-03-01Z'")).toBe(1);
   expect(await count("SELECT count(*)::int AS n FROM public.w WHERE ts < '2026-01-01Z'")).toBe(0);
+});
+
+it("no DEFAULT, the parent busy: names swapped before the mark, the current month is kept", async () => {
+  await table("c", false);
+  // The holder keeps the parent busy past the together attempt's short wait, so the run removes the
+  // child by itself, and holds the expired child so that its mark waits: the names change then.
+  const holder: pg.PoolClient = await t.pool.connect();
+  await holder.query(`BEGIN; LOCK TABLE ONLY public.c IN ACCESS SHARE MODE;
+    LOCK TABLE public.c_p202511 IN SHARE UPDATE EXCLUSIVE MODE`);
+  const policy = { table: "public.c", timeColumn: "ts", lockTimeoutMs: 8000, retryBudgetMs: 30000 };
+  try {
+    const running = runRetention(
+      t.db,
+      makeConfig(t.url, [{ ...policy, retention: { keep: "1 month", mode: "drop" } }], { now: NOW }),
+    );
+    let waiting = false;
+    for (let i = 0; i < 500 && !waiting; i++) {
+      const r = await t.pool.query(
+        `SELECT count(*)::int AS n FROM pg_locks l
+          WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND l.relation = 'public.c_p202511'::regclass AND l.mode = 'ShareUpdateExclusiveLock'
+            AND NOT l.granted`,
+      );
+      waiting = r.rows[0].n > 0;
+      if (!waiting) await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(waiting).toBe(true);
+    await holder.query(`ALTER TABLE public.c_p202511 RENAME TO c_tmp;
+      ALTER TABLE public.c_p202603 RENAME TO c_p202511;
+      ALTER TABLE public.c_tmp RENAME TO c_p202603;
+      COMMIT`);
+    const run = await running;
+    expect(run.status).toBe("failed");
+    expect(run.logs.some((l) => /no longer the partition/.test(String(l.error ?? l.message)))).toBe(true);
+  } finally {
+    holder.release();
+  }
+  expect(await count("SELECT count(*)::int AS n FROM public.c WHERE ts >= '2026-03-01Z'")).toBe(1);
+  expect(await count("SELECT count(*)::int AS n FROM public.c WHERE ts < '2026-01-01Z'")).toBe(10);
+  const next = await runRetention(
+    t.db,
+    makeConfig(t.url, [{ ...policy, retention: { keep: "1 month" } }], { now: NOW }),
+  );
+  expect(next.exitCode).toBe(0);
+  expect(await count("SELECT count(*)::int AS n FROM public.c WHERE ts >= '2026-03-01Z'")).toBe(1);
+  expect(await count("SELECT count(*)::int AS n FROM public.c WHERE ts < '2026-01-01Z'")).toBe(0);
 });
