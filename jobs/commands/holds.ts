@@ -108,7 +108,7 @@ export async function holds(
       const problem = await holdTargetProblem(database.db, request.partition, request.managed);
       if (problem) throw new ConfigError(`hold: ${problem}. Nothing was written`);
       const partition = displayRelation(request.partition);
-      await placeHold(database.db, { partition, until, reason });
+      await placeHold(database.db, { partition: request.partition, until, reason });
       log.notice(`held ${partition} until ${until.toISOString()}`, {
         partition,
         until,

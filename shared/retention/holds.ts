@@ -1,7 +1,8 @@
 // Retention holds: "keep this partition past its cutoff until <date>, because <reason>".
 import { type Kysely, sql } from "kysely";
-import { displayRelation, type Relation, sameRelation } from "../db/relation.ts";
+import { displayRelation, type Relation, relationSql, sameRelation } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
+import { SQLSTATE, sqlState } from "../db/sqlstate.ts";
 
 export interface RetentionHold {
   /** schema.partition */
@@ -25,17 +26,48 @@ export async function listHolds(db: Kysely<DB>): Promise<RetentionHold[]> {
   }));
 }
 
+/** How long placing a hold waits for a removal of the partition that has already begun. */
+const HOLD_LOCK_WAIT = "30s";
+
+/**
+ * Stores the hold, holding the partition's ACCESS SHARE lock until it commits. Every transaction
+ * that removes a partition locks it, then reads the holds (removal-guards.ts): a hold committed
+ * before that lock is seen there, and one placed after it waits for the removal to end (and then
+ * fails with "does not exist" when the partition was dropped). No hold is committed unseen while a
+ * removal is under way.
+ */
 export async function placeHold(
   db: Kysely<DB>,
-  hold: { partition: string; until: Date; reason: string },
+  hold: { partition: Relation; until: Date; reason: string },
 ): Promise<void> {
-  await db
-    .insertInto("telemetry_jobs.retention_holds")
-    .values({ partition_name: hold.partition, hold_until: hold.until, reason: hold.reason })
-    .onConflict((oc) =>
-      oc.column("partition_name").doUpdateSet({ hold_until: hold.until, reason: hold.reason }),
-    )
-    .execute();
+  const name = displayRelation(hold.partition);
+  try {
+    await lockAndStore(db, hold, name);
+  } catch (error) {
+    if (sqlState(error) !== SQLSTATE.undefinedTable) throw error;
+    throw new Error(
+      `${name} no longer exists: it was removed (by retention, or by hand) while the hold waited for it. Nothing was written.`,
+    );
+  }
+}
+
+async function lockAndStore(
+  db: Kysely<DB>,
+  hold: { partition: Relation; until: Date; reason: string },
+  name: string,
+): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    await sql`SET LOCAL lock_timeout = ${sql.lit(HOLD_LOCK_WAIT)}; LOCK TABLE ${relationSql(hold.partition)} IN ACCESS SHARE MODE`.execute(
+      trx,
+    );
+    await trx
+      .insertInto("telemetry_jobs.retention_holds")
+      .values({ partition_name: name, hold_until: hold.until, reason: hold.reason })
+      .onConflict((oc) =>
+        oc.column("partition_name").doUpdateSet({ hold_until: hold.until, reason: hold.reason }),
+      )
+      .execute();
+  });
 }
 
 export async function releaseHold(db: Kysely<DB>, partition: string): Promise<boolean> {

@@ -4,7 +4,7 @@
 // with exit 2, nothing written, the closest partition named. unhold takes any name.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
-import { runCli } from "../support/jobs.ts";
+import { runCli, startCli } from "../support/jobs.ts";
 
 let t: TestDatabase;
 let env: Record<string, string>;
@@ -70,6 +70,38 @@ describe("hold", () => {
     expect((await runCli(["unhold", "public.no_such_thing"], env)).code).toBe(0);
     expect((await runCli(["unhold", 'public."Readings Feb"'], env)).code).toBe(0);
     expect(await holdCount()).toBe(0);
+  });
+
+  it("a hold placed while a removal holds the partition waits for it, and says when it is gone", async () => {
+    await t.pool.query(
+      "CREATE TABLE public.readings_p202410 PARTITION OF public.readings FOR VALUES FROM ('2024-10-01Z') TO ('2024-11-01Z')",
+    );
+    const remover = await t.pool.connect();
+    try {
+      // As retention's removal does: the partition locked, then dropped, then committed.
+      await remover.query("BEGIN; LOCK TABLE public.readings_p202410 IN ACCESS EXCLUSIVE MODE");
+      const hold = startCli(["hold", "public.readings_p202410", "--until", FUTURE, "--reason", "audit"], env);
+      let waiting = 0;
+      for (let i = 0; i < 1000 && waiting === 0; i++) {
+        const r = await t.pool.query(
+          `SELECT count(*)::int AS n FROM pg_locks l
+            WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND l.relation = 'public.readings_p202410'::regclass AND l.mode = 'AccessShareLock' AND NOT l.granted`,
+        );
+        waiting = r.rows[0].n;
+        if (waiting === 0) await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(waiting).toBe(1);
+      await remover.query("DROP TABLE public.readings_p202410; COMMIT");
+      const { code } = await hold.done;
+      expect(code).toBe(1);
+      expect(text(hold)).toMatch(
+        /public\.readings_p202410 no longer exists: it was removed .* Nothing was written/,
+      );
+      expect(await holdCount()).toBe(0);
+    } finally {
+      remover.release();
+    }
   });
 
   // Last: the retention run below drops the partitions the tests above use.
