@@ -198,12 +198,16 @@ export async function adoptUnderLocks(
   const ready = adoptionReady(facts);
   const own = `adopt:${ctx.policy.table}`;
   const keys = adoptionLockKeys(ctx.policy, ready).filter((k) => options.ownKey || k !== own);
-  const locked = await withAdvisoryLocks(db, keys, () =>
-    adoptRollupSource(db, ctx, {
-      dryRun: options.dryRun,
-      policies: options.policies,
-      facts: ready ? facts : undefined,
-    }),
+  const locked = await withAdvisoryLocks(db, keys, (lost) =>
+    adoptRollupSource(
+      db,
+      { ...ctx, signal: AbortSignal.any([ctx.signal, lost]) },
+      {
+        dryRun: options.dryRun,
+        policies: options.policies,
+        facts: ready ? facts : undefined,
+      },
+    ),
   );
   return { ready, locked };
 }

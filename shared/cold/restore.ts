@@ -80,8 +80,8 @@ export async function runRestore(
     return EXIT.failed;
   }
   const keys = LOCKED_JOBS.map((job) => `${job}:${table.schema}.${table.name}`);
-  const locked = await withAdvisoryLocks(db, keys, () =>
-    restoreLocked(db, request, { dir: located.dir, manifest, table }, log, signal),
+  const locked = await withAdvisoryLocks(db, keys, (lost) =>
+    restoreLocked(db, request, { dir: located.dir, manifest, table }, log, AbortSignal.any([signal, lost])),
   );
   if (locked.acquired) return locked.value;
   log.error(`restore not started: another job holds ${locked.busy}; run it again when that job is done`, {});

@@ -66,8 +66,8 @@ export async function runConvert(
   // ingest_xid column and index that prepare adds, and must not build them beside a phase.
   const keys = ["convert", "partition-manager", "retention", "adopt"].map((job) => `${job}:${qualified}`);
   const result: ConvertResult = { exitCode: EXIT.ok, phases: [] };
-  const locked = await withAdvisoryLocks(db, keys, async () => {
-    await runPhases(db, log, options, signal, result);
+  const locked = await withAdvisoryLocks(db, keys, async (lost) => {
+    await runPhases(db, log, options, AbortSignal.any([signal, lost]), result);
     if (result.exitCode === EXIT.ok && options.phase === "all" && !options.dryRun)
       log.notice(
         `converted ${qualified}. Check it, then run \`migrate convert finalize --table ${qualified}\` (until then \`revert\` undoes the conversion)`,

@@ -4,36 +4,57 @@
 // lock for as long as the run lasts (RUN_ADVISORY_NAMESPACE), so that a later run can tell a run
 // that is still going from one that was killed.
 import { type Expression, type Kysely, type RawBuilder, sql } from "kysely";
+import { holdSession } from "../db/connect.ts";
+import type { DB } from "../db/schema.ts";
 
 /** Both halves of the two-int advisory key: a fixed namespace, and a hash of (job, table). */
 export const ADVISORY_NAMESPACE = 0x746a; // "tj"
 
 export type LockedResult<T> = { acquired: true; value: T } | { acquired: false; busy?: string };
 
-export async function withAdvisoryLock<DB, T>(
-  db: Kysely<DB>,
-  job: string,
-  table: string,
-  work: () => Promise<T>,
-): Promise<LockedResult<T>> {
-  return await withAdvisoryLocks(db, [`${job}:${table}`], work);
-}
-
 /**
  * All of the keys ("job:table") or none: migrate convert holds partition-manager's and retention's
  * keys of its table too, so that neither works on the table while it changes shape.
+ *
+ * The keys are held on a session of their own (holdSession), which the server can end under the
+ * work (a failover, pg_terminate_backend): PostgreSQL then releases the locks, and another run may
+ * take the table. `work` is given a signal aborted at that moment, to stop before its next step;
+ * once it has returned (or thrown), the loss is thrown as a LockSessionLostError, so that the
+ * command fails saying why, whatever the work made of the signal.
  */
-export async function withAdvisoryLocks<DB, T>(
+export async function withAdvisoryLocks<T>(
   db: Kysely<DB>,
   keys: readonly string[],
-  work: () => Promise<T>,
+  work: (lost: AbortSignal) => Promise<T>,
 ): Promise<LockedResult<T>> {
-  return await db.connection().execute((conn) => withAdvisoryLocksOn(conn, keys, work));
+  return await holdSession(db, async (session, lost) => {
+    let outcome: { value: LockedResult<T> } | { error: unknown };
+    try {
+      outcome = { value: await withAdvisoryLocksOn(session, keys, () => work(lost)) };
+    } catch (error) {
+      outcome = { error };
+    }
+    if (lost.aborted)
+      throw new LockSessionLostError(keys, lost.reason, "error" in outcome ? outcome.error : undefined);
+    if ("error" in outcome) throw outcome.error;
+    return outcome.value;
+  });
+}
+
+/** The session holding a command's advisory locks was lost while its work ran. */
+export class LockSessionLostError extends Error {
+  constructor(keys: readonly string[], reason: unknown, cause: unknown) {
+    super(
+      `the database session holding the locks ${keys.join(", ")} was lost (${reason instanceof Error ? reason.message : String(reason)}); PostgreSQL released them with it, so the work stopped before its next step (another job may work on the table now). Run the same command again to continue from where it stopped`,
+      { cause },
+    );
+    this.name = "LockSessionLostError";
+  }
 }
 
 /** withAdvisoryLocks in a session the caller holds (`conn`: one connection, not a pool). */
-export async function withAdvisoryLocksOn<DB, T>(
-  conn: Kysely<DB>,
+export async function withAdvisoryLocksOn<D, T>(
+  conn: Kysely<D>,
   keys: readonly string[],
   work: () => Promise<T>,
 ): Promise<LockedResult<T>> {
@@ -72,7 +93,7 @@ export const RUN_ADVISORY_NAMESPACE = 0x746b; // "tk"
 export const runLockKey = (id: Expression<unknown>): RawBuilder<number> =>
   sql<number>`(${id} % 2147483648)::int`;
 
-export async function releaseRunLock<DB>(conn: Kysely<DB>, runId: string): Promise<void> {
+export async function releaseRunLock<D>(conn: Kysely<D>, runId: string): Promise<void> {
   await sql`SELECT pg_advisory_unlock(${RUN_ADVISORY_NAMESPACE}, ${runLockKey(sql`${runId}::int8`)})`.execute(
     conn,
   );
