@@ -41,11 +41,24 @@ export type ConnectionState = "while idle" | "while in use";
  * - client_connection_check_interval: a session whose job was killed mid-statement (SIGKILL,
  *   Cloud Run's task timeout) notices the dead client within a second and rolls back, instead of
  *   finishing a long move while holding its locks.
+ *
+ * And TCP keepalive on our side (keepAlive): a session that only holds advisory locks sends
+ * nothing for minutes, so a server that vanished without a word (a failover, a dropped route)
+ * would go unnoticed until its next statement. With probes from KEEPALIVE_IDLE_MS of silence,
+ * the socket fails and pg's 'error' event tells the lock's holder (holdSession) to stop.
  */
 export const SESSION_LOCK_TIMEOUT_MS = 30_000;
+export const KEEPALIVE_IDLE_MS = 10_000;
 
-export function sessionOptions(job: string): { application_name: string; options: string } {
+export function sessionOptions(job: string): {
+  application_name: string;
+  options: string;
+  keepAlive: boolean;
+  keepAliveInitialDelayMillis: number;
+} {
   return {
+    keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_IDLE_MS,
     application_name: `telemetry-jobs/${job}`.slice(0, 63),
     options: [
       "-c TimeZone=UTC",

@@ -12,7 +12,7 @@ import path from "node:path";
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EXIT } from "../../shared/config/errors.ts";
-import { connectDatabase, holdSession } from "../../shared/db/connect.ts";
+import { connectDatabase, holdSession, KEEPALIVE_IDLE_MS, openPool } from "../../shared/db/connect.ts";
 import { ADVISORY_NAMESPACE, RUN_ADVISORY_NAMESPACE } from "../../shared/run/advisory-lock.ts";
 import { partitionsOf } from "../support/catalog-snapshot.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
@@ -234,6 +234,24 @@ describe("a connection the job holds is ended by the server", () => {
     ]);
     expect(row.rows[0]).toMatchObject({ status: "failed", finished_at: expect.any(Date) });
   }, 120_000);
+
+  it("openPool: every connection probes a silent server (TCP keepalive), so a vanished one fails", async () => {
+    // A failover that says nothing leaves an idle lock session waiting forever without probes;
+    // the pool's clients are made with these options, which pg applies to each socket.
+    const opened = await openPool({ kind: "url", url: t.url }, { job: "test-keepalive" });
+    try {
+      expect(opened.pool.options).toMatchObject({
+        keepAlive: true,
+        keepAliveInitialDelayMillis: KEEPALIVE_IDLE_MS,
+      });
+      const client = await opened.pool.connect();
+      const config = client as unknown as { connection: { _keepAlive: boolean } };
+      expect(config.connection._keepAlive).toBe(true);
+      client.release();
+    } finally {
+      await opened.close();
+    }
+  });
 
   it("openPool: a lent-out client that dies, idle or mid-statement, is reported; its statement fails", async () => {
     const errors: Error[] = [];
