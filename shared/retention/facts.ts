@@ -275,7 +275,7 @@ async function readRemovalMarks(
       JOIN pg_catalog.pg_class c ON c.oid = d.objoid
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
      WHERE d.classoid = 'pg_catalog.pg_class'::regclass
-       AND ((d.objsubid = 0 AND c.relkind = 'r' AND NOT c.relispartition
+       AND ((d.objsubid = 0 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
              AND d.description LIKE 'telemetry-jobs retention: removing from %')
          OR (d.objsubid <> 0 AND c.relispartition
              AND d.description LIKE 'telemetry-jobs retention: exporting [%'))`.execute(db);

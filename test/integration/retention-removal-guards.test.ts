@@ -125,3 +125,19 @@ it("a leftover's name given to another table while its drop waits: that table is
   expect(await count("SELECT count(*)::int AS n FROM public.f_p202511")).toBe(1);
   expect(await count("SELECT count(*)::int AS n FROM pg_class WHERE relname = 'f_p202511_kept'")).toBe(0);
 });
+
+it("a killed run's leftover that is itself partitioned is found and finished", async () => {
+  await table("sp", true);
+  // An expired month split by list, as a table may be sub-partitioned; a killed run detached and
+  // marked it.
+  await t.pool.query(`
+    CREATE TABLE public.sp_p202510 (id int NOT NULL, ts timestamptz NOT NULL) PARTITION BY LIST (id);
+    CREATE TABLE public.sp_p202510_a PARTITION OF public.sp_p202510 DEFAULT;
+    INSERT INTO public.sp_p202510 VALUES (1, '2025-10-05Z'), (2, '2025-10-06Z');
+    COMMENT ON TABLE public.sp_p202510 IS
+      'telemetry-jobs retention: removing from public.sp, mode drop, range [2025-10-01T00:00:00.000Z, 2025-11-01T00:00:00.000Z), ~2 rows'`);
+  const run = await runRetention(t.db, config("sp"));
+  expect(run.exitCode).toBe(0);
+  expect(await count("SELECT count(*)::int AS n FROM pg_class WHERE relname LIKE 'sp_p202510%'")).toBe(0);
+  expect(await count("SELECT count(*)::int AS n FROM public.sp WHERE ts < '2026-01-01Z'")).toBe(0);
+});
