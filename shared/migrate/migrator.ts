@@ -7,10 +7,11 @@
 //             after the product set (its read function uses the product's rollup state).
 // The migrator's lock (a PostgreSQL advisory lock) serialises concurrent `migrate` runs, e.g. two
 // deploys racing.
-import type { Kysely } from "kysely";
+import { type Kysely, sql } from "kysely";
 import { type Migration, type MigrationResult, type MigrationResultSet, Migrator } from "kysely/migration";
 import { MIGRATIONS } from "../../migrations/index.ts";
 import { STARTER_MIGRATIONS } from "../../migrations/starter/index.ts";
+import { SQLSTATE, sqlState } from "../db/sqlstate.ts";
 
 export const BOOKKEEPING_SCHEMA = "telemetry_jobs";
 
@@ -74,4 +75,26 @@ export function throwIfFailed(result: MigrationResultSet): void {
   const failed = result.results?.find((r) => r.status === "Error");
   const cause = result.error instanceof Error ? result.error : new Error(String(result.error));
   throw new Error(`migration ${failed?.migrationName ?? "(unknown)"} failed: ${cause.message}`, { cause });
+}
+
+/**
+ * Why the database's bookkeeping schema cannot serve this build's jobs, or undefined when it can:
+ * missing, or behind (product migrations this build bundles that it has not applied). A job must
+ * not start on a schema that lacks what it writes: a missing column or a narrower CHECK fails a
+ * run only when it first needs it (0011's 'abandoned' status: the first run after a killed one),
+ * then every run. One round trip; the migrator's own status reads take several.
+ */
+export async function bookkeepingProblem(db: Kysely<any>): Promise<string | undefined> {
+  const history = sql.id(BOOKKEEPING_SCHEMA, SETS.product.table);
+  let applied: Set<string>;
+  try {
+    const r = await sql<{ name: string }>`SELECT name FROM ${history}`.execute(db);
+    applied = new Set(r.rows.map((row) => row.name));
+  } catch (error) {
+    if (sqlState(error) !== SQLSTATE.undefinedTable) throw error;
+    return `the ${BOOKKEEPING_SCHEMA} bookkeeping schema is missing: run \`telemetry-jobs migrate up\` first`;
+  }
+  const missing = Object.keys(SETS.product.migrations).filter((name) => !applied.has(name));
+  if (missing.length === 0) return undefined;
+  return `the ${BOOKKEEPING_SCHEMA} bookkeeping schema is behind this build: ${missing.join(", ")} not applied. Run \`telemetry-jobs migrate up\` (the migrate job) first, then this job again; until then it does nothing`;
 }

@@ -2,7 +2,6 @@
 // Dry runs write nothing. A run that never finished its row (killed) is marked `abandoned` by a
 // later run of its job.
 import { type Kysely, sql } from "kysely";
-import { relationOidSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import type { Logger } from "../log/logger.ts";
 import { RUN_ADVISORY_NAMESPACE, runLockKey } from "./advisory-lock.ts";
@@ -19,12 +18,6 @@ export interface AuditAction {
   detail?: Record<string, unknown> | undefined;
   startedAt: Date;
   finishedAt: Date;
-}
-
-export async function bookkeepingReady(db: Kysely<DB>): Promise<boolean> {
-  const actions = relationOidSql({ schema: "telemetry_jobs", name: "job_actions" });
-  const r = await sql<{ ok: boolean }>`SELECT ${actions} IS NOT NULL AS ok`.execute(db);
-  return r.rows[0]?.ok === true;
 }
 
 /** An earlier run of the job that ended without finishing its row: killed, or its host lost. */

@@ -13,9 +13,10 @@ import { holdSession } from "../db/connect.ts";
 import { relationOidSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { TEXT } from "../log/text-view.ts";
+import { bookkeepingProblem } from "../migrate/migrator.ts";
 import { inspectTable, type TableProblem } from "../partitions/catalog.ts";
 import { releaseRunLock, withAdvisoryLocksOn } from "./advisory-lock.ts";
-import { bookkeepingReady, finishRun, logAbandoned, recordAction, recordActions, startRun } from "./audit.ts";
+import { finishRun, logAbandoned, recordAction, recordActions, startRun } from "./audit.ts";
 import type { JobSpec, RunResult, RunSummary, TableContext, TableReport, TableStatus } from "./job-spec.ts";
 import { finishLostRun, type LockSession, watchLockSession } from "./lock-session.ts";
 
@@ -103,11 +104,8 @@ async function runJobIn(spec: JobSpec, session: Kysely<DB>, lock: LockSession): 
   const { job, config, db, log } = spec;
   const started = Date.now();
   const dryRun = config.options.dryRun;
-  if (!(await bookkeepingReady(db))) {
-    throw new ConfigError(
-      "the telemetry_jobs bookkeeping schema is missing: run `telemetry-jobs migrate up` first",
-    );
-  }
+  const problem = await bookkeepingProblem(db);
+  if (problem) throw new ConfigError(problem);
   const selected = selectedPolicies(config).filter((p) => spec.appliesTo?.(p) ?? true);
   const awaited = await awaitedRollupTargets(db, config, selected);
   const policies = await validatePolicies(db, config, spec, selected, awaited);
