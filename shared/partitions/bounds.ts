@@ -10,8 +10,8 @@ export type PartitionBound =
       readonly kind: "range";
       readonly from: BoundValue;
       readonly to: BoundValue;
-      /** Set when a bound has sub-millisecond digits, which a JS Date cannot hold exactly. */
-      readonly inexact?: true;
+      /** Which bound has sub-millisecond digits, which a JS Date cannot hold exactly (truncated). */
+      readonly inexact?: "from" | "to" | "both";
     }
   | { readonly kind: "unsupported"; readonly text: string };
 
@@ -27,7 +27,8 @@ export function parsePartitionBound(text: string): PartitionBound {
   const to = parseBoundValue(m[2]!);
   if (from === undefined || to === undefined) return { kind: "unsupported", text };
   const range = { kind: "range", from: from.value, to: to.value } as const;
-  return from.exact && to.exact ? range : { ...range, inexact: true };
+  if (from.exact && to.exact) return range;
+  return { ...range, inexact: from.exact ? "to" : to.exact ? "from" : "both" };
 }
 
 function parseBoundValue(raw: string): { value: BoundValue; exact: boolean } | undefined {

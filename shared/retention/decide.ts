@@ -5,9 +5,8 @@
 // killed run left, and a plain table's row deletes. Pure; planRetention (plan.ts) puts it together.
 import type { RetentionPolicy, TablePolicy } from "../config/policy.ts";
 import { displayRelation, type Relation } from "../db/relation.ts";
-import { boundRange } from "../partitions/bounds.ts";
 import type { ChildPartition, TableCatalog } from "../partitions/catalog.ts";
-import { isExpired, straddlesCutoff } from "./expiry.ts";
+import { expiryRange, isExpired, straddlesCutoff } from "./expiry.ts";
 import { keepUnexportedRows, planExport } from "./export-plan.ts";
 import { exportOf, removalMode } from "./export-target.ts";
 import type { RetentionHold } from "./holds.ts";
@@ -85,7 +84,7 @@ export function decidePartitions(d: Decision, catalog: TableCatalog): void {
       d.actions.push({ kind: "finalize_detach", partition: relation });
       continue;
     }
-    const range = boundRange(child.bound);
+    const range = expiryRange(child.bound);
     if (!range || !Number.isFinite(range.to)) continue; // MAXVALUE never expires
     const to = new Date(range.to);
     const from = Number.isFinite(range.from) ? new Date(range.from) : null;

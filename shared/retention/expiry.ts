@@ -5,6 +5,7 @@
 // retention (what to remove) and rollup-hourly (what may be rebuilt from raw rows) all ask here.
 import { type Duration, subtractDuration } from "../config/duration.ts";
 import type { RetentionPolicy } from "../config/policy.ts";
+import { type BoundRange, boundRange, type PartitionBound } from "../partitions/bounds.ts";
 
 const HOUR_MS = 3_600_000;
 
@@ -37,6 +38,21 @@ export function retentionCutoff(policy: Parameters<typeof keepOf>[0], now: Date)
 /** The policy's cutoff at `now`, or undefined when nothing of the table ever expires. */
 export function cutoffOrNone(policy: Parameters<typeof keepOf>[0], now: Date): Date | undefined {
   return policy.retention ? cutoffAt(policy.retention.keepDuration, now) : undefined;
+}
+
+/**
+ * A partition's range as retention judges it, in epoch ms (undefined: not a range partition). A
+ * bound with sub-millisecond digits, which a Date truncates, is read as ending at the next
+ * millisecond: TO ('2026-02-01 00:00:00.0005') holds the instant 2026-02-01 00:00:00, and read as
+ * ending there it would count as expired at that very cutoff, its rows at the cutoff with it. So
+ * a partition is never judged expired while it may hold an instant the cutoff keeps; the checks
+ * made under a removal's lock read the bound the same way, and so agree with the plan.
+ */
+export function expiryRange(bound: PartitionBound): BoundRange | undefined {
+  const range = boundRange(bound);
+  if (!range || bound.kind !== "range" || !Number.isFinite(range.to)) return range;
+  if (bound.inexact !== "to" && bound.inexact !== "both") return range;
+  return { from: range.from, to: range.to + 1 };
 }
 
 /** A range ending at `upper` (exclusive) is expired: every instant it holds is before the cutoff. */

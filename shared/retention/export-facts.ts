@@ -11,9 +11,8 @@ import type { TablePolicy } from "../config/policy.ts";
 import { withLockRetry } from "../db/lock-retry.ts";
 import { displayRelation, type Relation, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
-import { boundRange } from "../partitions/bounds.ts";
 import type { TableCatalog } from "../partitions/catalog.ts";
-import { isExpired } from "./expiry.ts";
+import { expiryRange, isExpired } from "./expiry.ts";
 import { exportDirectory, exportOf, exportTarget } from "./export-target.ts";
 import type { ExistingExport } from "./plan.ts";
 
@@ -36,7 +35,7 @@ export async function readExistingExports(
   const found = new Map<string, ExistingExport>();
   const manifests: { relation: Relation; dir: string; manifest: Manifest }[] = [];
   for (const child of catalog.children) {
-    const range = child.detachPending ? undefined : boundRange(child.bound);
+    const range = child.detachPending ? undefined : expiryRange(child.bound);
     if (!range || !Number.isFinite(range.from) || !Number.isFinite(range.to)) continue;
     const [from, to] = [new Date(range.from), new Date(range.to)];
     if (!isExpired(to, cutoff)) continue;

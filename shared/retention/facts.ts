@@ -8,11 +8,10 @@ import { policyTable, type TablePolicy } from "../config/policy.ts";
 import { withLockRetry } from "../db/lock-retry.ts";
 import { columnSql, displayRelation, type Relation, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
-import { boundRange } from "../partitions/bounds.ts";
 import { type InspectedTable, readCatalogIn, type TableProblem } from "../partitions/catalog.ts";
 import { readRollupFrontier } from "../rollups/frontier.ts";
 import { findArchiveClashes } from "./archive-clashes.ts";
-import { straddlesCutoff } from "./expiry.ts";
+import { expiryRange, straddlesCutoff } from "./expiry.ts";
 import { readExistingExports } from "./export-facts.ts";
 import { listHolds } from "./holds.ts";
 import { type RetentionFacts, type RetentionMode, rowDeleteLimit } from "./plan.ts";
@@ -223,7 +222,7 @@ async function readPartitionedRows(
   );
   const counted: Relation[] = [];
   for (const child of children) {
-    const range = boundRange(child.bound);
+    const range = expiryRange(child.bound);
     if (policy.retention?.exactCutoff && range && straddlesCutoff(range, at.cutoff))
       counted.push({ schema: child.schema, name: child.name });
   }

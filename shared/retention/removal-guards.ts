@@ -16,8 +16,9 @@ import { type Kysely, sql } from "kysely";
 import { policyTable } from "../config/policy.ts";
 import { displayRelation, type Relation, relationOidSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
-import { boundRange, parsePartitionBound } from "../partitions/bounds.ts";
+import { parsePartitionBound } from "../partitions/bounds.ts";
 import type { RetentionContext } from "./context.ts";
+import { expiryRange } from "./expiry.ts";
 import { parseRemovalMark } from "./facts.ts";
 import type { RemovePartition } from "./remove.ts";
 
@@ -111,7 +112,7 @@ function refuseHeld(rows: readonly { name: string; hold: string | null }[], stat
 /** Whether `bound` (pg_get_expr's text; undefined: not a partition) is the action's range. */
 function holdsPlannedRange(bound: string | undefined, action: Planned): boolean {
   if (bound === undefined) return false;
-  const range = boundRange(parsePartitionBound(bound));
+  const range = expiryRange(parsePartitionBound(bound));
   if (!range || range.to !== action.to.getTime()) return false;
   return action.from === null ? !Number.isFinite(range.from) : range.from === action.from.getTime();
 }

@@ -69,8 +69,17 @@ describe("parsePartitionBound (pg_get_expr output)", () => {
       kind: "range",
       from: new Date("2026-11-01T00:00:00.123Z"),
       to: new Date("2026-11-01T00:00:00.900Z"),
-      inexact: true,
+      inexact: "from",
     });
+    // Which side: retention reads an inexact upper bound as ending a millisecond later.
+    expect(
+      parsePartitionBound(range("'2026-11-01 00:00:00+00'", "'2026-12-01 00:00:00.0005+00'")),
+    ).toMatchObject({
+      inexact: "to",
+    });
+    expect(
+      parsePartitionBound(range("'2026-11-01 00:00:00.0001+00'", "'2026-12-01 00:00:00.0005+00'")),
+    ).toMatchObject({ inexact: "both" });
     // Trailing zeros below the millisecond are exact.
     expect(
       parsePartitionBound(range("'2026-11-01 00:00:00.123000+00'", "'2026-12-01 00:00:00+00'")),

@@ -671,7 +671,7 @@ describe("planPartitions: regressions", () => {
         kind: "range",
         from: utc("2026-11-01T00:00:00Z"),
         to: utc("2026-12-01T00:00:00Z"),
-        inexact: true,
+        inexact: "from",
       },
       boundText: "FOR VALUES FROM ('2026-11-01 00:00:00.000001+00') TO ('2026-12-01 00:00:00+00')",
     });
