@@ -1,7 +1,7 @@
 // Reads what PostgreSQL knows about a managed table: its partition key, its children with their
 // real bounds (pg_inherits + pg_get_expr(relpartbound); a name is only a label), the DEFAULT
 // partition and which intervals its rows fall into, row estimates and sizes. Read-only.
-import { type Kysely, sql } from "kysely";
+import { type Kysely, type RawBuilder, sql } from "kysely";
 import type { QualifiedName } from "../config/identifiers.ts";
 import "../db/pg-types.ts";
 import { withLockRetry } from "../db/lock-retry.ts";
@@ -128,6 +128,16 @@ export interface CatalogReadOptions {
   readonly partitionsOnly?: boolean;
 }
 
+/**
+ * The sum of `expr` over the leaves under child `c` (aliased l), for a child that is itself
+ * partitioned: PostgreSQL keeps no rows or storage for a partitioned table, only for its leaves, so
+ * its own reltuples and size say 0 however much it holds.
+ */
+function leavesSum(expr: RawBuilder<unknown>): RawBuilder<unknown> {
+  return sql`SELECT coalesce(sum(${expr}), 0) FROM pg_partition_tree(c.oid) t
+               JOIN pg_class l ON l.oid = t.relid WHERE t.isleaf`;
+}
+
 /** The catalog as read in `db`, a transaction under lock_timeout (see readCatalog). */
 export async function readCatalogIn<DB>(
   db: Kysely<DB>,
@@ -144,8 +154,10 @@ export async function readCatalogIn<DB>(
   const children = await sql<ChildRow>`
     SELECT c.oid, n.nspname::text AS schema, c.relname::text AS name,
            pg_get_expr(c.relpartbound, c.oid) AS bound,
-           greatest(c.reltuples, 0)::bigint AS row_estimate,
-           pg_total_relation_size(c.oid) AS bytes,
+           CASE WHEN c.relkind = 'p' THEN (${leavesSum(sql`greatest(l.reltuples, 0)`)})
+                ELSE greatest(c.reltuples, 0) END::bigint AS row_estimate,
+           CASE WHEN c.relkind = 'p' THEN (${leavesSum(sql`pg_total_relation_size(l.oid)`)})
+                ELSE pg_total_relation_size(c.oid) END AS bytes,
            i.inhdetachpending AS detach_pending, c.relkind = 'p' AS partitioned,
            EXISTS (SELECT 1 FROM pg_constraint k
                     WHERE k.contype = 'f' AND c.oid IN (k.conrelid, k.confrelid)) AS foreign_keys
