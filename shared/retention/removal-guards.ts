@@ -36,28 +36,37 @@ export async function checkStillPlanned(
   trx: Kysely<DB>,
   actions: readonly Planned[],
   { detachPending = false }: { detachPending?: boolean } = {},
-): Promise<void> {
+): Promise<number[]> {
   const table = policyTable(ctx.policy);
   const names = actions.map((a) => displayRelation(a.partition));
-  // One round trip: the table's partitions and the holds on the planned ones.
-  const r = await sql<{ schema: string; name: string; bound: string | null; hold: string | null }>`
-    SELECT n.nspname::text AS schema, c.relname::text AS name, pg_get_expr(c.relpartbound, c.oid) AS bound,
-           NULL::text AS hold
+  // One round trip: the planned partitions (only those: pg_get_expr locks each relation it reads,
+  // and a sibling's lock must not be waited for) and the holds on them.
+  const r = await sql<{
+    oid: number;
+    schema: string;
+    name: string;
+    bound: string | null;
+    hold: string | null;
+  }>`
+    SELECT c.oid::int8 AS oid, n.nspname::text AS schema, c.relname::text AS name,
+           pg_get_expr(c.relpartbound, c.oid) AS bound, NULL::text AS hold
       FROM pg_catalog.pg_inherits i
       JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
      WHERE i.inhparent = ${relationOidSql(table)} AND (${detachPending} OR NOT i.inhdetachpending)
+       AND (n.nspname, c.relname) IN (${sql.join(actions.map((a) => sql`(${a.partition.schema}, ${a.partition.name})`))})
     UNION ALL
-    ${holdsOn(ctx, names)}`.execute(trx);
-  const bounds = new Map(
-    r.rows.filter((c) => c.hold === null).map((c) => [displayRelation(c), c.bound ?? undefined]),
-  );
+    SELECT NULL, ${holdsOn(ctx, names)}`.execute(trx);
+  const children = r.rows.filter((c) => c.hold === null);
+  const bounds = new Map(children.map((c) => [displayRelation(c), c.bound ?? undefined]));
   const changed = actions.filter((a) => !holdsPlannedRange(bounds.get(displayRelation(a.partition)), a));
   if (changed.length > 0)
     throw new Error(
       `${changed.map((a) => displayRelation(a.partition)).join(", ")} ${changed.length === 1 ? "is" : "are"} no longer the partition${changed.length === 1 ? "" : "s"} of ${displayRelation(table)} this run planned to remove (renamed, replaced or detached meanwhile): nothing was removed. The next run plans again from the catalog as it is then.`,
     );
-  refuseHeld(r.rows, "attached");
+  refuseHeld(r.rows, detachPending ? "attached (or pending detach)" : "attached");
+  const oids = new Map(children.map((c) => [displayRelation(c), Number(c.oid)]));
+  return names.map((n) => oids.get(n)!);
 }
 
 /**
@@ -78,7 +87,7 @@ export async function checkStillMarked(
      WHERE (n.nspname, c.relname) IN (${sql.join(tables.map((t) => sql`(${t.schema}, ${t.name})`))})
        AND NOT c.relispartition
     UNION ALL
-    ${holdsOn(ctx, names)}`.execute(trx);
+    SELECT ${holdsOn(ctx, names)}`.execute(trx);
   const marked = new Set(
     r.rows
       .filter((t) => t.hold === null && parseRemovalMark(t.mark ?? "")?.parent === ctx.policy.table)
@@ -92,9 +101,12 @@ export async function checkStillMarked(
   refuseHeld(r.rows, "detached");
 }
 
-/** The active holds on `names`, as rows of the checks' union (hold: its description). */
+/**
+ * The active holds on `names`, as the last four columns of a row of the checks' unions: a NULL
+ * schema, the held name, a NULL, and `hold` (its description).
+ */
 function holdsOn(ctx: RetentionContext, names: readonly string[]) {
-  return sql`SELECT NULL, h.partition_name, NULL,
+  return sql`NULL, h.partition_name, NULL,
            'held until ' || to_char(h.hold_until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
              || ' by ' || h.created_by || ': ' || h.reason
       FROM telemetry_jobs.retention_holds h

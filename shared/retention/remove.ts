@@ -14,6 +14,7 @@ import type { DB } from "../db/schema.ts";
 import { SQLSTATE, sqlState } from "../db/sqlstate.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import { type AuditOutcomes, type RetentionContext, type RetentionOutcome, retryOptions } from "./context.ts";
+import { detachPinned } from "./detach-pinned.ts";
 import { retentionOf } from "./expiry.ts";
 import { type Confirmed, confirmBeforeDrop, confirmUnderLock, exportRangeMark } from "./export-finish.ts";
 import { exportBeforeDetach, type VerifiedExport } from "./export-step.ts";
@@ -70,9 +71,8 @@ export async function removeOne(
 
 /**
  * Detaches the marked partition, checked again first (checkStillPlanned): in the detach's own
- * transaction once it holds the locks; before DETACH CONCURRENTLY, which cannot run in one, just
- * before it on the same connection (a rename in the one round trip between is the window left; what
- * it would detach carries no mark, and the drop that follows refuses a table without one).
+ * transaction once it holds the locks; for DETACH CONCURRENTLY, which cannot run in one, by a
+ * second session that pins the name until the detach is bound to the partition (detach-pinned.ts).
  */
 async function detach(ctx: RetentionContext, action: RemovePartition): Promise<string> {
   const parent = relationSql(policyTable(ctx.policy));
@@ -81,26 +81,28 @@ async function detach(ctx: RetentionContext, action: RemovePartition): Promise<s
   if (action.concurrently) {
     // Not allowed in a transaction block: its own connection, lock_timeout set for the session.
     let finalized = false;
-    await onOwnConnection(ctx, `detach ${shown} concurrently`, async (conn) => {
-      await checkStillPlanned(ctx, conn, [action], { detachPending: true });
-      try {
-        await sql`ALTER TABLE ${parent} DETACH PARTITION ${child} CONCURRENTLY`.execute(conn);
-      } catch (error) {
-        // An earlier attempt committed its first transaction, then hit lock_timeout while waiting
-        // for older snapshots: the detach is pending and only FINALIZE can complete it.
-        if (!isPendingDetachError(error)) throw error;
-        ctx.log.info("the detach is pending after a timed-out attempt: finishing it with FINALIZE", {
-          partition: shown,
-        });
-        await sql`ALTER TABLE ${parent} DETACH PARTITION ${child} FINALIZE`.execute(conn);
-        finalized = true;
-      }
-    });
+    await onOwnConnection(ctx, `detach ${shown} concurrently`, (conn) =>
+      detachPinned(ctx, action, async () => {
+        try {
+          await sql`ALTER TABLE ${parent} DETACH PARTITION ${child} CONCURRENTLY`.execute(conn);
+        } catch (error) {
+          // An earlier attempt committed its first transaction, then hit lock_timeout while
+          // waiting for older snapshots: the detach is pending and only FINALIZE can complete it.
+          if (!isPendingDetachError(error)) throw error;
+          ctx.log.info("the detach is pending after a timed-out attempt: finishing it with FINALIZE", {
+            partition: shown,
+          });
+          await sql`ALTER TABLE ${parent} DETACH PARTITION ${child} FINALIZE`.execute(conn);
+          finalized = true;
+        }
+      }),
+    );
     return `detach concurrently${finalized ? " (finished with FINALIZE)" : ""} (SHARE UPDATE EXCLUSIVE on the parent)`;
   }
   await withLockRetry(ctx.db, retryOptions(ctx, `detach ${shown}`), async (trx) => {
-    // The locks the DETACH takes, in its order (the parent, then the partition), then the check.
-    await sql`LOCK TABLE ONLY ${parent} IN ACCESS EXCLUSIVE MODE; LOCK TABLE ${child} IN ACCESS EXCLUSIVE MODE`.execute(
+    // The parent's lock and the partition's, which the DETACH takes too; then the check, while no
+    // name of the partition can change.
+    await sql`LOCK TABLE ONLY ${parent} IN ACCESS EXCLUSIVE MODE; LOCK TABLE ONLY ${child} IN ACCESS EXCLUSIVE MODE`.execute(
       trx,
     );
     await checkStillPlanned(ctx, trx, [action]);

@@ -154,3 +154,41 @@ it("no DEFAULT, the parent busy: names swapped before the mark, the current mont
   expect(await count("SELECT count(*)::int AS n FROM public.c WHERE ts >= '2026-03-01Z'")).toBe(1);
   expect(await count("SELECT count(*)::int AS n FROM public.c WHERE ts < '2026-01-01Z'")).toBe(0);
 });
+
+it("no DEFAULT: names swapped while DETACH CONCURRENTLY waits for the parent, nothing is detached", async () => {
+  await table("d", false);
+  // SHARE UPDATE EXCLUSIVE on the parent: the together attempt gives up, and the child's DETACH
+  // ... CONCURRENTLY waits here, after its name was checked and before it is looked up.
+  const holder: pg.PoolClient = await t.pool.connect();
+  await holder.query("BEGIN; LOCK TABLE ONLY public.d IN SHARE UPDATE EXCLUSIVE MODE");
+  const policy = { table: "public.d", timeColumn: "ts", lockTimeoutMs: 1000, retryBudgetMs: 30000 };
+  try {
+    const running = runRetention(
+      t.db,
+      makeConfig(t.url, [{ ...policy, retention: { keep: "1 month", mode: "drop" } }], { now: NOW }),
+    );
+    let waiting = false;
+    for (let i = 0; i < 500 && !waiting; i++) {
+      const r = await t.pool.query(
+        `SELECT count(*)::int AS n FROM pg_locks l
+          WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND l.relation = 'public.d'::regclass AND l.mode = 'ShareUpdateExclusiveLock' AND NOT l.granted`,
+      );
+      waiting = r.rows[0].n > 0;
+      if (!waiting) await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(waiting).toBe(true);
+    await holder.query(`ALTER TABLE public.d_p202511 RENAME TO d_tmp;
+      ALTER TABLE public.d_p202603 RENAME TO d_p202511;
+      ALTER TABLE public.d_tmp RENAME TO d_p202603;
+      COMMIT`);
+    const run = await running;
+    expect(run.status).toBe("failed");
+  } finally {
+    holder.release();
+  }
+  // Both months still attached: the current one takes its inserts.
+  await t.pool.query("INSERT INTO public.d VALUES (1001, '2026-03-06Z')");
+  expect(await count("SELECT count(*)::int AS n FROM public.d WHERE ts >= '2026-03-01Z'")).toBe(2);
+  expect(await count("SELECT count(*)::int AS n FROM public.d WHERE ts < '2026-01-01Z'")).toBe(10);
+});
