@@ -19,34 +19,50 @@ export type LockedResult<T> = { acquired: true; value: T } | { acquired: false; 
  * The keys are held on a session of their own (holdSession), which the server can end under the
  * work (a failover, pg_terminate_backend): PostgreSQL then releases the locks, and another run may
  * take the table. `work` is given a signal aborted at that moment, to stop before its next step;
- * once it has returned (or thrown), the loss is thrown as a LockSessionLostError, so that the
- * command fails saying why, whatever the work made of the signal.
+ * once it has returned (or thrown), a loss that came while it ran is thrown as a
+ * LockSessionLostError, so that the command fails saying why, whatever the work made of the
+ * signal. A loss after the work, while the keys are released, releases them all the same: the
+ * work's result stands.
  */
 export async function withAdvisoryLocks<T>(
   db: Kysely<DB>,
   keys: readonly string[],
   work: (lost: AbortSignal) => Promise<T>,
 ): Promise<LockedResult<T>> {
+  if (keys.length === 0) return { acquired: true, value: await work(new AbortController().signal) };
   return await holdSession(db, async (session, lost) => {
-    let outcome: { value: LockedResult<T> } | { error: unknown };
+    let lostWhileWorking: { reason: unknown } | undefined;
+    const watched = async () => {
+      try {
+        return await work(lost);
+      } finally {
+        if (lost.aborted) lostWhileWorking = { reason: lost.reason };
+      }
+    };
+    let result: LockedResult<T>;
     try {
-      outcome = { value: await withAdvisoryLocksOn(session, keys, () => work(lost)) };
+      result = await withAdvisoryLocksOn(session, keys, watched);
     } catch (error) {
-      outcome = { error };
+      if (lostWhileWorking) throw new LockSessionLostError(keys, lostWhileWorking.reason, error);
+      throw error;
     }
-    if (lost.aborted)
-      throw new LockSessionLostError(keys, lost.reason, "error" in outcome ? outcome.error : undefined);
-    if ("error" in outcome) throw outcome.error;
-    return outcome.value;
+    if (lostWhileWorking) throw new LockSessionLostError(keys, lostWhileWorking.reason, undefined);
+    return result;
   });
 }
 
 /** The session holding a command's advisory locks was lost while its work ran. */
 export class LockSessionLostError extends Error {
-  constructor(keys: readonly string[], reason: unknown, cause: unknown) {
+  /** `failure`: the work's own error, when it failed (undefined: it returned). */
+  constructor(keys: readonly string[], reason: unknown, failure: unknown) {
+    const why = reason instanceof Error ? reason.message : String(reason);
+    const after =
+      failure === undefined
+        ? "the work stopped before its next step, or had done its last one (its records above say which)"
+        : `the work then failed: ${failure instanceof Error ? failure.message : String(failure)}`;
     super(
-      `the database session holding the locks ${keys.join(", ")} was lost (${reason instanceof Error ? reason.message : String(reason)}); PostgreSQL released them with it, so the work stopped before its next step (another job may work on the table now). Run the same command again to continue from where it stopped`,
-      { cause },
+      `the database session holding the locks ${keys.join(", ")} was lost while the work ran (${why}); PostgreSQL released them with it, so another job may have worked on the table since. ${after[0]!.toUpperCase()}${after.slice(1)}. Run the same command again: it goes on from where the work stopped, or finds it done`,
+      { cause: failure },
     );
     this.name = "LockSessionLostError";
   }

@@ -51,7 +51,9 @@ it("a lost lock session: the next step is not started, the command fails saying 
   rmSync(resume);
   const shown = `${run.stderr}\n${run.lines.map((l) => JSON.stringify(l)).join("\n")}`;
   expect(code, shown).toBe(1);
-  expect(shown).toMatch(/the database session holding the locks .* was lost \(terminating connection/);
+  expect(shown).toMatch(
+    /the database session holding the locks .* was lost while the work ran \(terminating connection/,
+  );
   const started = run.lines
     .filter((l) => l.step && !String(l.message).startsWith("done:"))
     .map((l) => l.step);
