@@ -108,12 +108,13 @@ export async function holds(
       const problem = await holdTargetProblem(database.db, request.partition, request.managed);
       if (problem) throw new ConfigError(`hold: ${problem}. Nothing was written`);
       const partition = displayRelation(request.partition);
-      await placeHold(database.db, { partition: request.partition, until, reason });
+      const note = await placeHold(database.db, { partition: request.partition, until, reason });
       log.notice(`held ${partition} until ${until.toISOString()}`, {
         partition,
         until,
         reason: values.reason,
       });
+      if (note) log.warn(`${partition}: ${note}`, { partition });
     } else if (request.command === "unhold") {
       const partition = displayRelation(request.partition);
       const removed = await releaseHold(database.db, partition);

@@ -1,6 +1,6 @@
 // Retention holds: "keep this partition past its cutoff until <date>, because <reason>".
 import { type Kysely, sql } from "kysely";
-import { displayRelation, type Relation, relationSql, sameRelation } from "../db/relation.ts";
+import { displayRelation, type Relation, relationOidSql, relationSql, sameRelation } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { SQLSTATE, sqlState } from "../db/sqlstate.ts";
 
@@ -30,24 +30,32 @@ export async function listHolds(db: Kysely<DB>): Promise<RetentionHold[]> {
 const HOLD_LOCK_WAIT = "30s";
 
 /**
- * Stores the hold, holding the partition's ACCESS SHARE lock until it commits. Every transaction
- * that removes a partition locks it, then reads the holds (removal-guards.ts): a hold committed
- * before that lock is seen there, and one placed after it waits for the removal to end (and then
- * fails with "does not exist" when the partition was dropped). No hold is committed unseen while a
- * removal is under way.
+ * Stores the hold, holding the partition's SHARE UPDATE EXCLUSIVE lock until it commits: the lock
+ * each step of a removal takes at least (the mark, each transaction of DETACH ... CONCURRENTLY,
+ * the label; ACCESS EXCLUSIVE for a drop or a move). Every one of those steps locks the partition,
+ * then reads the holds (removal-guards.ts): a hold committed before that lock is seen there, and
+ * one placed after it waits for the step to end (and fails with "does not exist" when it was a
+ * drop). A removal that had begun may still take the partition out of its table (a detach whose
+ * name was checked before the hold); the hold then keeps it from being dropped, and the returned
+ * note says what state it is in and how to put it back. Undefined: nothing of the kind.
  */
 export async function placeHold(
   db: Kysely<DB>,
   hold: { partition: Relation; until: Date; reason: string },
-): Promise<void> {
+): Promise<string | undefined> {
   const name = displayRelation(hold.partition);
   try {
-    await lockAndStore(db, hold, name);
+    return await lockAndStore(db, hold, name);
   } catch (error) {
-    if (sqlState(error) !== SQLSTATE.undefinedTable) throw error;
-    throw new Error(
-      `${name} no longer exists: it was removed (by retention, or by hand) while the hold waited for it. Nothing was written.`,
-    );
+    if (sqlState(error) === SQLSTATE.undefinedTable)
+      throw new Error(
+        `${name} no longer exists under that name: it was dropped or moved (by retention, or by hand) while the hold waited for it. Nothing was written.`,
+      );
+    if (sqlState(error) === SQLSTATE.lockNotAvailable)
+      throw new Error(
+        `${name} was locked for over ${HOLD_LOCK_WAIT} (retention may be removing it, or another job works on it): nothing was written. Run the same command again in a moment.`,
+      );
+    throw error;
   }
 }
 
@@ -55,9 +63,9 @@ async function lockAndStore(
   db: Kysely<DB>,
   hold: { partition: Relation; until: Date; reason: string },
   name: string,
-): Promise<void> {
-  await db.transaction().execute(async (trx) => {
-    await sql`SET LOCAL lock_timeout = ${sql.lit(HOLD_LOCK_WAIT)}; LOCK TABLE ${relationSql(hold.partition)} IN ACCESS SHARE MODE`.execute(
+): Promise<string | undefined> {
+  return await db.transaction().execute(async (trx) => {
+    await sql`SET LOCAL lock_timeout = ${sql.lit(HOLD_LOCK_WAIT)}; LOCK TABLE ONLY ${relationSql(hold.partition)} IN SHARE UPDATE EXCLUSIVE MODE`.execute(
       trx,
     );
     await trx
@@ -67,7 +75,28 @@ async function lockAndStore(
         oc.column("partition_name").doUpdateSet({ hold_until: hold.until, reason: hold.reason }),
       )
       .execute();
+    return await removalUnderWay(trx, hold.partition);
   });
+}
+
+/** What a removal already did to `partition`, for the hold's note; undefined: nothing. */
+async function removalUnderWay(db: Kysely<DB>, partition: Relation): Promise<string | undefined> {
+  const r = await sql<{ partition: boolean; pending: boolean; comment: string | null }>`
+    SELECT c.relispartition AS partition, coalesce(bool_or(i.inhdetachpending), false) AS pending,
+           pg_catalog.obj_description(c.oid, 'pg_class') AS comment
+      FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid
+     WHERE c.oid = ${relationOidSql(partition)}
+     GROUP BY c.oid, c.relispartition`.execute(db);
+  const row = r.rows[0];
+  const marked = row?.comment?.startsWith("telemetry-jobs retention: removing from") === true;
+  if (!row || !marked) return undefined;
+  const range = /range (\[[^)]*\))/.exec(row.comment ?? "")?.[1];
+  const putBack = `ALTER TABLE <its table> ATTACH PARTITION ${displayRelation(partition)} FOR VALUES FROM ... TO ...${range ? ` (its range: ${range})` : ""}`;
+  if (!row.partition)
+    return `retention had already detached it (its comment marks a removal under way); the hold keeps it from being dropped. To put its rows back in the table: ${putBack}`;
+  if (row.pending)
+    return `retention is detaching it (DETACH CONCURRENTLY pending); the hold keeps it from being dropped, but it leaves the table. To put its rows back once it is detached: ${putBack}`;
+  return `retention has begun removing it (its comment marks a removal under way); the hold keeps it from being dropped, but a detach already checked may still take it out of the table. If it does: ${putBack}`;
 }
 
 export async function releaseHold(db: Kysely<DB>, partition: string): Promise<boolean> {

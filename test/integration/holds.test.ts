@@ -86,7 +86,8 @@ describe("hold", () => {
         const r = await t.pool.query(
           `SELECT count(*)::int AS n FROM pg_locks l
             WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-              AND l.relation = 'public.readings_p202410'::regclass AND l.mode = 'AccessShareLock' AND NOT l.granted`,
+              AND l.relation = 'public.readings_p202410'::regclass AND l.mode = 'ShareUpdateExclusiveLock'
+              AND NOT l.granted`,
         );
         waiting = r.rows[0].n;
         if (waiting === 0) await new Promise((r) => setTimeout(r, 10));
@@ -96,12 +97,32 @@ describe("hold", () => {
       const { code } = await hold.done;
       expect(code).toBe(1);
       expect(text(hold)).toMatch(
-        /public\.readings_p202410 no longer exists: it was removed .* Nothing was written/,
+        /public\.readings_p202410 no longer exists under that name: it was dropped .* Nothing was written/,
       );
       expect(await holdCount()).toBe(0);
     } finally {
       remover.release();
     }
+  });
+
+  it("a partition a removal has begun on: held, with a WARN saying so and how to put it back", async () => {
+    await t.pool.query(`
+      CREATE TABLE public.readings_p202409 PARTITION OF public.readings FOR VALUES FROM ('2024-09-01Z') TO ('2024-10-01Z');
+      COMMENT ON TABLE public.readings_p202409 IS
+        'telemetry-jobs retention: removing from public.readings, mode drop, range [2024-09-01T00:00:00.000Z, 2024-10-01T00:00:00.000Z)'`);
+    const hold = await runCli(
+      ["hold", "public.readings_p202409", "--until", FUTURE, "--reason", "audit"],
+      env,
+    );
+    expect(hold.code, text(hold)).toBe(0);
+    const warned = hold.lines.filter((l) => l.severity === "WARNING").map((l) => l.message);
+    expect(warned).toEqual([
+      expect.stringMatching(
+        /^public\.readings_p202409: retention has begun removing it .* ATTACH PARTITION public\.readings_p202409 FOR VALUES FROM \.\.\. TO \.\.\. \(its range: \[2024-09-01T00:00:00\.000Z, 2024-10-01T00:00:00\.000Z\)\)$/,
+      ),
+    ]);
+    expect((await runCli(["unhold", "public.readings_p202409"], env)).code).toBe(0);
+    await t.pool.query("DROP TABLE public.readings_p202409");
   });
 
   // Last: the retention run below drops the partitions the tests above use.
