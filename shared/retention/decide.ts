@@ -69,10 +69,25 @@ export function deleteExpiredRows(
     keepUnexportedRows(d, relation, d.facts.expiredRows.get(shown) ?? 0);
     return;
   }
+  const expired = d.facts.expiredRows.get(shown) ?? 0;
+  if (expired > 0 && keptByHold(d, shown, expired)) return;
   const notFinal = rowsNotFinal(d.facts.rollup, shown, d.cutoff, d.limit);
   if (notFinal.finding) d.findings.push(notFinal.finding);
-  const rows = (d.facts.expiredRows.get(shown) ?? 0) - notFinal.kept;
+  const rows = expired - notFinal.kept;
   if (rows > 0 && d.limit) d.actions.push({ kind: "delete_rows", relation, reason, before: d.limit, rows });
+}
+
+/** Whether a hold keeps `qualified`'s expired rows (a hold keeps all of a relation's rows); says so. */
+function keptByHold(d: Decision, qualified: string, rows: number): boolean {
+  const hold = d.holdByPartition.get(qualified);
+  if (!hold || hold.until <= d.now) return false;
+  d.findings.push({
+    severity: "info",
+    code: "held",
+    partition: qualified,
+    message: `${qualified} is held until ${hold.until.toISOString()} (${hold.reason}): its ${rows} rows before the cutoff are kept`,
+  });
+  return true;
 }
 
 /** A partitioned table: its children, the guard rails, then its DEFAULT partition's rows. */
@@ -163,18 +178,7 @@ function decideExpired(
 function decideStraddling(d: Decision, relation: Relation): void {
   const qualified = displayRelation(relation);
   const rows = d.facts.expiredRows.get(qualified) ?? 0;
-  if (rows === 0) return;
-  const hold = d.holdByPartition.get(qualified);
-  if (hold && hold.until > d.now) {
-    // A hold keeps the whole partition, its expired rows included.
-    d.findings.push({
-      severity: "info",
-      code: "held",
-      partition: qualified,
-      message: `${qualified} is held until ${hold.until.toISOString()} (${hold.reason}): its ${rows} rows before the cutoff are kept`,
-    });
-    return;
-  }
+  if (rows === 0 || keptByHold(d, qualified, rows)) return;
   const notFinal = rowsNotFinal(d.facts.rollup, qualified, d.cutoff, d.limit);
   if (notFinal.finding) d.findings.push(notFinal.finding);
   if (rows - notFinal.kept > 0 && d.limit)

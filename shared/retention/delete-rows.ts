@@ -115,6 +115,7 @@ export async function deleteRowsInBatches(
   let msPerRow: number | undefined;
   let stoppedAt: number | undefined;
   let countEnds = true;
+  let heldAt: number | undefined;
   outer: for (const [i, [from, to]] of segments.entries()) {
     for (let block = from; block < to; ) {
       const now = Date.now();
@@ -126,7 +127,12 @@ export async function deleteRowsInBatches(
       const aim = Math.min(target, Math.max(1, deadline - now));
       const end = Math.min(block + size, to);
       const t0 = performance.now();
-      const deleted = await deleteBatch(ctx, action, block, end);
+      const batch = await deleteBatch(ctx, action, block, end);
+      if (batch === "held") {
+        heldAt = stoppedAt = block;
+        break outer;
+      }
+      const deleted = batch;
       const took = performance.now() - t0;
       progress.deleted += deleted;
       progress.scanned += end - block;
@@ -154,7 +160,16 @@ export async function deleteRowsInBatches(
     }
   }
   const incomplete = stoppedAt !== undefined;
-  if (incomplete) {
+  if (heldAt !== undefined) {
+    ctx.log.warn(
+      `${shown} was held while its expired rows were being deleted: the deletes stopped, and the hold keeps the rest`,
+      {
+        relation: shown,
+        rowsDeleted: progress.deleted,
+        remainingEstimate: Math.max(0, action.rows - progress.deleted),
+      },
+    );
+  } else if (incomplete) {
     ctx.log.warn("row deletes stopped at the time budget (or on request); the next run continues", {
       relation: shown,
       rowsDeleted: progress.deleted,
@@ -213,7 +228,16 @@ async function expiredRowsIn(
 }
 
 /** Deletes the expired rows of blocks [from, to) in one transaction; returns how many. */
-async function deleteBatch(ctx: RetentionContext, action: DeleteRows, from: number, to: number) {
+/**
+ * One batch: the rows deleted, or "held" when a hold on the relation was placed since the run
+ * planned (a hold keeps all of a relation's rows; it applies from the next batch on).
+ */
+async function deleteBatch(
+  ctx: RetentionContext,
+  action: DeleteRows,
+  from: number,
+  to: number,
+): Promise<number | "held"> {
   const rel = relationSql(action.relation);
   const col = columnSql(ctx.policy.timeColumn);
   const { result } = await withLockRetry(
@@ -221,15 +245,21 @@ async function deleteBatch(ctx: RetentionContext, action: DeleteRows, from: numb
     retryOptions(ctx, `delete expired rows of ${displayRelation(action.relation)}`),
     async (trx) => {
       // A batch lost in a crash is simply deleted again by the next run, so its commit need
-      // not wait for the WAL flush.
-      await sql`SET LOCAL synchronous_commit = off`.execute(trx);
-      return await sql`DELETE FROM ONLY ${rel}
+      // not wait for the WAL flush. The same round trip reads whether a hold was placed since.
+      const held = await sql<{ held: boolean }>`
+        SELECT set_config('synchronous_commit', 'off', true) IS NOT NULL
+               AND EXISTS (SELECT 1 FROM telemetry_jobs.retention_holds h
+                            WHERE h.partition_name = ${displayRelation(action.relation)}
+                              AND h.hold_until > ${ctx.now}) AS held`.execute(trx);
+      if (held.rows[0]?.held) return "held" as const;
+      const deleted = await sql`DELETE FROM ONLY ${rel}
          WHERE ctid >= ${`(${from},0)`}::tid AND ctid < ${`(${to},0)`}::tid AND ${col} < ${action.before}`.execute(
         trx,
       );
+      return Number(deleted.numAffectedRows ?? 0n);
     },
   );
-  return Number(result.numAffectedRows ?? 0n);
+  return result;
 }
 
 /** Every 5 s: rows deleted so far, the rate, and what is left. */
