@@ -30,14 +30,15 @@ export async function listHolds(db: Kysely<DB>): Promise<RetentionHold[]> {
 const HOLD_LOCK_WAIT = "30s";
 
 /**
- * Stores the hold, holding the partition's SHARE UPDATE EXCLUSIVE lock until it commits: the lock
- * each step of a removal takes at least (the mark, each transaction of DETACH ... CONCURRENTLY,
- * the label; ACCESS EXCLUSIVE for a drop or a move). Every one of those steps locks the partition,
- * then reads the holds (removal-guards.ts): a hold committed before that lock is seen there, and
- * one placed after it waits for the step to end (and fails with "does not exist" when it was a
- * drop). A removal that had begun may still take the partition out of its table (a detach whose
- * name was checked before the hold); the hold then keeps it from being dropped, and the returned
- * note says what state it is in and how to put it back. Undefined: nothing of the kind.
+ * Stores the hold, holding the partition's ACCESS SHARE lock until it commits. A drop or a move
+ * takes ACCESS EXCLUSIVE, locks the partition and then reads the holds (removal-guards.ts): a hold
+ * committed before that lock is seen there, and one placed after it waits for the drop to end and
+ * fails with "does not exist". No stronger lock: SHARE UPDATE EXCLUSIVE, which the other removal
+ * steps take, would also wait for VACUUM (hours, for an anti-wraparound vacuum of an old
+ * partition, the usual one to hold). So a removal that had begun may still take the partition out
+ * of its table (a mark, a detach that checked its name before the hold); the hold then keeps it
+ * from being dropped, and the returned note says what state it is in and how to put it back.
+ * Undefined: nothing of the kind.
  */
 export async function placeHold(
   db: Kysely<DB>,
@@ -53,7 +54,7 @@ export async function placeHold(
       );
     if (sqlState(error) === SQLSTATE.lockNotAvailable)
       throw new Error(
-        `${name} was locked for over ${HOLD_LOCK_WAIT} (retention may be removing it, or another job works on it): nothing was written. Run the same command again in a moment.`,
+        `${name} was locked for over ${HOLD_LOCK_WAIT} (retention may be dropping it, or another job has it in ACCESS EXCLUSIVE: VACUUM FULL, an ALTER TABLE...): nothing was written. Run the same command again in a moment.`,
       );
     throw error;
   }
@@ -65,7 +66,7 @@ async function lockAndStore(
   name: string,
 ): Promise<string | undefined> {
   return await db.transaction().execute(async (trx) => {
-    await sql`SET LOCAL lock_timeout = ${sql.lit(HOLD_LOCK_WAIT)}; LOCK TABLE ONLY ${relationSql(hold.partition)} IN SHARE UPDATE EXCLUSIVE MODE`.execute(
+    await sql`SET LOCAL lock_timeout = ${sql.lit(HOLD_LOCK_WAIT)}; LOCK TABLE ONLY ${relationSql(hold.partition)} IN ACCESS SHARE MODE`.execute(
       trx,
     );
     await trx

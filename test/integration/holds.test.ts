@@ -86,8 +86,7 @@ describe("hold", () => {
         const r = await t.pool.query(
           `SELECT count(*)::int AS n FROM pg_locks l
             WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-              AND l.relation = 'public.readings_p202410'::regclass AND l.mode = 'ShareUpdateExclusiveLock'
-              AND NOT l.granted`,
+              AND l.relation = 'public.readings_p202410'::regclass AND l.mode = 'AccessShareLock' AND NOT l.granted`,
         );
         waiting = r.rows[0].n;
         if (waiting === 0) await new Promise((r) => setTimeout(r, 10));
