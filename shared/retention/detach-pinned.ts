@@ -21,40 +21,53 @@ import type { RemovePartition } from "./remove.ts";
 const PENDING_POLL_MS = 10;
 
 /**
- * Runs `detach` (a DETACH ... CONCURRENTLY or FINALIZE of the action's partition, on a connection
- * of its own) while the partition's name is pinned and checked, as described above.
+ * Runs `detach` (a DETACH ... CONCURRENTLY or FINALIZE of the action's partition) on `conn`, its
+ * own connection, while the partition's name is pinned and checked, as described above. Should
+ * the pin's session fail while the DETACH runs, the DETACH is cancelled: unpinned, it could still
+ * look up a name given to another table since.
  */
 export async function detachPinned(
   ctx: RetentionContext,
   action: RemovePartition,
+  conn: Kysely<DB>,
   detach: () => Promise<unknown>,
 ): Promise<void> {
+  const detachPid = (await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(conn)).rows[0]!.pid;
   await ctx.db.connection().execute(async (pin) => {
-    let open = false;
+    // BEGIN alone: a failed LOCK in the same query would leave the block open and aborted on a
+    // connection that goes back to the pool.
+    await sql`BEGIN`.execute(pin);
+    let running: Promise<unknown> | undefined;
+    let settled = false;
     try {
-      await sql`BEGIN; SET LOCAL lock_timeout = ${sql.lit(`${ctx.policy.lockTimeoutMs}ms`)}; LOCK TABLE ${relationSql(action.partition)} IN ACCESS SHARE MODE`.execute(
+      await sql`SET LOCAL lock_timeout = ${sql.lit(`${ctx.policy.lockTimeoutMs}ms`)}; LOCK TABLE ONLY ${relationSql(action.partition)} IN ACCESS SHARE MODE`.execute(
         pin,
       );
-      open = true;
       const [oid] = await checkStillPlanned(ctx, pin, [action], { detachPending: true });
-      let settled = false;
-      const running = detach().finally(() => {
+      running = detach().finally(() => {
         settled = true;
       });
-      // Handled below, after the pin has let go: not an unhandled rejection meanwhile.
+      // Awaited below, once the pin has let go: not an unhandled rejection meanwhile.
       running.catch(() => {});
       while (!settled && !(await pendingDetach(pin, oid!)))
         await new Promise((resolve) => setTimeout(resolve, PENDING_POLL_MS));
-      open = false;
       await sql`COMMIT`.execute(pin);
-      await running;
-    } finally {
-      if (open) await sql`ROLLBACK`.execute(pin).catch(() => {});
+    } catch (error) {
+      await sql`ROLLBACK`.execute(pin).catch(() => {});
+      if (running && !settled) await cancelDetach(ctx, detachPid, running);
+      throw error;
     }
+    await running;
   });
   ctx.log.info("detached with its name pinned until it was pending", {
     partition: displayRelation(action.partition),
   });
+}
+
+/** Cancels the DETACH running in backend `pid` (from another connection) and waits for it to end. */
+async function cancelDetach(ctx: RetentionContext, pid: number, running: Promise<unknown>): Promise<void> {
+  await sql`SELECT pg_cancel_backend(${pid})`.execute(ctx.db).catch(() => {});
+  await running.catch(() => {});
 }
 
 /** Whether the relation `oid` is a partition pending detach (the DETACH's first step committed). */

@@ -82,13 +82,13 @@ async function detach(ctx: RetentionContext, action: RemovePartition): Promise<s
     // Not allowed in a transaction block: its own connection, lock_timeout set for the session.
     let finalized = false;
     await onOwnConnection(ctx, `detach ${shown} concurrently`, (conn) =>
-      detachPinned(ctx, action, async () => {
+      detachPinned(ctx, action, conn, async () => {
         try {
           await sql`ALTER TABLE ${parent} DETACH PARTITION ${child} CONCURRENTLY`.execute(conn);
         } catch (error) {
           // An earlier attempt committed its first transaction, then hit lock_timeout while
           // waiting for older snapshots: the detach is pending and only FINALIZE can complete it.
-          if (!isPendingDetachError(error)) throw error;
+          if (!isPendingDetachError(error, action.partition.name)) throw error;
           ctx.log.info("the detach is pending after a timed-out attempt: finishing it with FINALIZE", {
             partition: shown,
           });
@@ -111,10 +111,17 @@ async function detach(ctx: RetentionContext, action: RemovePartition): Promise<s
   return "detach (ACCESS EXCLUSIVE on the parent, under lock_timeout: the table has a DEFAULT partition)";
 }
 
-function isPendingDetachError(error: unknown): boolean {
+/**
+ * Whether `error` says `name` itself is pending detach. PostgreSQL gives the same error for any
+ * partition of the table that is ("partition "x" already pending detach in partitioned table"):
+ * another one's is not this partition's to FINALIZE (the plan finalizes it as an action of its own).
+ */
+function isPendingDetachError(error: unknown, name: string): boolean {
+  const message = (error as Error).message ?? "";
   return (
     sqlState(error) === SQLSTATE.objectNotInPrerequisiteState &&
-    /pending detach/i.test((error as Error).message)
+    /pending detach/i.test(message) &&
+    message.includes(`"${name}"`)
   );
 }
 
