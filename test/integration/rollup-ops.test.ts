@@ -104,7 +104,9 @@ describe("rollup-hourly operations", () => {
     const watching = (async () => {
       while (!stop) {
         const r = await monitor.query(
-          `SELECT wait_event FROM pg_stat_activity WHERE application_name = 'test-writer' AND wait_event_type = 'Lock'`,
+          // This database's writer only: the convert tests' writers bear the same name.
+          `SELECT wait_event FROM pg_stat_activity
+            WHERE datname = current_database() AND application_name = 'test-writer' AND wait_event_type = 'Lock'`,
         );
         waits.push(...r.rows.map((row) => row.wait_event));
         await new Promise((resolve) => setTimeout(resolve, 5));

@@ -45,7 +45,7 @@ function sampleWriterLockWaits(url: string): { stop(): Promise<number> } {
       const r = await monitor.query(
         `SELECT coalesce(max(extract(epoch FROM clock_timestamp() - l.waitstart) * 1000), 0)::float8 AS ms
            FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-          WHERE NOT l.granted AND a.application_name = 'test-writer'`,
+          WHERE NOT l.granted AND a.application_name = 'test-writer' AND a.datname = current_database()`,
       );
       longest = Math.max(longest, r.rows[0].ms);
       await new Promise((done) => setTimeout(done, 50));
