@@ -3,6 +3,7 @@ import { type Kysely, sql } from "kysely";
 import { displayRelation, type Relation, relationOidSql, relationSql, sameRelation } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { SQLSTATE, sqlState } from "../db/sqlstate.ts";
+import { parseRemovalMark } from "./removal-mark.ts";
 
 export interface RetentionHold {
   /** schema.partition */
@@ -89,9 +90,10 @@ async function removalUnderWay(db: Kysely<DB>, partition: Relation): Promise<str
      WHERE c.oid = ${relationOidSql(partition)}
      GROUP BY c.oid, c.relispartition`.execute(db);
   const row = r.rows[0];
-  const marked = row?.comment?.startsWith("telemetry-jobs retention: removing from") === true;
-  if (!row || !marked) return undefined;
-  const range = /range (\[[^)]*\))/.exec(row.comment ?? "")?.[1];
+  const mark = parseRemovalMark(row?.comment ?? "");
+  if (!row || !mark) return undefined;
+  const range =
+    mark.range && `[${mark.range.from?.toISOString() ?? "MINVALUE"}, ${mark.range.to.toISOString()})`;
   const putBack = `ALTER TABLE <its table> ATTACH PARTITION ${displayRelation(partition)} FOR VALUES FROM ... TO ...${range ? ` (its range: ${range})` : ""}`;
   if (!row.partition)
     return `retention had already detached it (its comment marks a removal under way); the hold keeps it from being dropped. To put its rows back in the table: ${putBack}`;

@@ -19,7 +19,7 @@ import type { DB } from "../db/schema.ts";
 import { parsePartitionBound } from "../partitions/bounds.ts";
 import type { RetentionContext } from "./context.ts";
 import { expiryRange } from "./expiry.ts";
-import { parseRemovalMark } from "./facts.ts";
+import { parseRemovalMark } from "./removal-mark.ts";
 import type { RemovePartition } from "./remove.ts";
 
 /** The partition an action removes, and the range the plan read for it. */

@@ -31,8 +31,8 @@ import type { DB } from "../db/schema.ts";
 import { isRetryableLockError } from "../db/sqlstate.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import { type AuditOutcomes, type RetentionContext, type RetentionOutcome, retryOptions } from "./context.ts";
-import { removalMarker } from "./facts.ts";
 import { lockForRemoval } from "./parent-lock.ts";
+import { removalMarker } from "./removal-mark.ts";
 import { finishTogether, type RemovePartition } from "./remove.ts";
 
 /**

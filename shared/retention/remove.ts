@@ -19,9 +19,9 @@ import { retentionOf } from "./expiry.ts";
 import { type Confirmed, confirmBeforeDrop, confirmUnderLock, exportRangeMark } from "./export-finish.ts";
 import { exportBeforeDetach, type VerifiedExport } from "./export-step.ts";
 import { exportOf } from "./export-target.ts";
-import { removalMarker } from "./facts.ts";
 import type { RetentionAction, RetentionMode } from "./plan.ts";
 import { checkStillMarked, checkStillPlanned } from "./removal-guards.ts";
+import { removalMarker } from "./removal-mark.ts";
 
 export type RemovePartition = Extract<RetentionAction, { kind: "remove_partition" }>;
 

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { exportRangeMark } from "../../shared/retention/export-finish.ts";
-import { removalMarker } from "../../shared/retention/facts.ts";
+import { removalMarker } from "../../shared/retention/removal-mark.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
 import { makeConfig, runRetention } from "../support/jobs.ts";
 

@@ -4,7 +4,7 @@
 // estimate. A mark written without them (as earlier versions wrote it) leaves the range unknown
 // and the rows to the table's own estimate (pg_class.reltuples), never a made-up 0.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { removalMarker } from "../../shared/retention/facts.ts";
+import { removalMarker } from "../../shared/retention/removal-mark.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
 import { makeConfig, runRetention, startCli } from "../support/jobs.ts";
 
