@@ -40,6 +40,19 @@ it("a schema one migration behind: exit 2, the missing migration and `migrate up
   expect(made.rows[0].n).toBe(0);
   const runs = await t.pool.query("SELECT count(*)::int AS n FROM telemetry_jobs.job_runs");
   expect(runs.rows[0].n).toBe(0);
+  // A policy that does not match the database as well: the schema behind is what is named
+  // (`migrate up` comes first whatever the policies say).
+  const alsoBadPolicy = {
+    ...env,
+    TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify({
+      tables: [{ table: "public.sb_missing", timeColumn: "ts" }],
+    }),
+  };
+  const both = await runCli(["partition-manager"], alsoBadPolicy);
+  const bothShown = `${both.stderr}\n${both.lines.map((l) => l.message).join("\n")}`;
+  expect(both.code, bothShown).toBe(2);
+  expect(bothShown).toContain(`${last} not applied`);
+  expect(bothShown).not.toContain("public.sb_missing does not exist");
   // Once migrated, the same run works.
   expect((await runCli(["migrate", "up"], env)).code).toBe(0);
   expect((await runCli(["partition-manager"], env)).code).toBe(0);
