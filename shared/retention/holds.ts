@@ -3,7 +3,7 @@ import { type Kysely, sql } from "kysely";
 import { displayRelation, type Relation, relationOidSql, relationSql, sameRelation } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { SQLSTATE, sqlState } from "../db/sqlstate.ts";
-import { parseRemovalMark } from "./removal-mark.ts";
+import { markedParent, parseRemovalMark } from "./removal-mark.ts";
 
 export interface RetentionHold {
   /** schema.partition */
@@ -154,16 +154,13 @@ export async function holdTargetProblem(
   return `${shown} is not a partition of any table in the policy, nor one retention took out of it${closest ? `; did you mean ${closest}?` : ""} (\`telemetry-jobs status\` lists the partitions of each managed table)`;
 }
 
-/** The managed table named by retention's comment on a table it took out (see apply.ts, facts.ts). */
+/** The managed table named by retention's comment on a table it took out (see removal-mark.ts). */
 async function retentionMarkerParent(db: Kysely<DB>, table: Relation): Promise<string | undefined> {
   const r = await sql<{ comment: string | null }>`
     SELECT pg_catalog.obj_description(c.oid, 'pg_class') AS comment
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = ${table.schema} AND c.relname = ${table.name} AND NOT c.relispartition`.execute(db);
-  const comment = r.rows[0]?.comment ?? "";
-  return /^telemetry-jobs retention: (?:removing|detached|archived) from (\S+?)(?:,| at |$)/.exec(
-    comment,
-  )?.[1];
+  return markedParent(r.rows[0]?.comment ?? "");
 }
 
 /** The candidate nearest to `wanted` by edit distance, when it is near enough to be a typo. */

@@ -1,6 +1,9 @@
-// The comment retention puts on a partition it is about to detach ("telemetry-jobs retention:
-// removing from <table>, mode <mode>, range [from, to), ~N rows"), so that a killed run's leftover
-// is found, checked and finished; written and read here only.
+// The comments retention puts on what it takes out of a table, written and read here only: on a
+// partition it is about to detach ("telemetry-jobs retention: removing from <table>, mode <mode>,
+// range [from, to), ~N rows"), so that a killed run's leftover is found, checked and finished; and
+// on a table it has detached and keeps, or moved to the archive schema ("detached from <table> at
+// <instant>", "archived from <table> at <instant>"), so that an operator (and `hold`) knows whence
+// it came. <table> is the policy's spelling, read back whole whatever it contains.
 import type { RetentionMode } from "./plan.ts";
 
 /** What a removal mark can say of the partition besides its parent and mode. */
@@ -44,4 +47,23 @@ export function parseRemovalMark(
         }
       : undefined;
   return { parent: m[1]!, mode: m[2] as RetentionMode, ...(range ? { range } : {}) };
+}
+
+/** The comment on a table retention detached and keeps (mode detach), at `stamp`. */
+export function detachedMarker(parent: string, stamp: string, rowsBefore?: Date): string {
+  return `telemetry-jobs retention: detached from ${parent} at ${stamp}${rowsBefore ? ` (rows before ${rowsBefore.toISOString()})` : ""}`;
+}
+
+/** The comment on a table retention moved to the archive schema (mode archive), at `stamp`. */
+export function archivedMarker(parent: string, stamp: string): string {
+  return `telemetry-jobs retention: archived from ${parent} at ${stamp}`;
+}
+
+// The stamp is an ISO instant, without spaces: the parent is all before the last " at ".
+const TAKEN_OUT_PATTERN =
+  /^telemetry-jobs retention: (?:detached|archived) from (.+) at \S+(?: \(rows before \S+\))?$/;
+
+/** The table a retention comment (any of the three above) says its table was taken out of. */
+export function markedParent(comment: string): string | undefined {
+  return parseRemovalMark(comment)?.parent ?? TAKEN_OUT_PATTERN.exec(comment)?.[1];
 }

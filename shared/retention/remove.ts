@@ -21,7 +21,7 @@ import { exportBeforeDetach, type VerifiedExport } from "./export-step.ts";
 import { exportOf } from "./export-target.ts";
 import type { RetentionAction, RetentionMode } from "./plan.ts";
 import { checkStillMarked, checkStillPlanned } from "./removal-guards.ts";
-import { removalMarker } from "./removal-mark.ts";
+import { archivedMarker, detachedMarker, removalMarker } from "./removal-mark.ts";
 
 export type RemovePartition = Extract<RetentionAction, { kind: "remove_partition" }>;
 
@@ -198,7 +198,7 @@ export async function finishTogether(
         await lockAndCheckMarked(ctx, trx, tables, "SHARE UPDATE EXCLUSIVE");
         for (const { relation, to } of tables)
           await sql`COMMENT ON TABLE ${relationSql(relation)} IS ${sql.lit(
-            `telemetry-jobs retention: detached from ${ctx.policy.table} at ${stamp}${to ? ` (rows before ${to.toISOString()})` : ""}`,
+            detachedMarker(ctx.policy.table, stamp, to),
           )}`.execute(trx);
         await audit?.(trx, done);
         // Inside the finishing transaction: labelled, not committed (the marks are still theirs).
@@ -216,7 +216,7 @@ export async function finishTogether(
         for (const [i, { relation }] of tables.entries()) {
           await sql`ALTER TABLE ${relationSql(relation)} SET SCHEMA ${sql.id(archive)}`.execute(trx);
           await sql`COMMENT ON TABLE ${relationSql(archived[i]!)} IS ${sql.lit(
-            `telemetry-jobs retention: archived from ${ctx.policy.table} at ${stamp}`,
+            archivedMarker(ctx.policy.table, stamp),
           )}`.execute(trx);
         }
         await audit?.(trx, done);
