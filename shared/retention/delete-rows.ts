@@ -227,10 +227,10 @@ async function expiredRowsIn(
   return result.rows[0]?.found === true;
 }
 
-/** Deletes the expired rows of blocks [from, to) in one transaction; returns how many. */
 /**
- * One batch: the rows deleted, or "held" when a hold on the relation was placed since the run
- * planned (a hold keeps all of a relation's rows; it applies from the next batch on).
+ * One batch, the expired rows of blocks [from, to) in one transaction: the rows deleted, or "held"
+ * when a hold on the relation was placed since the run planned (a hold keeps all of a relation's
+ * rows; it applies from the next batch on).
  */
 async function deleteBatch(
   ctx: RetentionContext,
