@@ -3,7 +3,7 @@
 // range [from, to), ~N rows"), so that a killed run's leftover is found, checked and finished; and
 // on a table it has detached and keeps, or moved to the archive schema ("detached from <table> at
 // <instant>", "archived from <table> at <instant>"), so that an operator (and `hold`) knows whence
-// it came. <table> is the policy's spelling, read back whole whatever it contains.
+// it came. <table> is the policy's spelling.
 import type { RetentionMode } from "./plan.ts";
 
 /** What a removal mark can say of the partition besides its parent and mode. */
@@ -26,8 +26,8 @@ export function removalMarker(parent: string, mode: RetentionMode, removed?: Rem
   return `telemetry-jobs retention: removing from ${parent}, mode ${mode}${range}`;
 }
 // Marks written before the range was added to them have none: their range stays unknown. The
-// parent's name is as the policy spells it, spaces and commas included: the longest that leaves a
-// well-formed rest.
+// parent's name is as the policy spells it (a lower-case identifier, schema-qualified or not);
+// read as the longest that leaves a well-formed rest, it would be read whole whatever it held.
 const MARKER_PATTERN =
   /^telemetry-jobs retention: removing from (.+), mode (drop|detach|archive)(?:, range \[(\S+), (\S+)\)(?:, ~(\d+) rows)?)?$/;
 
@@ -37,16 +37,23 @@ export function parseRemovalMark(
 ): { parent: string; mode: RetentionMode; range?: RemovedRange } | undefined {
   const m = MARKER_PATTERN.exec(comment);
   if (!m) return undefined;
-  const [from, to, rows] = [m[3], m[4], m[5]];
+  const [fromText, toText, rows] = [m[3], m[4], m[5]];
+  const from = fromText === "MINVALUE" ? null : instant(fromText);
+  const to = instant(toText);
+  // A range that is not two instants (a comment edited by hand) is no range: unknown, as in a mark
+  // written before ranges were added, never an Invalid Date that fails whoever formats it.
   const range =
-    from && to
-      ? {
-          from: from === "MINVALUE" ? null : new Date(from),
-          to: new Date(to),
-          ...(rows !== undefined ? { rowsEstimate: Number(rows) } : {}),
-        }
+    from !== undefined && to !== undefined
+      ? { from, to, ...(rows !== undefined ? { rowsEstimate: Number(rows) } : {}) }
       : undefined;
   return { parent: m[1]!, mode: m[2] as RetentionMode, ...(range ? { range } : {}) };
+}
+
+/** The instant an ISO text names; undefined when it names none. */
+function instant(text: string | undefined): Date | undefined {
+  if (text === undefined) return undefined;
+  const at = new Date(text);
+  return Number.isNaN(at.getTime()) ? undefined : at;
 }
 
 /** The comment on a table retention detached and keeps (mode detach), at `stamp`. */
