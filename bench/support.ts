@@ -105,11 +105,14 @@ export async function createMigratedDatabase(server: EmbeddedPostgres, name: str
   return url;
 }
 
-/** A Kysely over its own pool, sessions in UTC like production (see shared/db/connect.ts). */
-export function openKysely(url: string, job: string, max = 4): Kysely<DB> {
-  const pool = new pg.Pool({ connectionString: url, max, ...sessionOptions(job) });
-  pool.on("error", () => {});
-  return new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
+/**
+ * A Kysely over its own pool, sessions in UTC like production (see shared/db/connect.ts);
+ * `pool` overrides pg.Pool settings (e.g. idleTimeoutMillis: 0, sessions that never close idle).
+ */
+export function openKysely(url: string, job: string, max = 4, pool: Partial<pg.PoolConfig> = {}): Kysely<DB> {
+  const opened = new pg.Pool({ connectionString: url, max, ...sessionOptions(job), ...pool });
+  opened.on("error", () => {});
+  return new Kysely<DB>({ dialect: new PostgresDialect({ pool: opened }) });
 }
 
 /** One dedicated session, UTC, with an application_name that pg_stat_activity shows. */
