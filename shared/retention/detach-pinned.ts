@@ -23,8 +23,11 @@ const PENDING_POLL_MS = 10;
 /**
  * Runs `detach` (a DETACH ... CONCURRENTLY or FINALIZE of the action's partition) on `conn`, its
  * own connection, while the partition's name is pinned and checked, as described above. Should
- * the pin's session fail while the DETACH runs, the DETACH is cancelled: unpinned, it could still
- * look up a name given to another table since.
+ * the pin's session fail while the DETACH runs, the DETACH is cancelled once the next poll sees
+ * the failure (within about PENDING_POLL_MS and a round trip). That window is not closed: the
+ * failed session's lock is gone at once, so a rename waiting on it goes ahead, and a DETACH that
+ * gets the parent in that window looks up the name given to another table since; the cancel may
+ * then come after that table is pending detach. The run fails either way (exit 1).
  */
 export async function detachPinned(
   ctx: RetentionContext,
