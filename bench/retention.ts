@@ -38,7 +38,6 @@ const NOW = "2026-01-01T00:00:00Z"; // keep 6 months -> cutoff 2025-07-01: Janua
 const DROP_REPEATS = Number(process.env.RETENTION_BENCH_DROP_REPEATS ?? 3);
 
 type Measured = { wallMs: number; wal: number };
-type RunResultOf = Awaited<ReturnType<typeof runRetention>>;
 
 const policy = (table: string, extra: Record<string, unknown>) => ({
   table,
@@ -77,12 +76,14 @@ async function comparePair(
   // real DROP gets.
   const measureOurs = () =>
     onNewSessions(c, url, (runDb) =>
-      runOK(runDb, makeConfig(url, [policy(oursTable, {})], { now: NOW }), oursTable),
+      walBytes(c, () => runOK(runDb, makeConfig(url, [policy(oursTable, {})], { now: NOW }), oursTable)),
     );
   const measurePlain = () =>
-    onNewClient(c, url, "bench-plain-drop", async (operator) => {
-      for (let m = 0; m < 6; m++) await operator.query(`DROP TABLE ${plainTable}_p${m}`);
-    });
+    onNewClient(c, url, "bench-plain-drop", (operator) =>
+      walBytes(c, async () => {
+        for (let m = 0; m < 6; m++) await operator.query(`DROP TABLE ${plainTable}_p${m}`);
+      }),
+    );
   let ours: Measured;
   let plainDrop: Measured;
   if (oursFirst) {
@@ -101,38 +102,33 @@ async function comparePair(
 }
 
 /**
- * A retention pool of its own, opened after the load, with its two sessions (lock and work) open.
- * It never closes an idle session: pg's default closes one after 10 s, which the CHECKPOINT after a
- * large load can take, and the run would then open it again inside its timed wall.
+ * `timed` (which times itself, with walBytes) on a retention pool of its own, opened after the
+ * load with its two sessions (lock and work) open, right after a CHECKPOINT. The pool never closes
+ * an idle session: pg's default closes one after 10 s, which the CHECKPOINT after a large load can
+ * take, and the run would then open it again inside its timed wall.
  */
-async function openRunPool(url: string): Promise<Kysely<DB>> {
+async function onNewSessions<R>(c: pg.Client, url: string, timed: (db: Kysely<DB>) => Promise<R>) {
   const db = openKysely(url, "retention", 4, { idleTimeoutMillis: 0 });
-  await Promise.all([sql`SELECT 1`.execute(db), sql`SELECT 1`.execute(db)]);
-  return db;
-}
-
-/** `work` timed on a retention pool of its own (openRunPool), right after a CHECKPOINT. */
-async function onNewSessions<T>(c: pg.Client, url: string, work: (db: Kysely<DB>) => Promise<T>) {
-  const db = await openRunPool(url);
   try {
+    await Promise.all([sql`SELECT 1`.execute(db), sql`SELECT 1`.execute(db)]);
     await c.query("CHECKPOINT");
-    return await walBytes(c, () => work(db));
+    return await timed(db);
   } finally {
     await db.destroy();
   }
 }
 
-/** `work` timed on a client of its own opened after the load (an operator's psql), after a CHECKPOINT. */
-async function onNewClient<T>(
+/** `timed` on a client of its own opened after the load (an operator's psql), after a CHECKPOINT. */
+async function onNewClient<R>(
   c: pg.Client,
   url: string,
   name: string,
-  work: (client: pg.Client) => Promise<T>,
+  timed: (client: pg.Client) => Promise<R>,
 ) {
   const client = await openClient(url, name);
   try {
     await c.query("CHECKPOINT");
-    return await walBytes(c, () => work(client));
+    return await timed(client);
   } finally {
     await closeClient(client);
   }
@@ -247,35 +243,25 @@ export async function runRetentionBench(): Promise<BenchResult> {
       // 2. Fallback on an unpartitioned table vs one plain DELETE, each with a concurrent writer,
       // each on sessions opened after the load like the drop pair's (the writer starts after the
       // CHECKPOINT, so that its latencies are the work's, not the checkpoint's).
-      const fallbackDb = await openRunPool(url);
-      let fallback: Awaited<ReturnType<typeof withWriter<Measured & { value: RunResultOf }>>>;
-      try {
-        await c.query("CHECKPOINT");
-        fallback = await withWriter(url, "public.flat_ours", () =>
+      const fallback = await onNewSessions(c, url, (runDb) =>
+        withWriter(url, "public.flat_ours", () =>
           walBytes(c, () =>
             runOK(
-              fallbackDb,
+              runDb,
               makeConfig(url, [policy("public.flat_ours", { partitioned: false })], { now: NOW }),
               "public.flat_ours",
             ),
           ),
-        );
-      } finally {
-        await fallbackDb.destroy();
-      }
+        ),
+      );
       const deleted = Number(
         (fallback.value.value.summary.health["public.flat_ours"] as { rowsDeleted: number }).rowsDeleted,
       );
-      const deleter = await openClient(url, "bench-plain-delete");
-      let plainDelete: Awaited<ReturnType<typeof withWriter<Measured>>>;
-      try {
-        await c.query("CHECKPOINT");
-        plainDelete = await withWriter(url, "public.flat_plain", () =>
+      const plainDelete = await onNewClient(c, url, "bench-plain-delete", (deleter) =>
+        withWriter(url, "public.flat_plain", () =>
           walBytes(c, () => deleter.query(`DELETE FROM public.flat_plain WHERE ts < '2025-07-01T00:00:00Z'`)),
-        );
-      } finally {
-        await closeClient(deleter);
-      }
+        ),
+      );
       const left = await c.query(
         `SELECT (SELECT count(*) FROM public.flat_ours WHERE ts < '2025-07-01') AS ours,
                 (SELECT count(*) FROM public.flat_plain WHERE ts < '2025-07-01') AS plain`,
