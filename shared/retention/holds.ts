@@ -3,7 +3,7 @@ import { type Kysely, sql } from "kysely";
 import { displayRelation, type Relation, relationOidSql, relationSql, sameRelation } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { SQLSTATE, sqlState } from "../db/sqlstate.ts";
-import { markedParent, parseRemovalMark } from "./removal-mark.ts";
+import { markedParent, parseRemovalMark, rangeText } from "./removal-mark.ts";
 
 export interface RetentionHold {
   /** schema.partition */
@@ -92,8 +92,7 @@ async function removalUnderWay(db: Kysely<DB>, partition: Relation): Promise<str
   const row = r.rows[0];
   const mark = parseRemovalMark(row?.comment ?? "");
   if (!row || !mark) return undefined;
-  const range =
-    mark.range && `[${mark.range.from?.toISOString() ?? "MINVALUE"}, ${mark.range.to.toISOString()})`;
+  const range = mark.range && rangeText(mark.range);
   const putBack = `ALTER TABLE <its table> ATTACH PARTITION ${displayRelation(partition)} FOR VALUES FROM ... TO ...${range ? ` (its range: ${range})` : ""}`;
   if (!row.partition)
     return `retention had already detached it (its comment marks a removal under way); the hold keeps it from being dropped. To put its rows back in the table: ${putBack}`;

@@ -21,10 +21,15 @@ export interface RemovedRange {
  */
 export function removalMarker(parent: string, mode: RetentionMode, removed?: RemovedRange): string {
   const range = removed
-    ? `, range [${removed.from?.toISOString() ?? "MINVALUE"}, ${removed.to.toISOString()})${removed.rowsEstimate === undefined ? "" : `, ~${removed.rowsEstimate} rows`}`
+    ? `, range ${rangeText(removed)}${removed.rowsEstimate === undefined ? "" : `, ~${removed.rowsEstimate} rows`}`
     : "";
   return `telemetry-jobs retention: removing from ${parent}, mode ${mode}${range}`;
 }
+/** A mark's range as the mark writes it: "[from, to)", from MINVALUE when it has none. */
+export function rangeText(range: RemovedRange): string {
+  return `[${range.from?.toISOString() ?? "MINVALUE"}, ${range.to.toISOString()})`;
+}
+
 // Marks written before the range was added to them have none: their range stays unknown. The
 // parent's name is as the policy spells it (a lower-case identifier, schema-qualified or not);
 // read as the longest that leaves a well-formed rest, it would be read whole whatever it held.
