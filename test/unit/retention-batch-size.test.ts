@@ -1,27 +1,23 @@
 // How the row-delete batch size follows the time each batch took.
 import { describe, expect, it } from "vitest";
-import {
-  blocksWithinDeleteCost,
-  lowestMsPerRow,
-  nextBatchBlocks,
-} from "../../shared/retention/delete-rows.ts";
+import { blocksWithinDeleteCost, lowestMsPerRow, nextBatchSize } from "../../shared/retention/batch-size.ts";
 
-describe("nextBatchBlocks", () => {
+describe("nextBatchSize", () => {
   it("scales toward the target: a batch that took twice the target halves", () => {
-    expect(nextBatchBlocks(400, 300, 150)).toBe(200);
-    expect(nextBatchBlocks(400, 1_500, 150)).toBe(40);
+    expect(nextBatchSize(400, 300, 150)).toBe(200);
+    expect(nextBatchSize(400, 1_500, 150)).toBe(40);
   });
   it("grows by at most half again, however fast the batch was", () => {
-    expect(nextBatchBlocks(400, 75, 150)).toBe(600);
-    expect(nextBatchBlocks(400, 1, 150)).toBe(600);
-    expect(nextBatchBlocks(400, 0, 150)).toBe(600);
+    expect(nextBatchSize(400, 75, 150)).toBe(600);
+    expect(nextBatchSize(400, 1, 150)).toBe(600);
+    expect(nextBatchSize(400, 0, 150)).toBe(600);
   });
   it("never below one block", () => {
-    expect(nextBatchBlocks(3, 10_000, 150)).toBe(1);
-    expect(nextBatchBlocks(1, 10_000, 0.001)).toBe(1);
+    expect(nextBatchSize(3, 10_000, 150)).toBe(1);
+    expect(nextBatchSize(1, 10_000, 0.001)).toBe(1);
   });
   it("grows from one block", () => {
-    expect(nextBatchBlocks(1, 1, 150)).toBe(2);
+    expect(nextBatchSize(1, 1, 150)).toBe(2);
   });
 });
 
@@ -52,10 +48,10 @@ describe("a stretch of blocks with nothing to delete, then dense expired blocks"
     const target = 100;
     let size = 80;
     let msPerRow = lowestMsPerRow(undefined, 50, 5_000);
-    size = nextBatchBlocks(size, 50, target, blocksWithinDeleteCost(target, 60, msPerRow, 80));
+    size = nextBatchSize(size, 50, target, blocksWithinDeleteCost(target, 60, msPerRow, 80));
     for (let i = 0; i < 20; i++) {
       msPerRow = lowestMsPerRow(msPerRow, 5, 0);
-      size = nextBatchBlocks(size, 5, target, blocksWithinDeleteCost(target, 60, msPerRow, 80));
+      size = nextBatchSize(size, 5, target, blocksWithinDeleteCost(target, 60, msPerRow, 80));
     }
     // Scaling by time alone would have grown it to 80 x 1.5^20 blocks; all expired, those would
     // take far beyond the target. Bounded: 166 blocks, about 100 ms of deleting.
@@ -65,7 +61,7 @@ describe("a stretch of blocks with nothing to delete, then dense expired blocks"
   it("with no row deleted yet, the cheap batches grow to four first batches, no further", () => {
     let size = 80;
     for (let i = 0; i < 20; i++)
-      size = nextBatchBlocks(size, 1, 100, blocksWithinDeleteCost(100, 60, undefined, 80));
+      size = nextBatchSize(size, 1, 100, blocksWithinDeleteCost(100, 60, undefined, 80));
     expect(size).toBe(320);
   });
 });

@@ -1,0 +1,98 @@
+// What every row-delete batch shares, whichever way it picks its rows (block ranges in
+// delete-rows.ts, time order in delete-in-time-order.ts): its own short transaction that first
+// checks for a hold placed since the run planned, the progress log, and the warning when the
+// deletes stop before the end.
+import { type Kysely, sql } from "kysely";
+import { withLockRetry } from "../db/lock-retry.ts";
+import { displayRelation } from "../db/relation.ts";
+import type { DB } from "../db/schema.ts";
+import { type RetentionContext, retryOptions } from "./context.ts";
+import type { RetentionAction } from "./plan.ts";
+
+export type DeleteRows = Extract<RetentionAction, { kind: "delete_rows" }>;
+
+export interface DeleteProgress {
+  deleted: number;
+  batches: number;
+  started: number;
+  lastLog: number;
+}
+
+/**
+ * Runs one batch's statements (`work`) in a transaction of its own, under the policy's
+ * lock_timeout and retries: what `work` returns, or "held" when a hold on the relation was placed
+ * since the run planned (a hold keeps all of a relation's rows; it applies from the next batch on).
+ * The transaction's DateStyle is ISO, so that a time value read as text in it is read back exactly
+ * (microseconds, BC years and infinities included) by the next batch, whatever the database's
+ * default.
+ */
+export async function inDeleteTransaction<T>(
+  ctx: RetentionContext,
+  action: DeleteRows,
+  work: (trx: Kysely<DB>) => Promise<T>,
+): Promise<T | "held"> {
+  const { result } = await withLockRetry(
+    ctx.db,
+    retryOptions(ctx, `delete expired rows of ${displayRelation(action.relation)}`),
+    async (trx) => {
+      // A batch lost in a crash is simply deleted again by the next run, so its commit need
+      // not wait for the WAL flush. The same round trip reads whether a hold was placed since.
+      const held = await sql<{ held: boolean }>`
+        SELECT set_config('synchronous_commit', 'off', true) IS NOT NULL
+               AND set_config('DateStyle', 'ISO, MDY', true) IS NOT NULL
+               AND EXISTS (SELECT 1 FROM telemetry_jobs.retention_holds h
+                            WHERE h.partition_name = ${displayRelation(action.relation)}
+                              AND h.hold_until > ${ctx.now}) AS held`.execute(trx);
+      if (held.rows[0]?.held) return "held" as const;
+      return await work(trx);
+    },
+  );
+  return result;
+}
+
+/** Every 5 s: rows deleted so far, the rate, what is left, and where the deletes are (`at`). */
+export function logDeleteProgress(
+  ctx: RetentionContext,
+  action: DeleteRows,
+  progress: DeleteProgress,
+  at: Record<string, unknown>,
+): void {
+  const now = Date.now();
+  if (now - progress.lastLog <= 5_000) return;
+  progress.lastLog = now;
+  ctx.log.info("deleting expired rows", {
+    relation: displayRelation(action.relation),
+    rowsDeleted: progress.deleted,
+    rowsPerSecond: Math.round(progress.deleted / ((now - progress.started) / 1000)),
+    remainingEstimate: Math.max(0, action.rows - progress.deleted),
+    batches: progress.batches,
+    ...at,
+  });
+}
+
+/** The warning when the deletes stopped before the end: on a hold, or at the time budget or SIGTERM. */
+export function warnDeletesStopped(
+  ctx: RetentionContext,
+  action: DeleteRows,
+  progress: DeleteProgress,
+  why: "held" | "stopped",
+  at: Record<string, unknown> = {},
+): void {
+  const shown = displayRelation(action.relation);
+  const fields = {
+    relation: shown,
+    rowsDeleted: progress.deleted,
+    remainingEstimate: Math.max(0, action.rows - progress.deleted),
+  };
+  if (why === "held") {
+    ctx.log.warn(
+      `${shown} was held while its expired rows were being deleted: the deletes stopped, and the hold keeps the rest`,
+      fields,
+    );
+  } else {
+    ctx.log.warn("row deletes stopped at the time budget (or on request); the next run continues", {
+      ...fields,
+      ...at,
+    });
+  }
+}
