@@ -18,32 +18,46 @@ export interface DeleteProgress {
   lastLog: number;
 }
 
+/** Why a batch did not run: a hold placed since the run planned, or the index it reads was dropped. */
+export type BatchStop = "held" | "index gone";
+
 /**
  * Runs one batch's statements (`work`) in a transaction of its own, under the policy's
- * lock_timeout and retries: what `work` returns, or "held" when a hold on the relation was placed
- * since the run planned (a hold keeps all of a relation's rows; it applies from the next batch on).
- * The transaction's DateStyle is ISO, so that a time value read as text in it is read back exactly
- * (microseconds, BC years and infinities included) by the next batch, whatever the database's
- * default.
+ * lock_timeout and retries: what `work` returns, or why it did not run. "held": a hold on the
+ * relation was placed since the run planned (a hold keeps all of a relation's rows; it applies from
+ * the next batch on). With `byIndex` (the oid of the index a batch in time order reads): "index
+ * gone" when that index was dropped or made invalid since, and sequential scans are off for the
+ * batch, since with statistics from before earlier deletes the planner can take a batch's range for
+ * much of the table and read all of it, every batch. DateStyle is ISO in the batch, so that the
+ * times it reads as text (to pass back to the next batch) are the same whatever the database's
+ * default, and readable in the logs.
  */
 export async function inDeleteTransaction<T>(
   ctx: RetentionContext,
   action: DeleteRows,
   work: (trx: Kysely<DB>) => Promise<T>,
-): Promise<T | "held"> {
+  byIndex?: number,
+): Promise<T | BatchStop> {
   const { result } = await withLockRetry(
     ctx.db,
     retryOptions(ctx, `delete expired rows of ${displayRelation(action.relation)}`),
     async (trx) => {
       // A batch lost in a crash is simply deleted again by the next run, so its commit need
       // not wait for the WAL flush. The same round trip reads whether a hold was placed since.
-      const held = await sql<{ held: boolean }>`
-        SELECT set_config('synchronous_commit', 'off', true) IS NOT NULL
-               AND set_config('DateStyle', 'ISO, MDY', true) IS NOT NULL
-               AND EXISTS (SELECT 1 FROM telemetry_jobs.retention_holds h
-                            WHERE h.partition_name = ${displayRelation(action.relation)}
-                              AND h.hold_until > ${ctx.now}) AS held`.execute(trx);
-      if (held.rows[0]?.held) return "held" as const;
+      const first = await sql<{ held: boolean; index_ok: boolean }>`
+        SELECT set_config('synchronous_commit', 'off', true) AS synchronous_commit,
+               set_config('DateStyle', 'ISO, MDY', true) AS date_style,
+               ${byIndex === undefined ? sql`NULL` : sql`set_config('enable_seqscan', 'off', true)`} AS seqscan,
+               EXISTS (SELECT 1 FROM telemetry_jobs.retention_holds h
+                        WHERE h.partition_name = ${displayRelation(action.relation)}
+                          AND h.hold_until > ${ctx.now}) AS held,
+               ${
+                 byIndex === undefined
+                   ? sql`true`
+                   : sql`EXISTS (SELECT 1 FROM pg_catalog.pg_index WHERE indexrelid = ${byIndex}::oid AND indisvalid)`
+               } AS index_ok`.execute(trx);
+      if (first.rows[0]?.held) return "held" as const;
+      if (!first.rows[0]?.index_ok) return "index gone" as const;
       return await work(trx);
     },
   );
@@ -70,12 +84,12 @@ export function logDeleteProgress(
   });
 }
 
-/** The warning when the deletes stopped before the end: on a hold, or at the time budget or SIGTERM. */
+/** The warning when the deletes stopped before the end: see BatchStop; "stopped": at the time budget or SIGTERM. */
 export function warnDeletesStopped(
   ctx: RetentionContext,
   action: DeleteRows,
   progress: DeleteProgress,
-  why: "held" | "stopped",
+  why: BatchStop | "stopped",
   at: Record<string, unknown> = {},
 ): void {
   const shown = displayRelation(action.relation);
@@ -83,16 +97,19 @@ export function warnDeletesStopped(
     relation: shown,
     rowsDeleted: progress.deleted,
     remainingEstimate: Math.max(0, action.rows - progress.deleted),
+    ...at,
   };
   if (why === "held") {
     ctx.log.warn(
       `${shown} was held while its expired rows were being deleted: the deletes stopped, and the hold keeps the rest`,
       fields,
     );
+  } else if (why === "index gone") {
+    ctx.log.warn(
+      `the index on the time column of ${shown} was dropped (or made invalid) while its expired rows were being deleted in time order: the deletes stopped; the next run deletes the rest by block range unless the index is back`,
+      fields,
+    );
   } else {
-    ctx.log.warn("row deletes stopped at the time budget (or on request); the next run continues", {
-      ...fields,
-      ...at,
-    });
+    ctx.log.warn("row deletes stopped at the time budget (or on request); the next run continues", fields);
   }
 }

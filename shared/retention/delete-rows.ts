@@ -1,7 +1,9 @@
 // Row deletes within one named leaf relation, never through a partitioned parent (ctid repeats
 // across partitions: deleting by a parent's ctid deletes recent rows of other partitions too), in
-// short transactions sized by time (batch-size.ts), by the relation's own physical block ranges
-// (ctid).
+// short transactions sized by time (batch-size.ts). Two ways, by what the relation has:
+// - a btree index that leads with the time column: in time order, reading only expired rows
+//   (delete-in-time-order.ts);
+// - otherwise by the relation's own physical block ranges (ctid), below.
 import { type Kysely, sql } from "kysely";
 import { withLockRetry } from "../db/lock-retry.ts";
 import { columnSql, displayRelation, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
@@ -10,23 +12,28 @@ import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import { BATCH_TARGET_MS, blocksWithinDeleteCost, lowestMsPerRow, nextBatchSize } from "./batch-size.ts";
 import { type RetentionContext, type RetentionOutcome, retryOptions } from "./context.ts";
 import {
+  type BatchStop,
   type DeleteProgress,
   type DeleteRows,
   inDeleteTransaction,
   logDeleteProgress,
   warnDeletesStopped,
 } from "./delete-batch.ts";
+import { deleteRowsInTimeOrder, timeOrderIndex } from "./delete-in-time-order.ts";
 import { retentionOf } from "./expiry.ts";
 
 /**
- * Deletes rows older than the cutoff (`action.before`) from one leaf relation; `startBlock` is
- * where the last run's pass stopped.
+ * Deletes rows older than the cutoff (`action.before`) from one leaf relation: in time order when
+ * an index allows it, else by block range; `startBlock` is where the last run's block-range pass
+ * stopped (a pass in time order needs no such mark: it starts at the oldest expired row).
  */
 export async function deleteRowsInBatches(
   ctx: RetentionContext,
   action: DeleteRows,
   startBlock: number,
 ): Promise<RetentionOutcome> {
+  const index = await timeOrderIndex(ctx, action.relation);
+  if (index !== undefined) return await deleteRowsInTimeOrder(ctx, action, index);
   return await deleteByBlockRange(ctx, action, startBlock);
 }
 
@@ -67,7 +74,7 @@ async function deleteByBlockRange(
   let scanned = 0;
   let size = blocksPerBatch;
   let msPerRow: number | undefined;
-  let stopped: { at: number; why: "held" | "stopped" } | undefined;
+  let stopped: { at: number; why: BatchStop | "stopped" } | undefined;
   let countEnds = true;
   outer: for (const [i, [from, to]] of segments.entries()) {
     for (let block = from; block < to; ) {
@@ -83,8 +90,8 @@ async function deleteByBlockRange(
       const deleted = await inDeleteTransaction(ctx, action, (trx) =>
         deleteBlocks(trx, ctx, action, block, end),
       );
-      if (deleted === "held") {
-        stopped = { at: block, why: "held" };
+      if (typeof deleted === "string") {
+        stopped = { at: block, why: deleted };
         break outer;
       }
       const took = performance.now() - t0;

@@ -1,6 +1,7 @@
-// The row-delete fallback on a plain 1M-row table: exact, resumable across runs with a small time
-// budget, safe under SIGKILL, and harmless to concurrent inserts and reads. Plus bad retention
-// policies and two runs at once.
+// The row-delete fallback on a plain 1M-row table with an index on its time column (so deleted in
+// time order): exact, resumable across runs with a small time budget, safe under SIGKILL, and
+// harmless to concurrent inserts and reads. Then, without the index, a block-range pass that
+// resumes and wraps round. Plus bad retention policies and two runs at once.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyRetentionAction } from "../../shared/retention/apply.ts";
@@ -75,6 +76,12 @@ describe("row-delete fallback on a plain table", () => {
       if ((await counts()).expired === 0) break;
     }
     expect(runs).toBeGreaterThan(2); // it needed several budgets
+    const paths = await t.pool.query(
+      `SELECT DISTINCT detail->>'path' AS path FROM telemetry_jobs.job_actions WHERE kind = 'delete_rows'`,
+    );
+    expect(new Set(paths.rows.map((r) => r.path.replace(/\(.*/, "")))).toEqual(
+      new Set(["batched delete in time order by index legacy_readings_recorded_at_idx "]),
+    );
     const end = await counts();
     expect(end).toEqual({ expired: 0, kept: start.kept, kept_checksum: start.kept_checksum });
   });
@@ -125,7 +132,10 @@ describe("row-delete fallback on a plain table", () => {
 
 describe("resuming a batched delete", () => {
   it("wraps round to block 0: an old row written into freed space before the resume block is deleted too", async () => {
+    // Without an index led by the time column, row deletes go by block range (with one, in time
+    // order, which has no resume block).
     await t.pool.query(`
+      DROP INDEX public.legacy_readings_recorded_at_idx;
       INSERT INTO public.legacy_readings
         SELECT 5000000 + g, '2026-01-20'::timestamptz + g * interval '1 second', 1 FROM generate_series(1, 30000) g;
       DELETE FROM public.legacy_readings WHERE id BETWEEN 5000001 AND 5029000;`);
@@ -163,6 +173,7 @@ describe("resuming a batched delete", () => {
       },
       { startBlock: resumeAt },
     );
+    expect(outcome.path).toMatch(/^batched delete by block range /);
     expect(outcome.incomplete).toBeUndefined();
     expect((await counts()).expired).toBe(0);
   });
