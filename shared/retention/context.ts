@@ -12,7 +12,7 @@ export interface RetentionContext {
   now: Date;
   /** When row deletes must stop (epoch ms): the policy's time budget is per run, not per action. */
   deadline?: number;
-  /** How long one row-delete batch should take (ms); see delete-rows.ts for the default. */
+  /** How long one row-delete batch should take (ms); see batch-size.ts for the default. */
   batchTargetMs?: number;
 }
 
@@ -21,8 +21,9 @@ export interface RetentionOutcome {
   bytes: number;
   /** How it was done, for the audit trail and the logs (e.g. "detach concurrently, drop"). */
   path: string;
-  /** Row deletes stopped at the time budget or on SIGTERM; the next run continues from nextBlock. */
+  /** Row deletes stopped before the end: at the time budget, on SIGTERM, on a hold, or because the index they read went. */
   incomplete?: boolean;
+  /** Where a block-range pass stopped: the next such pass starts there (row deletes in time order need no mark). */
   nextBlock?: number;
   /** Row deletes: how many batches (transactions) they took. */
   batches?: number;

@@ -29,7 +29,7 @@ export function retentionProgress(a: RetentionAction, applied: Applied): string 
   const { bytes, incomplete } = applied.detail as { bytes?: unknown; incomplete?: unknown };
   switch (a.kind) {
     case "delete_rows":
-      return `${formatCount(applied.rows ?? 0)} rows deleted${incomplete ? " (stopped early: the next run goes on)" : ""}`;
+      return `${formatCount(applied.rows ?? 0)} rows deleted${incomplete ? " (stopped early: the warning above says why)" : ""}`;
     case "remove_partition": {
       const did = { drop: "dropped", detach: "detached", archive: "archived" }[a.mode];
       return a.mode === "drop" && typeof bytes === "number" ? `${did}, ${formatBytes(bytes)} freed` : did;

@@ -1,6 +1,7 @@
-// Where an interrupted batched delete stopped: the last audit record of a delete_rows action on the
-// relation, when it was incomplete. A killed run records nothing, so the next one starts at block 0,
-// which is always correct, only slower.
+// Where a block-range pass of row deletes starts: the nextBlock of the last audit record of a
+// delete_rows action on the relation (there only when that pass stopped early, by block range). A
+// killed run records nothing, so the next one starts where the last recorded one left it, or at
+// block 0: always correct (a pass wraps round), only slower.
 import { type Kysely, sql } from "kysely";
 import type { DB } from "../db/schema.ts";
 
