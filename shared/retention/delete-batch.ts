@@ -26,11 +26,10 @@ export type BatchStop = "held" | "index gone";
  * lock_timeout and retries: what `work` returns, or why it did not run. "held": a hold on the
  * relation was placed since the run planned (a hold keeps all of a relation's rows; it applies from
  * the next batch on). With `byIndex` (the oid of the index a batch in time order reads): "index
- * gone" when that index was dropped or made invalid since, and sequential scans are off for the
- * batch, since with statistics from before earlier deletes the planner can take a batch's range for
- * much of the table and read all of it, every batch. DateStyle is ISO in the batch, so that the
- * times it reads as text (to pass back to the next batch) are the same whatever the database's
- * default, and readable in the logs.
+ * gone" when that index was dropped or made invalid since (a REINDEX CONCURRENTLY does both: the
+ * caller looks again), and sequential scans are off for the rest of the batch, since with
+ * statistics from before earlier deletes the planner can take a batch's range for much of the
+ * table and read all of it, every batch.
  */
 export async function inDeleteTransaction<T>(
   ctx: RetentionContext,
@@ -46,7 +45,6 @@ export async function inDeleteTransaction<T>(
       // not wait for the WAL flush. The same round trip reads whether a hold was placed since.
       const first = await sql<{ held: boolean; index_ok: boolean }>`
         SELECT set_config('synchronous_commit', 'off', true) AS synchronous_commit,
-               set_config('DateStyle', 'ISO, MDY', true) AS date_style,
                ${byIndex === undefined ? sql`NULL` : sql`set_config('enable_seqscan', 'off', true)`} AS seqscan,
                EXISTS (SELECT 1 FROM telemetry_jobs.retention_holds h
                         WHERE h.partition_name = ${displayRelation(action.relation)}

@@ -8,13 +8,13 @@
 //
 // Kill-safe as block ranges are: each batch is its own short transaction, bounded in rows even
 // where many rows share one time, and no row at or after the cutoff is ever deleted (every bound is
-// an expired row's time, and PostgreSQL re-checks the condition on a row a concurrent update
-// changed). There is nothing to resume: every pass starts at the oldest
-// expired row, wherever the last one stopped, and a row written with an old time behind the pass is
-// deleted by the next run. The bounds are carried as the database's own text (DateStyle ISO, see
-// delete-batch.ts), never as a JavaScript Date, which has no microseconds and no infinities.
+// an expired row's time or the cutoff, and PostgreSQL re-checks the condition on a row a concurrent
+// update changed). There is nothing to resume: every pass starts at the oldest expired row,
+// wherever the last one stopped, and a row written with an old time behind the pass is deleted by
+// the next run. The bounds are carried as the database's own text, which it reads back exactly in
+// the same session, never as a JavaScript Date, which has no microseconds and no infinities.
 import { type Kysely, sql } from "kysely";
-import { columnSql, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
+import { columnSql, displayRelation, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import { BATCH_TARGET_MS, nextBatchSize } from "./batch-size.ts";
@@ -72,8 +72,9 @@ export async function timeOrderIndex(
 export async function deleteRowsInTimeOrder(
   ctx: RetentionContext,
   action: DeleteRows,
-  index: TimeOrderIndex,
+  first: TimeOrderIndex,
 ): Promise<RetentionOutcome> {
+  let index = first;
   const retention = retentionOf(ctx.policy);
   const started = Date.now();
   const deadline = ctx.deadline ?? started + retention.timeBudgetMs;
@@ -100,6 +101,18 @@ export async function deleteRowsInTimeOrder(
       (trx) => deleteOldest(trx, ctx, action, { low: from, size, index }),
       index.oid,
     );
+    if (batch === "index gone") {
+      // A REINDEX CONCURRENTLY replaces the index under a new oid; another may serve as well.
+      const again = await timeOrderIndex(ctx, action.relation);
+      if (again !== undefined && again.oid !== index.oid) {
+        ctx.log.info("the index row deletes read was replaced; going on with the new one", {
+          relation: displayRelation(action.relation),
+          index: again.name,
+        });
+        index = again;
+        continue;
+      }
+    }
     if (typeof batch === "string") {
       stopped = batch;
       break;
@@ -148,8 +161,8 @@ async function oldestExpired(
  * Where a batch ends: `high`, the time of the row `size` rows on from `low` (null when fewer are
  * left), and whether it is `low` itself (`crowded`). Read on its own, before the DELETE, so that
  * the DELETE is planned with both bounds known (an index range scan), not with a subquery's value
- * it cannot estimate; in the index's own order, so that the index alone serves it (`size` entries
- * read, no sort).
+ * it cannot estimate; in the index's own order, so that the index serves it with no sort (`size`
+ * entries read, from the index alone where the visibility map says their pages are all visible).
  */
 export function batchEdgeSql(
   action: DeleteRows,
@@ -180,6 +193,9 @@ async function deleteOldest(
   action: DeleteRows,
   at: { low: string; size: number; index: TimeOrderIndex },
 ): Promise<{ deleted: number; next: string | null }> {
+  // A crowd's rows are picked from the start of its key each time: cheap while the rows deleted
+  // before can be marked dead in the index as the scan meets them; with the oldest transaction
+  // held back (a long transaction, a replica's feedback) each batch walks all of them again.
   const { low, size } = at;
   const rel = relationSql(action.relation);
   const col = columnSql(ctx.policy.timeColumn);
@@ -187,6 +203,8 @@ async function deleteOldest(
   const edge = await batchEdgeSql(action, ctx.policy.timeColumn, at).execute(trx);
   const { high = null, crowded = false } = edge.rows[0] ?? {};
   if (crowded) {
+    // The time is checked again by the DELETE itself: a row a concurrent update moved is re-checked
+    // on its new version, and a TID list alone matched any version on some minor releases.
     const deleted = await sql`DELETE FROM ONLY ${rel}
        WHERE ctid = ANY (ARRAY(SELECT ctid FROM ONLY ${rel} WHERE ${col} = ${low} LIMIT ${size}))
          AND ${col} = ${low}`.execute(trx);

@@ -7,9 +7,10 @@ import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
-import { sql } from "kysely";
+import { Kysely, PostgresDialect, sql } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { DB } from "../../shared/db/schema.ts";
 import { applyRetentionAction } from "../../shared/retention/apply.ts";
 import { batchEdgeSql, timeOrderIndex } from "../../shared/retention/delete-in-time-order.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
@@ -192,13 +193,14 @@ describe("exactly the rows older than the cutoff, in time order", () => {
   }
 });
 
-describe("whatever the database's DateStyle and time zone", () => {
-  it("a run in new sessions with DateStyle 'SQL, DMY' and TimeZone Asia/Kolkata deletes exactly the expired rows", async () => {
+describe("whatever the session's DateStyle and time zone", () => {
+  it("sessions with DateStyle 'SQL, DMY' and TimeZone Asia/Kolkata delete exactly the expired rows", async () => {
     const name = `z_${++seq}`;
     // A day of rows around the cutoff, a second and a microsecond apart. The batches' bounds pass
-    // from one batch to the next as text the database writes and reads back. Here its default
-    // text is neither ISO nor UTC (day first; IST, which also names Israel's zone), so a bound read
-    // anywhere but in the database (or under other settings) would fall hours or a month off.
+    // from one batch to the next as text the database writes and reads back. The job's own
+    // sessions are ISO and UTC (shared/db/connect.ts); these take the database's defaults, which
+    // are neither (day first; IST, which also names Israel's zone): a bound read anywhere but in
+    // the session that wrote it would fall hours or a month off.
     await t.pool.query(`
       CREATE TABLE public.${name} (id bigint PRIMARY KEY, ts timestamptz NOT NULL);
       INSERT INTO public.${name}
@@ -209,23 +211,77 @@ describe("whatever the database's DateStyle and time zone", () => {
     const database = new URL(t.url).pathname.slice(1);
     await t.pool.query(`ALTER DATABASE "${database}" SET DateStyle = 'SQL, DMY'`);
     await t.pool.query(`ALTER DATABASE "${database}" SET TimeZone = 'Asia/Kolkata'`);
+    const plain = new Kysely<DB>({
+      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: t.url, max: 2 }) }),
+    });
     try {
-      const check = new pg.Client({ connectionString: t.url });
-      await check.connect();
-      const shown = await check.query(`SELECT '2026-02-01 00:00:00+00'::timestamptz::text AS t`);
-      await check.end();
-      expect(shown.rows[0].t).toBe("01/02/2026 05:30:00 IST"); // the settings are in force
-      const { code, lines } = await runCli(["retention", "--now", NOW], {
-        DATABASE_URL: t.url,
-        TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify({ tables: [policy(name, { batchSize: 1_000 })] }),
-      });
-      expect(code).toBe(0);
-      expect(lines.find((l) => l.message.startsWith("done: delete "))?.path).toMatch(/in time order/);
+      const shown = await sql<{ t: string }>`SELECT '2026-02-01 00:00:00+00'::timestamptz::text AS t`.execute(
+        plain,
+      );
+      expect(shown.rows[0]!.t).toBe("01/02/2026 05:30:00 IST"); // the settings are in force
+      const config = makeConfig(t.url, [policy(name, { batchSize: 1_000 })], { now: NOW });
+      const outcome = await applyRetentionAction(
+        {
+          db: plain,
+          policy: config.policies[0]!,
+          log: captureLogger("retention").log,
+          signal: new AbortController().signal,
+          now: new Date(NOW),
+        },
+        {
+          kind: "delete_rows",
+          relation: { schema: "public", name },
+          reason: "plain_table",
+          before: new Date(CUTOFF),
+          rows: 1,
+        },
+      );
+      expect(outcome.path).toMatch(/in time order/);
+      expect(outcome.batches).toBeGreaterThan(5);
     } finally {
+      await plain.destroy();
       await t.pool.query(`ALTER DATABASE "${database}" RESET DateStyle`);
       await t.pool.query(`ALTER DATABASE "${database}" RESET TimeZone`);
     }
     expect(await ids(name)).toEqual(keep);
+  });
+});
+
+describe("a row a concurrent update moves out of the batch", () => {
+  it("a crowd's row moved to now while its batch waits for it is kept", async () => {
+    const name = `u_${++seq}`;
+    await t.pool.query(`
+      CREATE TABLE public.${name} (id bigint PRIMARY KEY, v int, ts timestamptz);
+      INSERT INTO public.${name} SELECT g, 0, '1970-01-01 00:00:00+00' FROM generate_series(1, 50) g;
+      CREATE INDEX ON public.${name} (ts);`);
+    // The first batch (10 rows of the crowd, the first by ctid) waits for id 1, which another
+    // transaction moves to now; when it commits, PostgreSQL re-checks the batch's condition on the
+    // new version, which is not expired.
+    const mover = new pg.Client({ connectionString: t.url });
+    await mover.connect();
+    try {
+      await mover.query("BEGIN");
+      await mover.query(`UPDATE public.${name} SET ts = '2026-02-28 00:00:00+00' WHERE id = 1`);
+      const run = deleteExpired(name, 10);
+      const database = new URL(t.url).pathname.slice(1);
+      let waited = false;
+      for (let i = 0; i < 400 && !waited; i++) {
+        const waiting = await t.pool.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE datname = $1 AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM ONLY%'`,
+          [database],
+        );
+        waited = waiting.rows[0].n > 0;
+        if (!waited) await new Promise((r) => setTimeout(r, 25));
+      }
+      expect(waited).toBe(true);
+      await mover.query("COMMIT");
+      const { outcome } = await run;
+      expect(outcome.rows).toBe(49);
+    } finally {
+      await mover.end();
+    }
+    expect(await ids(name)).toEqual(["1"]);
   });
 });
 
@@ -242,6 +298,36 @@ describe("bounded batches and a vanished index", () => {
     expect(outcome.path).toMatch(/in time order/);
     // Batches grow by half at most: 100, 150, 225, ... need 9 for the 5,000; one batch took them all before.
     expect(outcome.batches).toBeGreaterThanOrEqual(9);
+    expect(await ids(name)).toEqual(keep);
+  });
+
+  it("an index rebuilt by REINDEX CONCURRENTLY during the deletes (a new oid): they go on with it to the end", async () => {
+    const name = `r_${++seq}`;
+    await t.pool.query(`
+      CREATE TABLE public.${name} (id bigint PRIMARY KEY, v int, ts timestamptz);
+      INSERT INTO public.${name} SELECT g, 0, '2026-01-01 00:00:00+00'::timestamptz + g * interval '10 seconds' FROM generate_series(1, 400000) g;
+      CREATE INDEX ${name}_ts ON public.${name} (ts);`);
+    const keep = await oracle(name);
+    const resume = join(tmpdir(), `time-order-reindex-${process.pid}`);
+    if (existsSync(resume)) rmSync(resume);
+    const cli = startCli(["retention", "--now", NOW], {
+      DATABASE_URL: t.url,
+      TELEMETRY_JOBS_CONFIG_JSON: JSON.stringify({ tables: [policy(name, { batchSize: 100 })] }),
+      TELEMETRY_JOBS_FAULT_PAUSE: "after-delete-batch",
+      TELEMETRY_JOBS_FAULT_RESUME_FILE: resume,
+    });
+    await cli.waitFor("paused at fault point");
+    const oid = async () =>
+      (await t.pool.query(`SELECT $1::regclass::oid::int8 AS o`, [`public.${name}_ts`])).rows[0].o;
+    const before = await oid();
+    await t.pool.query(`REINDEX INDEX CONCURRENTLY public.${name}_ts`);
+    expect(await oid()).not.toBe(before);
+    writeFileSync(resume, "");
+    const { code } = await cli.done;
+    rmSync(resume);
+    expect(code).toBe(0);
+    expect(cli.lines.some((l) => l.message.startsWith("the index row deletes read was replaced"))).toBe(true);
+    expect(cli.lines.some((l) => /was dropped/.test(l.message))).toBe(false);
     expect(await ids(name)).toEqual(keep);
   });
 
