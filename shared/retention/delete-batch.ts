@@ -29,7 +29,11 @@ export type BatchStop = "held" | "index gone";
  * gone" when that index was dropped or made invalid since (a REINDEX CONCURRENTLY does both: the
  * caller looks again), and sequential scans are off for the rest of the batch, since with
  * statistics from before earlier deletes the planner can take a batch's range for much of the
- * table and read all of it, every batch.
+ * table and read all of it, every batch. DateStyle is ISO for the batch: a time a batch in time
+ * order reads as text and passes back must read back as the same instant, and ISO writes the
+ * offset in digits. The job's sessions are ISO already; a session whose DateStyle is SQL writes
+ * zone abbreviations, which PostgreSQL 14 and 15 read back by their default meaning (Kolkata's IST
+ * as Israel's: 3 h 30 min off).
  */
 export async function inDeleteTransaction<T>(
   ctx: RetentionContext,
@@ -45,6 +49,7 @@ export async function inDeleteTransaction<T>(
       // not wait for the WAL flush. The same round trip reads whether a hold was placed since.
       const first = await sql<{ held: boolean; index_ok: boolean }>`
         SELECT set_config('synchronous_commit', 'off', true) AS synchronous_commit,
+               set_config('DateStyle', 'ISO, MDY', true) AS date_style,
                ${byIndex === undefined ? sql`NULL` : sql`set_config('enable_seqscan', 'off', true)`} AS seqscan,
                EXISTS (SELECT 1 FROM telemetry_jobs.retention_holds h
                         WHERE h.partition_name = ${displayRelation(action.relation)}

@@ -199,8 +199,8 @@ describe("whatever the session's DateStyle and time zone", () => {
     // A day of rows around the cutoff, a second and a microsecond apart. The batches' bounds pass
     // from one batch to the next as text the database writes and reads back. The job's own
     // sessions are ISO and UTC (shared/db/connect.ts); these take the database's defaults, which
-    // are neither (day first; IST, which also names Israel's zone): a bound read anywhere but in
-    // the session that wrote it would fall hours or a month off.
+    // are neither (day first; IST, which also names Israel's zone). Without the batch's own
+    // DateStyle ISO, PostgreSQL 14 and 15 read IST back as Israel's: this failed there.
     await t.pool.query(`
       CREATE TABLE public.${name} (id bigint PRIMARY KEY, ts timestamptz NOT NULL);
       INSERT INTO public.${name}
