@@ -81,10 +81,10 @@ export async function deleteRowsInTimeOrder(
   const target = ctx.batchTargetMs ?? BATCH_TARGET_MS;
   const progress: DeleteProgress = { deleted: 0, batches: 0, started, lastLog: started };
   let size = retention.batchSize;
-  const oldest = await oldestExpired(ctx, action, index);
-  let stopped: BatchStop | "stopped" | undefined =
-    oldest !== null && typeof oldest === "object" ? oldest.stop : undefined;
-  let low = typeof oldest === "string" ? oldest : null;
+  let stopped: BatchStop | "stopped" | undefined;
+  // Where the next batch starts: undefined before the first (which reads the oldest expired row's
+  // time), null once nothing expired is left.
+  let low: string | null | undefined;
   while (low !== null) {
     const now = Date.now();
     if (ctx.signal.aborted || now > deadline) {
@@ -123,12 +123,12 @@ export async function deleteRowsInTimeOrder(
     size = nextBatchSize(size, took, aim);
     low = batch.next;
     if (progress.batches === 10) await pauseAtFaultPoint("after-delete-batch", ctx.log);
-    if (low !== null) logDeleteProgress(ctx, action, progress, { deletedUpTo: low });
+    if (low) logDeleteProgress(ctx, action, progress, { deletedUpTo: low });
     // The pause lets writers, replicas and vacuum catch up with what a batch locked and wrote.
     if (batch.deleted > 0 && retention.batchPauseMs > 0)
       await new Promise((r) => setTimeout(r, retention.batchPauseMs));
   }
-  if (stopped) warnDeletesStopped(ctx, action, progress, stopped, low === null ? {} : { deletedUpTo: low });
+  if (stopped) warnDeletesStopped(ctx, action, progress, stopped, low ? { deletedUpTo: low } : {});
   return {
     rows: progress.deleted,
     bytes: 0,
@@ -136,25 +136,6 @@ export async function deleteRowsInTimeOrder(
     batches: progress.batches,
     ...(stopped ? { incomplete: true } : {}),
   };
-}
-
-/** The time of the oldest expired row, as text (DateStyle ISO); null when there is none. */
-async function oldestExpired(
-  ctx: RetentionContext,
-  action: DeleteRows,
-  index: TimeOrderIndex,
-): Promise<string | null | { stop: BatchStop }> {
-  const col = columnSql(ctx.policy.timeColumn);
-  const r = await inDeleteTransaction(
-    ctx,
-    action,
-    (trx) =>
-      sql<{ low: string | null }>`
-        SELECT min(${col})::text AS low FROM ONLY ${relationSql(action.relation)}
-         WHERE ${col} < ${action.before}`.execute(trx),
-    index.oid,
-  );
-  return typeof r === "string" ? { stop: r } : (r.rows[0]?.low ?? null);
 }
 
 /**
@@ -180,7 +161,8 @@ export function batchEdgeSql(
 }
 
 /**
- * One batch, in the transaction `trx`: the rows from `low` up to the time of the row `size` rows on
+ * One batch, in the transaction `trx`: the rows from `low` (undefined: the oldest expired row's
+ * time, read first) up to the time of the row `size` rows on
  * (exclusive), or up to the cutoff when fewer than `size` expired rows are left. The rows deleted,
  * and where the next batch starts (null: nothing expired is left past this batch). Where more than
  * `size` rows share the time `low` (devices with no clock all dated 1970, say), the batch deletes
@@ -191,16 +173,18 @@ async function deleteOldest(
   trx: Kysely<DB>,
   ctx: RetentionContext,
   action: DeleteRows,
-  at: { low: string; size: number; index: TimeOrderIndex },
+  at: { low: string | undefined; size: number; index: TimeOrderIndex },
 ): Promise<{ deleted: number; next: string | null }> {
   // A crowd's rows are picked from the start of its key each time: cheap while the rows deleted
   // before can be marked dead in the index as the scan meets them; with the oldest transaction
   // held back (a long transaction, a replica's feedback) each batch walks all of them again.
-  const { low, size } = at;
   const rel = relationSql(action.relation);
   const col = columnSql(ctx.policy.timeColumn);
   const expired = sql`${col} < ${action.before}`;
-  const edge = await batchEdgeSql(action, ctx.policy.timeColumn, at).execute(trx);
+  const low = at.low ?? (await oldestExpired(trx, action, ctx.policy.timeColumn));
+  if (low === null) return { deleted: 0, next: null };
+  const size = at.size;
+  const edge = await batchEdgeSql(action, ctx.policy.timeColumn, { ...at, low }).execute(trx);
   const { high = null, crowded = false } = edge.rows[0] ?? {};
   if (crowded) {
     // The time is checked again by the DELETE itself: a row a concurrent update moved is re-checked
@@ -213,4 +197,18 @@ async function deleteOldest(
   const upTo = high === null ? expired : sql`${col} < ${high}`;
   const deleted = await sql`DELETE FROM ONLY ${rel} WHERE ${col} >= ${low} AND ${upTo}`.execute(trx);
   return { deleted: Number(deleted.numAffectedRows ?? 0n), next: high };
+}
+
+/** The time of the oldest expired row, as text; null when there is none. */
+async function oldestExpired(
+  trx: Kysely<DB>,
+  action: DeleteRows,
+  timeColumn: string,
+): Promise<string | null> {
+  const col = columnSql(timeColumn);
+  const r = await sql<{ low: string | null }>`
+    SELECT min(${col})::text AS low FROM ONLY ${relationSql(action.relation)} WHERE ${col} < ${action.before}`.execute(
+    trx,
+  );
+  return r.rows[0]?.low ?? null;
 }
