@@ -9,6 +9,7 @@ import { sessionOptions } from "../../shared/db/connect.ts";
 import type { DB } from "../../shared/db/schema.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
 import { makeConfig, runPartitionManager, runRollup } from "../support/jobs.ts";
+import { rowsReadFrom, settledRowsRead } from "../support/rows-read.ts";
 
 let t: TestDatabase;
 const DEVICES = 50;
@@ -35,44 +36,11 @@ afterAll(async () => {
   await t.drop();
 });
 
-const partitionsRead = async () => {
-  const r = await t.pool.query(`
-    SELECT pg_stat_clear_snapshot(),
-           (SELECT coalesce(sum(coalesce(s.seq_tup_read, 0) + coalesce(s.idx_tup_fetch, 0)), 0)
-              FROM pg_stat_user_tables s
-             WHERE s.relid IN (SELECT inhrelid FROM pg_inherits
-                                WHERE inhparent = 'public.telemetry_points'::regclass))::float8 AS n`);
-  return Number(r.rows[0].n);
-};
-
-/**
- * The counter once every session of `application` has exited and its last counters have landed:
- * above `floor` when given, and then unchanged for over a second. Before PostgreSQL 15 a backend's
- * counters reach the statistics collector by message, up to 500 ms after it exits, later on a
- * loaded machine; a shorter wait could read a run's counters before they arrived.
- */
-async function settledRowsRead(application: string, floor?: number): Promise<number> {
-  for (let i = 0; i < 200; i++) {
-    const left = await t.pool.query(
-      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1",
-      [application],
-    );
-    if (left.rows[0].n === 0) break;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  let last = await partitionsRead();
-  for (let i = 0; floor !== undefined && last <= floor && i < 100; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-    last = await partitionsRead();
-  }
-  for (let stable = 0, i = 0; stable < 8 && i < 100; i++) {
-    await new Promise((r) => setTimeout(r, 150));
-    const now = await partitionsRead();
-    stable = now === last ? stable + 1 : 0;
-    last = now;
-  }
-  return last;
-}
+const partitionsRead = () =>
+  rowsReadFrom(
+    t.pool,
+    "SELECT inhrelid FROM pg_inherits WHERE inhparent = 'public.telemetry_points'::regclass",
+  );
 
 /** Runs `sql` on a session of its own, closed afterwards. */
 async function onOwnSession(statements: string[]): Promise<void> {
@@ -87,7 +55,7 @@ async function onOwnSession(statements: string[]): Promise<void> {
 
 /** Rows of the source's partitions read during one rollup run at `now`. */
 async function rowsReadByRun(now: string): Promise<number> {
-  const before = await settledRowsRead(`telemetry-jobs/${JOB}-setup`);
+  const before = await settledRowsRead(t.pool, `telemetry-jobs/${JOB}-setup`, partitionsRead);
   const pool = new pg.Pool({ connectionString: t.url, max: 4, ...sessionOptions(JOB) });
   pool.on("error", () => {});
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
@@ -98,7 +66,7 @@ async function rowsReadByRun(now: string): Promise<number> {
     await db.destroy();
   }
   // The run reads at least its new rows: wait for its counters to arrive, then to settle.
-  return (await settledRowsRead(`telemetry-jobs/${JOB}`, before)) - before;
+  return (await settledRowsRead(t.pool, `telemetry-jobs/${JOB}`, partitionsRead, before)) - before;
 }
 
 it("an hourly run reads the new hour's rows, not the rest of the current partition", async () => {
