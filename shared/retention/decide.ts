@@ -11,7 +11,7 @@ import { keepUnexportedRows, planExport } from "./export-plan.ts";
 import { exportOf, removalMode } from "./export-target.ts";
 import type { RetentionHold } from "./holds.ts";
 import type { RetentionAction, RetentionFacts, RetentionFinding } from "./plan.ts";
-import { archiveClash, partitionNotFinal, rowsNotFinal } from "./plan-findings.ts";
+import { archiveClash, partitionNotFinal, rowsFigure, rowsNotFinal } from "./plan-findings.ts";
 
 type RemovePartition = Extract<RetentionAction, { kind: "remove_partition" }>;
 
@@ -71,10 +71,16 @@ export function deleteExpiredRows(
   }
   const expired = d.facts.expiredRows.get(shown) ?? 0;
   if (expired > 0 && keptByHold(d, shown, expired)) return;
-  const notFinal = rowsNotFinal(d.facts.rollup, shown, d.cutoff, d.limit);
+  const notFinal = rowsNotFinal(d.facts, shown, d.cutoff, d.limit);
   if (notFinal.finding) d.findings.push(notFinal.finding);
   const rows = expired - notFinal.kept;
-  if (rows > 0 && d.limit) d.actions.push({ kind: "delete_rows", relation, reason, before: d.limit, rows });
+  if (rows > 0 && d.limit)
+    d.actions.push({ kind: "delete_rows", relation, reason, before: d.limit, rows, ...estimated(d, shown) });
+}
+
+/** Marks a row-delete action whose rows are the planner's estimate (facts.estimatedRows). */
+function estimated(d: Decision, qualified: string): { rowsEstimated?: true } {
+  return d.facts.estimatedRows?.has(qualified) ? { rowsEstimated: true } : {};
 }
 
 /** Whether a hold keeps `qualified`'s expired rows (a hold keeps all of a relation's rows); says so. */
@@ -85,7 +91,7 @@ function keptByHold(d: Decision, qualified: string, rows: number): boolean {
     severity: "info",
     code: "held",
     partition: qualified,
-    message: `${qualified} is held until ${hold.until.toISOString()} (${hold.reason}): its ${rows} rows before the cutoff are kept`,
+    message: `${qualified} is held until ${hold.until.toISOString()} (${hold.reason}): its ${rowsFigure(d.facts, qualified, rows)} rows before the cutoff are kept`,
   });
   return true;
 }
@@ -179,7 +185,7 @@ function decideStraddling(d: Decision, relation: Relation): void {
   const qualified = displayRelation(relation);
   const rows = d.facts.expiredRows.get(qualified) ?? 0;
   if (rows === 0 || keptByHold(d, qualified, rows)) return;
-  const notFinal = rowsNotFinal(d.facts.rollup, qualified, d.cutoff, d.limit);
+  const notFinal = rowsNotFinal(d.facts, qualified, d.cutoff, d.limit);
   if (notFinal.finding) d.findings.push(notFinal.finding);
   if (rows - notFinal.kept > 0 && d.limit)
     d.actions.push({
@@ -188,6 +194,7 @@ function decideStraddling(d: Decision, relation: Relation): void {
       reason: "straddling_partition",
       before: d.limit,
       rows: rows - notFinal.kept,
+      ...estimated(d, qualified),
     });
 }
 

@@ -1,16 +1,17 @@
 // Reads what the retention planner needs: the partition catalog (real bounds), which children hold
-// any row, how many rows older than the cutoff each row-delete target has (counted, not estimated:
-// the dry run promises counts), unfinished removals from a killed run, the holds, for a table with
+// any row, how many rows older than the cutoff each row-delete target has (counted by a dry run,
+// estimated by a run: expired-rows.ts), unfinished removals from a killed run, the holds, for a table with
 // a rollup block, the rollup frontier and how many of those expired rows are not final yet, and in
 // mode export, the manifests already in the expired partitions' export directories.
 import { type Kysely, sql } from "kysely";
 import { policyTable, type TablePolicy } from "../config/policy.ts";
 import { withLockRetry } from "../db/lock-retry.ts";
-import { columnSql, displayRelation, type Relation, relationSql } from "../db/relation.ts";
+import { displayRelation, type Relation, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { type InspectedTable, readCatalogIn, type TableProblem } from "../partitions/catalog.ts";
 import { readRollupFrontier } from "../rollups/frontier.ts";
 import { findArchiveClashes } from "./archive-clashes.ts";
+import { type RowCounting, readExpiredRows } from "./expired-rows.ts";
 import { expiryRange, straddlesCutoff } from "./expiry.ts";
 import { readExistingExports } from "./export-facts.ts";
 import { listHolds } from "./holds.ts";
@@ -63,38 +64,14 @@ export async function inspectPlainTable(
   return undefined;
 }
 
-/**
- * Rows older than the cutoff, and among them those at or after `limit` (the row-delete limit of a
- * rolled-up table: rows there must stay). `limit` undefined: no such limit (0 kept); null: every
- * expired row is kept.
- */
-async function countExpired(
-  db: Kysely<DB>,
-  relation: Relation,
-  column: string,
-  cutoff: Date,
-  limit: Date | null | undefined,
-): Promise<{ expired: number; notFinal: number }> {
-  const col = columnSql(column);
-  const notFinal =
-    limit === undefined
-      ? sql`0`
-      : limit === null
-        ? sql`count(*)`
-        : sql`count(*) FILTER (WHERE ${col} >= ${limit})`;
-  const r = await sql<{ n: string; not_final: string }>`
-    SELECT count(*) AS n, ${notFinal} AS not_final
-      FROM ONLY ${relationSql(relation)} WHERE ${col} < ${cutoff}`.execute(db);
-  return { expired: Number(r.rows[0]?.n ?? 0), notFinal: Number(r.rows[0]?.not_final ?? 0) };
-}
-
 export async function readRetentionFacts(
   db: Kysely<DB>,
   policy: TablePolicy,
   cutoff: Date,
   lock: { lockTimeoutMs: number; budgetMs: number },
-  inspected?: InspectedTable,
+  options: { counting: RowCounting; inspected?: InspectedTable | undefined },
 ): Promise<RetentionFacts & { unfinishedRemovals: readonly UnfinishedRemoval[] }> {
+  const { counting, inspected } = options;
   const table = policyTable(policy);
   const holds = await listHolds(db);
   const frontier = policy.rollup ? await readRollupFrontier(db, policy.rollup.target) : undefined;
@@ -108,7 +85,7 @@ export async function readRetentionFacts(
     const expired = await withLockRetry(
       db,
       { ...lock, what: `count expired rows of ${policy.table}`, contended: table },
-      (trx) => countExpired(trx, table, policy.timeColumn, cutoff, limit),
+      (trx) => readExpiredRows(trx, table, { column: policy.timeColumn, cutoff, limit, counting }),
     );
     notFinalRows.set(displayRelation(table), expired.result.notFinal);
     return {
@@ -116,6 +93,7 @@ export async function readRetentionFacts(
       catalog: undefined,
       childHasRows: new Map(),
       expiredRows: new Map([[displayRelation(table), expired.result.expired]]),
+      estimatedRows: new Set(expired.result.estimated ? [displayRelation(table)] : []),
       unfinishedRemovals,
       holds,
       archiveClashes: new Map(),
@@ -128,9 +106,9 @@ export async function readRetentionFacts(
   const { result } = await withLockRetry(
     db,
     { ...lock, what: `inspect the partitions of ${policy.table}`, contended: table },
-    (trx) => readPartitionedRows(trx, policy, { cutoff, limit, notFinalRows, inspected }),
+    (trx) => readPartitionedRows(trx, policy, { cutoff, limit, counting, notFinalRows, inspected }),
   );
-  const { catalog, childHasRows, expiredRows } = result;
+  const { catalog, childHasRows, expiredRows, estimatedRows } = result;
   const candidates = [
     ...catalog.children.map((c) => ({ schema: c.schema, name: c.name })),
     ...unfinishedRemovals.map((u) => u.partition),
@@ -145,6 +123,7 @@ export async function readRetentionFacts(
     catalog,
     childHasRows,
     expiredRows,
+    estimatedRows,
     unfinishedRemovals,
     holds,
     archiveClashes,
@@ -164,6 +143,7 @@ async function readPartitionedRows(
   at: {
     cutoff: Date;
     limit: Date | null | undefined;
+    counting: RowCounting;
     notFinalRows: Map<string, number>;
     inspected: InspectedTable | undefined;
   },
@@ -187,12 +167,15 @@ async function readPartitionedRows(
   const def = catalog.defaultPartition;
   if (def) counted.push({ schema: def.schema, name: def.name });
   const expiredRows = new Map<string, number>();
+  const estimatedRows = new Set<string>();
   for (const relation of counted) {
-    const n = await countExpired(trx, relation, policy.timeColumn, at.cutoff, at.limit);
+    const { cutoff, limit, counting } = at;
+    const n = await readExpiredRows(trx, relation, { column: policy.timeColumn, cutoff, limit, counting });
     expiredRows.set(displayRelation(relation), n.expired);
     at.notFinalRows.set(displayRelation(relation), n.notFinal);
+    if (n.estimated) estimatedRows.add(displayRelation(relation));
   }
-  return { catalog, childHasRows, expiredRows };
+  return { catalog, childHasRows, expiredRows, estimatedRows };
 }
 
 /**

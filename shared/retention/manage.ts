@@ -26,7 +26,7 @@ export function describeRetentionAction(a: RetentionAction): string {
     case "remove_partition":
       return `${a.mode} ${displayRelation(a.partition)} [${a.from?.toISOString() ?? "MINVALUE"}, ${a.to.toISOString()}) ~${a.rowsEstimate} rows, ${a.bytes} bytes${a.expiredHold ? " (its hold has expired)" : ""}`;
     case "delete_rows":
-      return `delete ${a.rows} rows older than ${a.before.toISOString()} from ${displayRelation(a.relation)} (${a.reason.replace("_", " ")})`;
+      return `delete ${a.rowsEstimated ? "about " : ""}${a.rows} rows older than ${a.before.toISOString()} from ${displayRelation(a.relation)} (${a.reason.replace("_", " ")})`;
     case "finalize_detach":
       return `finish the interrupted DETACH CONCURRENTLY of ${displayRelation(a.partition)}`;
     case "finish_removal":
@@ -43,7 +43,10 @@ export async function manageRetention(
   const retention = retentionOf(policy);
   const cutoff = retentionCutoff(policy, options.now);
   const lock = { lockTimeoutMs: policy.lockTimeoutMs, budgetMs: policy.retryBudgetMs };
-  const facts = await readRetentionFacts(db, policy, cutoff, lock, options.inspected);
+  const facts = await readRetentionFacts(db, policy, cutoff, lock, {
+    counting: options.dryRun ? "exact" : "estimate",
+    inspected: options.inspected,
+  });
   const plan = planRetention(policy, facts, options.now, { force: options.force });
   const rollupHealth = plan.rollup
     ? { rollupFrontier: plan.rollup.frontier?.toISOString() ?? null, rollupBlocked: plan.rollup.blocked }

@@ -6,6 +6,11 @@ import type { RetentionFacts, RetentionFinding, RetentionMode, RetentionRollupFa
 
 const ROLLUP_ADVICE = "Check rollup-hourly: its last executions and their errors (docs/runbooks/rollups.md)";
 
+/** `rows` of a row-delete target as a message says it: "about 12000" where it is an estimate. */
+export function rowsFigure(facts: RetentionFacts, relation: string, rows: number): string {
+  return facts.estimatedRows?.has(relation) ? `about ${rows}` : `${rows}`;
+}
+
 /** An expired partition whose upper bound is after the rollup frontier: its hours are not final. */
 export function partitionNotFinal(
   rollup: RetentionRollupFacts | undefined,
@@ -26,11 +31,12 @@ export function partitionNotFinal(
 
 /** Expired rows of a row-delete target kept because they are at or after the rollup frontier. */
 export function rowsNotFinal(
-  rollup: RetentionRollupFacts | undefined,
+  facts: RetentionFacts,
   relation: string,
   cutoff: Date,
   limit: Date | null,
 ): { finding?: RetentionFinding; kept: number } {
+  const { rollup } = facts;
   const kept = rollup?.notFinalRows.get(relation) ?? 0;
   if (!rollup || kept === 0) return { kept: 0 };
   return {
@@ -39,7 +45,7 @@ export function rowsNotFinal(
       severity: "warn",
       code: "rollup_not_final",
       partition: relation,
-      message: `kept ${kept} rows of ${relation} older than the cutoff ${cutoff.toISOString()}: their hours are not rolled up for good yet (${describeRollupFrontier(rollup.frontier)}), so this run deletes ${limit ? `only rows before ${limit.toISOString()}` : "none"}. ${ROLLUP_ADVICE}; the first retention run after it has caught up deletes them.`,
+      message: `kept ${rowsFigure(facts, relation, kept)} rows of ${relation} older than the cutoff ${cutoff.toISOString()}: their hours are not rolled up for good yet (${describeRollupFrontier(rollup.frontier)}), so this run deletes ${limit ? `only rows before ${limit.toISOString()}` : "none"}. ${ROLLUP_ADVICE}; the first retention run after it has caught up deletes them.`,
     },
   };
 }

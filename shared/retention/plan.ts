@@ -57,6 +57,8 @@ export type RetentionAction =
       readonly reason: "plain_table" | "default_partition" | "straddling_partition";
       readonly before: Date;
       readonly rows: number;
+      /** `rows` is the planner's estimate (a run that is not a dry run does not count them). */
+      readonly rowsEstimated?: true;
     };
 
 export type RetentionFindingCode =
@@ -95,8 +97,10 @@ export interface RetentionFacts {
   readonly catalog: TableCatalog | undefined;
   /** displayRelation(child) -> whether it has at least one row. */
   readonly childHasRows: ReadonlyMap<string, boolean>;
-  /** displayRelation(leaf) -> rows older than the cutoff that would be deleted row by row (counted). */
+  /** displayRelation(leaf) -> rows older than the cutoff that would be deleted row by row. */
   readonly expiredRows: ReadonlyMap<string, number>;
+  /** The leaves whose expiredRows (and notFinalRows) are the planner's estimates, not counts. */
+  readonly estimatedRows?: ReadonlySet<string> | undefined;
   /** Tables a killed run detached but did not yet drop or archive (marked by comment). */
   readonly unfinishedRemovals: readonly { partition: Relation; mode: RetentionMode }[];
   readonly holds: readonly RetentionHold[];

@@ -15,7 +15,7 @@ export function retentionPlanRow(a: RetentionAction): PlanRow {
       // Rows are deleted by their time, not by a range of the relation's bounds.
       return {
         range: `before ${instantText(a.before)}`,
-        rows: formatCount(a.rows),
+        rows: `${a.rowsEstimated ? "~" : ""}${formatCount(a.rows)}`,
         action: `delete rows (${a.reason.replaceAll("_", " ")})`,
       };
     case "finalize_detach":

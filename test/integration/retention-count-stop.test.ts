@@ -93,4 +93,55 @@ describe("a delete pass that ends at the counted rows", () => {
     expect(outcome.rows).toBe(22_500);
     expect(outcome.incomplete).toBeUndefined();
   });
+
+  it("a plan with only an estimate: the pass counts for itself and still ends at the counted rows", async () => {
+    const name = "c_2";
+    // 15,000 expired rows in the first blocks, then 30,000 current ones; no index on the time
+    // column, so the pass goes by block range.
+    await t.pool.query(`
+      CREATE TABLE public.${name} (id bigserial PRIMARY KEY, ts timestamptz NOT NULL, v float8, note text);
+      INSERT INTO public.${name} (ts, v, note)
+        SELECT '2020-01-01'::timestamptz + g * interval '1 minute', g, repeat('x', 60) FROM generate_series(1, 15000) g;
+      INSERT INTO public.${name} (ts, v, note)
+        SELECT '2026-02-01'::timestamptz + g * interval '1 minute', g, repeat('x', 60) FROM generate_series(1, 30000) g;`);
+    await t.pool.query(`VACUUM ANALYZE public.${name}`);
+    const config = makeConfig(
+      t.url,
+      [
+        {
+          table: `public.${name}`,
+          timeColumn: "ts",
+          partitioned: false,
+          retention: { keep: "1 year", batchSize: 1_000, batchPauseMs: 0 },
+        },
+      ],
+      { now: NOW },
+    );
+    const { log, records } = captureLogger("retention");
+    const outcome = await applyRetentionAction(
+      {
+        db: t.db,
+        policy: config.policies[0]!,
+        log,
+        signal: new AbortController().signal,
+        now: new Date(NOW),
+        batchTargetMs: 1,
+      },
+      {
+        kind: "delete_rows",
+        relation: { schema: "public", name },
+        reason: "plain_table",
+        before: new Date(CUTOFF),
+        // An estimate far too low: taken as the count, the pass would look for more after its
+        // first batch, find the rest, and go on through every block of the current rows.
+        rows: 1,
+        rowsEstimated: true,
+      },
+    );
+    expect(await expiredLeft(name)).toEqual({ clockless: 0, counted: 0, kept: 30_000 });
+    expect(outcome.rows).toBe(15_000);
+    expect(records.map((r) => r.message)).not.toContain(
+      "expired rows remain past the counted ones; deleting on to the end",
+    );
+  });
 });

@@ -322,6 +322,33 @@ describe("planRetention: rows deleted one by one", () => {
     expect(none.actions).toEqual([]);
   });
 
+  it("rows the run only estimated (a run counts up to a bound): the action and every message say about", () => {
+    const estimated = {
+      catalog: catalog([monthly("2026-02")], true),
+      expiredRows: new Map([["public.points_default", 25_000]]),
+      estimatedRows: new Set(["public.points_default"]),
+    };
+    const p = plan(policyWith({}), facts(estimated));
+    expect(p.actions).toEqual([
+      {
+        kind: "delete_rows",
+        relation: { schema: "public", name: "points_default" },
+        reason: "default_partition",
+        before: CUTOFF,
+        rows: 25_000,
+        rowsEstimated: true,
+      },
+    ]);
+    const held = plan(
+      policyWith({}),
+      facts({ ...estimated, holds: [hold("public.points_default", "2026-03-02")] }),
+    );
+    expect(held.actions).toEqual([]);
+    expect(held.findings.map((f) => f.message)).toContainEqual(
+      expect.stringContaining("its about 25000 rows before the cutoff are kept"),
+    );
+  });
+
   it("exactCutoff: a child that straddles the cutoff (or starts at MINVALUE) loses its expired rows; one that starts at the cutoff has none", () => {
     const straddling = child(
       "points_mid",
