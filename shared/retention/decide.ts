@@ -78,9 +78,9 @@ export function deleteExpiredRows(
     d.actions.push({ kind: "delete_rows", relation, reason, before: d.limit, rows, ...estimated(d, shown) });
 }
 
-/** Marks a row-delete action whose rows are the planner's estimate (facts.estimatedRows). */
+/** Marks a row-delete action whose rows are the planner's estimate (facts.rowEstimates). */
 function estimated(d: Decision, qualified: string): { rowsEstimated?: true } {
-  return d.facts.estimatedRows?.has(qualified) ? { rowsEstimated: true } : {};
+  return d.facts.rowEstimates?.get(qualified)?.deletable ? { rowsEstimated: true } : {};
 }
 
 /** Whether a hold keeps `qualified`'s expired rows (a hold keeps all of a relation's rows); says so. */
@@ -91,7 +91,7 @@ function keptByHold(d: Decision, qualified: string, rows: number): boolean {
     severity: "info",
     code: "held",
     partition: qualified,
-    message: `${qualified} is held until ${hold.until.toISOString()} (${hold.reason}): its ${rowsFigure(d.facts, qualified, rows)} rows before the cutoff are kept`,
+    message: `${qualified} is held until ${hold.until.toISOString()} (${hold.reason}): its ${rowsFigure(d.facts, qualified, rows, "expired")} rows before the cutoff are kept`,
   });
   return true;
 }

@@ -45,8 +45,9 @@ export interface TimeOrderIndex {
  * every row (not partial), or undefined when it has none.
  */
 export async function timeOrderIndex(
-  ctx: RetentionContext,
+  db: Kysely<DB>,
   relation: Relation,
+  timeColumn: string,
 ): Promise<TimeOrderIndex | undefined> {
   // indoption bit 1 is DESC, bit 2 NULLS FIRST.
   const r = await sql<{ oid: number; name: string; nulls_first: boolean }>`
@@ -58,9 +59,9 @@ export async function timeOrderIndex(
       JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
      WHERE i.indrelid = ${relationOidSql(relation)}
        AND am.amname = 'btree' AND i.indisvalid AND i.indisready AND i.indpred IS NULL
-       AND a.attname = ${ctx.policy.timeColumn}
+       AND a.attname = ${timeColumn}
      ORDER BY i.indnatts, ic.relname
-     LIMIT 1`.execute(ctx.db);
+     LIMIT 1`.execute(db);
   const row = r.rows[0];
   return row && { oid: Number(row.oid), name: row.name, nullsFirst: row.nulls_first };
 }
@@ -103,7 +104,7 @@ export async function deleteRowsInTimeOrder(
     );
     if (batch === "index gone") {
       // A REINDEX CONCURRENTLY replaces the index under a new oid; another may serve as well.
-      const again = await timeOrderIndex(ctx, action.relation);
+      const again = await timeOrderIndex(ctx.db, action.relation, ctx.policy.timeColumn);
       if (again !== undefined && again.oid !== index.oid) {
         ctx.log.info("the index row deletes read was replaced; going on with the new one", {
           relation: displayRelation(action.relation),

@@ -20,7 +20,6 @@ import {
   warnDeletesStopped,
 } from "./delete-batch.ts";
 import { deleteRowsInTimeOrder, timeOrderIndex } from "./delete-in-time-order.ts";
-import { readExpiredRows } from "./expired-rows.ts";
 import { retentionOf } from "./expiry.ts";
 
 /**
@@ -33,7 +32,7 @@ export async function deleteRowsInBatches(
   action: DeleteRows,
   startBlock: number,
 ): Promise<RetentionOutcome> {
-  const index = await timeOrderIndex(ctx, action.relation);
+  const index = await timeOrderIndex(ctx.db, action.relation, ctx.policy.timeColumn);
   if (index !== undefined) return await deleteRowsInTimeOrder(ctx, action, index);
   return await deleteByBlockRange(ctx, action, startBlock);
 }
@@ -48,7 +47,7 @@ export async function deleteRowsInBatches(
  * block it reached; the next run starts there (rescanning cleaned blocks from 0 every run would
  * spend each small budget on no work at all), and wraps round to block 0: rows inserted since
  * (with old timestamps) may sit in space freed before that block. The pass ends once as many rows
- * as were counted (rowsToCount) are deleted and one read finds no expired row
+ * as the plan counted (action.rows) are deleted and one read finds no expired row
  * in the blocks it has not reached: in a table written in time order those are its newer half, not
  * worth deleting from. Rows with old timestamps written since the count (devices with no clock set)
  * can use up the count before the counted rows are all gone; then that read finds them and the pass
@@ -67,7 +66,6 @@ async function deleteByBlockRange(
     action.relation,
     retention.batchSize,
   );
-  const counted = await rowsToCount(ctx, action);
   const started = Date.now();
   const deadline = ctx.deadline ?? started + retention.timeBudgetMs;
   const target = ctx.batchTargetMs ?? BATCH_TARGET_MS;
@@ -77,7 +75,8 @@ async function deleteByBlockRange(
   let size = blocksPerBatch;
   let msPerRow: number | undefined;
   let stopped: { at: number; why: BatchStop | "stopped" } | undefined;
-  let countEnds = true;
+  // An estimate (facts.ts counts exactly where this pass may run) cannot end a pass early.
+  let countEnds = !action.rowsEstimated;
   outer: for (const [i, [from, to]] of segments.entries()) {
     for (let block = from; block < to; ) {
       const now = Date.now();
@@ -106,7 +105,7 @@ async function deleteByBlockRange(
       block = end;
       if (progress.batches === 10) await pauseAtFaultPoint("after-delete-batch", ctx.log);
       logDeleteProgress(ctx, action, progress, { blocksDone: scanned, blocks });
-      if (countEnds && progress.deleted >= counted) {
+      if (countEnds && progress.deleted >= action.rows) {
         const rest: [number, number][] = [[block, to], ...segments.slice(i + 1)];
         if (!(await expiredRowsIn(ctx, action, rest))) break outer;
         // Rows with old timestamps written since the count used it up: on to the end of the pass.
@@ -130,22 +129,6 @@ async function deleteByBlockRange(
     batches: progress.batches,
     ...(stopped ? { incomplete: true, nextBlock: stopped.at } : {}),
   };
-}
-
-/**
- * The rows the pass ends at (see deleteByBlockRange): the plan's count, or when the plan has only
- * the planner's estimate, a count now (an estimate too low would end the pass early and then send
- * it through the unexpired rest; too high, through every block).
- */
-async function rowsToCount(ctx: RetentionContext, action: DeleteRows): Promise<number> {
-  if (!action.rowsEstimated) return action.rows;
-  const { column, cutoff } = { column: ctx.policy.timeColumn, cutoff: action.before };
-  const { result } = await withLockRetry(
-    ctx.db,
-    retryOptions(ctx, `count the expired rows of ${displayRelation(action.relation)}`),
-    (trx) => readExpiredRows(trx, action.relation, { column, cutoff, limit: undefined, counting: "exact" }),
-  );
-  return result.expired;
 }
 
 /** The block ranges of one pass: from the resume block to the end, then round from block 0. */

@@ -107,6 +107,6 @@ export function keepUnexportedRows(d: Decision, relation: Relation, rows: number
     severity: "warn",
     code: "export_default_rows",
     partition: shown,
-    message: `kept ${rowsFigure(d.facts, shown, rows)} rows of ${shown} before ${d.cutoff.toISOString()} past their cutoff: mode "export" removes only partitions it has exported, never rows one by one. To have them exported, create a partition for their range and move them into it (start it at another instant than an exported partition's start, whose directory it would otherwise share; docs/runbooks/retention.md, "Exporting to the cold tier"): the next run exports it and drops it.`,
+    message: `kept ${rowsFigure(d.facts, shown, rows, "expired")} rows of ${shown} before ${d.cutoff.toISOString()} past their cutoff: mode "export" removes only partitions it has exported, never rows one by one. To have them exported, create a partition for their range and move them into it (start it at another instant than an exported partition's start, whose directory it would otherwise share; docs/runbooks/retention.md, "Exporting to the cold tier"): the next run exports it and drops it.`,
   });
 }

@@ -11,7 +11,7 @@ import type { DB } from "../db/schema.ts";
 import { type InspectedTable, readCatalogIn, type TableProblem } from "../partitions/catalog.ts";
 import { readRollupFrontier } from "../rollups/frontier.ts";
 import { findArchiveClashes } from "./archive-clashes.ts";
-import { type RowCounting, readExpiredRows } from "./expired-rows.ts";
+import { type RowCounting, type RowEstimates, readExpiredRows } from "./expired-rows.ts";
 import { expiryRange, straddlesCutoff } from "./expiry.ts";
 import { readExistingExports } from "./export-facts.ts";
 import { listHolds } from "./holds.ts";
@@ -93,7 +93,7 @@ export async function readRetentionFacts(
       catalog: undefined,
       childHasRows: new Map(),
       expiredRows: new Map([[displayRelation(table), expired.result.expired]]),
-      estimatedRows: new Set(expired.result.estimated ? [displayRelation(table)] : []),
+      rowEstimates: new Map([[displayRelation(table), expired.result.estimated]]),
       unfinishedRemovals,
       holds,
       archiveClashes: new Map(),
@@ -108,7 +108,7 @@ export async function readRetentionFacts(
     { ...lock, what: `inspect the partitions of ${policy.table}`, contended: table },
     (trx) => readPartitionedRows(trx, policy, { cutoff, limit, counting, notFinalRows, inspected }),
   );
-  const { catalog, childHasRows, expiredRows, estimatedRows } = result;
+  const { catalog, childHasRows, expiredRows, rowEstimates } = result;
   const candidates = [
     ...catalog.children.map((c) => ({ schema: c.schema, name: c.name })),
     ...unfinishedRemovals.map((u) => u.partition),
@@ -123,7 +123,7 @@ export async function readRetentionFacts(
     catalog,
     childHasRows,
     expiredRows,
-    estimatedRows,
+    rowEstimates,
     unfinishedRemovals,
     holds,
     archiveClashes,
@@ -167,15 +167,15 @@ async function readPartitionedRows(
   const def = catalog.defaultPartition;
   if (def) counted.push({ schema: def.schema, name: def.name });
   const expiredRows = new Map<string, number>();
-  const estimatedRows = new Set<string>();
+  const rowEstimates = new Map<string, RowEstimates>();
   for (const relation of counted) {
     const { cutoff, limit, counting } = at;
     const n = await readExpiredRows(trx, relation, { column: policy.timeColumn, cutoff, limit, counting });
     expiredRows.set(displayRelation(relation), n.expired);
     at.notFinalRows.set(displayRelation(relation), n.notFinal);
-    if (n.estimated) estimatedRows.add(displayRelation(relation));
+    rowEstimates.set(displayRelation(relation), n.estimated);
   }
-  return { catalog, childHasRows, expiredRows, estimatedRows };
+  return { catalog, childHasRows, expiredRows, rowEstimates };
 }
 
 /**

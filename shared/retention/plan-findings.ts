@@ -6,9 +6,19 @@ import type { RetentionFacts, RetentionFinding, RetentionMode, RetentionRollupFa
 
 const ROLLUP_ADVICE = "Check rollup-hourly: its last executions and their errors (docs/runbooks/rollups.md)";
 
-/** `rows` of a row-delete target as a message says it: "about 12000" where it is an estimate. */
-export function rowsFigure(facts: RetentionFacts, relation: string, rows: number): string {
-  return facts.estimatedRows?.has(relation) ? `about ${rows}` : `${rows}`;
+/**
+ * A figure of a row-delete target's rows as a message says it, "about 12000" where it is the
+ * planner's estimate: all its expired rows (estimated where either part is), or those not final.
+ */
+export function rowsFigure(
+  facts: RetentionFacts,
+  relation: string,
+  rows: number,
+  which: "expired" | "notFinal",
+): string {
+  const estimates = facts.rowEstimates?.get(relation);
+  const estimated = which === "notFinal" ? estimates?.notFinal : estimates?.deletable || estimates?.notFinal;
+  return estimated ? `about ${rows}` : `${rows}`;
 }
 
 /** An expired partition whose upper bound is after the rollup frontier: its hours are not final. */
@@ -45,7 +55,7 @@ export function rowsNotFinal(
       severity: "warn",
       code: "rollup_not_final",
       partition: relation,
-      message: `kept ${rowsFigure(facts, relation, kept)} rows of ${relation} older than the cutoff ${cutoff.toISOString()}: their hours are not rolled up for good yet (${describeRollupFrontier(rollup.frontier)}), so this run deletes ${limit ? `only rows before ${limit.toISOString()}` : "none"}. ${ROLLUP_ADVICE}; the first retention run after it has caught up deletes them.`,
+      message: `kept ${rowsFigure(facts, relation, kept, "notFinal")} rows of ${relation} older than the cutoff ${cutoff.toISOString()}: their hours are not rolled up for good yet (${describeRollupFrontier(rollup.frontier)}), so this run deletes ${limit ? `only rows before ${limit.toISOString()}` : "none"}. ${ROLLUP_ADVICE}; the first retention run after it has caught up deletes them.`,
     },
   };
 }

@@ -1,5 +1,5 @@
 // The retention planner: pure, like the partition planner. From the policy, what the database
-// holds (children with real bounds, holds, counted expired rows, and for a table that is rolled up,
+// holds (children with real bounds, holds, expired rows, and for a table that is rolled up,
 // how far its rollups are final) and `now`, it decides what to remove, what to delete row by row,
 // and whether the run must be refused. Raw rows of hours the rollup has not made final are never
 // removed: such partitions and rows are kept, with a warning, and the rest of the plan goes ahead.
@@ -12,6 +12,7 @@ import type { TableCatalog } from "../partitions/catalog.ts";
 import type { RollupFrontier } from "../rollups/frontier.ts";
 import type { Finding, Plan } from "../run/execute-plan.ts";
 import { type Decision, decidePartitions, deleteExpiredRows, finishUnfinished } from "./decide.ts";
+import type { RowEstimates } from "./expired-rows.ts";
 import { cutoffAt, retentionOf } from "./expiry.ts";
 import type { RetentionHold } from "./holds.ts";
 
@@ -99,8 +100,11 @@ export interface RetentionFacts {
   readonly childHasRows: ReadonlyMap<string, boolean>;
   /** displayRelation(leaf) -> rows older than the cutoff that would be deleted row by row. */
   readonly expiredRows: ReadonlyMap<string, number>;
-  /** The leaves whose expiredRows (and notFinalRows) are the planner's estimates, not counts. */
-  readonly estimatedRows?: ReadonlySet<string> | undefined;
+  /**
+   * displayRelation(leaf) -> which of its figures are the planner's estimates, not counts (the rows
+   * to delete, expiredRows - notFinalRows; notFinalRows). Undefined or absent: counted.
+   */
+  readonly rowEstimates?: ReadonlyMap<string, RowEstimates> | undefined;
   /** Tables a killed run detached but did not yet drop or archive (marked by comment). */
   readonly unfinishedRemovals: readonly { partition: Relation; mode: RetentionMode }[];
   readonly holds: readonly RetentionHold[];

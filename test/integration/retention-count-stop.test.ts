@@ -94,7 +94,7 @@ describe("a delete pass that ends at the counted rows", () => {
     expect(outcome.incomplete).toBeUndefined();
   });
 
-  it("a plan with only an estimate: the pass counts for itself and still ends at the counted rows", async () => {
+  it("a plan with only an estimate (the relation's time index dropped since planning): the pass goes to its end", async () => {
     const name = "c_2";
     // 15,000 expired rows in the first blocks, then 30,000 current ones; no index on the time
     // column, so the pass goes by block range.
@@ -132,8 +132,8 @@ describe("a delete pass that ends at the counted rows", () => {
         relation: { schema: "public", name },
         reason: "plain_table",
         before: new Date(CUTOFF),
-        // An estimate far too low: taken as the count, the pass would look for more after its
-        // first batch, find the rest, and go on through every block of the current rows.
+        // An estimate far too low: taken as a count, the pass would look for more rows after its
+        // first batch (and, an estimate too high, never end early, which is what it does).
         rows: 1,
         rowsEstimated: true,
       },

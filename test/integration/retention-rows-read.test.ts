@@ -33,11 +33,11 @@ beforeAll(async () => {
   // land in the other's figure. Analyzed, never vacuumed (autovacuum off: its insert-triggered run
   // would come at a time of its own): no page is all-visible, so every read of a row is counted (an
   // index-only scan of an all-visible page fetches no row and counts none).
-  for (const table of ["preview", "readings"])
+  for (const table of ["preview", "readings", "unindexed"])
     await t.pool.query(`
       CREATE TABLE public.${table} (id bigserial PRIMARY KEY, ts timestamptz NOT NULL, v float8)
         WITH (autovacuum_enabled = off);
-      CREATE INDEX ${table}_ts ON public.${table} (ts);
+      ${table === "unindexed" ? "" : `CREATE INDEX ${table}_ts ON public.${table} (ts);`}
       INSERT INTO public.${table} (ts, v)
         SELECT timestamptz '${CUTOFF}' - g * interval '1 second', g FROM generate_series(1, ${EXPIRED}) g;
       INSERT INTO public.${table} (ts, v)
@@ -99,4 +99,16 @@ it("a run reads each expired row about twice, plans with an estimate and reports
     "SELECT rows FROM telemetry_jobs.job_actions WHERE kind = 'delete_rows' ORDER BY id DESC LIMIT 1",
   );
   expect(Number(audit.rows[0]?.rows)).toBe(EXPIRED);
+});
+
+it("a run on a table without an index on the time column counts: its pass by block range ends at the count", async () => {
+  const { logs } = await runOnOwnSessions("unindexed", false);
+  expect(messages(logs)).toContain(
+    `plan: delete ${EXPIRED} rows older than ${CUTOFF} from public.unindexed (plain table)`,
+  );
+  const left = await t.pool.query(
+    `SELECT count(*) FILTER (WHERE ts < $1)::int AS expired FROM public.unindexed`,
+    [CUTOFF],
+  );
+  expect(left.rows[0].expired).toBe(0);
 });

@@ -118,7 +118,7 @@ describe("which relations are deleted from in time order", () => {
         now: new Date(NOW),
       };
       const relation = { schema: "public", name };
-      const index = await timeOrderIndex(ctx, relation);
+      const index = await timeOrderIndex(ctx.db, relation, ctx.policy.timeColumn);
       expect(index).toBeDefined();
       const action = {
         kind: "delete_rows" as const,

@@ -326,7 +326,7 @@ describe("planRetention: rows deleted one by one", () => {
     const estimated = {
       catalog: catalog([monthly("2026-02")], true),
       expiredRows: new Map([["public.points_default", 25_000]]),
-      estimatedRows: new Set(["public.points_default"]),
+      rowEstimates: new Map([["public.points_default", { deletable: true, notFinal: false }]]),
     };
     const p = plan(policyWith({}), facts(estimated));
     expect(p.actions).toEqual([
