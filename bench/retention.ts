@@ -3,7 +3,8 @@
 //   - the row-delete fallback on the same rows in an unpartitioned table vs. one plain
 //     DELETE ... WHERE ts < cutoff on an identical copy;
 // wall time and WAL bytes (pg_current_wal_lsn() before and after) for each, the fallback's rows/s,
-// and the worst insert latency of a concurrent writer during the fallback and during the DELETE.
+// and the worst insert latency of a concurrent writer during the fallback, during the DELETE and
+// with nothing else running.
 // Server: withServer's, fsync, synchronous_commit and full_page_writes on as in production: each
 // commit's WAL flush is part of what retention costs, and of what a concurrent writer waits for.
 // Every timed operation starts right after a CHECKPOINT, on sessions that are already open (the
@@ -29,6 +30,7 @@ import {
   ratio,
   runAloneIfMain,
   serverSettings,
+  sleep,
   withServer,
 } from "./support.ts";
 
@@ -262,6 +264,11 @@ export async function runRetentionBench(): Promise<BenchResult> {
           walBytes(c, () => deleter.query(`DELETE FROM public.flat_plain WHERE ts < '2025-07-01T00:00:00Z'`)),
         ),
       );
+      // The same writer with nothing else running, for as long as the DELETE took: what the
+      // machine's own WAL flushes and scheduling make its worst insert.
+      const alone = await onNewClient(c, url, "bench-idle", () =>
+        withWriter(url, "public.flat_plain", () => sleep(plainDelete.value.wallMs)),
+      );
       const left = await c.query(
         `SELECT (SELECT count(*) FROM public.flat_ours WHERE ts < '2025-07-01') AS ours,
                 (SELECT count(*) FROM public.flat_plain WHERE ts < '2025-07-01') AS plain`,
@@ -324,7 +331,7 @@ export async function runRetentionBench(): Promise<BenchResult> {
         `Drop path: ${DROP_REPEATS} pairs of fresh tables, the side measured first alternating; each pair, ours / plain: ${pairs.map((p, i) => `${i + 1}: ${ms(p.ours.wallMs)} / ${ms(p.plainDrop.wallMs)} = ${ratio(p.ours.wallMs, p.plainDrop.wallMs)}`).join("; ")}. The rows above are the median pair's.`,
         `Drop path, as audited: ${pathOf("public.parted_ours_0")}. Less the run with nothing to remove: ${ms(ours.wallMs - noop.wallMs)}, ${ratio(ours.wallMs - noop.wallMs, plainDrop.wallMs)} the plain DROP TABLEs.`,
         `Fallback: ${deleted.toLocaleString("en-US")} rows deleted at ${Math.round(deleted / (fallback.value.wallMs / 1000)).toLocaleString("en-US")} rows/s (${pathOf("public.flat_ours")}; first batch 5,000 rows, no pause; autovacuum off on both tables); rows before the cutoff left: ours ${left.rows[0].ours}, plain ${left.rows[0].plain}.`,
-        `Concurrent writer's insert latency, worst: during the fallback ${worst(fallback.latencies)}, errors ${fallback.errors()}; during the plain DELETE ${worst(plainDelete.latencies)}, errors ${plainDelete.errors()}.`,
+        `Concurrent writer's insert latency, worst: during the fallback ${worst(fallback.latencies)}, errors ${fallback.errors()}; during the plain DELETE ${worst(plainDelete.latencies)}, errors ${plainDelete.errors()}; with nothing else running (as long as the DELETE) ${worst(alone.latencies)}, errors ${alone.errors()}.`,
       ].join("\n");
       return {
         name: label,
@@ -351,10 +358,17 @@ export async function runRetentionBench(): Promise<BenchResult> {
             ms(fallback.value.wallMs),
             ratio(fallback.value.wallMs, plainDelete.value.wallMs),
           ],
-          ["retention", "writer worst insert during fallback", ms(max(fallback.latencies)), ""],
+          [
+            "retention",
+            "writer worst insert: fallback / plain DELETE / nothing else",
+            `${ms(max(fallback.latencies))} / ${ms(max(plainDelete.latencies))} / ${ms(max(alone.latencies))}`,
+            "",
+          ],
         ],
         problems:
-          fallback.errors() + plainDelete.errors() > 0 ? ["retention: concurrent inserts failed"] : [],
+          fallback.errors() + plainDelete.errors() + alone.errors() > 0
+            ? ["retention: concurrent inserts failed"]
+            : [],
       };
     } finally {
       await closeClient(c);
