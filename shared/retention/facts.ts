@@ -1,6 +1,6 @@
 // Reads what the retention planner needs: the partition catalog (real bounds), which children hold
-// any row, how many rows older than the cutoff each row-delete target has (counted by a dry run,
-// estimated by a run: expired-rows.ts), unfinished removals from a killed run, the holds, for a table with
+// any row, how many rows older than the cutoff each row-delete target has (counted, or above a bound
+// estimated where a run deletes in time order: expired-rows.ts), unfinished removals from a killed run, the holds, for a table with
 // a rollup block, the rollup frontier and how many of those expired rows are not final yet, and in
 // mode export, the manifests already in the expired partitions' export directories.
 import { type Kysely, sql } from "kysely";

@@ -58,7 +58,7 @@ export type RetentionAction =
       readonly reason: "plain_table" | "default_partition" | "straddling_partition";
       readonly before: Date;
       readonly rows: number;
-      /** `rows` is the planner's estimate (a run that is not a dry run does not count them). */
+      /** `rows` is the planner's estimate (where a run deletes in time order: expired-rows.ts). */
       readonly rowsEstimated?: true;
     };
 

@@ -1,7 +1,8 @@
 // What a retention run reads from a plain table it deletes rows from in time order: each expired
 // row about twice (once where a batch's end is read from the index, once by the DELETE), not a
-// third time to count them first. Only a dry run, which deletes nothing, counts them all; a run
-// counts up to EXACT_BELOW, plans with the planner's estimate above it, and reports the rows it
+// third time to count them first. A dry run, which deletes nothing, counts them all, as does a run
+// on a table without such an index (its pass by block range ends at the count); a run on one with
+// it counts up to EXACT_BELOW, plans with the planner's estimate above it, and reports the rows it
 // deleted. Counted from
 // pg_stat_user_tables around one run on its own sessions, closed at its end.
 import { Kysely, PostgresDialect } from "kysely";

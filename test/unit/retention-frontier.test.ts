@@ -315,6 +315,46 @@ describe("planRetention of a rolled-up table", () => {
     expect(warned(plan)).toEqual(["public.legacy"]);
   });
 
+  it("estimates: only an estimated figure of rows to delete marks the action; the kept rows' warning says about where they were estimated", () => {
+    const plain = TablePolicySchema.parse({
+      table: "public.legacy",
+      timeColumn: "ts",
+      partitioned: false,
+      retention: { keep: "3 days" },
+      rollup: {},
+    });
+    const planWith = (estimates: { deletable: boolean; notFinal: boolean }) =>
+      planRetention(
+        plain,
+        {
+          table: "public.legacy",
+          catalog: undefined,
+          childHasRows: new Map(),
+          expiredRows: new Map([["public.legacy", 60_000]]),
+          rowEstimates: new Map([["public.legacy", estimates]]),
+          unfinishedRemovals: [],
+          holds: [],
+          archiveClashes: new Map(),
+          rollup: {
+            frontier: frontierAt("2026-06-07T00:00:00Z"),
+            notFinalRows: new Map([["public.legacy", 20_000]]),
+          },
+        },
+        NOW,
+        { force: false },
+      );
+    const keptOnly = planWith({ deletable: false, notFinal: true });
+    expect(keptOnly.actions).toEqual([expect.not.objectContaining({ rowsEstimated: true })]);
+    expect(keptOnly.findings.map((f) => f.message)).toContainEqual(
+      expect.stringMatching(/^kept about 20000 rows of public\.legacy older than/),
+    );
+    const deletedOnly = planWith({ deletable: true, notFinal: false });
+    expect(deletedOnly.actions).toEqual([expect.objectContaining({ rows: 40_000, rowsEstimated: true })]);
+    expect(deletedOnly.findings.map((f) => f.message)).toContainEqual(
+      expect.stringMatching(/^kept 20000 rows of public\.legacy older than/),
+    );
+  });
+
   it("a held partition stays held (INFO); after its hold expired it is kept by the frontier, not announced as removed", () => {
     const hold = (until: string) => ({
       partition: "public.points_p20260608",

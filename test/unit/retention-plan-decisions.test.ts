@@ -322,7 +322,7 @@ describe("planRetention: rows deleted one by one", () => {
     expect(none.actions).toEqual([]);
   });
 
-  it("rows the run only estimated (a run counts up to a bound): the action and every message say about", () => {
+  it("rows the run only estimated (above a bound, where it deletes in time order): the action and every message say about", () => {
     const estimated = {
       catalog: catalog([monthly("2026-02")], true),
       expiredRows: new Map([["public.points_default", 25_000]]),
