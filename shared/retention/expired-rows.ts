@@ -74,8 +74,8 @@ async function countExpiredRows(
 
 /**
  * The two ranges of expired rows, deletable (before the limit) and not final (from the limit to the
- * cutoff), each counted up to EXACT_BELOW rows (by the time index, so at most that many rows read)
- * and estimated beyond.
+ * cutoff), each counted up to EXACT_BELOW rows (a LIMITed count, which the planner normally reads
+ * from the time index) and estimated beyond.
  */
 async function estimateExpiredRows(
   db: Kysely<DB>,

@@ -30,6 +30,41 @@ async function expiredLeft(name: string) {
   return r.rows[0] as { clockless: number; counted: number; kept: number };
 }
 
+/** One block-range delete pass over public.`name` (no index on ts), as the plan `planned` says. */
+async function deletePass(name: string, planned: { rows: number; rowsEstimated?: true }) {
+  const config = makeConfig(
+    t.url,
+    [
+      {
+        table: `public.${name}`,
+        timeColumn: "ts",
+        partitioned: false,
+        retention: { keep: "1 year", batchSize: 1_000, batchPauseMs: 0 },
+      },
+    ],
+    { now: NOW },
+  );
+  const { log, records } = captureLogger("retention");
+  const outcome = await applyRetentionAction(
+    {
+      db: t.db,
+      policy: config.policies[0]!,
+      log,
+      signal: new AbortController().signal,
+      now: new Date(NOW),
+      batchTargetMs: 1,
+    },
+    {
+      kind: "delete_rows",
+      relation: { schema: "public", name },
+      reason: "plain_table",
+      before: new Date(CUTOFF),
+      ...planned,
+    },
+  );
+  return { outcome, records };
+}
+
 describe("a delete pass that ends at the counted rows", () => {
   it("rows dated 1970 written into freed space after planning: every counted row still goes, and the pass says so", async () => {
     const name = "c_1";
@@ -59,36 +94,7 @@ describe("a delete pass that ends at the counted rows", () => {
     );
     expect(placed.rows[0].clockless_last).toBeLessThan(placed.rows[0].counted_first);
 
-    const config = makeConfig(
-      t.url,
-      [
-        {
-          table: `public.${name}`,
-          timeColumn: "ts",
-          partitioned: false,
-          retention: { keep: "1 year", batchSize: 1_000, batchPauseMs: 0 },
-        },
-      ],
-      { now: NOW },
-    );
-    const { log } = captureLogger("retention");
-    const outcome = await applyRetentionAction(
-      {
-        db: t.db,
-        policy: config.policies[0]!,
-        log,
-        signal: new AbortController().signal,
-        now: new Date(NOW),
-        batchTargetMs: 1,
-      },
-      {
-        kind: "delete_rows",
-        relation: { schema: "public", name },
-        reason: "plain_table",
-        before: new Date(CUTOFF),
-        rows: counted,
-      },
-    );
+    const { outcome } = await deletePass(name, { rows: counted });
     expect(await expiredLeft(name)).toEqual({ clockless: 0, counted: 0, kept: 30_000 });
     expect(outcome.rows).toBe(22_500);
     expect(outcome.incomplete).toBeUndefined();
@@ -105,39 +111,9 @@ describe("a delete pass that ends at the counted rows", () => {
       INSERT INTO public.${name} (ts, v, note)
         SELECT '2026-02-01'::timestamptz + g * interval '1 minute', g, repeat('x', 60) FROM generate_series(1, 30000) g;`);
     await t.pool.query(`VACUUM ANALYZE public.${name}`);
-    const config = makeConfig(
-      t.url,
-      [
-        {
-          table: `public.${name}`,
-          timeColumn: "ts",
-          partitioned: false,
-          retention: { keep: "1 year", batchSize: 1_000, batchPauseMs: 0 },
-        },
-      ],
-      { now: NOW },
-    );
-    const { log, records } = captureLogger("retention");
-    const outcome = await applyRetentionAction(
-      {
-        db: t.db,
-        policy: config.policies[0]!,
-        log,
-        signal: new AbortController().signal,
-        now: new Date(NOW),
-        batchTargetMs: 1,
-      },
-      {
-        kind: "delete_rows",
-        relation: { schema: "public", name },
-        reason: "plain_table",
-        before: new Date(CUTOFF),
-        // An estimate far too low: taken as a count, the pass would look for more rows after its
-        // first batch (and, an estimate too high, never end early, which is what it does).
-        rows: 1,
-        rowsEstimated: true,
-      },
-    );
+    // An estimate far too low: taken as a count, the pass would look for more rows after its first
+    // batch (and, an estimate too high, never end early, which is what it does).
+    const { outcome, records } = await deletePass(name, { rows: 1, rowsEstimated: true });
     expect(await expiredLeft(name)).toEqual({ clockless: 0, counted: 0, kept: 30_000 });
     expect(outcome.rows).toBe(15_000);
     expect(records.map((r) => r.message)).not.toContain(

@@ -31,8 +31,12 @@ afterAll(async () => {
   await t.drop();
 });
 
-const read = (table: string, limit: Date | null | undefined, counting: "exact" | "estimate") =>
-  readExpiredRows(t.db, { schema: "public", name: table }, { column: "ts", cutoff: CUTOFF, limit, counting });
+const read = (
+  table: string,
+  limit: Date | null | undefined,
+  counting: "exact" | "estimate",
+  cutoff = CUTOFF,
+) => readExpiredRows(t.db, { schema: "public", name: table }, { column: "ts", cutoff, limit, counting });
 const near = (n: number, truth: number) => {
   expect(n).toBeGreaterThanOrEqual(Math.max(EXACT_BELOW, 0.5 * truth));
   expect(n).toBeLessThanOrEqual(2 * truth);
@@ -74,21 +78,17 @@ describe("readExpiredRows", () => {
   });
 
   it("few expired rows are counted exactly by a run too; none is none", async () => {
-    const few = new Date(new Date(CUTOFF).getTime() - 29_990 * 1000); // 10 rows before it
-    expect(
-      await readExpiredRows(
-        t.db,
-        { schema: "public", name: "indexed" },
-        { column: "ts", cutoff: few, limit: undefined, counting: "estimate" },
-      ),
-    ).toEqual({ expired: 10, notFinal: 0, estimated: { deletable: false, notFinal: false } });
+    const few = new Date(CUTOFF.getTime() - 29_990 * 1000); // 10 rows before it
+    expect(await read("indexed", undefined, "estimate", few)).toEqual({
+      expired: 10,
+      notFinal: 0,
+      estimated: { deletable: false, notFinal: false },
+    });
     const none = new Date("2020-01-01T00:00:00Z");
-    expect(
-      await readExpiredRows(
-        t.db,
-        { schema: "public", name: "indexed" },
-        { column: "ts", cutoff: none, limit: undefined, counting: "estimate" },
-      ),
-    ).toEqual({ expired: 0, notFinal: 0, estimated: { deletable: false, notFinal: false } });
+    expect(await read("indexed", undefined, "estimate", none)).toEqual({
+      expired: 0,
+      notFinal: 0,
+      estimated: { deletable: false, notFinal: false },
+    });
   });
 });

@@ -186,6 +186,15 @@ const deletes = (plan: ReturnType<typeof planRetention>) =>
 const warned = (plan: ReturnType<typeof planRetention>) =>
   plan.findings.filter((f) => f.code === "rollup_not_final").map((f) => f.partition);
 
+/** A plain (unpartitioned) table with a rollup block. */
+const plain = TablePolicySchema.parse({
+  table: "public.legacy",
+  timeColumn: "ts",
+  partitioned: false,
+  retention: { keep: "3 days" },
+  rollup: {},
+});
+
 describe("planRetention of a rolled-up table", () => {
   it("partitions whose upper bound is after the frontier stay, with a WARN naming them, the frontier and what to do", () => {
     const plan = planRetention(
@@ -286,13 +295,6 @@ describe("planRetention of a rolled-up table", () => {
   });
 
   it("a plain table deletes only rows before the frontier", () => {
-    const plain = TablePolicySchema.parse({
-      table: "public.legacy",
-      timeColumn: "ts",
-      partitioned: false,
-      retention: { keep: "3 days" },
-      rollup: {},
-    });
     const plan = planRetention(
       plain,
       {
@@ -316,13 +318,6 @@ describe("planRetention of a rolled-up table", () => {
   });
 
   it("estimates: only an estimated figure of rows to delete marks the action; the kept rows' warning says about where they were estimated", () => {
-    const plain = TablePolicySchema.parse({
-      table: "public.legacy",
-      timeColumn: "ts",
-      partitioned: false,
-      retention: { keep: "3 days" },
-      rollup: {},
-    });
     const planWith = (estimates: { deletable: boolean; notFinal: boolean }) =>
       planRetention(
         plain,
