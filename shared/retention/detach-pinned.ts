@@ -11,7 +11,7 @@
 // transaction needs ACCESS EXCLUSIVE on the partition, so the pin lets go as soon as the first has
 // committed (the partition is pending detach): from then on the detach is bound to the oid.
 import { type Kysely, sql } from "kysely";
-import { displayRelation, relationSql } from "../db/relation.ts";
+import { displayRelation, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import type { RetentionContext } from "./context.ts";
 import { checkStillPlanned } from "./removal-guards.ts";
@@ -73,10 +73,14 @@ async function cancelDetach(ctx: RetentionContext, pid: number, running: Promise
   await running.catch(() => {});
 }
 
-/** Whether the relation `oid` is a partition pending detach (the DETACH's first step committed). */
-async function pendingDetach(pin: Kysely<DB>, oid: number): Promise<boolean> {
+/**
+ * Whether `child` (an oid, or a relation by name) is a partition pending detach: a DETACH ...
+ * CONCURRENTLY committed its first step and did not finish.
+ */
+export async function pendingDetach(db: Kysely<DB>, child: number | Relation): Promise<boolean> {
+  const relid = typeof child === "number" ? sql`${child}::oid` : relationOidSql(child);
   const r = await sql<{ pending: boolean }>`
     SELECT coalesce(bool_or(i.inhdetachpending), false) AS pending
-      FROM pg_catalog.pg_inherits i WHERE i.inhrelid = ${oid}::oid`.execute(pin);
+      FROM pg_catalog.pg_inherits i WHERE i.inhrelid = ${relid}`.execute(db);
   return r.rows[0]?.pending === true;
 }

@@ -14,7 +14,7 @@ import type { DB } from "../db/schema.ts";
 import { SQLSTATE, sqlState } from "../db/sqlstate.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
 import { type AuditOutcomes, type RetentionContext, type RetentionOutcome, retryOptions } from "./context.ts";
-import { detachPinned } from "./detach-pinned.ts";
+import { detachPinned, pendingDetach } from "./detach-pinned.ts";
 import { retentionOf } from "./expiry.ts";
 import { type Confirmed, confirmBeforeDrop, confirmUnderLock, exportRangeMark } from "./export-finish.ts";
 import { exportBeforeDetach, type VerifiedExport } from "./export-step.ts";
@@ -88,7 +88,7 @@ async function detach(ctx: RetentionContext, action: RemovePartition): Promise<s
         } catch (error) {
           // An earlier attempt committed its first transaction, then hit lock_timeout while
           // waiting for older snapshots: the detach is pending and only FINALIZE can complete it.
-          if (!isPendingDetachError(error, action.partition.name)) throw error;
+          if (!(await leftPendingDetach(conn, error, action.partition))) throw error;
           ctx.log.info("the detach is pending after a timed-out attempt: finishing it with FINALIZE", {
             partition: shown,
           });
@@ -112,17 +112,19 @@ async function detach(ctx: RetentionContext, action: RemovePartition): Promise<s
 }
 
 /**
- * Whether `error` says `name` itself is pending detach. PostgreSQL gives the same error for any
- * partition of the table that is ("partition "x" already pending detach in partitioned table"):
- * another one's is not this partition's to FINALIZE (the plan finalizes it as an action of its own).
+ * Whether the DETACH ... CONCURRENTLY of `partition` failed with `error` because the partition is
+ * pending detach already (only FINALIZE completes it). Read from the catalog: the error's text is in
+ * the server's language (lc_messages, which a session cannot change without superuser) and names the
+ * pending partition without its schema; and PostgreSQL raises it for whichever partition of the
+ * table is pending, while another one's is not this partition's to FINALIZE (the plan finalizes
+ * that one as an action of its own).
  */
-function isPendingDetachError(error: unknown, name: string): boolean {
-  const message = (error as Error).message ?? "";
-  return (
-    sqlState(error) === SQLSTATE.objectNotInPrerequisiteState &&
-    /pending detach/i.test(message) &&
-    message.includes(`"${name}"`)
-  );
+export async function leftPendingDetach(
+  db: Kysely<DB>,
+  error: unknown,
+  partition: Relation,
+): Promise<boolean> {
+  return sqlState(error) === SQLSTATE.objectNotInPrerequisiteState && (await pendingDetach(db, partition));
 }
 
 /** Finishes a DETACH CONCURRENTLY that a killed or timed-out run left pending. */
