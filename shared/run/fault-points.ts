@@ -14,6 +14,7 @@ export type FaultPoint =
   | "convert-after-record"
   | "convert-after-prepare-step"
   | "convert-before-swap"
+  | "retention-after-mark"
   | "retention-after-detach"
   | "retention-in-drop-together"
   | "retention-in-finish"
