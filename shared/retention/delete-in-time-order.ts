@@ -13,7 +13,7 @@
 // wherever the last one stopped, and a row written with an old time behind the pass is deleted by
 // the next run. The bounds are carried as the database's own text, which it reads back exactly in
 // the same session, never as a JavaScript Date, which has no microseconds and no infinities.
-import { type Kysely, type RawBuilder, sql } from "kysely";
+import { type Kysely, sql } from "kysely";
 import { columnSql, displayRelation, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
@@ -139,11 +139,6 @@ export async function deleteRowsInTimeOrder(
   };
 }
 
-/** An ORDER BY of the time column `col` that `index` serves in its own order, with no sort. */
-export function inIndexOrder(col: RawBuilder<unknown>, index: TimeOrderIndex): RawBuilder<unknown> {
-  return index.nullsFirst ? sql`${col} NULLS FIRST` : col;
-}
-
 /**
  * Where a batch ends: `high`, the time of the row `size` rows on from `low` (null when fewer are
  * left), and whether it is `low` itself (`crowded`). Read on its own, before the DELETE, so that
@@ -158,7 +153,7 @@ export function batchEdgeSql(
 ) {
   const rel = relationSql(action.relation);
   const col = columnSql(timeColumn);
-  const order = inIndexOrder(col, at.index);
+  const order = at.index.nullsFirst ? sql`${col} NULLS FIRST` : col;
   return sql<{ high: string | null; crowded: boolean }>`
     WITH ahead AS (
       SELECT ${col} AS t FROM ONLY ${rel} WHERE ${col} >= ${at.low} AND ${col} < ${action.before}

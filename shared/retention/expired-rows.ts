@@ -13,7 +13,7 @@
 import { type Kysely, type RawBuilder, sql } from "kysely";
 import { columnSql, type Relation, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
-import { inIndexOrder, type TimeOrderIndex, timeOrderIndex } from "./delete-in-time-order.ts";
+import { timeOrderIndex } from "./delete-in-time-order.ts";
 
 export type RowCounting = "exact" | "estimate";
 
@@ -45,8 +45,8 @@ export async function readExpiredRows(
   relation: Relation,
   at: { column: string; cutoff: Date; limit: Date | null | undefined; counting: RowCounting },
 ): Promise<ExpiredRows> {
-  const index = at.counting === "estimate" ? await timeOrderIndex(db, relation, at.column) : undefined;
-  if (index) return await estimateExpiredRows(db, relation, { ...at, index });
+  if (at.counting === "estimate" && (await timeOrderIndex(db, relation, at.column)))
+    return await estimateExpiredRows(db, relation, at);
   return await countExpiredRows(db, relation, at);
 }
 
@@ -74,16 +74,13 @@ async function countExpiredRows(
 
 /**
  * The two ranges of expired rows, deletable (before the limit) and not final (from the limit to the
- * cutoff), each counted up to EXACT_BELOW rows and estimated beyond. Counted in the index's order,
- * so that the planner weighs the index, which serves the LIMIT with no sort, against scanning and
- * sorting the whole range, not against a sequential scan that stops at EXACT_BELOW matches.
- * Statistics older than the last delete (still showing the deleted rows) make that scan look
- * cheap, and with few rows left it reads the whole table to find them.
+ * cutoff), each counted up to EXACT_BELOW rows (a LIMITed count, which the planner normally reads
+ * from the time index) and estimated beyond.
  */
 async function estimateExpiredRows(
   db: Kysely<DB>,
   relation: Relation,
-  at: { column: string; cutoff: Date; limit: Date | null | undefined; index: TimeOrderIndex },
+  at: { column: string; cutoff: Date; limit: Date | null | undefined },
 ): Promise<ExpiredRows> {
   const rel = relationSql(relation);
   const col = columnSql(at.column);
@@ -100,7 +97,7 @@ async function estimateExpiredRows(
   };
   const capped = (where: RawBuilder<unknown> | undefined) =>
     where
-      ? sql`(SELECT count(*) FROM (SELECT FROM ONLY ${rel} WHERE ${where} ORDER BY ${inIndexOrder(col, at.index)} LIMIT ${sql.lit(EXACT_BELOW)}) r)`
+      ? sql`(SELECT count(*) FROM (SELECT FROM ONLY ${rel} WHERE ${where} LIMIT ${sql.lit(EXACT_BELOW)}) r)`
       : sql`0`;
   const r = await sql<{ deletable: string; not_final: string }>`
     SELECT ${capped(ranges.deletable)} AS deletable, ${capped(ranges.notFinal)} AS not_final`.execute(db);

@@ -2,14 +2,9 @@
 // on its time column, and below EXACT_BELOW; estimated above it, each of the two ranges (rows to
 // delete, before the rollup's row-delete limit; rows not final, from the limit to the cutoff) on its
 // own, so the rows to delete are never shown as an estimate when only the others are one.
-import { Kysely, PostgresDialect } from "kysely";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sessionOptions } from "../../shared/db/connect.ts";
-import type { DB } from "../../shared/db/schema.ts";
 import { EXACT_BELOW, readExpiredRows } from "../../shared/retention/expired-rows.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
-import { rowsReadFrom, settledRowsRead } from "../support/rows-read.ts";
 
 let t: TestDatabase;
 const CUTOFF = new Date("2026-02-01T00:00:00Z");
@@ -96,53 +91,4 @@ describe("readExpiredRows", () => {
       estimated: { deletable: false, notFinal: false },
     });
   });
-});
-
-describe("readExpiredRows on statistics older than the table", () => {
-  // Yesterday's run deleted 60,000 expired rows and nothing has analyzed the table since: the
-  // statistics still say 60% of it is expired. Rows in no time order (an index scan in time order
-  // reads the heap at random), so a sequential scan that stops at EXACT_BELOW matches looks cheap to
-  // the planner; but only 5 rows match, so it would read the whole table to find them. Two indexes:
-  // ascending, and descending with NULLs last (NULLs first when read in ascending order).
-  const INDEXES = { stale_asc: "(ts)", stale_desc: "(ts DESC NULLS LAST)" };
-  beforeAll(async () => {
-    for (const [table, index] of Object.entries(INDEXES)) {
-      await t.pool.query(`
-        CREATE TABLE public.${table} (id bigserial PRIMARY KEY, ts timestamptz NOT NULL, v float8)
-          WITH (autovacuum_enabled = off);
-        INSERT INTO public.${table} (ts, v)
-          SELECT timestamptz '${CUTOFF.toISOString()}' + g * interval '1 second', g
-            FROM generate_series(-60000, 39999) g ORDER BY random();
-        CREATE INDEX ON public.${table} ${index};`);
-      await t.pool.query(`VACUUM ANALYZE public.${table}`);
-      await t.pool.query(`
-        DELETE FROM public.${table} WHERE ts < timestamptz '${CUTOFF.toISOString()}' - interval '5 seconds'`);
-    }
-  });
-
-  it.each(Object.keys(INDEXES))(
-    "%s: a run counts the few rows left from the index, not the table",
-    async (table) => {
-      const APP = "expired-rows-stale";
-      const tableRead = () => rowsReadFrom(t.pool, `SELECT 'public.${table}'::regclass`);
-      const before = await settledRowsRead(t.pool, `telemetry-jobs/${APP}`, tableRead);
-      const pool = new pg.Pool({ connectionString: t.url, max: 1, ...sessionOptions(APP) });
-      const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
-      let rows: Awaited<ReturnType<typeof readExpiredRows>>;
-      try {
-        rows = await readExpiredRows(
-          db,
-          { schema: "public", name: table },
-          { column: "ts", cutoff: CUTOFF, limit: undefined, counting: "estimate" },
-        );
-      } finally {
-        await db.destroy();
-      }
-      expect(rows).toEqual({ expired: 5, notFinal: 0, estimated: { deletable: false, notFinal: false } });
-      const read = (await settledRowsRead(t.pool, `telemetry-jobs/${APP}`, tableRead, before)) - before;
-      // A sequential scan reads all 40,005 live rows; the index, the 5 (a few more if the planner
-      // looks at the index's ends).
-      expect(read).toBeLessThan(100);
-    },
-  );
 });
