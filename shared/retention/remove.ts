@@ -122,12 +122,16 @@ async function detach(ctx: RetentionContext, action: RemovePartition): Promise<s
         try {
           await sql`ALTER TABLE ${parent} DETACH PARTITION ${child} CONCURRENTLY`.execute(conn);
         } catch (error) {
-          // An earlier attempt committed its first transaction, then hit lock_timeout while
-          // waiting for older snapshots: the detach is pending and only FINALIZE can complete it.
+          // An earlier attempt committed its first transaction and did not finish (typically
+          // lock_timeout while waiting for older snapshots): the detach is pending, and only
+          // FINALIZE can complete it.
           if (!(await leftPendingDetach(conn, error, action.partition))) throw error;
-          ctx.log.info("the detach is pending after a timed-out attempt: finishing it with FINALIZE", {
-            partition: shown,
-          });
+          ctx.log.info(
+            "the partition is pending detach already (an earlier attempt's first step committed): finishing it with FINALIZE",
+            {
+              partition: shown,
+            },
+          );
           await sql`ALTER TABLE ${parent} DETACH PARTITION ${child} FINALIZE`.execute(conn);
           finalized = true;
         }
@@ -148,12 +152,13 @@ async function detach(ctx: RetentionContext, action: RemovePartition): Promise<s
 }
 
 /**
- * Whether the DETACH ... CONCURRENTLY of `partition` failed with `error` because the partition is
- * pending detach already (only FINALIZE completes it). Read from the catalog: the error's text is in
- * the server's language (lc_messages, which a session cannot change without superuser) and names the
- * pending partition without its schema; and PostgreSQL raises it for whichever partition of the
- * table is pending, while another one's is not this partition's to FINALIZE (the plan finalizes
- * that one as an action of its own).
+ * Whether the DETACH ... CONCURRENTLY of `partition` failed with `error` (SQLSTATE 55000) while
+ * the partition is pending detach: only FINALIZE completes it then, whatever the error's reason (it
+ * is pending already; or a DEFAULT partition added since refuses a concurrent detach). Read from
+ * the catalog: the error's text is in the server's language (lc_messages, which a session cannot
+ * change without superuser) and names the pending partition without its schema; and PostgreSQL
+ * raises it for whichever partition of the table is pending, while another one's is not this
+ * partition's to FINALIZE (the plan finalizes that one as an action of its own).
  */
 export async function leftPendingDetach(
   db: Kysely<DB>,
