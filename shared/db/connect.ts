@@ -40,7 +40,18 @@ export type ConnectionState = "while idle" | "while in use";
  *   lock (DDL sets its own, shorter, per transaction);
  * - client_connection_check_interval: a session whose job was killed mid-statement (SIGKILL,
  *   Cloud Run's task timeout) notices the dead client within a second and rolls back, instead of
- *   finishing a long move while holding its locks.
+ *   finishing a long move while holding its locks;
+ * - default_transaction_isolation=read committed: the guards lock, then read (holds, marks); under
+ *   a REPEATABLE READ default the snapshot would be taken before the lock wait and miss a hold
+ *   committed meanwhile. An export asks for its lasting snapshot explicitly;
+ * - standard_conforming_strings=on: the literals here are written for it ('\x00'::bytea);
+ * - statement_timeout, idle_in_transaction_session_timeout, idle_session_timeout 0: a role's default
+ *   would cancel a long VALIDATE, end an export's snapshot, or end the session holding the run's
+ *   advisory locks. The jobs bound their own work (lock_timeout, time budgets);
+ * - search_path=pg_catalog, pg_temp: built-ins first, and no schema of a role's or the database's
+ *   (public included) that could stand in for one. Every relation here is qualified, and names
+ *   read back as text (regclass, pg_get_indexdef) come qualified, the same in every session.
+ * A DATABASE_URL's `?options=` are kept ahead of these (poolConfigForUrl).
  *
  * And TCP keepalive on our side (keepAlive): a session that only holds advisory locks sends
  * nothing for minutes, so a server that vanished without a word (a failover, a dropped route)
@@ -67,8 +78,43 @@ export function sessionOptions(job: string): {
       "-c extra_float_digits=3",
       `-c lock_timeout=${SESSION_LOCK_TIMEOUT_MS}`,
       "-c client_connection_check_interval=1000",
+      // A space in a value is escaped with a backslash in startup options.
+      "-c default_transaction_isolation=read\\ committed",
+      "-c standard_conforming_strings=on",
+      "-c statement_timeout=0",
+      "-c idle_in_transaction_session_timeout=0",
+      "-c idle_session_timeout=0",
+      "-c search_path=pg_catalog,pg_temp",
     ].join(" "),
   };
+}
+
+/**
+ * The pool's connection settings for a URL with the session settings: pg lets a URL's query
+ * parameters override the settings it is given, so an `options` parameter (a provider's endpoint
+ * option, a DBA's `-c search_path=...`) would replace every session setting above. It is taken out
+ * of the URL and put ahead of them instead: both apply, and where both set a parameter the later
+ * one, ours, wins.
+ */
+export function poolConfigForUrl(
+  url: string,
+  session: ReturnType<typeof sessionOptions>,
+): ReturnType<typeof sessionOptions> & { connectionString: string } {
+  const at = url.indexOf("?");
+  if (at === -1) return { connectionString: url, ...session };
+  const theirs: string[] = [];
+  const kept = url
+    .slice(at + 1)
+    .split("&")
+    .filter((pair) => {
+      // Read as pg reads the query (URLSearchParams: '+' is a space, %XX decoded).
+      const [key, value] = [...new URLSearchParams(pair).entries()][0] ?? [];
+      if (key !== "options") return true;
+      if (value) theirs.push(value);
+      return false;
+    });
+  const connectionString = kept.length > 0 ? `${url.slice(0, at)}?${kept.join("&")}` : url.slice(0, at);
+  return { connectionString, ...session, options: [...theirs, session.options].join(" ") };
 }
 
 /** A pg Pool with the session settings above, and how to close it (and its connector). */
@@ -91,7 +137,7 @@ export async function openPool(settings: DatabaseSettings, opts: ConnectOptions)
   let connector: Connector | undefined;
   let pool: pg.Pool;
   if (settings.kind === "url") {
-    pool = new pg.Pool({ connectionString: settings.url, max, connectionTimeoutMillis, ...session });
+    pool = new pg.Pool({ ...poolConfigForUrl(settings.url, session), max, connectionTimeoutMillis });
   } else {
     // Loaded here, not at the top: the connector and its Google API clients take about 300 ms to
     // import, which a run with DATABASE_URL would pay for nothing.
