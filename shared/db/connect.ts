@@ -48,9 +48,9 @@ export type ConnectionState = "while idle" | "while in use";
  * - statement_timeout, idle_in_transaction_session_timeout, idle_session_timeout 0: a role's default
  *   would cancel a long VALIDATE, end an export's snapshot, or end the session holding the run's
  *   advisory locks. The jobs bound their own work (lock_timeout, time budgets);
- * - search_path=pg_catalog, pg_temp: built-ins first, and no schema of a role's or the database's
- *   (public included) that could stand in for one. Every relation here is qualified, and names
- *   read back as text (regclass, pg_get_indexdef) come qualified, the same in every session.
+ * search_path is left as the database and role set it: the application's own triggers and
+ *   functions, which the jobs' writes fire (a retention DELETE, rows moved out of DEFAULT), run
+ *   with it and may need it. Every relation here is qualified.
  * A DATABASE_URL's `?options=` are kept ahead of these (poolConfigForUrl).
  *
  * And TCP keepalive on our side (keepAlive): a session that only holds advisory locks sends
@@ -84,7 +84,6 @@ export function sessionOptions(job: string): {
       "-c statement_timeout=0",
       "-c idle_in_transaction_session_timeout=0",
       "-c idle_session_timeout=0",
-      "-c search_path=pg_catalog,pg_temp",
     ].join(" "),
   };
 }
@@ -92,10 +91,21 @@ export function sessionOptions(job: string): {
 /**
  * The pool's connection settings for a URL with the session settings: pg lets a URL's query
  * parameters override the settings it is given, so an `options` parameter (a provider's endpoint
- * option, a DBA's `-c search_path=...`) would replace every session setting above. It is taken out
+ * option, a DBA's `-c work_mem=...`) would replace every session setting above. It is taken out
  * of the URL and put ahead of them instead: both apply, and where both set a parameter the later
- * one, ours, wins.
+ * one, ours, wins. The timeouts pg sends as startup parameters of their own (statement_timeout,
+ * lock_timeout, idle_in_transaction_session_timeout), which the server applies after `options`,
+ * and pg's client-side query_timeout, are dropped from the URL like a role's defaults: the jobs
+ * bound their own work.
  */
+const URL_PARAMETERS_PINNED = new Set([
+  "options",
+  "statement_timeout",
+  "lock_timeout",
+  "idle_in_transaction_session_timeout",
+  "query_timeout",
+]);
+
 export function poolConfigForUrl(
   url: string,
   session: ReturnType<typeof sessionOptions>,
@@ -109,9 +119,8 @@ export function poolConfigForUrl(
     .filter((pair) => {
       // Read as pg reads the query (URLSearchParams: '+' is a space, %XX decoded).
       const [key, value] = [...new URLSearchParams(pair).entries()][0] ?? [];
-      if (key !== "options") return true;
-      if (value) theirs.push(value);
-      return false;
+      if (key === "options" && value) theirs.push(value);
+      return !(key !== undefined && URL_PARAMETERS_PINNED.has(key));
     });
   const connectionString = kept.length > 0 ? `${url.slice(0, at)}?${kept.join("&")}` : url.slice(0, at);
   return { connectionString, ...session, options: [...theirs, session.options].join(" ") };

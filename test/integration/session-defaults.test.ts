@@ -1,7 +1,9 @@
-// A role's (or database's) defaults never reach the jobs' sessions: each pins what its results depend
-// on (shared/db/connect.ts sessionOptions), so a customer's role with REPEATABLE READ or SERIALIZABLE
-// transactions, standard_conforming_strings off, short timeouts and its own search_path gets the same
-// answers. And options given in a DATABASE_URL are kept beside them, never instead of them.
+// A role's (or database's) defaults never reach the jobs' sessions where their results depend on
+// them: each session pins those (shared/db/connect.ts sessionOptions), so a customer's role with
+// SERIALIZABLE transactions, standard_conforming_strings off and short timeouts gets the same
+// answers. Its search_path is kept (the application's triggers, which the jobs' writes fire, may
+// need it); nothing of the product depends on it (search-path.test.ts). Options given in a
+// DATABASE_URL are kept beside the pins, never instead of them; timeouts given there are dropped.
 import { Kysely, PostgresDialect, sql } from "kysely";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { coldColumns } from "../../shared/cold/schema-map.ts";
@@ -33,7 +35,7 @@ beforeAll(async () => {
   url.username = role;
   url.password = "hostile";
   // A provider's option in the URL, and one that tries to set what the jobs pin.
-  url.search = "?options=-c%20work_mem%3D77MB%20-c%20lock_timeout%3D5ms";
+  url.search = "?options=-c%20work_mem%3D77MB%20-c%20lock_timeout%3D5ms&statement_timeout=1";
   hostile = await openPool(
     { kind: "url", url: url.toString() },
     { job: "session-defaults-test", poolSize: 2 },
@@ -41,9 +43,9 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await hostile?.close();
+  // The role is the cluster's, not the database's: dropped while the test's pool is still open.
+  await t.pool.query(`DROP ROLE IF EXISTS ${role}`);
   await t.drop();
-  // The role is the cluster's, not the database's.
-  await t.pool.query(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
 });
 
 it("the jobs' sessions pin their settings; the URL's other options apply too", async () => {
@@ -62,7 +64,7 @@ it("the jobs' sessions pin their settings; the URL's other options apply too", a
     st: "0",
     iit: "0",
     ist: "0",
-    path: "pg_catalog,pg_temp",
+    path: "app, pg_catalog",
     lt: "30s",
     wm: "77MB",
     tz: "UTC",
