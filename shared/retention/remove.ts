@@ -9,8 +9,7 @@
 import { type Kysely, sql } from "kysely";
 import { policyTable } from "../config/policy.ts";
 import { withLockRetry, withLockRetryOnConnection } from "../db/lock-retry.ts";
-import { quoteRelation } from "../db/quote.ts";
-import { displayRelation, type Relation, relationOidSql, relationSql } from "../db/relation.ts";
+import { displayRelation, type Relation, relationSql } from "../db/relation.ts";
 import type { DB } from "../db/schema.ts";
 import { SQLSTATE, sqlState } from "../db/sqlstate.ts";
 import { pauseAtFaultPoint } from "../run/fault-points.ts";
@@ -21,8 +20,9 @@ import { type Confirmed, confirmBeforeDrop, confirmUnderLock, exportRangeMark } 
 import { exportBeforeDetach, type VerifiedExport } from "./export-step.ts";
 import { exportOf } from "./export-target.ts";
 import type { RetentionAction, RetentionMode } from "./plan.ts";
-import { checkStillMarked, checkStillPlanned } from "./removal-guards.ts";
+import { checkStillMarked, checkStillPlanned, RemovalRefusedError } from "./removal-guards.ts";
 import { archivedMarker, detachedMarker, removalMarker } from "./removal-mark.ts";
+import { unmarkNotDetached } from "./unmark.ts";
 
 export type RemovePartition = Extract<RetentionAction, { kind: "remove_partition" }>;
 
@@ -39,11 +39,12 @@ export async function removeOne(
   if (exported) await pauseAtFaultPoint("retention-export-before-detach", ctx.log);
   const child = relationSql(action.partition);
   const mark = removalMarker(ctx.policy.table, action.mode, action);
+  let markedOid: number | undefined;
   await withLockRetry(ctx.db, retryOptions(ctx, `mark ${displayRelation(action.partition)}`), async (trx) => {
     // The lock COMMENT takes, first: the name then means the same table until the commit, and the
     // mark goes only on a partition that is still the expired one the plan read.
     await sql`LOCK TABLE ${child} IN SHARE UPDATE EXCLUSIVE MODE`.execute(trx);
-    await checkStillPlanned(ctx, trx, [action]);
+    [markedOid] = await checkStillPlanned(ctx, trx, [action]);
     await sql`COMMENT ON TABLE ${child} IS ${sql.lit(mark)}`.execute(trx);
     if (exported)
       await exportRangeMark(
@@ -55,7 +56,8 @@ export async function removeOne(
   });
   await pauseAtFaultPoint("retention-after-mark", ctx.log);
   const detachPath = await detach(ctx, action).catch(async (error: unknown) => {
-    await unmarkIfAttached(ctx, action.partition, mark);
+    // A refusal comes from the check made before the DETACH: this run detached nothing.
+    await unmarkNotDetached(ctx, markedOid!, mark, error instanceof RemovalRefusedError);
     throw error;
   });
   if (exported) await pauseAtFaultPoint("retention-export-after-detach", ctx.log);
@@ -71,38 +73,6 @@ export async function removeOne(
     audit && ((trx, done) => audit(trx, [outcome(done[0])])),
   );
   return { ...outcome(finishPath), audited: audit !== undefined };
-}
-
-/**
- * Takes this run's mark off a partition its detach left attached: refused by the detach's check
- * (a hold placed, or the partition changed, since the mark) or out of lock retries. Left on, the
- * mark would outlive the run, and should the partition be detached by hand later (say, to keep it
- * out of retention's reach), the next run would take it for a removal a killed run left unfinished
- * and drop it. Kept where the partition is pending detach (the next run finishes that one) or the
- * comment is no longer this mark. Best effort: a failure is logged, and the run's error stands.
- */
-async function unmarkIfAttached(ctx: RetentionContext, partition: Relation, mark: string): Promise<void> {
-  const shown = displayRelation(partition);
-  try {
-    await withLockRetry(ctx.db, retryOptions(ctx, `unmark ${shown}`), async (trx) => {
-      await sql`LOCK TABLE ${relationSql(partition)} IN SHARE UPDATE EXCLUSIVE MODE`.execute(trx);
-      const r = await sql<{ attached: boolean; comment: string | null }>`
-        SELECT c.relispartition AND NOT coalesce(bool_or(i.inhdetachpending), false) AS attached,
-               pg_catalog.obj_description(c.oid, 'pg_class') AS comment
-          FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid
-         WHERE c.oid = ${relationOidSql(partition)}
-         GROUP BY c.oid, c.relispartition`.execute(trx);
-      const row = r.rows[0];
-      if (!row?.attached || row.comment !== mark) return;
-      await sql`COMMENT ON TABLE ${relationSql(partition)} IS NULL`.execute(trx);
-      ctx.log.info("removal mark taken off: the partition stays attached", { partition: shown });
-    });
-  } catch (error) {
-    ctx.log.warn(
-      `could not take the removal mark off ${shown}, which stays attached: ${(error as Error).message}. Should it be detached by hand, the next run would drop it: first run COMMENT ON TABLE ${quoteRelation(partition)} IS NULL`,
-      { partition: shown },
-    );
-  }
 }
 
 /**
