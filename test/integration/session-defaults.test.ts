@@ -15,6 +15,8 @@ import { createTestDatabase, type TestDatabase } from "../support/database.ts";
 let t: TestDatabase;
 let role: string;
 let hostile: OpenPool;
+// transaction_timeout exists from PostgreSQL 17.
+let hasTransactionTimeout = false;
 
 beforeAll(async () => {
   t = await createTestDatabase();
@@ -31,6 +33,10 @@ beforeAll(async () => {
     CREATE TABLE public.readings (id int NOT NULL, ts timestamptz NOT NULL, note text, v float8);
     INSERT INTO public.readings
       SELECT g, '2026-01-01Z'::timestamptz + g * interval '1 minute', 'n' || g, g / 7.0 FROM generate_series(1, 500) g;`);
+  const version = await t.pool.query("SELECT current_setting('server_version_num')::int AS v");
+  hasTransactionTimeout = version.rows[0].v >= 170000;
+  if (hasTransactionTimeout)
+    await t.pool.query(`ALTER ROLE ${role} IN DATABASE ${t.name} SET transaction_timeout = '100ms'`);
   const url = new URL(t.url);
   url.username = role;
   url.password = "hostile";
@@ -56,7 +62,8 @@ it("the jobs' sessions pin their settings; the URL's other options apply too", a
            current_setting('idle_in_transaction_session_timeout') AS iit,
            current_setting('idle_session_timeout') AS ist,
            current_setting('search_path') AS path, current_setting('lock_timeout') AS lt,
-           current_setting('work_mem') AS wm, current_setting('TimeZone') AS tz`);
+           current_setting('work_mem') AS wm, current_setting('TimeZone') AS tz,
+           current_setting('transaction_timeout', true) AS tt`);
   expect(r.rows[0]).toEqual({
     who: role,
     isolation: "read committed",
@@ -68,6 +75,7 @@ it("the jobs' sessions pin their settings; the URL's other options apply too", a
     lt: "30s",
     wm: "77MB",
     tz: "UTC",
+    tt: hasTransactionTimeout ? "0" : null,
   });
 });
 
@@ -78,7 +86,8 @@ it("a transaction sees what others committed after its first statement (guards l
       Number((await sql<{ n: string }>`SELECT count(*) AS n FROM public.readings`.execute(trx)).rows[0]!.n);
     const before = await count();
     await t.pool.query("INSERT INTO public.readings VALUES (9999, '2026-01-02Z', NULL, NULL)");
-    // Idle in the transaction past the role's 50 ms: the session must still be there.
+    // Idle in the transaction past the role's 50 ms (and, from PostgreSQL 17, its transaction
+    // timeout of 100 ms): the session must still be there.
     await new Promise((resolve) => setTimeout(resolve, 150));
     return { before, after: await count() };
   });
