@@ -10,8 +10,8 @@
 //   for this table, which only a check like the one above ever writes;
 // - either: no hold on it has been placed (`telemetry-jobs hold` locks the table it holds, so its
 //   hold is either committed before this lock, and seen here, or waits until the removal is over).
-// A failed check removes nothing (the transaction rolls back) and names what changed, as a
-// RemovalRefusedError; the next run plans again from the catalog and the holds as they are then.
+// A failed check removes nothing (the transaction rolls back) and names what changed; the next run
+// plans again from the catalog and the holds as they are then.
 import { type Kysely, sql } from "kysely";
 import { policyTable } from "../config/policy.ts";
 import { displayRelation, type Relation, relationOidSql } from "../db/relation.ts";
@@ -21,11 +21,6 @@ import type { RetentionContext } from "./context.ts";
 import { expiryRange } from "./expiry.ts";
 import { parseRemovalMark } from "./removal-mark.ts";
 import type { RemovePartition } from "./remove.ts";
-
-/** A check refused the step: it removed nothing, and what it was to run (a DETACH, a DROP) did not run. */
-export class RemovalRefusedError extends Error {
-  override name = "RemovalRefusedError";
-}
 
 /** The partition an action removes, and the range the plan read for it. */
 type Planned = Pick<RemovePartition, "partition" | "from" | "to">;
@@ -66,7 +61,7 @@ export async function checkStillPlanned(
   const bounds = new Map(children.map((c) => [displayRelation(c), c.bound ?? undefined]));
   const changed = actions.filter((a) => !holdsPlannedRange(bounds.get(displayRelation(a.partition)), a));
   if (changed.length > 0)
-    throw new RemovalRefusedError(
+    throw new Error(
       `${changed.map((a) => displayRelation(a.partition)).join(", ")} ${changed.length === 1 ? "is" : "are"} no longer the partition${changed.length === 1 ? "" : "s"} of ${displayRelation(table)} this run planned to remove (renamed, replaced or detached meanwhile): nothing was removed. The next run plans again from the catalog as it is then.`,
     );
   refuseHeld(r.rows, detachPending ? "attached (or pending detach)" : "attached");
@@ -100,7 +95,7 @@ export async function checkStillMarked(
   );
   const unmarked = names.filter((n) => !marked.has(n));
   if (unmarked.length > 0)
-    throw new RemovalRefusedError(
+    throw new Error(
       `${unmarked.join(", ")} ${unmarked.length === 1 ? "does" : "do"} not carry this run's removal mark for ${ctx.policy.table} (renamed, replaced or attached again meanwhile): nothing was finished. Whatever now has ${unmarked.length === 1 ? "that name" : "those names"} is not this run's; the next run finishes only tables that carry the mark.`,
     );
   refuseHeld(r.rows, "detached");
@@ -121,7 +116,7 @@ function holdsOn(ctx: RetentionContext, names: readonly string[]) {
 function refuseHeld(rows: readonly { name: string; hold: string | null }[], state: string): void {
   const held = rows.filter((r) => r.hold !== null);
   if (held.length === 0) return;
-  throw new RemovalRefusedError(
+  throw new Error(
     `${held.map((h) => `${h.name} (${h.hold})`).join("; ")}: held while this run was removing ${held.length === 1 ? "it" : "them"}. Nothing was removed in this step; ${held.length === 1 ? "it stays" : "they stay"} ${state} and the next run keeps ${held.length === 1 ? "it" : "them"} until the hold ends.`,
   );
 }

@@ -20,7 +20,7 @@ import { type Confirmed, confirmBeforeDrop, confirmUnderLock, exportRangeMark } 
 import { exportBeforeDetach, type VerifiedExport } from "./export-step.ts";
 import { exportOf } from "./export-target.ts";
 import type { RetentionAction, RetentionMode } from "./plan.ts";
-import { checkStillMarked, checkStillPlanned, RemovalRefusedError } from "./removal-guards.ts";
+import { checkStillMarked, checkStillPlanned } from "./removal-guards.ts";
 import { archivedMarker, detachedMarker, removalMarker } from "./removal-mark.ts";
 import { unmarkNotDetached } from "./unmark.ts";
 
@@ -55,9 +55,9 @@ export async function removeOne(
       ).execute(trx);
   });
   await pauseAtFaultPoint("retention-after-mark", ctx.log);
-  const detachPath = await detach(ctx, action).catch(async (error: unknown) => {
-    // A refusal comes from the check made before the DETACH: this run detached nothing.
-    await unmarkNotDetached(ctx, markedOid!, mark, error instanceof RemovalRefusedError);
+  const sent = { detach: false };
+  const detachPath = await detach(ctx, action, sent).catch(async (error: unknown) => {
+    await unmarkNotDetached(ctx, { oid: markedOid!, planned: action.partition }, mark, sent.detach);
     throw error;
   });
   if (exported) await pauseAtFaultPoint("retention-export-after-detach", ctx.log);
@@ -80,7 +80,12 @@ export async function removeOne(
  * transaction once it holds the locks; for DETACH CONCURRENTLY, which cannot run in one, by a
  * second session that pins the name until the detach is bound to the partition (detach-pinned.ts).
  */
-async function detach(ctx: RetentionContext, action: RemovePartition): Promise<string> {
+async function detach(
+  ctx: RetentionContext,
+  action: RemovePartition,
+  /** Set once a DETACH (or FINALIZE) of the partition has been sent: it may have taken effect. */
+  sent: { detach: boolean },
+): Promise<string> {
   const parent = relationSql(policyTable(ctx.policy));
   const child = relationSql(action.partition);
   const shown = displayRelation(action.partition);
@@ -90,6 +95,7 @@ async function detach(ctx: RetentionContext, action: RemovePartition): Promise<s
     await onOwnConnection(ctx, `detach ${shown} concurrently`, (conn) =>
       detachPinned(ctx, action, conn, async () => {
         try {
+          sent.detach = true;
           await sql`ALTER TABLE ${parent} DETACH PARTITION ${child} CONCURRENTLY`.execute(conn);
         } catch (error) {
           // An earlier attempt committed its first transaction and did not finish (typically
@@ -116,6 +122,7 @@ async function detach(ctx: RetentionContext, action: RemovePartition): Promise<s
       trx,
     );
     await checkStillPlanned(ctx, trx, [action]);
+    sent.detach = true;
     await sql`ALTER TABLE ${parent} DETACH PARTITION ${child}`.execute(trx);
   });
   return "detach (ACCESS EXCLUSIVE on the parent, under lock_timeout: the table has a DEFAULT partition)";

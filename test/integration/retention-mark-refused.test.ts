@@ -2,7 +2,8 @@
 // no longer attached is what a killed run leaves unfinished, and the next run drops it. Refused
 // because a hold was placed between the mark and the detach's check, the partition stays attached,
 // and may be detached by hand later (to keep it out of retention's reach); refused because it was
-// detached by hand meanwhile, it is that already. Either way the run takes its mark off.
+// detached by hand meanwhile (and perhaps renamed), it is that already. Either way the run sent no
+// DETACH, and takes its mark off the table it marked, found by oid.
 import { rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -107,4 +108,19 @@ it("the partition detached by hand after the mark: the run leaves it, unmarked, 
   const next = await runRetention(t.db, makeConfig(t.url, [policy("s")], { now: NOW }));
   expect(next.exitCode, JSON.stringify(next.logs.filter((l) => l.severity === "ERROR"))).toBe(0);
   expect(await rows("s")).toBe(60);
+}, 120_000);
+
+it("detached by hand and renamed after the mark: the run's mark comes off the table it marked", async () => {
+  await makeTable("u");
+  const run = await runPausedAfterMark("u", async () => {
+    await t.pool.query(`
+      ALTER TABLE public.u DETACH PARTITION public.u_p202511;
+      ALTER TABLE public.u_p202511 RENAME TO u_kept;`);
+  });
+  expect(run.exitCode).not.toBe(0);
+  const kept = await t.pool.query("SELECT obj_description('public.u_kept'::regclass, 'pg_class') AS c");
+  expect(kept.rows[0].c).toBeNull();
+  const next = await runRetention(t.db, makeConfig(t.url, [policy("u")], { now: NOW }));
+  expect(next.exitCode, JSON.stringify(next.logs.filter((l) => l.severity === "ERROR"))).toBe(0);
+  expect((await t.pool.query("SELECT count(*)::int AS n FROM public.u_kept")).rows[0].n).toBe(60);
 }, 120_000);
