@@ -56,7 +56,12 @@ export async function openPool(settings: DatabaseSettings, opts: ConnectOptions)
   let connector: Connector | undefined;
   let pool: pg.Pool;
   if (settings.kind === "url") {
-    pool = new pg.Pool({ ...poolConfigForUrl(settings.url, session), max, connectionTimeoutMillis });
+    pool = new pg.Pool({
+      ...poolConfigForUrl(settings.url, session),
+      max,
+      connectionTimeoutMillis,
+      onConnect: pinTransactionTimeout,
+    });
   } else {
     // Loaded here, not at the top: the connector and its Google API clients take about 300 ms to
     // import, which a run with DATABASE_URL would pay for nothing.
@@ -75,10 +80,10 @@ export async function openPool(settings: DatabaseSettings, opts: ConnectOptions)
       max,
       connectionTimeoutMillis,
       ...session,
+      onConnect: pinTransactionTimeout,
     });
   }
   reportConnectionErrors(pool, opts);
-  pinTransactionTimeout(pool);
   let closed = false;
   return {
     pool,

@@ -84,10 +84,13 @@ export function poolConfigForUrl(
   url: string,
   session: ReturnType<typeof sessionOptions>,
 ): ReturnType<typeof sessionOptions> & { connectionString: string } {
-  const at = url.indexOf("?");
-  if (at === -1) return { connectionString: url, ...session };
+  // A fragment means nothing to pg (its URL parser drops it); left on, it would end up in a value.
+  const hash = url.indexOf("#");
+  const bare = hash === -1 ? url : url.slice(0, hash);
+  const at = bare.indexOf("?");
+  if (at === -1) return { connectionString: bare, ...session };
   const theirs: string[] = [];
-  const kept = url
+  const kept = bare
     .slice(at + 1)
     .split("&")
     .filter((pair) => {
@@ -96,7 +99,7 @@ export function poolConfigForUrl(
       if (key === "options" && value) theirs.push(value);
       return !(key !== undefined && URL_PARAMETERS_PINNED.has(key));
     });
-  const connectionString = kept.length > 0 ? `${url.slice(0, at)}?${kept.join("&")}` : url.slice(0, at);
+  const connectionString = kept.length > 0 ? `${bare.slice(0, at)}?${kept.join("&")}` : bare.slice(0, at);
   return { connectionString, ...session, options: [...theirs, session.options].join(" ") };
 }
 
@@ -104,17 +107,11 @@ export function poolConfigForUrl(
  * transaction_timeout (PostgreSQL 17 and later) at 0, like the other timeouts in sessionOptions: a
  * role's default would end an export's snapshot or a long batch. It cannot go in the startup
  * options, which a server before 17 refuses as an unknown parameter, so it is set on each new
- * connection, once the server's version is known, before the pool lends it out (pg runs a client's
- * queries in order, this one first).
+ * connection once the server's version is known: the pool's onConnect hook, which the pool awaits
+ * before it lends the connection out (and whose failure fails that connection's acquisition).
  */
-export function pinTransactionTimeout(pool: pg.Pool): void {
-  pool.on("connect", (client) => {
-    client
-      .query(
-        "SELECT pg_catalog.set_config('transaction_timeout', '0', false) WHERE pg_catalog.current_setting('server_version_num')::int >= 170000",
-      )
-      .catch(() => {
-        // A broken connection fails its next query too, where the job sees it.
-      });
-  });
+export async function pinTransactionTimeout(client: pg.ClientBase): Promise<void> {
+  await client.query(
+    "SELECT pg_catalog.set_config('transaction_timeout', '0', false) WHERE pg_catalog.current_setting('server_version_num')::int >= 170000",
+  );
 }
