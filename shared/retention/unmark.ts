@@ -1,5 +1,5 @@
 // Taking a removal mark off again: a partition retention marked to remove by itself, whose detach
-// then failed before any DETACH of it was sent (see removeOne in remove.ts).
+// then failed without taking it out of the table (see removeOne in remove.ts).
 import { sql } from "kysely";
 import { withLockRetry } from "../db/lock-retry.ts";
 import { quoteRelation } from "../db/quote.ts";
