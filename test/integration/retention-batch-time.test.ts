@@ -4,9 +4,8 @@
 // test adds one.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { applyRetentionAction } from "../../shared/retention/apply.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
-import { captureLogger, makeConfig, runCli, startCli } from "../support/jobs.ts";
+import { applyPlainRowDelete, runCli, startCli } from "../support/jobs.ts";
 
 let t: TestDatabase;
 beforeAll(async () => {
@@ -42,37 +41,19 @@ async function stats(name: string) {
 }
 
 async function deleteExpired(name: string, batchSize: number, batchTargetMs: number, rows: number) {
-  const config = makeConfig(
-    t.url,
-    [
-      {
-        table: `public.${name}`,
-        timeColumn: "ts",
-        partitioned: false,
-        retention: { keep: "28 days", batchSize, batchPauseMs: 0 },
-      },
-    ],
-    { now: NOW },
-  );
-  const { log, records } = captureLogger("retention");
-  const outcome = await applyRetentionAction(
-    {
-      db: t.db,
-      policy: config.policies[0]!,
-      log,
-      signal: new AbortController().signal,
-      now: new Date(NOW),
-      batchTargetMs,
-    },
-    {
-      kind: "delete_rows",
-      relation: { schema: "public", name },
-      reason: "plain_table",
-      before: new Date(CUTOFF),
-      rows,
-    },
-  );
-  return { outcome, records };
+  const policy = {
+    table: `public.${name}`,
+    timeColumn: "ts",
+    partitioned: false,
+    retention: { keep: "28 days", batchSize, batchPauseMs: 0 },
+  };
+  return await applyPlainRowDelete(t.db, t.url, policy, {
+    relation: { schema: "public", name },
+    now: NOW,
+    before: CUTOFF,
+    rows,
+    batchTargetMs,
+  });
 }
 
 describe("row-delete batches sized by time", () => {

@@ -4,9 +4,8 @@
 // count: the pass must still not end while rows it counted are left, nor say it finished when
 // they are.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { applyRetentionAction } from "../../shared/retention/apply.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
-import { captureLogger, makeConfig } from "../support/jobs.ts";
+import { applyPlainRowDelete } from "../support/jobs.ts";
 
 let t: TestDatabase;
 beforeAll(async () => {
@@ -32,37 +31,19 @@ async function expiredLeft(name: string) {
 
 /** One block-range delete pass over public.`name` (no index on ts), as the plan `planned` says. */
 async function deletePass(name: string, planned: { rows: number; rowsEstimated?: true }) {
-  const config = makeConfig(
-    t.url,
-    [
-      {
-        table: `public.${name}`,
-        timeColumn: "ts",
-        partitioned: false,
-        retention: { keep: "1 year", batchSize: 1_000, batchPauseMs: 0 },
-      },
-    ],
-    { now: NOW },
-  );
-  const { log, records } = captureLogger("retention");
-  const outcome = await applyRetentionAction(
-    {
-      db: t.db,
-      policy: config.policies[0]!,
-      log,
-      signal: new AbortController().signal,
-      now: new Date(NOW),
-      batchTargetMs: 1,
-    },
-    {
-      kind: "delete_rows",
-      relation: { schema: "public", name },
-      reason: "plain_table",
-      before: new Date(CUTOFF),
-      ...planned,
-    },
-  );
-  return { outcome, records };
+  const policy = {
+    table: `public.${name}`,
+    timeColumn: "ts",
+    partitioned: false,
+    retention: { keep: "1 year", batchSize: 1_000, batchPauseMs: 0 },
+  };
+  return await applyPlainRowDelete(t.db, t.url, policy, {
+    relation: { schema: "public", name },
+    now: NOW,
+    before: CUTOFF,
+    batchTargetMs: 1,
+    ...planned,
+  });
 }
 
 describe("a delete pass that ends at the counted rows", () => {

@@ -4,10 +4,9 @@
 // resumes and wraps round. Plus bad retention policies and two runs at once.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { applyRetentionAction } from "../../shared/retention/apply.ts";
 import { catalogSnapshot } from "../support/catalog-snapshot.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
-import { captureLogger, makeConfig, runCli, runRetention, startCli } from "../support/jobs.ts";
+import { applyPlainRowDelete, makeConfig, runCli, runRetention, startCli } from "../support/jobs.ts";
 
 let t: TestDatabase;
 const NOW = "2026-03-01T00:00:00Z";
@@ -154,25 +153,13 @@ describe("resuming a batched delete", () => {
     const resumeAt = blocks - 1;
     expect(late.rows[0].block).toBeLessThan(resumeAt);
 
-    const config = makeConfig(t.url, [PLAIN()], { now: NOW });
-    const { log } = captureLogger("retention");
-    const outcome = await applyRetentionAction(
-      {
-        db: t.db,
-        policy: config.policies[0]!,
-        log,
-        signal: new AbortController().signal,
-        now: new Date(NOW),
-      },
-      {
-        kind: "delete_rows",
-        relation: { schema: "public", name: "legacy_readings" },
-        reason: "plain_table",
-        before: new Date(CUTOFF),
-        rows: 1001,
-      },
-      { startBlock: resumeAt },
-    );
+    const { outcome } = await applyPlainRowDelete(t.db, t.url, PLAIN(), {
+      relation: { schema: "public", name: "legacy_readings" },
+      now: NOW,
+      before: CUTOFF,
+      rows: 1001,
+      startBlock: resumeAt,
+    });
     expect(outcome.path).toMatch(/^batched delete by block range /);
     expect(outcome.incomplete).toBeUndefined();
     expect((await counts()).expired).toBe(0);

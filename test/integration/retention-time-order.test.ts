@@ -14,7 +14,7 @@ import type { DB } from "../../shared/db/schema.ts";
 import { applyRetentionAction } from "../../shared/retention/apply.ts";
 import { batchEdgeSql, timeOrderIndex } from "../../shared/retention/delete-in-time-order.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
-import { captureLogger, makeConfig, runCli, startCli } from "../support/jobs.ts";
+import { applyPlainRowDelete, captureLogger, makeConfig, runCli, startCli } from "../support/jobs.ts";
 
 let t: TestDatabase;
 beforeAll(async () => {
@@ -37,19 +37,12 @@ const policy = (name: string, retention: Record<string, unknown> = {}) => ({
 
 /** Runs the row deletes of `name` as retention's executor does, with the given first batch size. */
 async function deleteExpired(name: string, batchSize: number) {
-  const config = makeConfig(t.url, [policy(name, { batchSize })], { now: NOW });
-  const { log, records } = captureLogger("retention");
-  const outcome = await applyRetentionAction(
-    { db: t.db, policy: config.policies[0]!, log, signal: new AbortController().signal, now: new Date(NOW) },
-    {
-      kind: "delete_rows",
-      relation: { schema: "public", name },
-      reason: "plain_table",
-      before: new Date(CUTOFF),
-      rows: 1,
-    },
-  );
-  return { outcome, records };
+  return await applyPlainRowDelete(t.db, t.url, policy(name, { batchSize }), {
+    relation: { schema: "public", name },
+    now: NOW,
+    before: CUTOFF,
+    rows: 1,
+  });
 }
 
 /** The ids a correct run keeps: rows not older than the cutoff, and rows with no time. */

@@ -6,9 +6,11 @@ import { Writable } from "node:stream";
 import type { Kysely } from "kysely";
 import { type Config, deepFreeze } from "../../shared/config/load.ts";
 import { PolicyFileSchema } from "../../shared/config/policy.ts";
+import type { Relation } from "../../shared/db/relation.ts";
 import type { DB } from "../../shared/db/schema.ts";
 import { createLogger } from "../../shared/log/logger.ts";
 import { runPartitionManagerJob } from "../../shared/partitions/job.ts";
+import { applyRetentionAction } from "../../shared/retention/apply.ts";
 import { runRetentionJob } from "../../shared/retention/job.ts";
 import { runRollupJob } from "../../shared/rollups/job.ts";
 import type { HourRange, ShardSpec } from "../../shared/rollups/plan.ts";
@@ -42,6 +44,49 @@ export function makeConfig(
       json: true,
     },
   });
+}
+
+/**
+ * One row delete of a plain table applied as retention's executor does (applyRetentionAction): the
+ * table's policy entry `policy`, read at `at.now`; the rows of `at.relation` before `at.before`,
+ * planned as `at.rows` (an estimate with `rowsEstimated`). Its outcome and the records it logged.
+ */
+export async function applyPlainRowDelete(
+  db: Kysely<DB>,
+  url: string,
+  policy: Record<string, unknown>,
+  at: {
+    relation: Relation;
+    now: string;
+    before: string;
+    rows: number;
+    rowsEstimated?: true;
+    batchTargetMs?: number;
+    startBlock?: number;
+  },
+) {
+  const config = makeConfig(url, [policy], { now: at.now });
+  const { log, records } = captureLogger("retention");
+  const outcome = await applyRetentionAction(
+    {
+      db,
+      policy: config.policies[0]!,
+      log,
+      signal: new AbortController().signal,
+      now: new Date(at.now),
+      ...(at.batchTargetMs === undefined ? {} : { batchTargetMs: at.batchTargetMs }),
+    },
+    {
+      kind: "delete_rows",
+      relation: at.relation,
+      reason: "plain_table",
+      before: new Date(at.before),
+      rows: at.rows,
+      ...(at.rowsEstimated ? { rowsEstimated: true as const } : {}),
+    },
+    at.startBlock === undefined ? undefined : { startBlock: at.startBlock },
+  );
+  return { outcome, records };
 }
 
 export async function runPartitionManager(
