@@ -112,12 +112,33 @@ describe("row-delete fallback on a plain table", () => {
         }
       }
     })();
+    // The second run starts while the first holds the table's lock: the first is held up by a row
+    // it must delete, locked by another session until the second has run. (Started together, the
+    // first could be done before the second asked for the lock, and both say ok.)
+    const blocker = new pg.Client({ connectionString: t.url });
+    await blocker.connect();
     try {
+      await blocker.query("BEGIN");
+      await blocker.query("SELECT 1 FROM public.legacy_readings WHERE id = 2000001 FOR UPDATE");
       const config = makeConfig(t.url, [PLAIN()], { now: NOW });
-      const [a, b] = await Promise.all([runRetention(t.db, config), runRetention(t.db, config)]);
-      expect([a.exitCode, b.exitCode]).toEqual([0, 0]);
-      expect([a.status, b.status].sort()).toEqual(["ok", "skipped"]);
+      const first = runRetention(t.db, config);
+      let waiting = 0;
+      for (let i = 0; i < 400 && waiting === 0; i++) {
+        await new Promise((r) => setTimeout(r, 25));
+        const w = await t.pool.query(`
+          SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE datname = current_database() AND application_name = 'telemetry-jobs/test'
+             AND wait_event_type = 'Lock'`);
+        waiting = w.rows[0].n;
+      }
+      expect(waiting).toBeGreaterThan(0);
+      const second = await runRetention(t.db, config);
+      await blocker.query("COMMIT");
+      const a = await first;
+      expect([a.exitCode, second.exitCode]).toEqual([0, 0]);
+      expect([a.status, second.status]).toEqual(["ok", "skipped"]);
     } finally {
+      await blocker.end();
       stop = true;
       await load;
       await writer.end();
